@@ -1,0 +1,3 @@
+"""gochat_actors: supervised trio components for a chat backend."""
+
+__all__: list[str] = []

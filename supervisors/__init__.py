@@ -1,0 +1,3 @@
+"""supervisors: OTP-grade supervision trees on trio."""
+
+__all__: list[str] = []
