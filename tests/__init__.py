@@ -1,0 +1,1 @@
+"""Tests for gochat-actors; `tests/_servers.py` holds the real-server helpers."""

@@ -1,0 +1,113 @@
+"""Shared fixtures: one clean namespace per test on each real server.
+
+A test that is marked ``mariadb``/``redis``/``etcd``/``kafka``, or that uses one
+of the fixtures below, needs that server. The server is probed once per session;
+when it does not answer the test is skipped, or FAILS when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests import _servers
+from tests._servers import Server, TopicFactory, require_server
+
+# fixture name -> the server it needs (used to mark tests automatically).
+SERVER_FIXTURES: dict[str, Server] = {
+    "mariadb_url": "mariadb",
+    "redis_url": "redis",
+    "redis_key_prefix": "redis",
+    "etcd_url": "etcd",
+    "etcd_key_prefix": "etcd",
+    "kafka_bootstrap": "kafka",
+    "kafka_topic_factory": "kafka",
+    "kafka_group_id": "kafka",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the servers its fixtures need (so ``-m "not kafka"`` works)."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for server in sorted({SERVER_FIXTURES[n] for n in names if n in SERVER_FIXTURES}):
+            if item.get_closest_marker(server) is None:
+                item.add_marker(getattr(pytest.mark, server))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Check every server the test is marked for, before its fixtures run."""
+    for server in _servers.SERVERS:
+        if item.get_closest_marker(server) is not None:
+            require_server(server)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """``redis://127.0.0.1:6379/0``; pair it with ``redis_key_prefix``."""
+    require_server("redis")
+    return _servers.REDIS_URL
+
+
+@pytest.fixture
+def redis_key_prefix(redis_url: str) -> Iterator[str]:
+    """A unique key prefix like ``gochat-test:ab12...:``; its keys are deleted afterwards."""
+    prefix = _servers.unique_name("redis", sep=":") + ":"
+    yield prefix
+    _servers.redis_delete_prefix(prefix)
+
+
+@pytest.fixture(scope="session")
+def etcd_url() -> str:
+    """``http://127.0.0.1:2379`` (the v3 JSON gateway); pair it with ``etcd_key_prefix``."""
+    require_server("etcd")
+    return _servers.ETCD_URL
+
+
+@pytest.fixture
+def etcd_key_prefix(etcd_url: str) -> Iterator[str]:
+    """A unique key prefix like ``/gochat-test/etcd/ab12.../``; deleted afterwards."""
+    prefix = "/" + _servers.unique_name("etcd", sep="/") + "/"
+    yield prefix
+    _servers.etcd_delete_prefix(prefix)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """``127.0.0.1:9092``, the Kafka-wire broker (Tansu locally)."""
+    require_server("kafka")
+    return _servers.KAFKA_BOOTSTRAP
+
+
+@pytest.fixture
+def kafka_topic_factory(kafka_bootstrap: str) -> Iterator[TopicFactory]:
+    """``factory(stem="topic") -> str``: unique topic names; those topics are deleted after."""
+    made: list[str] = []
+
+    def factory(stem: str = "topic") -> str:
+        name = _servers.unique_name(stem)
+        made.append(name)
+        return name
+
+    yield factory
+    _servers.kafka_delete_topics(made)
+
+
+@pytest.fixture
+def kafka_group_id(kafka_bootstrap: str) -> str:
+    """A unique consumer group id."""
+    return _servers.unique_name("group")
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A fresh, empty database, dropped afterwards.
+
+    Yields ``mysql+aiomysql://root@127.0.0.1:3306/gochat_test_db_<hex>``.
+    """
+    require_server("mariadb")
+    database = _servers.unique_name("db", sep="_").replace("-", "_")
+    _servers.mariadb_create_database(database)
+    yield _servers.mariadb_url(database)
+    _servers.mariadb_drop_database(database)

@@ -1,0 +1,1 @@
+"""Smoke tests: each real server is reached through the client the library uses."""
