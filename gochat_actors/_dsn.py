@@ -1,0 +1,264 @@
+"""``Dsn``: a connection URL whose password never shows.
+
+A :class:`Dsn` keeps the whole URL but masks the password (and secret-looking query
+parameters) in ``str()``, ``repr()`` and ``model_dump(mode="json")``; only
+:meth:`Dsn.reveal` gives the clear URL, for the driver. A settings field states which
+schemes it accepts with :class:`DsnSchemes`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, urlsplit
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, SecretStr
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+__all__ = ["MASK", "Dsn", "DsnSchemes", "mask_urls"]
+
+MASK = "***"
+"""What a masked password looks like."""
+
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*$")
+_SECRET_QUERY = re.compile(
+    r"([?&](?:password|passwd|pwd|secret|token|sasl_password)=)[^&#]*", re.IGNORECASE
+)
+# Any "scheme://user:password@" inside free text (log messages, driver errors).
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)([^\s/]+)@")
+
+
+def mask_urls(text: str) -> str:
+    """Mask the password of every ``scheme://user:password@host`` URL inside ``text``.
+
+    Example::
+
+        >>> mask_urls("connect to redis://:hunter2@cache:6379/0 failed")
+        'connect to redis://:***@cache:6379/0 failed'
+    """
+    if "://" not in text:
+        return text
+    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+
+
+class Dsn:
+    """A connection URL (``scheme://user:password@host:port/path?query``).
+
+    ``str()``/``repr()`` mask the password; :meth:`reveal` returns the URL as given.
+    An empty ``Dsn("")`` is falsy and means "not set". Raises :class:`ValueError`
+    on a malformed URL (the message never contains the URL).
+
+    Example::
+
+        >>> dsn = Dsn("mysql+aiomysql://app:s3cret@127.0.0.1:3306/chat")
+        >>> str(dsn), dsn.host, dsn.port, dsn.database
+        ('mysql+aiomysql://app:***@127.0.0.1:3306/chat', '127.0.0.1', 3306, 'chat')
+        >>> dsn.reveal()
+        'mysql+aiomysql://app:s3cret@127.0.0.1:3306/chat'
+    """
+
+    __slots__ = ("_masked", "_parts", "_port", "_url")
+
+    def __init__(self, url: str) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"Dsn expects a str, got {type(url).__name__}")
+        self._url = url
+        self._parts: SplitResult | None = None
+        self._port: int | None = None
+        self._masked = ""
+        if not url:
+            return
+        if "://" not in url:
+            raise ValueError("not a URL: expected scheme://...")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            # urllib's messages never echo the URL, but say nothing about the rule
+            if "out of range" in str(exc) or "Port" in str(exc):
+                raise ValueError("port must be an integer in 1..65535") from None
+            raise ValueError(f"malformed URL ({exc})") from None
+        if not _SCHEME.match(parts.scheme):
+            raise ValueError("malformed URL scheme")
+        if port == 0:
+            raise ValueError("port must be an integer in 1..65535")
+        self._parts = parts
+        self._port = port
+        self._masked = _masked_url(url, parts)
+
+    # -- parts -------------------------------------------------------------------
+    @property
+    def scheme(self) -> str:
+        """The scheme, lower case (``"mysql+aiomysql"``); ``""`` when empty."""
+        return self._parts.scheme if self._parts else ""
+
+    @property
+    def username(self) -> str | None:
+        """The user name, or None."""
+        return self._parts.username if self._parts else None
+
+    @property
+    def password(self) -> SecretStr | None:
+        """The password as a :class:`~pydantic.SecretStr`, or None."""
+        if self._parts is None or self._parts.password is None:
+            return None
+        return SecretStr(self._parts.password)
+
+    @property
+    def host(self) -> str | None:
+        """The host name or address, or None."""
+        return self._parts.hostname if self._parts else None
+
+    @property
+    def port(self) -> int | None:
+        """The port, or None when the URL gives none."""
+        return self._port
+
+    @property
+    def path(self) -> str:
+        """The path, with its leading ``/`` (``"/chat"``, ``"/:memory:"``)."""
+        return self._parts.path if self._parts else ""
+
+    @property
+    def database(self) -> str:
+        """The path without its leading ``/`` (a database name, a Redis db number)."""
+        return self.path[1:] if self.path.startswith("/") else self.path
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query parameters (last one wins)."""
+        return dict(parse_qsl(self._parts.query)) if self._parts else {}
+
+    def reveal(self) -> str:
+        """The URL in clear, password included: for the driver only, never for logs."""
+        return self._url
+
+    @property
+    def masked(self) -> str:
+        """The URL with its password masked (same as ``str(dsn)``)."""
+        return self._masked
+
+    # -- dunders -----------------------------------------------------------------
+    def __str__(self) -> str:
+        return self._masked
+
+    def __repr__(self) -> str:
+        return f"Dsn({self._masked!r})"
+
+    def __bool__(self) -> bool:
+        return bool(self._url)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Dsn):
+            return self._url == other._url
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((Dsn, self._url))
+
+    # -- pydantic ----------------------------------------------------------------
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                cls._serialize, info_arg=True
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "uri"}
+
+    @classmethod
+    def _validate(cls, value: Any) -> Dsn:
+        if isinstance(value, Dsn):
+            return value
+        if not isinstance(value, str):
+            raise PydanticCustomError("dsn_type", "expected a URL string")
+        try:
+            return cls(value)
+        except ValueError as exc:
+            raise PydanticCustomError("dsn_parsing", str(exc)) from None
+
+    @staticmethod
+    def _serialize(value: Dsn, info: core_schema.SerializationInfo) -> Any:
+        if info.mode_is_json():
+            return value.masked
+        return value
+
+
+def _masked_url(url: str, parts: SplitResult) -> str:
+    # Edit the original text (urlunsplit would normalize it: "memory://" -> "memory:").
+    if parts.password is None and not _SECRET_QUERY.search(url):
+        return url
+    scheme, _, tail = url.partition("://")
+    end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
+    netloc, rest = tail[:end], tail[end:]
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
+    rest = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}{MASK}", rest)
+    return f"{scheme}://{netloc}{rest}"
+
+
+_NETWORK_SCHEMES = frozenset(
+    {"mysql+aiomysql", "redis", "rediss", "http", "https"},
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DsnSchemes:
+    """Field metadata: the schemes a :class:`Dsn` field accepts (and if it may be empty).
+
+    Network schemes must name a host; ``redis``/``rediss`` take an optional ``/<db>``
+    number; ``sqlite+aiosqlite`` needs a path.
+
+    Example::
+
+        url: Annotated[Dsn, DsnSchemes("redis", "rediss", "memory")] = Dsn("memory://")
+    """
+
+    schemes: tuple[str, ...]
+    allow_empty: bool
+
+    def __init__(self, *schemes: str, allow_empty: bool = False) -> None:
+        object.__setattr__(self, "schemes", schemes)
+        object.__setattr__(self, "allow_empty", allow_empty)
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def _check(self, dsn: Dsn) -> Dsn:
+        expected = ", ".join(f"{s}://" for s in self.schemes)
+        if not dsn:
+            if self.allow_empty:
+                return dsn
+            raise PydanticCustomError(
+                "dsn_empty", "must not be empty (expected {expected})", {"expected": expected}
+            )
+        if dsn.scheme not in self.schemes:
+            raise PydanticCustomError(
+                "dsn_scheme",
+                "unsupported scheme '{scheme}' (expected {expected})",
+                {"scheme": dsn.scheme, "expected": expected},
+            )
+        if dsn.scheme in _NETWORK_SCHEMES and not dsn.host:
+            raise PydanticCustomError(
+                "dsn_host", "{scheme}:// URL needs a host", {"scheme": dsn.scheme}
+            )
+        if dsn.scheme in ("redis", "rediss") and dsn.database and not dsn.database.isdigit():
+            raise PydanticCustomError("dsn_redis_db", "Redis database must be a number (/0)")
+        if dsn.scheme == "sqlite+aiosqlite" and dsn.path in ("", "/"):
+            raise PydanticCustomError(
+                "dsn_sqlite_path", "SQLite URL needs a path (sqlite+aiosqlite:///:memory:)"
+            )
+        return dsn

@@ -1,0 +1,66 @@
+"""The base of every settings section, and small validators shared by sections."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+__all__ = ["NonNegativeSeconds", "PositiveSeconds", "Section", "cross_field_error", "split_list"]
+
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A duration in seconds, > 0 and finite."""
+
+NonNegativeSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A duration in seconds, >= 0 and finite."""
+
+
+class Section(BaseModel):
+    """Base of a settings section: immutable, unknown keys are errors.
+
+    Example::
+
+        class CacheSettings(Section):
+            url: str = "memory://"
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def cross_field_error(fields: tuple[str, ...], message: str) -> PydanticCustomError:
+    """An error about several fields of one section, raised from a model validator.
+
+    The loader reports it at the first field's path, with the sources of all ``fields``.
+
+    Example::
+
+        raise cross_field_error(("margin", "lease_ttl"), "margin must be < lease_ttl")
+    """
+    return PydanticCustomError("gochat_cross_field", message, {"fields": fields})
+
+
+def split_list(value: Any) -> Any:
+    """Before-validator for list fields: a string is a JSON list or comma-separated items.
+
+    Environment variables are strings; this lets ``GOCHAT_LOG__OUTPUTS=stdout,/var/log/a``
+    and ``GOCHAT_LOG__OUTPUTS='["stdout"]'`` both work.
+
+    Example::
+
+        outputs: Annotated[tuple[str, ...], BeforeValidator(split_list)] = ("stdout",)
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise PydanticCustomError(
+                "list_json", "not a valid JSON list (or give comma-separated items)"
+            ) from None
+    if not text:
+        return []
+    return [item.strip() for item in text.split(",") if item.strip()]

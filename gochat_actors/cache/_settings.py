@@ -1,0 +1,33 @@
+"""``[cache]``: Redis (or the in-memory cache)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from .._dsn import Dsn, DsnSchemes
+from .._section import PositiveSeconds, Section
+
+__all__ = ["CacheSettings", "CacheUrl"]
+
+CacheUrl = Annotated[Dsn, DsnSchemes("redis", "rediss", "memory")]
+"""A cache URL: ``redis://[:password@]host:6379/0``, ``rediss://...`` or ``memory://``."""
+
+
+class CacheSettings(Section):
+    """The ``[cache]`` section.
+
+    Example::
+
+        CacheSettings(url="redis://:pw@127.0.0.1:6379/0", key_prefix="chat:")
+    """
+
+    url: CacheUrl = Field(
+        default=Dsn("memory://"),
+        description="`redis://[:password@]host:port/db`, `rediss://...`, or `memory://`.",
+    )
+    key_prefix: str = Field(default="", description="Prepended to every key.")
+    op_timeout: PositiveSeconds = Field(
+        default=1.0, description="Timeout of one cache operation, seconds."
+    )

@@ -1,0 +1,54 @@
+"""Layered settings: defaults < TOML file < environment < overrides, all errors at once.
+
+Example::
+
+    from gochat_actors.config import load_settings, settings_sources
+
+    settings = load_settings("chat.toml", http={"port": 0})
+    print(settings.db.primary)                 # password masked
+    print(settings_sources(settings)["http.port"])  # override
+"""
+
+from .._dsn import Dsn
+from .._exceptions import SettingsError, SettingsProblem
+from ..cache._settings import CacheSettings
+from ..db._settings import DBSettings
+from ..http._settings import HTTPSettings
+from ..idgen._settings import IdGenSettings
+from ..lock._settings import LockSettings
+from ..log._settings import LogSettings
+from ..metrics._settings import MetricsSettings
+from ..mq._settings import MQSettings
+from ..service._settings import ServiceSettings
+from ._load import CONFIG_ENV_VAR, load_settings
+from ._settings import Settings
+from ._sources import (
+    SettingSource,
+    SettingValue,
+    env_var_name,
+    explain_settings,
+    settings_sources,
+)
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "CacheSettings",
+    "DBSettings",
+    "Dsn",
+    "HTTPSettings",
+    "IdGenSettings",
+    "LockSettings",
+    "LogSettings",
+    "MQSettings",
+    "MetricsSettings",
+    "ServiceSettings",
+    "SettingSource",
+    "SettingValue",
+    "Settings",
+    "SettingsError",
+    "SettingsProblem",
+    "env_var_name",
+    "explain_settings",
+    "load_settings",
+    "settings_sources",
+]

@@ -1,0 +1,5 @@
+"""Primary + read replicas over SQLAlchemy async; ``[db]`` settings."""
+
+from ._settings import DBSettings
+
+__all__ = ["DBSettings"]

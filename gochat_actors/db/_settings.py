@@ -1,0 +1,43 @@
+"""``[db]``: the primary database and its read replicas."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import NoDecode
+
+from .._dsn import Dsn, DsnSchemes
+from .._section import NonNegativeSeconds, PositiveSeconds, Section, split_list
+
+__all__ = ["DBSettings", "DBUrl"]
+
+DBUrl = Annotated[Dsn, DsnSchemes("mysql+aiomysql", "sqlite+aiosqlite")]
+"""A database URL: ``mysql+aiomysql://user:pass@host:3306/db`` or ``sqlite+aiosqlite:///path``."""
+
+
+class DBSettings(Section):
+    """The ``[db]`` section.
+
+    Example::
+
+        DBSettings(primary="mysql+aiomysql://app:pw@127.0.0.1:3306/chat", pool_size=20)
+    """
+
+    primary: DBUrl = Field(
+        default=Dsn("sqlite+aiosqlite:///:memory:"),
+        description="Primary (writes) URL: `mysql+aiomysql://...` or `sqlite+aiosqlite:///...`.",
+    )
+    replicas: Annotated[tuple[DBUrl, ...], NoDecode, BeforeValidator(split_list)] = Field(
+        default=(), description="Read replica URLs (same schemes). Empty: reads go to the primary."
+    )
+    pool_size: int = Field(default=10, ge=1, description="Connections per engine.")
+    probe_interval: PositiveSeconds = Field(
+        default=2.0, description="Seconds between replica health probes."
+    )
+    max_lag: NonNegativeSeconds = Field(
+        default=5.0, description="A replica lagging more than this many seconds is ejected."
+    )
+    sticky_seconds: NonNegativeSeconds = Field(
+        default=2.0, description="After a write, reads stay on the primary this many seconds."
+    )

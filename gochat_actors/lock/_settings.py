@@ -1,0 +1,32 @@
+"""``[lock]``: distributed locks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from .._dsn import Dsn, DsnSchemes
+from .._section import PositiveSeconds, Section
+
+__all__ = ["LockSettings", "LockUrl"]
+
+LockUrl = Annotated[Dsn, DsnSchemes("redis", "rediss", "memory", allow_empty=True)]
+"""A lock backend URL (as the cache's), or empty for "the cache's url"."""
+
+
+class LockSettings(Section):
+    """The ``[lock]`` section.
+
+    Example::
+
+        LockSettings(default_ttl=30.0)  # same Redis as the cache
+    """
+
+    url: LockUrl = Field(
+        default=Dsn(""),
+        description="Empty: the cache's url. Else `redis://...`, `rediss://...`, `memory://`.",
+    )
+    default_ttl: PositiveSeconds = Field(
+        default=10.0, description="Lock TTL when none is given, seconds."
+    )

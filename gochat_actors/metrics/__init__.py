@@ -1,0 +1,5 @@
+"""Prometheus metrics; ``[metrics]`` settings."""
+
+from ._settings import MetricsSettings
+
+__all__ = ["MetricsSettings"]

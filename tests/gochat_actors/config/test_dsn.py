@@ -1,0 +1,85 @@
+"""Dsn: parsing, parts, masking, equality."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from gochat_actors import Dsn
+from gochat_actors._dsn import mask_urls
+
+
+def test_parts_of_a_mysql_url() -> None:
+    dsn = Dsn("mysql+aiomysql://app:s3cret@127.0.0.1:3306/chat?charset=utf8mb4")
+    assert dsn.scheme == "mysql+aiomysql"
+    assert (dsn.username, dsn.host, dsn.port, dsn.database) == ("app", "127.0.0.1", 3306, "chat")
+    assert dsn.query == {"charset": "utf8mb4"}
+    assert dsn.password is not None
+    assert dsn.password.get_secret_value() == "s3cret"
+    assert str(dsn) == "mysql+aiomysql://app:***@127.0.0.1:3306/chat?charset=utf8mb4"
+    assert repr(dsn) == "Dsn('mysql+aiomysql://app:***@127.0.0.1:3306/chat?charset=utf8mb4')"
+    assert dsn.reveal() == "mysql+aiomysql://app:s3cret@127.0.0.1:3306/chat?charset=utf8mb4"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite+aiosqlite:///:memory:", "memory://", "redis://127.0.0.1:6379/0", "http://h:2379"],
+)
+def test_urls_without_password_print_unchanged(url: str) -> None:
+    dsn = Dsn(url)
+    assert str(dsn) == url == dsn.reveal()
+    assert dsn.password is None
+
+
+def test_password_without_user_and_with_at_sign() -> None:
+    dsn = Dsn("redis://:p@ss@cache:6379/0")
+    assert str(dsn) == "redis://:***@cache:6379/0"
+    assert dsn.host == "cache"
+
+
+def test_empty_dsn_is_falsy() -> None:
+    assert not Dsn("")
+    assert Dsn("memory://")
+    assert Dsn("").scheme == ""
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("127.0.0.1:6379", "not a URL"),
+        ("redis://h:65536/0", "1..65535"),
+        ("redis://h:0/0", "1..65535"),
+        ("redis://h:port/0", "1..65535"),
+        ("9redis://h", "scheme"),
+    ],
+)
+def test_malformed(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as exc:
+        Dsn(url)
+    assert url not in str(exc.value)
+
+
+def test_equality_and_hash() -> None:
+    assert Dsn("memory://") == Dsn("memory://")
+    assert Dsn("memory://") != Dsn("redis://h")
+    assert len({Dsn("memory://"), Dsn("memory://")}) == 1
+    assert Dsn("memory://") != "memory://"
+
+
+def test_pydantic_round_trip() -> None:
+    class Model(BaseModel):
+        url: Dsn
+
+    model = Model(url="redis://:pw@h:6379/0")  # type: ignore[arg-type]
+    assert isinstance(model.url, Dsn)
+    assert model.model_dump()["url"] == model.url  # python mode: the Dsn itself
+    assert model.model_dump(mode="json")["url"] == "redis://:***@h:6379/0"
+    assert Model(url=model.url).url is model.url
+
+
+def test_mask_urls_in_free_text() -> None:
+    text = "failed: mysql+aiomysql://root:hunter2@db:3306/x; retry redis://:pw@c/0 at 10:30"
+    masked = mask_urls(text)
+    assert "hunter2" not in masked
+    assert ":pw@" not in masked
+    assert masked == "failed: mysql+aiomysql://root:***@db:3306/x; retry redis://:***@c/0 at 10:30"

@@ -1,0 +1,193 @@
+"""Bad input: one SettingsError listing every problem, each with its field path and source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gochat_actors import GochatError, SettingsError, SettingsProblem
+from gochat_actors.config import load_settings
+
+
+def problems_of(exc: pytest.ExceptionInfo[SettingsError]) -> dict[str, SettingsProblem]:
+    return {p.path: p for p in exc.value.problems}
+
+
+def test_every_problem_of_every_source_in_one_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        """
+        [db]
+        primary = "postgres://app:pw@db:5432/chat"   # unknown scheme for [db]
+        pool_sise = 3                                # typo: unknown key
+        [cache]
+        url = "redis://127.0.0.1:99999/0"            # port out of range
+        [nosuchsection]
+        x = 1
+        """,
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("GOCHAT_DB__POOL_SIZE", "ten")  # wrong type in the environment
+    monkeypatch.setenv("GOCHAT_HTTP__PORT", "70000")  # out of range
+    monkeypatch.setenv("GOCHAT_LOG__FORMAT", "xml")
+
+    with pytest.raises(SettingsError) as exc:
+        load_settings(path, idgen={"machine_id": 5000}, mq={"brokers": "kafka:abc"})
+
+    problems = problems_of(exc)
+    file_source = f"file {path}"
+    assert problems["db.primary"].source == file_source
+    assert "postgres" in problems["db.primary"].message
+    assert "mysql+aiomysql://" in problems["db.primary"].message
+    assert problems["db.pool_sise"].source == file_source
+    assert problems["db.pool_sise"].message == "unknown key"
+    assert problems["cache.url"].source == file_source
+    assert "65535" in problems["cache.url"].message
+    assert problems["nosuchsection"].message == "unknown section"
+    assert problems["nosuchsection"].source == file_source
+    assert problems["db.pool_size"].source == "env GOCHAT_DB__POOL_SIZE"
+    assert "integer" in problems["db.pool_size"].message
+    assert problems["http.port"].source == "env GOCHAT_HTTP__PORT"
+    assert "65535" in problems["http.port"].message
+    assert problems["log.format"].source == "env GOCHAT_LOG__FORMAT"
+    assert problems["idgen.machine_id"].source == "override"
+    assert "1023" in problems["idgen.machine_id"].message
+    assert problems["mq.brokers"].source == "override"
+    assert len(exc.value.problems) == 9
+
+    # the message lists them all, one per line, path and source included
+    text = str(exc.value)
+    assert text.startswith("9 problems in settings:")
+    for problem in exc.value.problems:
+        assert f"{problem.path}: {problem.message} [{problem.source}]" in text
+
+
+def test_settings_error_is_a_gochat_error(tmp_path: Path) -> None:
+    with pytest.raises(GochatError):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_missing_file_is_reported_with_the_other_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOCHAT_DB__POOL_SIZE", "0")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(tmp_path / "missing.toml")
+    problems = problems_of(exc)
+    assert "no such file" in problems["config"].message
+    assert problems["config"].source == "argument path"
+    assert problems["db.pool_size"].source == "env GOCHAT_DB__POOL_SIZE"
+
+
+def test_missing_file_named_by_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOCHAT_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert problems_of(exc)["config"].source == "env GOCHAT_CONFIG"
+
+
+def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text('[db]\npool_size = = 3\n[service]\nname = "x"\n', encoding="utf-8")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(path)
+    problem = problems_of(exc)["config"]
+    assert problem.source == f"file {path}"
+    assert "line 2" in problem.message
+
+
+def test_section_that_is_not_a_table(tmp_path: Path) -> None:
+    path = tmp_path / "flat.toml"
+    path.write_text("db = 5\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(path)
+    assert "table" in problems_of(exc)["db"].message
+
+
+def test_unknown_env_key_in_a_known_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOCHAT_CACHE__URLL", "memory://")
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    problem = problems_of(exc)["cache.urll"]
+    assert (problem.message, problem.source) == ("unknown key", "env GOCHAT_CACHE__URLL")
+
+
+def test_bad_env_json_section_is_a_problem_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOCHAT_DB", "{not json")
+    monkeypatch.setenv("GOCHAT_HTTP__PORT", "-1")
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    problems = problems_of(exc)
+    assert problems["db"].source == "env GOCHAT_DB"
+    assert problems["http.port"].source == "env GOCHAT_HTTP__PORT"
+
+
+def test_a_bad_value_overridden_later_is_not_a_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text("[db]\npool_size = -1\n", encoding="utf-8")
+    monkeypatch.setenv("GOCHAT_DB__POOL_SIZE", "5")
+    assert load_settings(path).db.pool_size == 5
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "path", "needle"),
+    [
+        ("db", {"primary": "mysql://app@db/chat"}, "db.primary", "unsupported scheme"),
+        ("db", {"primary": "mysql+aiomysql:///chat"}, "db.primary", "needs a host"),
+        ("db", {"primary": "sqlite+aiosqlite://"}, "db.primary", "needs a path"),
+        ("db", {"replicas": ["redis://h:6379/0"]}, "db.replicas.0", "unsupported scheme"),
+        ("db", {"pool_size": 0}, "db.pool_size", "greater than or equal to 1"),
+        ("db", {"probe_interval": "inf"}, "db.probe_interval", "finite"),
+        ("cache", {"url": "memcached://h:11211"}, "cache.url", "unsupported scheme"),
+        ("cache", {"url": "redis://h:6379/zero"}, "cache.url", "database must be a number"),
+        ("cache", {"url": "redis://h:0/0"}, "cache.url", "1..65535"),
+        ("cache", {"url": ""}, "cache.url", "must not be empty"),
+        ("lock", {"url": "http://h"}, "lock.url", "unsupported scheme"),
+        ("idgen", {"etcd": "grpc://h:2379"}, "idgen.etcd", "unsupported scheme"),
+        ("idgen", {"margin": 10.0}, "idgen.margin", "margin must be < lease_ttl"),
+        ("idgen", {"machine_bits": 11}, "idgen.machine_bits", "must be 63"),
+        ("mq", {"brokers": "kafka://h:9092"}, "mq.brokers", "host:port"),
+        ("mq", {"brokers": "h:9092,h2:123456"}, "mq.brokers", "1..65535"),
+        ("mq", {"security_protocol": "SASL_SSL"}, "mq.security_protocol", "needs sasl_username"),
+        ("mq", {"sasl_password": "pw"}, "mq.sasl_password", "not SASL"),
+        ("http", {"port": 65536}, "http.port", "65535"),
+        ("log", {"level": "loud"}, "log.level", "'debug'"),
+        ("log", {"outputs": []}, "log.outputs", "at least one output"),
+        ("metrics", {"namespace": "9bad"}, "metrics.namespace", "pattern"),
+        ("service", {"name": ""}, "service.name", "at least 1 character"),
+    ],
+)
+def test_rules(section: str, values: dict[str, object], path: str, needle: str) -> None:
+    with pytest.raises(SettingsError) as exc:
+        load_settings(**{section: values})
+    problems = problems_of(exc)
+    assert path in problems, exc.value
+    assert needle in problems[path].message
+    assert problems[path].source == "override"
+
+
+@pytest.mark.parametrize(
+    ("section", "values"),
+    [
+        ("db", {"primary": "mysql+aiomysql://app:pw@db.internal:3306/chat?charset=utf8mb4"}),
+        ("db", {"primary": "sqlite+aiosqlite:///var/lib/chat.db"}),
+        ("cache", {"url": "rediss://:pw@cache:6380/2"}),
+        ("lock", {"url": "redis://127.0.0.1:6379/1"}),
+        ("idgen", {"etcd": "http://127.0.0.1:2379", "machine_id": 1023}),
+        ("idgen", {"timestamp_bits": 42, "machine_bits": 9, "sequence_bits": 12}),
+        ("mq", {"brokers": "10.0.0.1:9092, 10.0.0.2:9092"}),
+        (
+            "mq",
+            {"security_protocol": "SASL_SSL", "sasl_username": "u", "sasl_password": "p"},
+        ),
+        ("http", {"port": 0}),
+        ("log", {"level": "WARN", "outputs": "stderr"}),
+    ],
+)
+def test_valid_forms(section: str, values: dict[str, object]) -> None:
+    load_settings(**{section: values})
