@@ -1,5 +1,36 @@
-"""Structured logs (structlog); ``[log]`` settings."""
+"""Structured logs: structlog (JSON lines or console), trace IDs in contextvars, stdlib
+logging routed through the same processors; ``[log]`` settings.
 
-from ._settings import LogSettings
+Example::
 
-__all__ = ["LogSettings"]
+    from gochat_actors import log
+
+    log.configure(settings.log, service=settings.service.name)
+    logger = log.get_logger(__name__)
+    with log.trace_context():
+        logger.info("message stored", conversation=cid)
+"""
+
+from ._configure import configure, get_logger, is_configured, reset
+from ._processors import SECRET_KEYS, add_service, order_keys, redact_secrets
+from ._settings import LogFormat, LogLevel, LogSettings
+from ._trace import TRACE_ID_KEY, bind_trace_id, current_trace_id, new_trace_id, trace_context
+
+__all__ = [
+    "SECRET_KEYS",
+    "TRACE_ID_KEY",
+    "LogFormat",
+    "LogLevel",
+    "LogSettings",
+    "add_service",
+    "bind_trace_id",
+    "configure",
+    "current_trace_id",
+    "get_logger",
+    "is_configured",
+    "new_trace_id",
+    "order_keys",
+    "redact_secrets",
+    "reset",
+    "trace_context",
+]

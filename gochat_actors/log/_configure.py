@@ -1,0 +1,195 @@
+"""``configure``: structlog and stdlib logging through one chain of processors and outputs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Literal, TextIO, cast
+
+import structlog
+from structlog.stdlib import ProcessorFormatter
+from structlog.typing import EventDict, Processor
+
+from ._processors import add_service, order_keys, redact_secrets
+from ._settings import LogSettings
+
+__all__ = ["configure", "get_logger", "is_configured", "reset"]
+
+_extra_adder = structlog.stdlib.ExtraAdder()
+
+
+def _add_extras(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """A stdlib record's ``extra=`` fields, minus what a Formatter added (``message``)."""
+    event_dict = _extra_adder(logger, method_name, event_dict)
+    event_dict.pop("message", None)
+    event_dict.pop("asctime", None)
+    return event_dict
+
+
+# What every event gets: structlog's (before reaching logging) and stdlib's (in the
+# formatter, as ProcessorFormatter's foreign_pre_chain).
+_COMMON: list[Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_logger_name,
+    structlog.stdlib.add_log_level,
+    structlog.processors.StackInfoRenderer(),
+    structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+]
+_FOREIGN_PRE_CHAIN: list[Processor] = [*_COMMON, _add_extras]
+
+
+class _BoundLogger(structlog.stdlib.BoundLogger):
+    """structlog's stdlib logger, except that ``exception()`` logs at error level through
+    ``Logger.error``: the traceback is rendered (and masked) by the processors, and the
+    record carries no raw ``exc_info`` for other handlers to print unmasked."""
+
+    def exception(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        kw.setdefault("exc_info", True)
+        return self._proxy_to_logger("error", event, *args, **kw)
+
+
+class _Handler(logging.Handler):
+    """Marks the handlers configure() installed, so it can remove exactly those."""
+
+
+class _StdStreamHandler(logging.StreamHandler[TextIO], _Handler):
+    """Writes to ``sys.stdout``/``sys.stderr`` as they are *at emit time*, so a swapped
+    stream (pytest's capture, a redirect) is followed and a closed old one never used."""
+
+    def __init__(self, which: Literal["stdout", "stderr"]) -> None:
+        self._which = which
+        super().__init__()
+
+    @property
+    def stream(self) -> TextIO:
+        return cast(TextIO, getattr(sys, self._which))
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.<which>
+
+
+class _FileHandler(logging.FileHandler, _Handler):
+    pass
+
+
+_state: dict[str, Any] = {"root_level": None}
+
+
+def configure(settings: LogSettings | None = None, *, service: str = "gochat") -> None:
+    """Set up structlog and stdlib logging from ``settings`` (``[log]``); safe to repeat.
+
+    Every line (structlog's and stdlib's: aiokafka, SQLAlchemy...) gets ``timestamp``
+    (ISO 8601, UTC), ``level``, ``event``, ``service``, ``logger``, the bound
+    ``trace_id``, and goes to each of ``settings.outputs`` as JSON (``format="json"``)
+    or for humans (``"console"``). Secrets are masked. Calling it again replaces the
+    previous outputs (no handler piles up); :func:`reset` undoes it.
+
+    Raises :class:`OSError` if a file output cannot be opened (nothing is changed then).
+
+    Example::
+
+        configure(settings.log, service=settings.service.name)
+        get_logger(__name__).info("started", port=9464)
+    """
+    settings = settings if settings is not None else LogSettings()
+    handlers = [_make_handler(output) for output in settings.outputs]  # may raise: before changes
+    for handler, output in zip(handlers, settings.outputs, strict=True):
+        handler.setFormatter(_make_formatter(settings, service, output))
+
+    root = logging.getLogger()
+    _remove_handlers(root)
+    if _state["root_level"] is None:
+        _state["root_level"] = root.level
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(settings.level.upper())
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_COMMON,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            # rendered and masked here already, so any other handler on the way (pytest's
+            # log capture, say) gets a clean event too
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=_BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def reset() -> None:
+    """Undo :func:`configure`: remove its outputs (files closed), restore the root level
+    and structlog's defaults.
+
+    Example::
+
+        configure(LogSettings(outputs=("/tmp/x.log",)))
+        reset()   # /tmp/x.log is closed
+    """
+    root = logging.getLogger()
+    _remove_handlers(root)
+    if _state["root_level"] is not None:
+        root.setLevel(_state["root_level"])
+        _state["root_level"] = None
+    structlog.reset_defaults()
+
+
+def is_configured() -> bool:
+    """True between :func:`configure` and :func:`reset`.
+
+    Example::
+
+        if not is_configured():
+            configure()
+    """
+    return any(isinstance(h, _Handler) for h in logging.getLogger().handlers)
+
+
+def get_logger(name: str | None = None, **initial_values: Any) -> structlog.stdlib.BoundLogger:
+    """A structlog logger named ``name`` (the ``logger`` field), with ``initial_values`` bound.
+
+    Example::
+
+        log = get_logger(__name__, component="cache")
+        log.info("connected", url=settings.cache.url)   # url's password masked
+    """
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name, **initial_values)
+    return logger
+
+
+def _make_handler(output: str) -> _Handler:
+    if output in ("stdout", "stderr"):
+        return _StdStreamHandler(output)  # type: ignore[arg-type]
+    return _FileHandler(output, mode="a", encoding="utf-8")
+
+
+def _make_formatter(settings: LogSettings, service: str, output: str) -> ProcessorFormatter:
+    renderer: Processor
+    if settings.format == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        stream = getattr(sys, output, None) if output in ("stdout", "stderr") else None
+        colors = bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+    return ProcessorFormatter(
+        foreign_pre_chain=_FOREIGN_PRE_CHAIN,
+        processors=[
+            ProcessorFormatter.remove_processors_meta,
+            add_service(service),
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            order_keys,
+            renderer,
+        ],
+    )
+
+
+def _remove_handlers(root: logging.Logger) -> None:
+    for handler in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(handler)
+        handler.close()
