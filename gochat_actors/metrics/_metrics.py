@@ -1,0 +1,344 @@
+"""``Metrics``: every ``gochat_*`` Prometheus family, in a registry of its own."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["CONTENT_TYPE", "OTHER_PREFIX", "Metrics", "key_prefix"]
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The ``Content-Type`` of :meth:`Metrics.render`'s output (text format 0.0.4, which every
+Prometheus server reads; the ``gochat_*`` names need no newer escaping)."""
+
+OTHER_PREFIX = "_other"
+"""The label value of keys without a usable prefix."""
+
+_PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,48}$")
+
+# Cache and lock operations are sub-millisecond to a few ms; DB and MQ are slower.
+_FAST_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+_SLOW_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def key_prefix(key: str | bytes) -> str:
+    """The bounded label value of a cache/lock key: the part before the first ``:``.
+
+    Keys without ``:``, with an empty or odd-looking prefix (not ``[A-Za-z0-9_.-]{1,48}``)
+    all count as ``"_other"``: a label never holds a whole key, so series stay bounded.
+
+    Example::
+
+        >>> key_prefix("user:42:profile"), key_prefix("session42"), key_prefix(":x")
+        ('user', '_other', '_other')
+    """
+    if isinstance(key, bytes):
+        key = key.decode("utf-8", "replace")
+    prefix, sep, _ = key.partition(":")
+    if not sep or not _PREFIX.match(prefix):
+        return OTHER_PREFIX
+    return prefix
+
+
+class Metrics:
+    """The library's Prometheus metrics, registered in ``registry`` (a new one by default).
+
+    Never the global default registry: build as many as you like (one per test).
+    Attributes are named after their family without the namespace and the
+    ``_total``/``_seconds`` suffix (``metrics.cache_hits`` is ``gochat_cache_hits_total``).
+    Label cache/lock keys with :func:`key_prefix` (the helpers below do it for you).
+
+    Example::
+
+        metrics = Metrics()
+        metrics.record_cache_lookup("user:42", hit=True)
+        with metrics.time_db_query("select", "messages"):
+            ...
+        body = metrics.render()   # Prometheus text format, CONTENT_TYPE
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, namespace: str = "gochat"
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.namespace = namespace
+        ns, reg = namespace, self.registry
+
+        # -- db ------------------------------------------------------------------
+        self.db_connections_active = Gauge(
+            "db_connections_active",
+            "Active database connections (checked out of the pools).",
+            namespace=ns,
+            registry=reg,
+        )
+        self.db_query_duration = Histogram(
+            "db_query_duration_seconds",
+            "Database query duration in seconds.",
+            ["operation", "table"],
+            namespace=ns,
+            registry=reg,
+            buckets=_SLOW_BUCKETS,
+        )
+        self.db_query_errors = Counter(
+            "db_query_errors",
+            "Database queries that raised.",
+            ["operation", "table"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.db_replica_healthy = Gauge(
+            "db_replica_healthy",
+            "1 when the read replica is admitted, 0 when ejected.",
+            ["replica"],
+            namespace=ns,
+            registry=reg,
+        )
+        # -- cache ---------------------------------------------------------------
+        self.cache_hits = Counter(
+            "cache_hits",
+            "Cache lookups that found the key.",
+            ["prefix"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.cache_misses = Counter(
+            "cache_misses",
+            "Cache lookups that did not find the key.",
+            ["prefix"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.cache_operation_duration = Histogram(
+            "cache_operation_duration_seconds",
+            "Cache operation duration in seconds.",
+            ["op", "prefix"],
+            namespace=ns,
+            registry=reg,
+            buckets=_FAST_BUCKETS,
+        )
+        # -- lock ----------------------------------------------------------------
+        self.lock_acquired = Counter(
+            "lock_acquired",
+            "Locks acquired.",
+            ["prefix"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.lock_lost = Counter(
+            "lock_lost",
+            "Locks lost while held (renewal failed or ownership gone).",
+            ["prefix"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.lock_acquire_duration = Histogram(
+            "lock_acquire_duration_seconds",
+            "Time to acquire a lock, waiting included.",
+            ["prefix"],
+            namespace=ns,
+            registry=reg,
+            buckets=_SLOW_BUCKETS,
+        )
+        # -- mq ------------------------------------------------------------------
+        self.mq_messages_produced = Counter(
+            "mq_messages_produced",
+            "Messages produced (acknowledged by the broker).",
+            ["topic"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.mq_messages_consumed = Counter(
+            "mq_messages_consumed",
+            "Messages consumed and processed.",
+            ["topic"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.mq_processing_duration = Histogram(
+            "mq_processing_seconds",
+            "Time to process one consumed message.",
+            ["topic"],
+            namespace=ns,
+            registry=reg,
+            buckets=_SLOW_BUCKETS,
+        )
+        self.mq_retries = Counter(
+            "mq_retries",
+            "Message processing retries.",
+            ["topic"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.mq_dead_lettered = Counter(
+            "mq_dead_lettered",
+            "Messages sent to the dead-letter topic.",
+            ["topic"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.mq_lag = Gauge(
+            "mq_lag",
+            "Consumer lag in messages (high watermark - committed offset).",
+            ["topic", "partition"],
+            namespace=ns,
+            registry=reg,
+        )
+        # -- idgen ---------------------------------------------------------------
+        self.idgen_issued = Counter(
+            "idgen_issued",
+            "IDs issued.",
+            namespace=ns,
+            registry=reg,
+        )
+        self.idgen_next_ms_waits = Counter(
+            "idgen_next_ms_waits",
+            "Times the sequence overflowed and waited for the next ms.",
+            namespace=ns,
+            registry=reg,
+        )
+        self.idgen_renewals = Counter(
+            "idgen_renewals",
+            "Machine-ID lease keepalives acknowledged.",
+            namespace=ns,
+            registry=reg,
+        )
+        self.idgen_renewal_failures = Counter(
+            "idgen_renewal_failures",
+            "Machine-ID lease keepalives that failed.",
+            namespace=ns,
+            registry=reg,
+        )
+        self.idgen_machine_id = Gauge(
+            "idgen_machine_id",
+            "The machine ID in use (-1 while none is held).",
+            namespace=ns,
+            registry=reg,
+        )
+        self.idgen_machine_id.set(-1)
+        # -- runtime -------------------------------------------------------------
+        self.actor_restarts = Counter(
+            "actor_restarts",
+            "Restarts of a supervised child.",
+            ["child"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.actor_mailbox_depth = Gauge(
+            "actor_mailbox_depth",
+            "Messages waiting in an actor's mailbox.",
+            ["child"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.supervisor_children = Gauge(
+            "supervisor_children",
+            "Supervised children by state.",
+            ["state"],
+            namespace=ns,
+            registry=reg,
+        )
+
+    # -- helpers that bound the labels --------------------------------------------
+    def record_cache_lookup(self, key: str | bytes, *, hit: bool) -> None:
+        """Count a cache hit or miss under ``key_prefix(key)``.
+
+        Example::
+
+            metrics.record_cache_lookup("user:42", hit=value is not None)
+        """
+        counter = self.cache_hits if hit else self.cache_misses
+        counter.labels(prefix=key_prefix(key)).inc()
+
+    @contextmanager
+    def time_cache_op(self, op: str, key: str | bytes) -> Iterator[None]:
+        """Observe the duration of one cache operation (``op`` is a fixed name: get, set...).
+
+        Example::
+
+            with metrics.time_cache_op("get", key):
+                value = await client.get(key)
+        """
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.cache_operation_duration.labels(op=op, prefix=key_prefix(key)).observe(
+                time.perf_counter() - start
+            )
+
+    @contextmanager
+    def time_db_query(self, operation: str, table: str) -> Iterator[None]:
+        """Observe a query's duration; count it in ``db_query_errors`` if it raises.
+
+        Example::
+
+            with metrics.time_db_query("insert", "messages"):
+                await conn.execute(stmt)
+        """
+        start = time.perf_counter()
+        try:
+            yield
+        except Exception:
+            self.db_query_errors.labels(operation=operation, table=table).inc()
+            raise
+        finally:
+            self.db_query_duration.labels(operation=operation, table=table).observe(
+                time.perf_counter() - start
+            )
+
+    @contextmanager
+    def time_mq_processing(self, topic: str) -> Iterator[None]:
+        """Observe the processing time of one consumed message.
+
+        Example::
+
+            with metrics.time_mq_processing(msg.topic):
+                await handler(msg)
+        """
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.mq_processing_duration.labels(topic=topic).observe(time.perf_counter() - start)
+
+    # -- exposition ----------------------------------------------------------------
+    content_type = CONTENT_TYPE
+    """The ``Content-Type`` of :meth:`render`'s output."""
+
+    def render(self) -> bytes:
+        """Every family in the Prometheus text exposition format.
+
+        Example::
+
+            body, content_type = metrics.render(), metrics.content_type
+        """
+        return generate_latest(self.registry)
+
+    def __repr__(self) -> str:
+        return f"<Metrics namespace={self.namespace!r}>"

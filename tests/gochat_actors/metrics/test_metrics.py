@@ -1,0 +1,192 @@
+"""Metrics: every family rendered and parsed back, bounded labels, one registry per instance."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from gochat_actors.metrics import CONTENT_TYPE, OTHER_PREFIX, Metrics, key_prefix
+
+FAMILIES = {
+    # name (as the parser reports it: counters without _total) -> type
+    "gochat_db_connections_active": "gauge",
+    "gochat_db_query_duration_seconds": "histogram",
+    "gochat_db_query_errors": "counter",
+    "gochat_db_replica_healthy": "gauge",
+    "gochat_cache_hits": "counter",
+    "gochat_cache_misses": "counter",
+    "gochat_cache_operation_duration_seconds": "histogram",
+    "gochat_lock_acquired": "counter",
+    "gochat_lock_lost": "counter",
+    "gochat_lock_acquire_duration_seconds": "histogram",
+    "gochat_mq_messages_produced": "counter",
+    "gochat_mq_messages_consumed": "counter",
+    "gochat_mq_processing_seconds": "histogram",
+    "gochat_mq_retries": "counter",
+    "gochat_mq_dead_lettered": "counter",
+    "gochat_mq_lag": "gauge",
+    "gochat_idgen_issued": "counter",
+    "gochat_idgen_next_ms_waits": "counter",
+    "gochat_idgen_renewals": "counter",
+    "gochat_idgen_renewal_failures": "counter",
+    "gochat_idgen_machine_id": "gauge",
+    "gochat_actor_restarts": "counter",
+    "gochat_actor_mailbox_depth": "gauge",
+    "gochat_supervisor_children": "gauge",
+}
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    return samples(metrics)[(name, frozenset(labels.items()))]
+
+
+def test_every_family_is_rendered_with_its_type() -> None:
+    families = {f.name: f.type for f in text_string_to_metric_families(Metrics().render().decode())}
+    gochat = {
+        name: kind
+        for name, kind in families.items()
+        if name.startswith("gochat_") and not name.endswith("_created")  # client's extras
+    }
+    assert gochat == FAMILIES
+
+
+def test_label_names() -> None:
+    m = Metrics()
+    m.db_query_duration.labels(operation="select", table="messages").observe(0.01)
+    m.db_query_errors.labels(operation="insert", table="messages").inc()
+    m.cache_operation_duration.labels(op="get", prefix="user").observe(0.0002)
+    m.mq_lag.labels(topic="chat", partition="3").set(12)
+    m.db_replica_healthy.labels(replica="replica-0").set(1)
+    m.actor_restarts.labels(child="cache").inc()
+    m.actor_mailbox_depth.labels(child="room-7").set(4)
+    m.supervisor_children.labels(state="running").set(9)
+    got = samples(m)
+    assert (
+        got[
+            (
+                "gochat_db_query_errors_total",
+                frozenset({("operation", "insert"), ("table", "messages")}),
+            )
+        ]
+        == 1
+    )
+    assert (
+        got[
+            (
+                "gochat_db_query_duration_seconds_count",
+                frozenset({("operation", "select"), ("table", "messages")}),
+            )
+        ]
+        == 1
+    )
+    assert (
+        got[
+            (
+                "gochat_cache_operation_duration_seconds_count",
+                frozenset({("op", "get"), ("prefix", "user")}),
+            )
+        ]
+        == 1
+    )
+    assert got[("gochat_mq_lag", frozenset({("topic", "chat"), ("partition", "3")}))] == 12
+    assert got[("gochat_db_replica_healthy", frozenset({("replica", "replica-0")}))] == 1
+    assert got[("gochat_actor_restarts_total", frozenset({("child", "cache")}))] == 1
+    assert got[("gochat_actor_mailbox_depth", frozenset({("child", "room-7")}))] == 4
+    assert got[("gochat_supervisor_children", frozenset({("state", "running")}))] == 9
+
+
+def test_two_instances_do_not_collide_nor_touch_the_global_registry() -> None:
+    before = {m.name for m in REGISTRY.collect()}
+    a, b = Metrics(), Metrics()
+    a.cache_hits.labels(prefix="user").inc(3)
+    b.cache_hits.labels(prefix="user").inc()
+    assert value(a, "gochat_cache_hits_total", prefix="user") == 3
+    assert value(b, "gochat_cache_hits_total", prefix="user") == 1
+    assert a.registry is not b.registry
+    assert {m.name for m in REGISTRY.collect()} == before
+
+
+def test_a_given_registry_is_used() -> None:
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    m.idgen_issued.inc(5)
+    assert registry.get_sample_value("gochat_idgen_issued_total") == 5
+
+
+def test_namespace() -> None:
+    m = Metrics(namespace="chatx")
+    names = {f.name for f in text_string_to_metric_families(m.render().decode())}
+    assert "chatx_cache_hits" in names
+    assert not any(name.startswith("gochat_") for name in names)
+
+
+@pytest.mark.parametrize(
+    ("key", "prefix"),
+    [
+        ("user:42:profile", "user"),
+        (b"room:7", "room"),
+        ("session-42", OTHER_PREFIX),
+        (":leading", OTHER_PREFIX),
+        ("has space:x", OTHER_PREFIX),
+        ("x" * 49 + ":y", OTHER_PREFIX),
+        ("msg.v2:1", "msg.v2"),
+    ],
+)
+def test_key_prefix(key: str | bytes, prefix: str) -> None:
+    assert key_prefix(key) == prefix
+
+
+def test_cache_helpers_label_by_prefix_never_by_key() -> None:
+    m = Metrics()
+    for user in range(50):
+        m.record_cache_lookup(f"user:{user}", hit=user % 2 == 0)
+        with m.time_cache_op("get", f"user:{user}"):
+            pass
+    m.record_cache_lookup("no-prefix-key-123", hit=False)
+    got = samples(m)
+    assert value(m, "gochat_cache_hits_total", prefix="user") == 25
+    assert value(m, "gochat_cache_misses_total", prefix="user") == 25
+    assert value(m, "gochat_cache_misses_total", prefix=OTHER_PREFIX) == 1
+    assert value(m, "gochat_cache_operation_duration_seconds_count", op="get", prefix="user") == 50
+    label_values = {v for (_, labels) in got for (_, v) in labels}
+    assert not any(v.startswith(("user:", "no-prefix")) for v in label_values)
+
+
+def test_time_db_query_counts_errors() -> None:
+    m = Metrics()
+    with m.time_db_query("select", "messages"):
+        pass
+    with pytest.raises(RuntimeError), m.time_db_query("select", "messages"):
+        raise RuntimeError("boom")
+    labels = {"operation": "select", "table": "messages"}
+    assert value(m, "gochat_db_query_duration_seconds_count", **labels) == 2
+    assert value(m, "gochat_db_query_errors_total", **labels) == 1
+
+
+def test_time_mq_processing() -> None:
+    m = Metrics()
+    with m.time_mq_processing("chat.messages"):
+        pass
+    assert value(m, "gochat_mq_processing_seconds_count", topic="chat.messages") == 1
+
+
+def test_machine_id_gauge_starts_at_minus_one() -> None:
+    assert value(Metrics(), "gochat_idgen_machine_id") == -1
+
+
+def test_render_and_content_type() -> None:
+    m = Metrics()
+    assert m.content_type == CONTENT_TYPE
+    assert CONTENT_TYPE.startswith("text/plain; version=0.0.4")
+    body = m.render()
+    assert isinstance(body, bytes)
+    assert b"# TYPE gochat_cache_hits_total counter" in body
