@@ -8,11 +8,13 @@ Example::
     print(settings.db.primary)            # sqlite+aiosqlite:///:memory:
 """
 
+from ._bridge import Bridge
 from ._dsn import Dsn
 from ._exceptions import BridgeError, BridgeNotRunning, GochatError, SettingsError, SettingsProblem
 from .config import Settings, load_settings
 
 __all__ = [
+    "Bridge",
     "BridgeError",
     "BridgeNotRunning",
     "Dsn",

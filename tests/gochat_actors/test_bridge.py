@@ -1,0 +1,248 @@
+"""The asyncio bridge: usable from siblings, exceptions typed, cancellation both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import pytest
+import trio
+import trio.testing
+import trio_asyncio
+
+from gochat_actors import Bridge, BridgeError, BridgeNotRunning, GochatError
+from gochat_actors.log import current_trace_id, trace_context
+
+
+class ChatBackendError(Exception):
+    """An error type that only the asyncio side raises."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"backend failed with {code}")
+        self.code = code
+
+
+async def describe_loop(tag: str) -> tuple[str, bool, bool]:
+    """asyncio side: prove we run as an asyncio task on the bridge's loop."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    await asyncio.sleep(0)
+    return tag, isinstance(loop, trio_asyncio.TrioEventLoop), task is not None
+
+
+async def test_started_value_is_the_bridge_and_a_sibling_can_use_it() -> None:
+    bridge = Bridge()
+    results: list[tuple[str, bool, bool]] = []
+    seen_loop_in_sibling: list[object] = []
+
+    async def sibling() -> None:
+        # a sibling of the opener, not its descendant: trio-asyncio's context lookup
+        # would find no loop here; the bridge passes its loop explicitly
+        seen_loop_in_sibling.append(trio_asyncio.current_loop.get())
+        results.append(await bridge.run_asyncio(describe_loop, "sibling"))
+
+    async with trio.open_nursery() as nursery:
+        assert await nursery.start(bridge.run) is bridge
+        assert bridge.running
+        async with trio.open_nursery() as siblings:
+            siblings.start_soon(sibling)
+            siblings.start_soon(sibling)
+        nursery.cancel_scope.cancel()
+
+    assert seen_loop_in_sibling == [None, None]
+    assert results == [("sibling", True, True)] * 2
+    assert not bridge.running
+
+
+async def test_result_args_and_partial_for_keywords() -> None:
+    async def add(a: int, b: int, *, scale: int = 1) -> int:
+        await asyncio.sleep(0)
+        return (a + b) * scale
+
+    bridge = Bridge()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        assert await bridge.run_asyncio(add, 2, 3) == 5
+        assert await bridge.run_asyncio(functools.partial(add, scale=10), 2, 3) == 50
+        nursery.cancel_scope.cancel()
+
+
+async def test_asyncio_exception_arrives_typed_on_the_trio_side() -> None:
+    async def fail(code: int) -> None:
+        await asyncio.sleep(0)
+        raise ChatBackendError(code)
+
+    async def refuse() -> None:
+        raise ConnectionRefusedError(111, "refused")
+
+    bridge = Bridge()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        with pytest.raises(ChatBackendError) as exc:
+            await bridge.run_asyncio(fail, 503)
+        assert exc.value.code == 503
+        with pytest.raises(ConnectionRefusedError):
+            await bridge.run_asyncio(refuse)
+        # the bridge survives its callers' errors
+        assert await bridge.run_asyncio(describe_loop, "after") == ("after", True, True)
+        nursery.cancel_scope.cancel()
+
+
+async def test_trio_cancellation_cancels_the_asyncio_task_and_its_finally_runs() -> None:
+    bridge = Bridge()
+    events: list[str] = []
+    started = trio.Event()
+
+    async def notify_started() -> None:
+        started.set()
+
+    async def long_operation() -> None:
+        events.append("asyncio started")
+        try:
+            await bridge.run_trio(notify_started)
+            await asyncio.Event().wait()  # never set
+        except asyncio.CancelledError:
+            events.append("asyncio cancelled")
+            raise
+        finally:
+            events.append("asyncio finally")
+
+    async def caller(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await bridge.run_asyncio(long_operation)
+        events.append(f"trio caller cancelled={scope.cancelled_caught}")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        scope = await nursery.start(caller)
+        await started.wait()
+        await trio.testing.wait_all_tasks_blocked()  # the asyncio task waits on its Event
+        scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+
+    assert events == [
+        "asyncio started",
+        "asyncio cancelled",
+        "asyncio finally",
+        "trio caller cancelled=True",
+    ]
+
+
+async def test_trace_context_reaches_the_asyncio_side() -> None:
+    async def read_trace_id() -> str | None:
+        await asyncio.sleep(0)
+        return current_trace_id()
+
+    bridge = Bridge()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        with trace_context("trace-from-trio"):
+            assert await bridge.run_asyncio(read_trace_id) == "trace-from-trio"
+        nursery.cancel_scope.cancel()
+
+
+async def test_run_trio_gives_backpressure_to_asyncio_producers() -> None:
+    bridge = Bridge()
+    send, receive = trio.open_memory_channel[int](1)
+    produced: list[int] = []
+
+    async def produce(count: int) -> int:
+        for i in range(count):
+            await bridge.run_trio(send.send, i)  # waits while the channel is full
+            produced.append(i)
+        return count
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        results: list[int] = []
+
+        async def run_producer() -> None:
+            results.append(await bridge.run_asyncio(produce, 5))
+
+        nursery.start_soon(run_producer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert produced == [0]  # 1 in the channel, the next send is waiting
+        received = [await receive.receive() for _ in range(5)]
+        await trio.testing.wait_all_tasks_blocked()
+        assert received == [0, 1, 2, 3, 4]
+        assert results == [5]
+        nursery.cancel_scope.cancel()
+
+
+async def test_not_running_before_start_and_after_stop() -> None:
+    bridge = Bridge()
+    with pytest.raises(BridgeNotRunning):
+        await bridge.run_asyncio(describe_loop, "too early")
+    with pytest.raises(BridgeNotRunning):
+        _ = bridge.loop
+    assert issubclass(BridgeNotRunning, GochatError)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        assert isinstance(bridge.loop, asyncio.AbstractEventLoop)
+        nursery.cancel_scope.cancel()
+
+    with pytest.raises(BridgeNotRunning):
+        await bridge.run_asyncio(describe_loop, "too late")
+
+
+async def test_call_in_flight_when_the_bridge_stops_gets_bridge_not_running() -> None:
+    bridge = Bridge()
+    started = trio.Event()
+    outcome: list[BaseException] = []
+
+    async def notify_started() -> None:
+        started.set()
+
+    async def forever() -> None:
+        await bridge.run_trio(notify_started)
+        await asyncio.Event().wait()
+
+    async def user() -> None:
+        try:
+            await bridge.run_asyncio(forever)
+        except BridgeNotRunning as exc:
+            outcome.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as bridge_scope:
+            async with trio.open_nursery() as bridge_nursery:
+                await bridge_nursery.start(bridge.run)
+                nursery.start_soon(user)  # a sibling of the bridge's nursery
+                await started.wait()
+                bridge_scope.cancel()
+
+    assert len(outcome) == 1
+    assert isinstance(outcome[0].__cause__, asyncio.CancelledError)
+
+
+async def test_wait_ready_waits_for_the_loop() -> None:
+    bridge = Bridge()
+    ready: list[bool] = []
+
+    async def waiter() -> None:
+        await bridge.wait_ready()
+        ready.append(bridge.running)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        assert ready == []
+        await nursery.start(bridge.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert ready == [True]
+        await bridge.wait_ready()  # returns at once when running
+        nursery.cancel_scope.cancel()
+
+
+async def test_can_run_again_after_stopping_but_not_twice_at_once() -> None:
+    bridge = Bridge()
+    for round_ in ("first", "second"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bridge.run)
+            assert await bridge.run_asyncio(describe_loop, round_) == (round_, True, True)
+            with pytest.raises(BridgeError, match="already running"):
+                await nursery.start(bridge.run)
+            nursery.cancel_scope.cancel()
