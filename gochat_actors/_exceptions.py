@@ -77,6 +77,9 @@ class SettingsError(GochatError):
         self.problems = tuple(problems)
         super().__init__(self._render())
 
+    def __reduce__(self) -> tuple[type[SettingsError], tuple[tuple[SettingsProblem, ...]]]:
+        return (type(self), (self.problems,))
+
     def _render(self) -> str:
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in settings"
@@ -110,3 +113,9 @@ class BridgeNotRunning(BridgeError):
         except BridgeNotRunning:
             await bridge.wait_ready()
     """
+
+
+# Show the public path in tracebacks and reprs: gochat_actors.SettingsError.
+for _cls in (GochatError, SettingsProblem, SettingsError, BridgeError, BridgeNotRunning):
+    _cls.__module__ = "gochat_actors"
+del _cls

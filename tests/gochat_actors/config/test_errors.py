@@ -191,3 +191,13 @@ def test_rules(section: str, values: dict[str, object], path: str, needle: str) 
 )
 def test_valid_forms(section: str, values: dict[str, object]) -> None:
     load_settings(**{section: values})
+
+
+def test_settings_error_pickles_and_shows_its_public_path() -> None:
+    import pickle
+
+    error = SettingsError([SettingsProblem("http.port", "override", "too big")])
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.problems == error.problems
+    assert str(copy) == str(error) == "1 problem in settings:\n  http.port: too big [override]"
+    assert SettingsError.__module__ == "gochat_actors"
