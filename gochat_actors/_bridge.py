@@ -53,6 +53,7 @@ class Bridge:
 
     def __init__(self) -> None:
         self._loop: TrioEventLoop | None = None
+        self._opening = False
         self._state_changed = trio.lowlevel.ParkingLot()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -71,15 +72,19 @@ class Bridge:
         """
         import trio_asyncio  # imported here: patching asyncio's policy only when used
 
-        if self._loop is not None:
+        if self._opening:
             raise BridgeError("this Bridge is already running")
-        async with trio_asyncio.open_loop() as loop:
-            self._set_loop(loop)
-            try:
-                task_status.started(self)
-                await trio.sleep_forever()
-            finally:
-                self._set_loop(None)
+        self._opening = True  # set before the first await: two run() can't both pass
+        try:
+            async with trio_asyncio.open_loop() as loop:
+                self._set_loop(loop)
+                try:
+                    task_status.started(self)
+                    await trio.sleep_forever()
+                finally:
+                    self._set_loop(None)
+        finally:
+            self._opening = False
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _set_loop(self, loop: TrioEventLoop | None) -> None:

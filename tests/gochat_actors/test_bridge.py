@@ -237,6 +237,25 @@ async def test_wait_ready_waits_for_the_loop() -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_two_concurrent_runs_are_refused() -> None:
+    bridge = Bridge()
+    errors: list[BridgeError] = []
+
+    async def run_it() -> None:
+        try:
+            await bridge.run()
+        except BridgeError as exc:
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_it)
+        nursery.start_soon(run_it)
+        await bridge.wait_ready()
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(errors) == 1
+        nursery.cancel_scope.cancel()
+
+
 async def test_can_run_again_after_stopping_but_not_twice_at_once() -> None:
     bridge = Bridge()
     for round_ in ("first", "second"):

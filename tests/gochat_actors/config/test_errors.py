@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gochat_actors import GochatError, SettingsError, SettingsProblem
-from gochat_actors.config import load_settings
+from gochat_actors.config import load_settings, settings_sources
 
 
 def problems_of(exc: pytest.ExceptionInfo[SettingsError]) -> dict[str, SettingsProblem]:
@@ -190,7 +190,11 @@ def test_rules(section: str, values: dict[str, object], path: str, needle: str) 
     ],
 )
 def test_valid_forms(section: str, values: dict[str, object]) -> None:
-    load_settings(**{section: values})
+    settings = load_settings(**{section: values})
+    sources = settings_sources(settings)
+    assert {key: str(sources[f"{section}.{key}"]) for key in values} == dict.fromkeys(
+        values, "override"
+    )
 
 
 def test_settings_error_pickles_and_shows_its_public_path() -> None:
