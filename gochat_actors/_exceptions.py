@@ -3,9 +3,32 @@
 ::
 
     GochatError
-     ├── SettingsError          the settings are invalid; .problems lists every problem
-     └── BridgeError            the trio <-> asyncio bridge failed a call
-          └── BridgeNotRunning  the asyncio loop is not (or no longer) open
+     ├── SettingsError            the settings are invalid; .problems lists every problem
+     ├── BridgeError              the trio <-> asyncio bridge failed a call
+     │    └── BridgeNotRunning    the asyncio loop is not (or no longer) open
+     ├── ComponentUnavailable     a component's actor is not running (restarting, stopped)
+     ├── CacheError               a cache operation failed
+     │    ├── CacheMiss           the key is absent (not a failure of the cache)
+     │    ├── CacheUnavailable    Redis unreachable / connection lost (+ComponentUnavailable)
+     │    └── CacheTimeout        the operation exceeded its timeout (+TimeoutError)
+     ├── LockError                a distributed-lock operation failed
+     │    ├── LockNotAcquired     not acquired within `wait` (ErrLockAcquisitionFailed)
+     │    ├── LockLost            the lock was (or may have been) lost while held
+     │    └── LockUnavailable     the lock backend is unreachable (+ComponentUnavailable)
+     ├── DBError                  a database operation failed
+     │    ├── DBUnavailable       cannot reach the server (+ComponentUnavailable)
+     │    ├── DBIntegrityError    a constraint was violated (duplicate key, foreign key)
+     │    ├── DBTimeout           the operation exceeded its timeout (+TimeoutError)
+     │    ├── DBProgrammingError  bad SQL / unknown table; carries the statement, never params
+     │    └── DBRetryExhausted    with_transaction() ran out of retries on deadlocks
+     ├── MQError                  a message-queue operation failed
+     │    ├── MQUnavailable       the broker is unreachable (+ComponentUnavailable)
+     │    ├── MessageTooLarge     the broker refused the message's size
+     │    └── MQTimeout           the operation exceeded its timeout (+TimeoutError)
+     └── IdGenError               an ID could not be generated
+          ├── MachineIdLost       not sure of the machine ID (lease may have expired)
+          ├── MachineIdsExhausted every machine ID is held by someone
+          └── ClockBehind         the clock is behind the last issued timestamp
 
 Components add their own branch here (one root per component, e.g. ``CacheError``),
 so users catch ``gochat_actors.<X>Error``, never a driver's exception: drivers'
@@ -19,7 +42,30 @@ from dataclasses import dataclass
 __all__ = [
     "BridgeError",
     "BridgeNotRunning",
+    "CacheError",
+    "CacheMiss",
+    "CacheTimeout",
+    "CacheUnavailable",
+    "ClockBehind",
+    "ComponentUnavailable",
+    "DBError",
+    "DBIntegrityError",
+    "DBProgrammingError",
+    "DBRetryExhausted",
+    "DBTimeout",
+    "DBUnavailable",
     "GochatError",
+    "IdGenError",
+    "LockError",
+    "LockLost",
+    "LockNotAcquired",
+    "LockUnavailable",
+    "MQError",
+    "MQTimeout",
+    "MQUnavailable",
+    "MachineIdLost",
+    "MachineIdsExhausted",
+    "MessageTooLarge",
     "SettingsError",
     "SettingsProblem",
 ]
@@ -115,7 +161,170 @@ class BridgeNotRunning(BridgeError):
     """
 
 
+class ComponentUnavailable(GochatError):
+    """The component's actor is not running (starting, restarting, or stopped) and did not
+    come back within the operation's timeout.
+
+    Example::
+
+        try:
+            await cache.get("k")
+        except ComponentUnavailable:
+            ...  # degrade: serve without the cache
+    """
+
+
+class CacheError(GochatError):
+    """A cache operation failed. Example: ``except CacheError: ...``"""
+
+
+class CacheMiss(CacheError, KeyError):
+    """The key is not in the cache (the original's ``ErrCacheMiss``).
+
+    Example::
+
+        try:
+            user = await cache.get(f"user:{uid}")
+        except CacheMiss:
+            user = await load_user(uid)
+    """
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class CacheUnavailable(CacheError, ComponentUnavailable):
+    """The cache backend is unreachable or its connection was lost."""
+
+
+class CacheTimeout(CacheError, TimeoutError):
+    """A cache operation exceeded its timeout."""
+
+
+class LockError(GochatError):
+    """A distributed-lock operation failed. Example: ``except LockError: ...``"""
+
+
+class LockNotAcquired(LockError):
+    """The lock was not acquired within ``wait`` (``ErrLockAcquisitionFailed``).
+
+    Example::
+
+        try:
+            async with locks.hold("room:42", wait=0.5):
+                ...
+        except LockNotAcquired:
+            ...  # someone else is compacting this room
+    """
+
+
+class LockLost(LockError):
+    """The lock was lost (or may have expired) while held; the body was cancelled."""
+
+
+class LockUnavailable(LockError, ComponentUnavailable):
+    """The lock backend is unreachable."""
+
+
+class DBError(GochatError):
+    """A database operation failed. Example: ``except DBError: ...``"""
+
+
+class DBUnavailable(DBError, ComponentUnavailable):
+    """The database server cannot be reached."""
+
+
+class DBIntegrityError(DBError):
+    """A constraint was violated (duplicate key, foreign key, not null)."""
+
+
+class DBTimeout(DBError, TimeoutError):
+    """A database operation exceeded its timeout."""
+
+
+class DBProgrammingError(DBError):
+    """Bad SQL or an unknown table/column; ``statement`` holds the SQL, never parameters."""
+
+    def __init__(self, message: str, statement: str | None = None) -> None:
+        super().__init__(message)
+        self.statement = statement
+
+
+class DBRetryExhausted(DBError):
+    """``with_transaction(retries=N)`` hit a retryable error N+1 times; cause attached."""
+
+
+class MQError(GochatError):
+    """A message-queue operation failed. Example: ``except MQError: ...``"""
+
+
+class MQUnavailable(MQError, ComponentUnavailable):
+    """The broker is unreachable."""
+
+
+class MessageTooLarge(MQError):
+    """The broker (or the producer's limit) refused the message's size."""
+
+
+class MQTimeout(MQError, TimeoutError):
+    """A message-queue operation exceeded its timeout."""
+
+
+class IdGenError(GochatError):
+    """An ID could not be generated. Example: ``except IdGenError: ...``"""
+
+
+class MachineIdLost(IdGenError):
+    """The generator cannot be sure it still holds its machine ID; it issues nothing.
+
+    Example::
+
+        try:
+            i = ids.next_id()
+        except MachineIdLost:
+            await ids.wait_ready()
+            i = ids.next_id()
+    """
+
+
+class MachineIdsExhausted(IdGenError):
+    """Every machine ID is held by another generator."""
+
+
+class ClockBehind(IdGenError):
+    """The clock is behind the last timestamp issued under this machine ID."""
+
+
 # Show the public path in tracebacks and reprs: gochat_actors.SettingsError.
-for _cls in (GochatError, SettingsProblem, SettingsError, BridgeError, BridgeNotRunning):
+for _cls in (
+    GochatError,
+    SettingsProblem,
+    SettingsError,
+    BridgeError,
+    BridgeNotRunning,
+    ComponentUnavailable,
+    CacheError,
+    CacheMiss,
+    CacheUnavailable,
+    CacheTimeout,
+    LockError,
+    LockNotAcquired,
+    LockLost,
+    LockUnavailable,
+    DBError,
+    DBUnavailable,
+    DBIntegrityError,
+    DBTimeout,
+    DBProgrammingError,
+    DBRetryExhausted,
+    MQError,
+    MQUnavailable,
+    MessageTooLarge,
+    MQTimeout,
+    IdGenError,
+    MachineIdLost,
+    MachineIdsExhausted,
+    ClockBehind,
+):
     _cls.__module__ = "gochat_actors"
 del _cls
