@@ -14,6 +14,7 @@ import pytest
 
 PUBLIC_PACKAGES: list[str] = [
     "supervisors",
+    "supervisors.testing",
     "gochat_actors",
 ]
 
