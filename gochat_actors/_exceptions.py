@@ -28,7 +28,8 @@
      └── IdGenError               an ID could not be generated
           ├── MachineIdLost       not sure of the machine ID (lease may have expired)
           ├── MachineIdsExhausted every machine ID is held by someone
-          └── ClockBehind         the clock is behind the last issued timestamp
+          ├── ClockBehind         the clock is behind the last issued timestamp
+          └── IdGenUnavailable    etcd unreachable or failed a request (+ComponentUnavailable)
 
 Components add their own branch here (one root per component, e.g. ``CacheError``),
 so users catch ``gochat_actors.<X>Error``, never a driver's exception: drivers'
@@ -56,6 +57,7 @@ __all__ = [
     "DBUnavailable",
     "GochatError",
     "IdGenError",
+    "IdGenUnavailable",
     "LockError",
     "LockLost",
     "LockNotAcquired",
@@ -295,6 +297,10 @@ class ClockBehind(IdGenError):
     """The clock is behind the last timestamp issued under this machine ID."""
 
 
+class IdGenUnavailable(IdGenError, ComponentUnavailable):
+    """etcd (the machine-ID registry) is unreachable or failed a request."""
+
+
 # Show the public path in tracebacks and reprs: gochat_actors.SettingsError.
 for _cls in (
     GochatError,
@@ -325,6 +331,7 @@ for _cls in (
     MachineIdLost,
     MachineIdsExhausted,
     ClockBehind,
+    IdGenUnavailable,
 ):
     _cls.__module__ = "gochat_actors"
 del _cls
