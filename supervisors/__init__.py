@@ -19,6 +19,7 @@ Example::
             print(sup.which_children())
 """
 
+from ._actor import Actor, ActorRef, Mailbox, actor_spec, whereis
 from ._backoff import Backoff
 from ._child import (
     ChildCounts,
@@ -61,14 +62,17 @@ from ._exceptions import (
     SupervisorNotRunning,
 )
 from ._health import Health, HealthReport
+from ._render import render_tree
 from ._run import run
 from ._spec import ChildSpec, Restart, Strategy
 from ._supervisor import Supervisor, open_supervisor, supervisor_spec
 from ._threads import to_thread
 
 __all__ = [
+    "Actor",
     "ActorCrashed",
     "ActorError",
+    "ActorRef",
     "Backoff",
     "CallTimeout",
     "ChildCounts",
@@ -93,6 +97,7 @@ __all__ = [
     "HealthChanged",
     "HealthReport",
     "Killed",
+    "Mailbox",
     "MailboxFull",
     "Overstay",
     "Restart",
@@ -105,13 +110,16 @@ __all__ = [
     "SupervisorNotRunning",
     "SupervisorStarted",
     "SupervisorStopped",
+    "actor_spec",
     "cleanup_scope",
     "component_spec",
     "current_child",
     "open_supervisor",
     "progress",
+    "render_tree",
     "run",
     "set_health",
     "supervisor_spec",
     "to_thread",
+    "whereis",
 ]

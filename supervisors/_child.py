@@ -115,7 +115,8 @@ class Child:
         self.restart_at = math.inf
         self.health = Health.OK
         self.health_reason = ""
-        self.mailbox: MailboxStats | None = None
+        mailbox = spec.meta.get("mailbox")
+        self.mailbox: MailboxStats | None = mailbox if hasattr(mailbox, "depth") else None
 
     @property
     def id(self) -> str:

@@ -7,6 +7,7 @@ import enum
 import functools
 import inspect
 import math
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
@@ -48,16 +49,26 @@ def is_async_callable(obj: object) -> bool:
     )
 
 
-_TAKES_STATUS: dict[object, bool] = {}
+_TAKES_STATUS: weakref.WeakKeyDictionary[object, bool] = weakref.WeakKeyDictionary()
+
+
+def _cache_key(target: object) -> object | None:
+    if inspect.isfunction(target):
+        return target
+    if inspect.ismethod(target):
+        return target.__func__
+    if isinstance(target, functools.partial):
+        return None
+    return getattr(type(target), "__call__", None)  # noqa: B004
 
 
 def takes_task_status(target: Callable[..., Any]) -> bool:
     """Whether ``target`` accepts a ``task_status`` keyword (cached per function)."""
-    key = getattr(target, "__func__", target)
-    try:
-        return _TAKES_STATUS[key]
-    except (KeyError, TypeError):
-        pass
+    key = _cache_key(target)
+    if key is not None:
+        cached = _TAKES_STATUS.get(key)
+        if cached is not None:
+            return cached
     try:
         params = inspect.signature(target).parameters
     except (TypeError, ValueError):  # builtins, odd callables: assume the trio convention

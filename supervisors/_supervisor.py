@@ -74,7 +74,7 @@ async def _collapsing() -> AsyncIterator[None]:
         if real is group:
             raise
     if real is not None:
-        raise real
+        raise real from real.__cause__  # keep its cause; hide the group as context
 
 
 def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -887,6 +887,12 @@ class Supervisor:
         while times and times[0] < now - self.max_seconds:
             times.popleft()
         return times
+
+    def snapshot(self) -> dict[str, Any]:
+        """A nested, JSON-serialisable picture of this tree (see :func:`snapshot`)."""
+        from ._snapshot import snapshot
+
+        return snapshot(self)
 
     def children_records(self) -> list[Child]:
         """The internal records, for introspection within this package."""
