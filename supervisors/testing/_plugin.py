@@ -1,0 +1,56 @@
+"""The pytest plugin (entry point ``supervisors``): ``supervisor`` and ``chaos`` fixtures.
+
+Needs pytest-trio (``trio_mode = true``, or mark tests with ``@pytest.mark.trio``);
+use pytest-trio's ``autojump_clock`` fixture to run timing rules in virtual time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import pytest
+
+from .._supervisor import Supervisor, open_supervisor
+from ._chaos import ChaosMonkey
+
+ChaosFactory = Callable[..., Awaitable[ChaosMonkey]]
+
+
+@pytest.fixture
+async def supervisor() -> AsyncIterator[Supervisor]:
+    """A running, empty root supervisor; add children with ``start_child``.
+
+    Example::
+
+        async def test_it(supervisor):
+            ref = await supervisor.start_child(actor_spec("c", Counter, 0))
+    """
+    async with open_supervisor(name="test", max_restarts=1000, max_seconds=1.0) as sup:
+        yield sup
+
+
+@pytest.fixture
+def chaos(supervisor: Supervisor) -> ChaosFactory:
+    """``await chaos(rate, seed=0, include=..., exclude=...)`` starts a ChaosMonkey child
+    in the ``supervisor`` fixture's tree and returns it.
+
+    Example::
+
+        async def test_survives(supervisor, chaos, autojump_clock):
+            monkey = await chaos(rate=5.0, seed=3)
+    """
+
+    async def start(
+        rate: float,
+        *,
+        seed: int | None = 0,
+        include: Sequence[str] = ("*",),
+        exclude: Sequence[str] = (),
+        **options: Any,
+    ) -> ChaosMonkey:
+        monkey = ChaosMonkey(rate, seed=seed, include=include, exclude=exclude, **options)
+        started: ChaosMonkey = await supervisor.start_child(monkey.spec())
+        return started
+
+    return start
