@@ -182,6 +182,19 @@ class Supervisor:
         return self._running
 
     @property
+    def parent(self) -> ChildHandle | None:
+        """The child this supervisor runs as, when it is nested in another tree; ``None``
+        for a root, or when not running. ``parent.supervisor`` is the supervisor above.
+
+        Example::
+
+            sup = supervisors.current_child().supervisor
+            while sup.parent is not None:
+                sup = sup.parent.supervisor   # up to the root of the tree
+        """
+        return self._parent if self._running else None
+
+    @property
     def _label(self) -> str:
         return self.name or self.path or "<root>"
 
@@ -382,11 +395,12 @@ class Supervisor:
         child.started_at = now
         if spec.stall_timeout is not None:
             self._arm_watchdog(child)
-        self._publish(
-            ChildStarted(
-                supervisor=self.path, time=now, child=spec.id, incarnation=child.incarnation
+        if self._bus.listened:
+            self._publish(
+                ChildStarted(
+                    supervisor=self.path, time=now, child=spec.id, incarnation=child.incarnation
+                )
             )
-        )
         return handle._value
 
     def _publish_start_failed(self, child: Child, exc: BaseException) -> None:
@@ -441,6 +455,8 @@ class Supervisor:
         *,
         will_restart: bool,
     ) -> None:
+        if not self._bus.listened:
+            return
         self._publish(
             ChildExited(
                 supervisor=self.path,
@@ -621,6 +637,8 @@ class Supervisor:
             child.restarts += 1
         self._stall_children.discard(child)
         heapq.heappush(self._heap, (at, child.order, child))
+        if not self._bus.listened:
+            return
         self._publish(
             ChildRestarting(
                 supervisor=self.path,
