@@ -16,6 +16,9 @@ PUBLIC_PACKAGES: list[str] = [
     "supervisors",
     "supervisors.testing",
     "gochat_actors",
+    "gochat_actors.cache",
+    "gochat_actors.lock",
+    "gochat_actors.testing",
 ]
 
 

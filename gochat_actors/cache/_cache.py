@@ -1,0 +1,374 @@
+"""``Cache``: the facade users call, and the actor that owns its backend."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, TypeVar, overload
+
+import trio
+
+from supervisors import ChildSpec
+
+from .._dsn import Dsn
+from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
+from .._slot import Slot
+from ..metrics import Metrics
+from ._actor import serve_backend
+from ._codec import BYTES, STR, Codec
+from ._memory import MemoryCache, MemoryStore
+from ._protocol import CacheBackend, CacheConnector
+from ._settings import CacheSettings
+
+__all__ = ["Cache", "check_seconds", "connector_for", "open_redis_cache"]
+
+T = TypeVar("T")
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value`` as a finite number of seconds (> 0, or >= 0), else a ``TypeError``/``ValueError``
+    naming ``name``.
+
+    Example::
+
+        ttl = check_seconds("ttl", ttl)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return float(value)
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"cache keys are str, got {type(key).__name__}: {key!r}")
+    if not key:
+        raise ValueError("cache key must not be empty")
+    return key
+
+
+@asynccontextmanager
+async def open_redis_cache(
+    url: Dsn | str, *, key_prefix: str = "", op_timeout: float = 1.0
+) -> AsyncIterator[CacheBackend]:
+    """Open the Redis :class:`CacheBackend` for the ``async with`` block (coredis is
+    imported only now). With its arguments bound it is a :data:`CacheConnector`.
+
+    Example::
+
+        async with open_redis_cache("redis://127.0.0.1:6379/0", key_prefix="chat:") as backend:
+            await backend.set("user:42", b"ann", 60.0)   # stored as chat:user:42
+    """
+    from ._redis import RedisCache, open_redis_client
+
+    async with open_redis_client(url, connect_timeout=op_timeout) as client:
+        backend = RedisCache(client, key_prefix=key_prefix)
+        try:
+            yield backend
+        finally:
+            await backend.aclose()
+
+
+def connector_for(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
+    """The backend the settings' URL names: Redis or in-memory (over ``store``)."""
+    if settings.url.scheme == "memory":
+        return MemoryCache(store, key_prefix=settings.key_prefix).connect
+    return functools.partial(
+        open_redis_cache,
+        settings.url,
+        key_prefix=settings.key_prefix,
+        op_timeout=settings.op_timeout,
+    )
+
+
+class Cache:
+    """The cache: Redis (``redis://``) or in memory (``memory://``), with metrics.
+
+    Build it once from settings, run :meth:`spec` in the supervision tree, call it from
+    anywhere. Each call waits for the backend (during a restart) and runs within one
+    timeout (``timeout=``, else ``settings.op_timeout``): it raises
+    :class:`~gochat_actors.CacheUnavailable` when the actor does not come back or Redis
+    is unreachable, :class:`~gochat_actors.CacheTimeout` when Redis does not answer in
+    time, and :class:`~gochat_actors.CacheMiss` from :meth:`get` for an absent key.
+    Values go through a :class:`Codec` (bytes by default; ``STR``, ``JSON``).
+
+    ``store`` is the :class:`MemoryStore` used with ``memory://`` (a new one by default;
+    pass one to share it with :class:`~gochat_actors.lock.Locks` or to inject faults).
+    ``backend`` replaces the URL's backend with any :data:`CacheConnector`.
+
+    Example::
+
+        cache = Cache(settings.cache, metrics=metrics)
+        async with open_supervisor([cache.spec()]):
+            await cache.set("user:42", {"name": "ann"}, ttl=60.0, codec=JSON)
+            user = await cache.get("user:42", codec=JSON)
+    """
+
+    def __init__(
+        self,
+        settings: CacheSettings,
+        *,
+        metrics: Metrics | None = None,
+        store: MemoryStore | None = None,
+        backend: CacheConnector | None = None,
+        probe_interval: float = 5.0,
+    ) -> None:
+        if not isinstance(settings, CacheSettings):
+            raise TypeError(f"settings must be a CacheSettings, got {type(settings).__name__}")
+        self.settings = settings
+        self.metrics = metrics
+        self._probe_interval = check_seconds("probe_interval", probe_interval)
+        self._op_timeout = settings.op_timeout
+        if store is not None and settings.url.scheme != "memory":
+            raise ValueError(f"store= is for memory:// caches, the url is {settings.url}")
+        self.store = (
+            store
+            if store is not None
+            else (MemoryStore() if settings.url.scheme == "memory" else None)
+        )
+        self._connect = backend if backend is not None else connector_for(settings, self.store)
+        self._slot: Slot[CacheBackend] = Slot("cache", error=CacheUnavailable)
+
+    def __repr__(self) -> str:
+        return f"<Cache {self.settings.url} running={self.running}>"
+
+    # -- supervision -------------------------------------------------------------------
+    def spec(self, id: str = "cache", **spec_options: Any) -> ChildSpec:
+        """The child that owns the backend; options go to :class:`supervisors.ChildSpec`.
+
+        Example::
+
+            children.append(cache.spec("cache"))
+        """
+        return ChildSpec(id, self.run, **spec_options)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Cache] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Connect, ping once, serve until cancelled (``task_status.started(self)`` when ready).
+
+        Example::
+
+            await nursery.start(cache.run)
+        """
+        await serve_backend(
+            "cache",
+            self._connect,
+            self._slot,
+            self,
+            op_timeout=self._op_timeout,
+            probe_interval=self._probe_interval,
+            unavailable=CacheUnavailable,
+            task_status=task_status,
+        )
+
+    @property
+    def running(self) -> bool:
+        """True while a backend is connected."""
+        return self._slot.value is not None
+
+    # -- calls ---------------------------------------------------------------------------
+    async def _call(
+        self, op: str, key: str, timeout: float | None, call: Callable[[CacheBackend], Awaitable[T]]
+    ) -> T:
+        limit = self._op_timeout if timeout is None else check_seconds("timeout", timeout)
+        deadline = trio.current_time() + limit
+        backend = self._slot.value
+        if backend is None:
+            backend = await self._slot.get(limit)
+        metrics = self.metrics
+        if metrics is None:
+            with trio.move_on_at(deadline):
+                return await call(backend)
+        else:
+            with metrics.time_cache_op(op, key), trio.move_on_at(deadline):
+                return await call(backend)
+        raise CacheTimeout(f"cache {op} {key!r} timed out after {limit:g}s")
+
+    @overload
+    async def get(self, key: str, *, timeout: float | None = None) -> bytes: ...
+    @overload
+    async def get(self, key: str, *, codec: Codec[T], timeout: float | None = None) -> T: ...
+    async def get(
+        self, key: str, *, codec: Codec[Any] = BYTES, timeout: float | None = None
+    ) -> Any:
+        """The value of ``key``, decoded by ``codec``; :class:`~gochat_actors.CacheMiss` if absent.
+
+        Example::
+
+            try:
+                name = await cache.get("user:42:name", codec=STR)
+            except CacheMiss:
+                name = await load_name(42)
+        """
+        _check_key(key)
+        raw = await self._call("get", key, timeout, lambda b: b.get(key))
+        if self.metrics is not None:
+            self.metrics.record_cache_lookup(key, hit=raw is not None)
+        if raw is None:
+            raise CacheMiss(key)
+        return _decode(codec, key, raw)
+
+    @overload
+    async def mget(
+        self, keys: Sequence[str], *, timeout: float | None = None
+    ) -> list[bytes | None]: ...
+    @overload
+    async def mget(
+        self, keys: Sequence[str], *, codec: Codec[T], timeout: float | None = None
+    ) -> list[T | None]: ...
+    async def mget(
+        self, keys: Sequence[str], *, codec: Codec[Any] = BYTES, timeout: float | None = None
+    ) -> list[Any]:
+        """The values of ``keys`` in order, ``None`` for each absent one (one round trip).
+
+        Example::
+
+            names = await cache.mget(["user:1:name", "user:2:name"], codec=STR)
+        """
+        if isinstance(keys, str | bytes):
+            raise TypeError("mget takes a sequence of keys, not one key")
+        keys = [_check_key(k) for k in keys]
+        if not keys:
+            return []
+        raws = await self._call("mget", keys[0], timeout, lambda b: b.mget(keys))
+        if self.metrics is not None:
+            for key, raw in zip(keys, raws, strict=True):
+                self.metrics.record_cache_lookup(key, hit=raw is not None)
+        return [
+            None if raw is None else _decode(codec, key, raw)
+            for key, raw in zip(keys, raws, strict=True)
+        ]
+
+    @overload
+    async def set(
+        self,
+        key: str,
+        value: bytes | bytearray | memoryview | str,
+        ttl: float | None = None,
+        *,
+        nx: bool = False,
+        timeout: float | None = None,
+    ) -> bool: ...
+    @overload
+    async def set(
+        self,
+        key: str,
+        value: T,
+        ttl: float | None = None,
+        *,
+        codec: Codec[T],
+        nx: bool = False,
+        timeout: float | None = None,
+    ) -> bool: ...
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        *,
+        codec: Codec[Any] | None = None,
+        nx: bool = False,
+        timeout: float | None = None,
+    ) -> bool:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (None: no expiry).
+
+        Without ``codec``, bytes are stored as they are and str as UTF-8; anything else
+        needs a codec (``codec=JSON``). With ``nx=True`` the value is stored only if the
+        key is absent. Returns True when stored.
+
+        Example::
+
+            await cache.set("user:42", b"...", ttl=60.0)
+            first = await cache.set("job:7:claimed", "worker-3", ttl=30.0, nx=True)
+        """
+        _check_key(key)
+        if ttl is not None:
+            ttl = check_seconds("ttl", ttl)
+        data = _encode(codec, key, value)
+        return await self._call("set", key, timeout, lambda b: b.set(key, data, ttl, nx=nx))
+
+    async def delete(self, *keys: str, timeout: float | None = None) -> int:
+        """Delete ``keys``; the number that existed.
+
+        Example::
+
+            await cache.delete("user:42", "user:42:name")
+        """
+        checked = [_check_key(k) for k in keys]
+        if not checked:
+            return 0
+        return await self._call("delete", checked[0], timeout, lambda b: b.delete(checked))
+
+    async def incr(self, key: str, amount: int = 1, *, timeout: float | None = None) -> int:
+        """Add ``amount`` to the integer at ``key`` (absent counts as 0); the new value.
+
+        The key keeps its TTL. A value that is not an integer raises
+        :class:`~gochat_actors.CacheError`.
+
+        Example::
+
+            views = await cache.incr("room:42:views")
+        """
+        _check_key(key)
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise TypeError(f"amount must be an int, got {amount!r}")
+        return await self._call("incr", key, timeout, lambda b: b.incr(key, amount))
+
+    async def ttl(self, key: str, *, timeout: float | None = None) -> float:
+        """Seconds before ``key`` expires (``math.inf`` if never); CacheMiss if absent.
+
+        Example::
+
+            left = await cache.ttl("session:abc")
+        """
+        _check_key(key)
+        left = await self._call("ttl", key, timeout, lambda b: b.ttl(key))
+        if left is None:
+            raise CacheMiss(key)
+        return left
+
+    async def ping(self, *, timeout: float | None = None) -> float:
+        """One round trip to the backend; its duration in seconds.
+
+        Example::
+
+            rtt = await cache.ping()
+        """
+        start = trio.current_time()
+        await self._call("ping", "ping", timeout, lambda b: b.ping())
+        return trio.current_time() - start
+
+
+def _encode(codec: Codec[Any] | None, key: str, value: Any) -> bytes:
+    if codec is None:
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            codec = STR
+        elif isinstance(value, bytearray | memoryview):
+            codec = BYTES
+        else:
+            raise TypeError(
+                f"cache.set({key!r}): no codec given for a {type(value).__name__} value "
+                "(bytes and str need none; pass codec=JSON or another Codec)"
+            )
+    try:
+        return codec.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(
+            f"cache.set({key!r}): the {codec.name} codec cannot encode it: {exc}"
+        ) from exc
+
+
+def _decode(codec: Codec[T], key: str, raw: bytes) -> T:
+    try:
+        return codec.decode(raw)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CacheError(
+            f"value of {key!r} cannot be decoded by the {codec.name} codec: {exc}"
+        ) from exc

@@ -1,0 +1,168 @@
+"""The Redis cache backend: coredis, natively on trio (anyio), no asyncio bridge.
+
+This module imports coredis; it is imported only when a ``redis://`` URL is used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import coredis
+import trio
+from coredis.retry import NoRetryPolicy
+
+from .._dsn import Dsn
+from .._exceptions import CacheUnavailable
+from ._errors import DRIVER_ERRORS, translate
+
+__all__ = ["RedisCache", "open_redis_client", "ttl_ms"]
+
+
+def ttl_ms(ttl: float) -> int:
+    """A TTL in seconds as Redis milliseconds, rounded up, at least 1.
+
+    Example::
+
+        >>> ttl_ms(0.0001), ttl_ms(2.5)
+        (1, 2500)
+    """
+    return max(1, math.ceil(ttl * 1000))
+
+
+@asynccontextmanager
+async def open_redis_client(
+    url: Dsn | str, *, connect_timeout: float = 1.0, max_connections: int | None = None
+) -> AsyncIterator[coredis.Redis[bytes]]:
+    """A coredis client (bytes replies, no automatic retries) for the ``async with`` block.
+
+    Connections open lazily; callers make the first round trip themselves.
+
+    Example::
+
+        async with open_redis_client("redis://127.0.0.1:6379/0") as client:
+            await client.ping()
+    """
+    dsn = url if isinstance(url, Dsn) else Dsn(url)
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(
+        dsn.reveal(),
+        decode_responses=False,
+        retry_policy=NoRetryPolicy(),  # our callers decide what is safe to retry
+        connect_timeout=connect_timeout,
+        max_connections=max_connections,
+        verify_version=False,  # saves a lookup per command; we use no version-gated command
+    )
+    real: BaseException | None = None
+    try:
+        async with client:  # the pool's task group: it wraps what the block raises
+            yield client
+    except BaseExceptionGroup as group:
+        real = _single(group)
+        if real is group:
+            raise
+    if real is not None:
+        raise real  # outside the except block: no group in its context
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception in ``group`` besides cancellations, else ``group`` itself."""
+    rest = group.split(trio.Cancelled)[1]
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [rest] if rest is not None else []
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else group
+
+
+class RedisCache:
+    """The Redis :class:`CacheBackend` over one coredis client; ``key_prefix`` on every key.
+
+    Example::
+
+        async with open_redis_cache("redis://127.0.0.1:6379/0", key_prefix="chat:") as backend:
+            await backend.set("user:42", b"ann", 60.0)   # stored as chat:user:42
+    """
+
+    def __init__(self, client: coredis.Redis[bytes], *, key_prefix: str = "") -> None:
+        self._client = client
+        self._prefix = key_prefix
+        self._closed = False
+
+    def _live(self, what: str) -> coredis.Redis[bytes]:
+        if self._closed:
+            raise CacheUnavailable(f"Redis {what}: the connection is closed")
+        return self._client
+
+    async def get(self, key: str) -> bytes | None:
+        client = self._live("GET")
+        try:
+            return await client.get(self._prefix + key)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, "GET") from exc
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        client = self._live("MGET")
+        if not keys:
+            return []
+        try:
+            return list(await client.mget([self._prefix + k for k in keys]))
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, "MGET") from exc
+
+    async def set(
+        self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
+    ) -> bool:
+        client = self._live("SET")
+        px = None if ttl is None else ttl_ms(ttl)
+        try:
+            return bool(
+                await client.set(self._prefix + key, value, px=px, condition=_NX if nx else None)
+            )
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, "SET") from exc
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        client = self._live("DEL")
+        if not keys:
+            return 0
+        try:
+            return await client.delete([self._prefix + k for k in keys])
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, "DEL") from exc
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        client = self._live("INCRBY")
+        try:
+            return await client.incrby(self._prefix + key, amount)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, "INCRBY") from exc
+
+    async def ttl(self, key: str) -> float | None:
+        client = self._live("PTTL")
+        try:
+            ms = await client.pttl(self._prefix + key)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, "PTTL") from exc
+        if ms == -2:
+            return None
+        return math.inf if ms == -1 else ms / 1000
+
+    async def ping(self) -> None:
+        client = self._live("PING")
+        try:
+            await client.ping()
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, "PING") from exc
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._client.connection_pool.disconnect()
+
+
+_NX: Any = coredis.PureToken.NX

@@ -1,0 +1,488 @@
+"""``Locks`` and ``Lease``: distributed locks whose holders stop before the lock can expire.
+
+How one ``async with locks.hold(name)`` goes:
+
+1. **acquire**: one round trip (a Lua script on Redis: ``SET NX PX`` + ``INCR`` of the
+   fence counter) until acquired or ``wait`` runs out (jittered retries, never sleeping
+   past the holder's remaining TTL). ``acquired_at`` is when the winning request was
+   *sent*: the lock surely lives until ``acquired_at + ttl`` (the round trip is
+   subtracted).
+2. **body**: runs in a cancel scope whose deadline is
+   ``renewed_at + ttl - safety_margin``; a renewer task in the holder's own nursery
+   renews every ``ttl / 3`` (compare-and-pexpire) and moves the deadline forward after
+   each success (``renewed_at`` = send time of that renewal). Transient failures are
+   retried until the deadline; then, or at once when the lock is no longer ours, the
+   body is cancelled, ``lease.lost`` is set, a ``lock lost`` warning is logged and
+   ``gochat_lock_lost_total`` counts it.
+3. **release**: compare-and-delete, shielded and bounded by the op timeout, whatever
+   the body did (so a cancelled holder frees the lock at once while Redis answers);
+   another holder's lock is never deleted.
+4. :class:`~gochat_actors.LockLost` is raised out of the ``async with`` when the lease
+   was lost (unless the body raised an exception of its own, which wins).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn
+
+import trio
+
+from supervisors import ChildSpec, cleanup_scope
+
+from .._dsn import Dsn
+from .._exceptions import LockError, LockLost, LockNotAcquired, LockUnavailable
+from .._slot import Slot
+from ..cache import CacheSettings, MemoryStore
+from ..cache._actor import serve_backend
+from ..cache._cache import check_seconds
+from ..log import get_logger
+from ..metrics import Metrics, key_prefix
+from ._memory import MemoryLockBackend
+from ._protocol import LockBackend, LockConnector
+from ._settings import LockSettings
+
+__all__ = ["Lease", "Locks", "open_redis_locks"]
+
+_log = get_logger("gochat_actors.lock")
+
+_FIRST_RETRY = 0.01  # seconds before the second acquire attempt (doubles, jittered)
+_MAX_RETRY = 0.2  # longest pause between acquire attempts
+
+
+class Lease:
+    """One held lock, as the body of :meth:`Locks.hold` sees it.
+
+    ``token`` is the fencing token (strictly increasing per lock name: pass it with
+    every write the lock protects and let the store refuse older tokens). ``lost`` is
+    set when the lock is (or may be) lost; the body is cancelled at that moment.
+    ``deadline`` is when the body will be cancelled if no renewal succeeds before
+    (``renewed_at + ttl - margin``, on the trio clock).
+
+    Example::
+
+        async with locks.hold("room:42") as lease:
+            await db.execute(
+                "UPDATE rooms SET topic=%s, fence=%s WHERE id=42 AND fence < %s",
+                (topic, lease.token, lease.token),
+            )
+    """
+
+    __slots__ = (
+        "_body",
+        "_done",
+        "_gone",
+        "_last_error",
+        "_owner",
+        "_renewing",
+        "acquired_at",
+        "lost",
+        "lost_reason",
+        "margin",
+        "name",
+        "renewals",
+        "renewed_at",
+        "token",
+        "ttl",
+    )
+
+    def __init__(
+        self, name: str, token: int, *, ttl: float, margin: float, acquired_at: float, owner: str
+    ) -> None:
+        self.name = name
+        self.token = token
+        self.ttl = ttl
+        self.margin = margin
+        self.acquired_at = acquired_at
+        self.renewed_at = acquired_at
+        self.renewals = 0
+        self.lost = trio.Event()
+        self.lost_reason: str | None = None
+        self._owner = owner
+        self._gone = False  # known not to be ours any more: nothing to release
+        self._done = trio.Event()  # the body is over: the renewer returns
+        self._renewing = False
+        self._last_error = "none"
+        self._body = trio.CancelScope(deadline=self.deadline)
+
+    @property
+    def deadline(self) -> float:
+        """When the body is cancelled unless a renewal succeeds first (trio clock)."""
+        return self.renewed_at + self.ttl - self.margin
+
+    @property
+    def held(self) -> bool:
+        """True until the lease is lost (it stays True after a normal release)."""
+        return not self.lost.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`~gochat_actors.LockLost` if the lease is lost.
+
+        Example::
+
+            lease.check()          # before an irreversible step outside the fenced store
+            await send_email()
+        """
+        if self.lost.is_set():
+            raise LockLost(f"lock {self.name!r} (token {self.token}) lost: {self.lost_reason}")
+
+    def __repr__(self) -> str:
+        state = f"lost: {self.lost_reason}" if self.lost.is_set() else "held"
+        return f"<Lease {self.name!r} token={self.token} ttl={self.ttl:g} {state}>"
+
+
+def _overdue(lease: Lease) -> str:
+    return (
+        f"no renewal for {lease.ttl - lease.margin:.3g}s, the safe deadline "
+        f"(last error: {lease._last_error})"
+    )
+
+
+@asynccontextmanager
+async def open_redis_locks(
+    url: Dsn | str, *, key_prefix: str = "", op_timeout: float = 1.0
+) -> AsyncIterator[LockBackend]:
+    """Open the Redis :class:`LockBackend` for the ``async with`` block (coredis is
+    imported only now). With its arguments bound it is a :data:`LockConnector`.
+
+    Example::
+
+        async with open_redis_locks("redis://127.0.0.1:6379/0") as backend:
+            result = await backend.acquire("room:42", "owner-a", 10.0)
+    """
+    from ..cache._redis import open_redis_client
+    from ._redis import RedisLockBackend
+
+    async with open_redis_client(url, connect_timeout=op_timeout) as client:
+        backend = RedisLockBackend(client, key_prefix=key_prefix)
+        try:
+            yield backend
+        finally:
+            await backend.aclose()
+
+
+class Locks:
+    """Distributed locks on Redis (or in memory), with fencing tokens and renewal.
+
+    ``settings.url`` empty means the cache's URL (``cache_settings.url``), else
+    ``memory://``. Keys are ``<cache key_prefix>lock:{<name>}`` and its fence counter
+    ``...:fence``; every round trip is bounded by ``cache_settings.op_timeout``.
+    ``safety_margin`` (seconds) is how long before the lock could expire its body is
+    cancelled; by default ``ttl / 10``. ``store`` is the :class:`MemoryStore` used with
+    ``memory://`` (share the cache's: ``store=cache.store``); ``backend`` replaces the
+    URL's backend with any :data:`LockConnector`.
+
+    While the actor restarts, :meth:`hold` waits for it up to ``max(wait, op_timeout)``
+    and then raises :class:`~gochat_actors.LockUnavailable` (never
+    ``LockNotAcquired``, which means someone else holds the lock).
+
+    Example::
+
+        locks = Locks(settings.lock, cache_settings=settings.cache, metrics=metrics)
+        async with open_supervisor([locks.spec()]):
+            async with locks.hold("room:42", ttl=10.0, wait=5.0) as lease:
+                await compact(room=42, fence=lease.token)
+    """
+
+    def __init__(
+        self,
+        settings: LockSettings,
+        *,
+        cache_settings: CacheSettings | None = None,
+        metrics: Metrics | None = None,
+        store: MemoryStore | None = None,
+        backend: LockConnector | None = None,
+        safety_margin: float | None = None,
+        probe_interval: float = 5.0,
+    ) -> None:
+        if not isinstance(settings, LockSettings):
+            raise TypeError(f"settings must be a LockSettings, got {type(settings).__name__}")
+        if cache_settings is not None and not isinstance(cache_settings, CacheSettings):
+            raise TypeError(
+                f"cache_settings must be a CacheSettings, got {type(cache_settings).__name__}"
+            )
+        self.settings = settings
+        self.metrics = metrics
+        self.url = settings.url or (cache_settings.url if cache_settings else Dsn("memory://"))
+        self.key_prefix = cache_settings.key_prefix if cache_settings else ""
+        self._op_timeout = cache_settings.op_timeout if cache_settings else 1.0
+        self._margin = (
+            None if safety_margin is None else check_seconds("safety_margin", safety_margin)
+        )
+        self._probe_interval = check_seconds("probe_interval", probe_interval)
+        memory = self.url.scheme == "memory"
+        if store is not None and not memory:
+            raise ValueError(f"store= is for memory:// locks, the url is {self.url}")
+        self.store = store if store is not None else (MemoryStore() if memory else None)
+        if backend is not None:
+            self._connect = backend
+        elif memory:
+            self._connect = MemoryLockBackend(self.store, key_prefix=self.key_prefix).connect
+        else:
+            self._connect = functools.partial(
+                open_redis_locks, self.url, key_prefix=self.key_prefix, op_timeout=self._op_timeout
+            )
+        self._slot: Slot[LockBackend] = Slot("locks", error=LockUnavailable)
+
+    def __repr__(self) -> str:
+        return f"<Locks {self.url} running={self.running}>"
+
+    # -- supervision -------------------------------------------------------------------
+    def spec(self, id: str = "locks", **spec_options: Any) -> ChildSpec:
+        """The child that owns the backend; options go to :class:`supervisors.ChildSpec`.
+
+        Example::
+
+            children.append(locks.spec("locks"))
+        """
+        return ChildSpec(id, self.run, **spec_options)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Locks] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Connect, ping once, serve until cancelled (``task_status.started(self)`` when ready).
+
+        Example::
+
+            await nursery.start(locks.run)
+        """
+        await serve_backend(
+            "locks",
+            self._connect,
+            self._slot,
+            self,
+            op_timeout=self._op_timeout,
+            probe_interval=self._probe_interval,
+            unavailable=LockUnavailable,
+            task_status=task_status,
+        )
+
+    @property
+    def running(self) -> bool:
+        """True while a backend is connected."""
+        return self._slot.value is not None
+
+    # -- hold ------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def hold(
+        self, name: str, ttl: float | None = None, wait: float = 0.0
+    ) -> AsyncIterator[Lease]:
+        """Hold the lock ``name`` for the ``async with`` block (see the module docstring).
+
+        ``ttl`` defaults to ``settings.default_ttl``; ``wait`` is how long to wait for a
+        holder to let go (0: one attempt). Raises :class:`~gochat_actors.LockNotAcquired`
+        when someone else still holds it after ``wait``,
+        :class:`~gochat_actors.LockUnavailable` when the backend cannot be reached, and
+        :class:`~gochat_actors.LockLost` on exit when the lease was lost (the body was
+        cancelled at that moment).
+
+        Example::
+
+            try:
+                async with locks.hold("room:42:compaction", ttl=30.0, wait=1.0) as lease:
+                    await compact(42, fence=lease.token)
+            except LockNotAcquired:
+                pass  # another instance is compacting this room
+        """
+        if not isinstance(name, str) or not name:
+            raise (TypeError if not isinstance(name, str) else ValueError)(
+                f"lock name must be a non-empty str, got {name!r}"
+            )
+        ttl = self.settings.default_ttl if ttl is None else check_seconds("ttl", ttl)
+        wait = check_seconds("wait", wait, allow_zero=True)
+        margin = ttl / 10 if self._margin is None else self._margin
+        if margin >= ttl * 2 / 3:
+            raise ValueError(
+                f"safety_margin ({margin:g}s) must be < 2/3 of ttl ({ttl:g}s): "
+                "renewals start at ttl/3"
+            )
+        lease = await self._acquire(name, ttl, wait, margin)
+        body_exc: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep, lease)
+                try:
+                    with lease._body:
+                        yield lease
+                except BaseException as exc:  # re-raised below, outside the nursery
+                    body_exc = exc
+                finally:
+                    # An idle renewer just returns (cheaper than a cancellation); one in
+                    # the middle of a round trip is cancelled.
+                    lease._done.set()
+                    if lease._renewing:
+                        nursery.cancel_scope.cancel()
+        finally:
+            if lease._body.cancel_called:  # the deadline passed (or _lose ran already)
+                self._lose(lease, _overdue(lease))
+            await self._release(lease)
+        if body_exc is not None:
+            raise body_exc
+        lease.check()
+
+    async def _acquire(self, name: str, ttl: float, wait: float, margin: float) -> Lease:
+        start = trio.current_time()
+        give_up_at = start + wait
+        backend_by = start + max(wait, self._op_timeout)
+        owner = secrets.token_hex(16)
+        pause = _FIRST_RETRY
+        uncertain = False  # an attempt went unanswered: the lock may be ours
+        error: LockError | None = None
+        try:
+            while True:
+                backend = self._slot.value
+                if backend is None:
+                    backend = await self._slot.get(max(0.0, backend_by - trio.current_time()))
+                sent = trio.current_time()
+                holder_left = 0.0
+                uncertain = True
+                with trio.move_on_after(self._op_timeout) as attempt:
+                    try:
+                        result = await backend.acquire(name, owner, ttl)
+                    except LockUnavailable as exc:
+                        error = exc
+                    else:
+                        uncertain = False
+                        error = None
+                        if result.token is not None:
+                            return self._acquired(
+                                name, result.token, ttl, margin, sent, owner, start
+                            )
+                        holder_left = result.retry_after
+                if attempt.cancelled_caught:
+                    error = LockUnavailable(
+                        f"no answer to lock acquire within {self._op_timeout:g}s"
+                    )
+                now = trio.current_time()
+                if now >= give_up_at:
+                    break
+                nap = min(pause * random.uniform(0.5, 1.0), give_up_at - now)
+                if holder_left > 0:
+                    nap = min(nap, holder_left)
+                pause = min(pause * 2, _MAX_RETRY)
+                await trio.sleep(nap)
+        except BaseException:
+            if uncertain:
+                await self._release_quietly(name, owner)
+            raise
+        if uncertain:
+            await self._release_quietly(name, owner)
+        if error is not None:
+            raise LockUnavailable(f"lock {name!r}: {error}") from error
+        raise LockNotAcquired(f"lock {name!r} is held by another owner (waited {wait:g}s)")
+
+    def _acquired(
+        self,
+        name: str,
+        token: int,
+        ttl: float,
+        margin: float,
+        sent: float,
+        owner: str,
+        start: float,
+    ) -> Lease:
+        lease = Lease(name, token, ttl=ttl, margin=margin, acquired_at=sent, owner=owner)
+        if self.metrics is not None:
+            prefix = key_prefix(name)
+            self.metrics.lock_acquired.labels(prefix=prefix).inc()
+            self.metrics.lock_acquire_duration.labels(prefix=prefix).observe(
+                trio.current_time() - start
+            )
+        return lease
+
+    # -- renewal ------------------------------------------------------------------------------
+    async def _keep(self, lease: Lease) -> None:
+        """The renewer: a task in the holder's nursery, never raising (a crash loses the lease)."""
+        try:
+            while not lease.lost.is_set():
+                with trio.move_on_at(lease.renewed_at + lease.ttl / 3):
+                    await lease._done.wait()
+                    return
+                lease._renewing = True
+                await self._renew(lease)
+                lease._renewing = False
+        except Exception as exc:  # a bug: the lock can no longer be trusted
+            _log.exception("lock renewer crashed", lock=lease.name, token=lease.token)
+            self._lose(lease, f"the renewer crashed: {type(exc).__name__}: {exc}")
+
+    async def _renew(self, lease: Lease) -> None:
+        """Renew once, retrying transient failures until the lease's deadline."""
+        failures = 0
+        last = "no attempt"
+        while True:
+            now = trio.current_time()
+            if now >= lease.deadline:
+                self._lose(
+                    lease, f"no renewal for {now - lease.renewed_at:.3g}s (last error: {last})"
+                )
+                return
+            with trio.move_on_at(min(lease.deadline, now + self._op_timeout)) as attempt:
+                try:
+                    backend = self._slot.value or await self._slot.get()
+                    sent = trio.current_time()
+                    owned = await backend.renew(lease.name, lease._owner, lease.ttl)
+                except LockError as exc:
+                    lease._last_error = f"{type(exc).__name__}: {exc}"
+                else:
+                    if not owned:
+                        self._lose(
+                            lease, "the lock is no longer ours (expired or taken)", gone=True
+                        )
+                        return
+                    lease.renewed_at = sent
+                    lease.renewals += 1
+                    lease._body.deadline = lease.deadline
+                    if failures:
+                        _log.info("lock renewed again", lock=lease.name, failures=failures)
+                    return
+            if attempt.cancelled_caught:
+                wait = min(self._op_timeout, lease.deadline - now)
+                lease._last_error = f"no answer within {wait:.3g}s"
+            failures += 1
+            if failures == 1:
+                _log.warning(
+                    "lock renewal failed; retrying until the safe deadline",
+                    lock=lease.name,
+                    token=lease.token,
+                    error=lease._last_error,
+                    seconds_left=round(lease.deadline - trio.current_time(), 3),
+                )
+            nap = min(lease.ttl / 15, 0.5) * random.uniform(0.5, 1.0)
+            await trio.sleep_until(min(lease.deadline, trio.current_time() + nap))
+
+    def _lose(self, lease: Lease, reason: str, *, gone: bool = False) -> None:
+        lease._gone = lease._gone or gone
+        if lease.lost.is_set():
+            return
+        lease.lost_reason = reason
+        lease.lost.set()
+        lease._body.cancel()
+        _log.warning("lock lost", lock=lease.name, token=lease.token, reason=reason)
+        if self.metrics is not None:
+            self.metrics.lock_lost.labels(prefix=key_prefix(lease.name)).inc()
+
+    # -- release ------------------------------------------------------------------------------
+    async def _release(self, lease: Lease) -> None:
+        if lease._gone:
+            return  # nothing of ours to delete
+        released = await self._release_quietly(lease.name, lease._owner)
+        if released is False:
+            self._lose(lease, "the lock was no longer ours at release", gone=True)
+
+    async def _release_quietly(self, name: str, owner: str) -> bool | None:
+        """Compare-and-delete, shielded, bounded by the op timeout; None if it failed."""
+        with cleanup_scope(self._op_timeout):
+            try:
+                backend = self._slot.value or await self._slot.get()
+                return await backend.release(name, owner)
+            except LockError as exc:
+                _log.warning(
+                    "lock release failed; it expires by its TTL", lock=name, error=str(exc)
+                )
+                return None
+        _log.warning("lock release got no answer; it expires by its TTL", lock=name)
+        return None

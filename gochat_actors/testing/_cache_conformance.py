@@ -1,0 +1,182 @@
+"""The conformance suite every :class:`~gochat_actors.cache.CacheBackend` passes.
+
+Each check is ``async def check_x(backend) -> None`` and raises ``AssertionError``; each
+uses its own keys (``conformance:<check>:...``), so checks may share a key space.
+Expiry checks wait for the expiry explicitly (at most a few seconds on a real server,
+no time at all under ``autojump_clock``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from .._exceptions import CacheError, CacheUnavailable
+from ..cache import CacheBackend, CacheConnector
+
+__all__ = ["CACHE_CHECKS", "check_cache_backend", "eventually"]
+
+_K = "conformance:"
+
+
+async def eventually(predicate: Callable[[], Awaitable[bool]], *, timeout: float = 5.0) -> None:
+    """Wait until ``await predicate()`` is true, polling; ``AssertionError`` after ``timeout``.
+
+    Example::
+
+        await eventually(lambda: is_absent(backend, "k"))
+    """
+    with trio.move_on_after(timeout):
+        while True:  # polling is the point: the condition is on a server
+            if await predicate():
+                return
+            await trio.sleep(0.01)
+    raise AssertionError(f"condition still false after {timeout:g}s")
+
+
+async def check_get_absent(backend: CacheBackend) -> None:
+    """An absent key reads as None (not an error)."""
+    assert await backend.get(_K + "absent:x") is None
+
+
+async def check_set_then_get(backend: CacheBackend) -> None:
+    """Any bytes round-trip exactly, and a second set overwrites."""
+    key = _K + "roundtrip:x"
+    value = bytes(range(256)) + b"\x00\xff tail"
+    assert await backend.set(key, value) is True
+    assert await backend.get(key) == value
+    assert await backend.set(key, b"") is True
+    assert await backend.get(key) == b""
+    await backend.delete([key])
+
+
+async def check_large_value(backend: CacheBackend) -> None:
+    """A 1 MiB value round-trips."""
+    key = _K + "large:x"
+    value = bytes(range(256)) * 4096
+    await backend.set(key, value, 30.0)
+    assert await backend.get(key) == value
+    await backend.delete([key])
+
+
+async def check_set_nx(backend: CacheBackend) -> None:
+    """``nx=True`` stores only when the key is absent."""
+    key = _K + "nx:x"
+    assert await backend.set(key, b"first", 30.0, nx=True) is True
+    assert await backend.set(key, b"second", 30.0, nx=True) is False
+    assert await backend.get(key) == b"first"
+    await backend.delete([key])
+
+
+async def check_ttl(backend: CacheBackend) -> None:
+    """``ttl`` reports seconds left, ``math.inf`` without expiry, None when absent; a set
+    without ttl clears an earlier one."""
+    key = _K + "ttl:x"
+    assert await backend.ttl(key) is None
+    await backend.set(key, b"v", 30.0)
+    left = await backend.ttl(key)
+    assert left is not None
+    assert 0 < left <= 30.0
+    await backend.set(key, b"v")
+    assert await backend.ttl(key) == math.inf
+    await backend.delete([key])
+
+
+async def check_expiry(backend: CacheBackend) -> None:
+    """A key set with a TTL disappears once it has passed, and not before it is set."""
+    key = _K + "expiry:x"
+    await backend.set(key, b"v", 0.05)
+
+    async def gone() -> bool:
+        return await backend.get(key) is None
+
+    await eventually(gone)
+    assert await backend.ttl(key) is None
+
+
+async def check_mget(backend: CacheBackend) -> None:
+    """``mget`` answers in order, None for absent keys; an empty list is fine."""
+    a, b, c = (_K + f"mget:{n}" for n in "abc")
+    await backend.set(a, b"1", 30.0)
+    await backend.set(c, b"3", 30.0)
+    assert await backend.mget([a, b, c, a]) == [b"1", None, b"3", b"1"]
+    assert await backend.mget([]) == []
+    await backend.delete([a, c])
+
+
+async def check_delete(backend: CacheBackend) -> None:
+    """``delete`` counts only keys that existed; they are gone afterwards."""
+    a, b = _K + "delete:a", _K + "delete:b"
+    await backend.set(a, b"1", 30.0)
+    assert await backend.delete([a, b]) == 1
+    assert await backend.get(a) is None
+    assert await backend.delete([]) == 0
+
+
+async def check_incr(backend: CacheBackend) -> None:
+    """``incr`` starts from 0, adds any amount (negative too) and keeps the TTL."""
+    key = _K + "incr:x"
+    assert await backend.incr(key) == 1
+    assert await backend.incr(key, 5) == 6
+    assert await backend.incr(key, -10) == -4
+    assert await backend.get(key) == b"-4"
+    await backend.set(key, b"41", 30.0)
+    assert await backend.incr(key) == 42
+    left = await backend.ttl(key)
+    assert left is not None
+    assert 0 < left <= 30.0
+    await backend.delete([key])
+
+
+async def check_incr_not_an_integer(backend: CacheBackend) -> None:
+    """``incr`` of a non-integer value raises CacheError (not CacheUnavailable)."""
+    key = _K + "incr-bad:x"
+    await backend.set(key, b"not a number", 30.0)
+    try:
+        await backend.incr(key)
+    except CacheUnavailable as exc:  # pragma: no cover - a failing backend
+        raise AssertionError(
+            f"incr of a non-integer raised {exc!r}, not a plain CacheError"
+        ) from exc
+    except CacheError:
+        pass
+    else:
+        raise AssertionError("incr of a non-integer value did not raise CacheError")
+    assert await backend.get(key) == b"not a number"
+    await backend.delete([key])
+
+
+async def check_ping(backend: CacheBackend) -> None:
+    """``ping`` answers."""
+    await backend.ping()
+
+
+CACHE_CHECKS: list[Callable[[CacheBackend], Awaitable[None]]] = [
+    check_get_absent,
+    check_set_then_get,
+    check_large_value,
+    check_set_nx,
+    check_ttl,
+    check_expiry,
+    check_mget,
+    check_delete,
+    check_incr,
+    check_incr_not_an_integer,
+    check_ping,
+]
+"""Every cache check, in order (parametrize tests over it)."""
+
+
+async def check_cache_backend(make_backend: CacheConnector) -> None:
+    """Run every check of :data:`CACHE_CHECKS`, each on a fresh ``make_backend()``.
+
+    Example::
+
+        async def test_my_backend():
+            await check_cache_backend(lambda: open_my_backend("..."))
+    """
+    for check in CACHE_CHECKS:
+        async with make_backend() as backend:
+            await check(backend)

@@ -1,0 +1,6 @@
+"""Fixtures of the cache tests."""
+
+from tests.gochat_actors.cache._private_redis import (
+    collect_coredis_leaks as collect_coredis_leaks,
+)
+from tests.gochat_actors.cache._private_redis import private_redis as private_redis

@@ -1,0 +1,82 @@
+"""``Cache`` on a real Redis: the shared server for the happy path, a private one to pause
+(``kill -STOP``) or kill."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from gochat_actors import CacheMiss, CacheTimeout, CacheUnavailable, Dsn
+from gochat_actors.cache import JSON, STR, Cache, CacheSettings, open_redis_cache
+from gochat_actors.metrics import Metrics
+from supervisors import open_supervisor
+from tests.gochat_actors.cache._private_redis import PrivateRedis
+
+
+def settings(url: str, **options: object) -> CacheSettings:
+    return CacheSettings.model_validate({"url": Dsn(url), **options})
+
+
+async def test_cache_on_redis(redis_url: str, redis_key_prefix: str) -> None:
+    metrics = Metrics()
+    cache = Cache(settings(redis_url, key_prefix=redis_key_prefix), metrics=metrics)
+    async with open_supervisor([cache.spec()]):
+        await cache.set("user:42", {"name": "ann"}, ttl=60.0, codec=JSON)
+        assert await cache.get("user:42", codec=JSON) == {"name": "ann"}
+        assert 0 < await cache.ttl("user:42") <= 60.0
+        with pytest.raises(CacheMiss):
+            await cache.get("user:43")
+        assert await cache.mget(["user:42", "user:43"], codec=STR) == ['{"name":"ann"}', None]
+        assert await cache.incr("views:42", 2) == 2
+        assert await cache.delete("user:42", "views:42", "nope") == 2
+        assert await cache.ping() > 0
+    async with open_redis_cache(redis_url) as raw:  # the prefix was applied
+        await raw.set(redis_key_prefix + "probe", b"x", 30.0)
+        assert await raw.get("user:42") is None
+
+
+async def test_paused_redis_times_out_then_recovers(private_redis: PrivateRedis) -> None:
+    cache = Cache(settings(private_redis.url, op_timeout=0.3))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        await cache.set("k:before", b"1")
+        private_redis.pause()
+        try:
+            start = trio.current_time()
+            with pytest.raises(CacheTimeout):
+                await cache.get("k:before")
+            with pytest.raises(CacheTimeout):
+                await cache.set("k:during", b"2")
+            assert trio.current_time() - start < 0.3 * 2 + 0.5
+        finally:
+            private_redis.resume()
+        # replies to the abandoned requests must not be taken for later ones
+        for n in range(20):
+            await cache.set(f"k:{n}", str(n))
+        assert await cache.mget([f"k:{n}" for n in range(20)], codec=STR) == [
+            str(n) for n in range(20)
+        ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_killed_redis_is_unavailable(private_redis: PrivateRedis) -> None:
+    cache = Cache(settings(private_redis.url, op_timeout=1.0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        await cache.set("k", b"v")
+        private_redis.process.kill()
+        private_redis.process.wait()
+        with pytest.raises(CacheUnavailable) as info:
+            await cache.get("k")
+        assert info.value.__cause__ is not None  # the driver's error, kept as the cause
+        nursery.cancel_scope.cancel()
+
+
+async def test_start_fails_when_redis_is_unreachable(private_redis: PrivateRedis) -> None:
+    url = private_redis.url
+    private_redis.process.kill()
+    private_redis.process.wait()
+    cache = Cache(settings(url, op_timeout=1.0))
+    with pytest.raises(CacheUnavailable, match="unreachable"):
+        await cache.run()
+    assert not cache.running

@@ -1,0 +1,73 @@
+"""The lock conformance suite, unchanged, on Redis and on the in-memory backend."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+
+from gochat_actors import LockUnavailable
+from gochat_actors.cache import MemoryStore
+from gochat_actors.lock import LockBackend, MemoryLockBackend, lock_keys, open_redis_locks
+from gochat_actors.testing import LOCK_CHECKS, check_lock_backend
+from tests.gochat_actors.cache._private_redis import PrivateRedis
+
+Check = Callable[[LockBackend], Awaitable[None]]
+
+
+def _name(check: Check) -> str:
+    return getattr(check, "__name__", "check")
+
+
+@pytest.mark.parametrize("check", LOCK_CHECKS, ids=_name)
+async def test_memory_backend(check: Check, autojump_clock: trio.testing.MockClock) -> None:
+    async with MemoryLockBackend().connect() as backend:
+        await check(backend)
+
+
+@pytest.mark.parametrize("check", LOCK_CHECKS, ids=_name)
+async def test_redis_backend(check: Check, redis_url: str, redis_key_prefix: str) -> None:
+    async with open_redis_locks(redis_url, key_prefix=redis_key_prefix) as backend:
+        await check(backend)
+
+
+async def test_whole_suite_on_one_memory_store(autojump_clock: trio.testing.MockClock) -> None:
+    await check_lock_backend(MemoryLockBackend(MemoryStore()).connect)
+
+
+async def test_redis_layout_value_and_fence(redis_url: str, redis_key_prefix: str) -> None:
+    """The lock's value is ``<token>:<owner>``; the fence counter never expires."""
+    from gochat_actors.cache import open_redis_cache
+
+    key, fence = lock_keys(redis_key_prefix, "room:42")
+    async with open_redis_locks(redis_url, key_prefix=redis_key_prefix) as backend:
+        result = await backend.acquire("room:42", "f" * 32, 30.0)
+    async with open_redis_cache(redis_url) as raw:
+        assert await raw.get(key) == f"{result.token}:{'f' * 32}".encode()
+        assert await raw.get(fence) == str(result.token).encode()
+        assert await raw.ttl(fence) == float("inf")
+
+
+async def test_redis_reloads_its_scripts_after_a_flush(private_redis: PrivateRedis) -> None:
+    """EVALSHA of an unknown script loads it and retries (SCRIPT FLUSH, a new server).
+
+    On the private server: flushing the shared one's scripts would disturb other tests.
+    """
+    from gochat_actors.lock._redis import _SHA, ACQUIRE, RedisLockBackend
+
+    async with open_redis_locks(private_redis.url) as backend:
+        assert isinstance(backend, RedisLockBackend)
+        await backend._client.script_flush()
+        assert (await backend.acquire("x", "a" * 32, 30.0)).token == 1
+        assert await backend._client.script_exists([_SHA[ACQUIRE]]) == (True,)
+
+
+async def test_closed_connections_are_unavailable(redis_url: str) -> None:
+    async with open_redis_locks(redis_url) as backend:
+        pass
+    with pytest.raises(LockUnavailable):
+        await backend.acquire("x", "a" * 32, 1.0)
+    with pytest.raises(LockUnavailable):
+        await backend.ping()
