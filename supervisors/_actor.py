@@ -139,8 +139,13 @@ class ActorRef:
         counts), :class:`ActorCrashed` at once if the actor crashes while handling it.
         """
         reply = _Reply()
+        mailbox = self._mailbox
+        item = (_CALL, request, reply)
         with trio.move_on_after(timeout):
-            await self._mailbox._put((_CALL, request, reply))
+            try:
+                mailbox._put_nowait(item)  # no extra yield: reply.wait() checkpoints
+            except trio.WouldBlock:
+                await mailbox._put(item)
             return await reply.wait()
         reply.abandoned = True
         raise CallTimeout(f"no reply from actor {self.path!r} within {timeout:g}s")

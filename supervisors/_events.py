@@ -259,6 +259,16 @@ class EventBus:
     def stream(self, buffer: int = 1000) -> EventStream:
         return EventStream(self, buffer if buffer > 0 else math.inf)  # type: ignore[arg-type]
 
+    @property
+    def listened(self) -> bool:
+        """Whether anyone (here or up the tree) would receive an event."""
+        bus: EventBus | None = self
+        while bus is not None:
+            if bus._hooks or bus._streams:
+                return True
+            bus = bus.parent
+        return False
+
     def publish(self, event: Event) -> None:
         bus: EventBus | None = self
         while bus is not None:
