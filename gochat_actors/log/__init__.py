@@ -12,11 +12,13 @@ Example::
 """
 
 from ._configure import configure, get_logger, is_configured, reset
+from ._events import EVENT_LOGGER_NAME, event_logger
 from ._processors import SECRET_KEYS, add_service, order_keys, redact_secrets
 from ._settings import LogFormat, LogLevel, LogSettings
 from ._trace import TRACE_ID_KEY, bind_trace_id, current_trace_id, new_trace_id, trace_context
 
 __all__ = [
+    "EVENT_LOGGER_NAME",
     "SECRET_KEYS",
     "TRACE_ID_KEY",
     "LogFormat",
@@ -26,6 +28,7 @@ __all__ = [
     "bind_trace_id",
     "configure",
     "current_trace_id",
+    "event_logger",
     "get_logger",
     "is_configured",
     "new_trace_id",

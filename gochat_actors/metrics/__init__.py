@@ -10,6 +10,14 @@ Example::
 """
 
 from ._metrics import CONTENT_TYPE, OTHER_PREFIX, Metrics, key_prefix
+from ._runtime import RuntimeMetrics
 from ._settings import MetricsSettings
 
-__all__ = ["CONTENT_TYPE", "OTHER_PREFIX", "Metrics", "MetricsSettings", "key_prefix"]
+__all__ = [
+    "CONTENT_TYPE",
+    "OTHER_PREFIX",
+    "Metrics",
+    "MetricsSettings",
+    "RuntimeMetrics",
+    "key_prefix",
+]

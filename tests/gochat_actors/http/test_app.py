@@ -1,0 +1,99 @@
+"""The HTML page and the helpers of the app, without a server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gochat_actors.http import render_tree_html
+from gochat_actors.http._app import redact, wants_html
+
+from ._helpers import parse
+
+
+def node(id: str, path: str, state: str = "running", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": id,
+        "path": path,
+        "kind": "worker",
+        "state": state,
+        "restarts": 0,
+        "last_error": None,
+        "uptime": 1.5,
+        "health": {"status": "ok", "reason": ""},
+        "mailbox": None,
+        "children": [],
+        **extra,
+    }
+
+
+def test_every_string_of_the_snapshot_is_escaped() -> None:
+    evil = '<script>alert("x")</script>'
+    snapshot = node(
+        "<root>",
+        "",
+        live=True,
+        ready=False,
+        reasons=[f"{evil}: failed"],
+        children=[
+            node(evil, f'a"/{evil}', state=evil, last_error=f"Boom: {evil} & more"),
+            node(
+                "mbx",
+                "mbx",
+                kind="actor",
+                mailbox={"depth": 3, "size": 10, "peak": 7},
+                health={"status": "degraded", "reason": evil},
+                restarts=2,
+            ),
+        ],
+    )
+    page = render_tree_html(snapshot)
+    assert "<script" not in page
+    assert "&lt;script&gt;" in page
+    parsed = parse(page)
+    assert parsed.nodes == {"": "running", f'a"/{evil}': evil, "mbx": "running"}
+    text = "".join(parsed.text)
+    assert f"Boom: {evil} & more" in text
+    assert "mailbox 3/10 peak 7" in text
+    assert "↻2" in text
+    assert "not ready" in text
+    assert 'class="state state-unknown"' in page  # an unknown state gets no made-up class
+
+
+def test_refresh_can_be_turned_off() -> None:
+    assert parse(render_tree_html(node("r", ""), refresh=5)).refresh == "5"
+    assert parse(render_tree_html(node("r", ""), refresh=None)).refresh is None
+
+
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", True),
+        ("*/*", False),
+        ("", False),
+        ("application/json", False),
+        ("application/json, text/html;q=0.5", False),
+        ("text/html;q=0", False),
+        ("text/html;q=oops", False),
+        ("TEXT/HTML", True),
+    ],
+)
+def test_wants_html(accept: str, html: bool) -> None:
+    assert wants_html(accept) is html
+
+
+def test_redact_masks_urls_everywhere_and_keeps_json_valid() -> None:
+    doc = {
+        "last_error": "OSError: redis://:pw@cache:6379/0 down",
+        "children": [{"reasons": ("mysql+aiomysql://u:p@h/db",)}],
+        "mailbox": {"size": float("inf"), "depth": 2},
+    }
+    clean = redact(doc)
+    assert clean == {
+        "last_error": "OSError: redis://:***@cache:6379/0 down",
+        "children": [{"reasons": ["mysql+aiomysql://u:***@h/db"]}],
+        "mailbox": {"size": "inf", "depth": 2},
+    }
+    json.dumps(clean, allow_nan=False)
