@@ -17,6 +17,7 @@ PUBLIC_PACKAGES: list[str] = [
     "supervisors.testing",
     "gochat_actors",
     "gochat_actors.cache",
+    "gochat_actors.cli",
     "gochat_actors.http",
     "gochat_actors.lock",
     "gochat_actors.testing",

@@ -1,0 +1,7 @@
+"""``python -m gochat_actors.cli``: the ``gochat-actors`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""The typer app behind ``gochat-actors``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="gochat-actors",
+    help="Supervised trio actors for a chat backend: check settings, watch a live tree.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command("check-config")
+def check_config_command(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="TOML settings file (default: $GOCHAT_CONFIG, if set)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print the effective settings (secrets masked) and where each value came from.
+
+    On bad settings, list every problem and exit with code 1.
+    """
+    from ._check import check_config
+
+    raise typer.Exit(check_config(file, as_json=as_json))
+
+
+@app.command("tree")
+def tree_command(
+    url: Annotated[
+        str, typer.Option(help="Base URL of the HTTP endpoints (or its /debug/tree).")
+    ] = "http://127.0.0.1:9464",
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between redraws.")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Print the tree once and exit.")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="HTTP timeout, seconds.")] = 5.0,
+) -> None:
+    """Poll /debug/tree and redraw the live supervision tree (Ctrl-C to quit)."""
+    from ._tree import watch_tree
+
+    raise typer.Exit(watch_tree(url, interval=interval, once=once, timeout=timeout))
+
+
+@app.command("demo")
+def demo_command(
+    config: Annotated[Path | None, typer.Option(help="TOML settings file.")] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=0.0, help="Stop after this many seconds.")
+    ] = None,
+    chaos: Annotated[
+        float | None, typer.Option(min=0.0, help="Kill a random actor this often (per second).")
+    ] = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Draw the live tree.")] = True,
+) -> None:
+    """Run the demo chat service (a supervised tree on the embedded defaults)."""
+    from ._demo import run_demo
+
+    raise typer.Exit(run_demo(config=config, duration=duration, chaos=chaos, live=live))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``gochat-actors`` console script; returns the exit code.
+
+    Example::
+
+        main(["check-config", "chat.toml"])   # 0, or 1 with every problem listed
+    """
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="gochat-actors")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
