@@ -18,6 +18,7 @@ PUBLIC_PACKAGES: list[str] = [
     "gochat_actors",
     "gochat_actors.cache",
     "gochat_actors.cli",
+    "gochat_actors.db",
     "gochat_actors.http",
     "gochat_actors.lock",
     "gochat_actors.testing",

@@ -1,0 +1,391 @@
+"""The in-memory backend: a primary and replicas in SQLite memory, on the trio clock.
+
+Each :class:`MemoryServer` is a sync SQLAlchemy engine on a private in-memory SQLite
+database, run in place on the trio thread (no bridge, no thread), so it works under
+``autojump_clock``. Writes committed on the primary go to a log that each replica
+applies ``delay`` seconds later (statement-based replication), at its next session or
+probe; the replica reports its lag like ``SHOW REPLICA STATUS`` would.
+
+Faults for tests: :meth:`MemoryServer.pause` (every call hangs, like ``kill -STOP``),
+:attr:`MemoryServer.down` (calls fail: unreachable), :meth:`MemoryServer.fail_next`
+(the next calls raise a given MySQL error, e.g. 1213 deadlock),
+:meth:`MemoryServer.stop_replication` (the SQL thread stops; lag unknown),
+:attr:`MemoryServer.latency` (each call takes that long on the trio clock).
+
+SQLAlchemy is imported when the first server is made, not at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple
+
+import trio
+
+from .._dsn import Dsn
+from .._exceptions import DBError
+from ._errors import translate
+from ._protocol import ReplicaStatus, ServerRole
+from ._settings import DBSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.orm import Session
+
+    from ..metrics import Metrics
+
+__all__ = ["MemoryDB", "MemoryServer"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+_READS = ("select", "pragma", "explain", "with", "savepoint", "release", "rollback")
+
+_MESSAGES = {
+    1205: "Lock wait timeout exceeded; try restarting transaction",
+    1213: "Deadlock found when trying to get lock; try restarting transaction",
+    2003: "Can't connect to MySQL server (in-memory server is down)",
+    2013: "Lost connection to MySQL server during query",
+}
+
+
+class _DriverError(Exception):
+    """Stands in for a driver exception: ``args == (errno, message)`` like pymysql's."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    time: float
+    statement: str
+    parameters: Any
+    many: bool
+
+
+@dataclass(slots=True)
+class _Binlog:
+    entries: list[_Entry] = field(default_factory=list)
+
+
+class MemoryDB:
+    """An in-memory primary and replicas: the :class:`~gochat_actors.db.DBBackend` for tests.
+
+    Servers are made on demand by name (``"primary"``, ``"replica-0"``...); replicas
+    replicate from this object's primary.
+
+    Example::
+
+        memdb = MemoryDB()
+        db = DBManager(memdb.settings(replicas=1, max_lag=1.0), backend=memdb)
+        async with open_supervisor([db.spec()]):
+            memdb.replica(0).pause()         # reads fail over to the primary
+    """
+
+    def __init__(self) -> None:
+        self.servers: dict[str, MemoryServer] = {}
+        self._binlog = _Binlog()
+
+    def settings(self, replicas: int = 0, **overrides: Any) -> DBSettings:
+        """``DBSettings`` naming a primary and ``replicas`` replicas of this object.
+
+        Example::
+
+            memdb.settings(replicas=2, probe_interval=0.5, sticky_seconds=1.0)
+        """
+        urls = [f"mysql+aiomysql://memory/replica-{i}" for i in range(replicas)]
+        fields = {"primary": "mysql+aiomysql://memory/primary", "replicas": urls, **overrides}
+        return DBSettings.model_validate(fields)
+
+    def server(
+        self, url: Dsn, *, name: str, role: ServerRole, pool_size: int, metrics: Metrics | None
+    ) -> MemoryServer:
+        """The server called ``name``, made on first use (the DBBackend method)."""
+        server = self.servers.get(name)
+        if server is None:
+            server = self.servers[name] = MemoryServer(name, role, self._binlog)
+        server.metrics = metrics
+        return server
+
+    @property
+    def primary(self) -> MemoryServer:
+        """The primary (made on first use)."""
+        return self.server(Dsn(""), name="primary", role="primary", pool_size=1, metrics=None)
+
+    def replica(self, index: int = 0) -> MemoryServer:
+        """Replica number ``index`` (made on first use)."""
+        name = f"replica-{index}"
+        return self.server(Dsn(""), name=name, role="replica", pool_size=1, metrics=None)
+
+
+class MemoryServer:
+    """One in-memory server (a DBServer) with knobs for faults and replication.
+
+    Example::
+
+        server = memdb.replica(0)
+        server.delay = 3.0               # replication lags 3 s behind the primary
+        server.stop_replication()        # the SQL thread stops: ejected
+        server.pause(); server.resume()  # like kill -STOP / kill -CONT
+    """
+
+    def __init__(self, name: str, role: ServerRole, binlog: _Binlog) -> None:
+        self.name = name
+        self.role: ServerRole = role
+        self.exclusive: trio.Lock | None = trio.Lock()
+        self.metrics: Metrics | None = None
+        self.down = False
+        """While True every call fails with "can't connect" (2003): unreachable."""
+        self.latency = 0.0
+        """Seconds each call takes (on the trio clock)."""
+        self.delay = 0.0
+        """Replicas: seconds before a write committed on the primary is applied here."""
+        self.calls = 0
+        """Calls served (statements, commits, probes): for assertions."""
+        self._binlog = binlog
+        self._applied = 0
+        self._replicating = True
+        self._resumed: trio.Event | None = None
+        self._faults: list[tuple[int, str]] = []
+        self._pending: list[_Entry] = []
+        self._engine: Engine | None = None
+
+    def __repr__(self) -> str:
+        return f"<MemoryServer {self.name}>"
+
+    # -- knobs -----------------------------------------------------------------------
+    def pause(self) -> None:
+        """Every call (queries, commits, probes) hangs until :meth:`resume`."""
+        if self._resumed is None:
+            self._resumed = trio.Event()
+
+    def resume(self) -> None:
+        """Let paused calls go on."""
+        if self._resumed is not None:
+            self._resumed.set()
+            self._resumed = None
+
+    @property
+    def paused(self) -> bool:
+        """True between :meth:`pause` and :meth:`resume`."""
+        return self._resumed is not None
+
+    def fail_next(
+        self, code: int, times: int = 1, *, on: Literal["statement", "commit"] = "statement"
+    ) -> None:
+        """The next ``times`` statements (or commits) raise MySQL error ``code``
+        (1213 deadlock, 1205 lock wait timeout, 2013 lost connection...).
+
+        Example::
+
+            memdb.primary.fail_next(1213)               # with_transaction() retries it
+            memdb.primary.fail_next(2013, on="commit")  # the commit fails
+        """
+        self._faults.extend([(code, on)] * times)
+
+    def stop_replication(self) -> None:
+        """Stop applying the primary's writes (``STOP SLAVE SQL_THREAD``): lag unknown."""
+        self._replicating = False
+
+    def start_replication(self) -> None:
+        """Apply the primary's writes again (``START SLAVE SQL_THREAD``)."""
+        self._replicating = True
+
+    def lag(self) -> float | None:
+        """Seconds behind the primary (None while replication is stopped); 0 for a primary."""
+        if self.role == "primary":
+            return 0.0
+        if not self._replicating:
+            return None
+        entries = self._binlog.entries
+        if self._applied >= len(entries):
+            return 0.0
+        return max(0.0, trio.current_time() - entries[self._applied].time)
+
+    # -- DBServer ----------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        """The SQLite engine (made on first use)."""
+        if self._engine is None:
+            self._engine = self._make_engine()
+        return self._engine
+
+    def _make_engine(self) -> Engine:
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.pool import StaticPool
+
+        engine = create_engine("sqlite://", poolclass=StaticPool, hide_parameters=True)
+        if self.role == "primary":
+            event.listen(engine, "after_cursor_execute", self._record)
+            event.listen(engine, "commit", self._on_commit)
+            event.listen(engine, "rollback", self._on_rollback)
+        return engine
+
+    async def open(self) -> None:
+        await trio.lowlevel.checkpoint()  # no I/O: a replica may be down, and still open
+        _ = self.engine
+
+    async def ping(self) -> None:
+        await self._gate()
+
+    async def probe(self) -> ReplicaStatus:
+        await self._gate()
+        if self.role == "primary":
+            return ReplicaStatus(is_replica=False, io_running=False, sql_running=False, lag=None)
+        self.catch_up()
+        return ReplicaStatus(
+            is_replica=True, io_running=True, sql_running=self._replicating, lag=self.lag()
+        )
+
+    def session(self) -> _MemoryHandle:
+        return _MemoryHandle(self)
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    # -- internals -----------------------------------------------------------------------
+    async def _gate(self, kind: str = "probe") -> None:
+        """Latency, pause and injected faults: what every call goes through first."""
+        if self.latency > 0:
+            await trio.sleep(self.latency)
+        else:
+            await trio.lowlevel.checkpoint()
+        while self._resumed is not None:
+            await self._resumed.wait()
+        self.calls += 1
+        if self.down:
+            raise _fault(2003)
+        if self._faults and self._faults[0][1] == kind:
+            raise _fault(self._faults.pop(0)[0])
+
+    def _record(
+        self,
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        head = statement.lstrip().split(None, 1)
+        if head and head[0].lower() not in _READS:
+            self._pending.append(_Entry(0.0, statement, parameters, executemany))
+
+    def _on_commit(self, conn: Connection) -> None:
+        now = trio.current_time()
+        for entry in self._pending:
+            self._binlog.entries.append(_Entry(now, entry.statement, entry.parameters, entry.many))
+        self._pending.clear()
+
+    def _on_rollback(self, conn: Connection) -> None:
+        self._pending.clear()
+
+    def catch_up(self) -> None:
+        """Apply the primary's writes that are due (``delay`` old) now, unless replication
+        is stopped or a session is using this server (it happens at the next probe or
+        session anyway).
+
+        Example::
+
+            memdb.replica(0).catch_up()
+        """
+        if self.exclusive is not None and self.exclusive.locked():
+            return
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        if self.role == "primary" or not self._replicating:
+            return
+        entries, now = self._binlog.entries, trio.current_time()
+        if self._applied >= len(entries) or entries[self._applied].time + self.delay > now:
+            return
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            while self._applied < len(entries):
+                entry = entries[self._applied]
+                if entry.time + self.delay > now:
+                    break
+                try:
+                    if entry.many:
+                        cursor.executemany(entry.statement, entry.parameters)
+                    else:
+                        cursor.execute(entry.statement, entry.parameters)
+                except Exception:  # like a replication error: the SQL thread stops
+                    self._replicating = False
+                    break
+                self._applied += 1
+            raw.commit()
+        finally:
+            raw.close()
+
+
+class _MemoryHandle:
+    """A DBSessionHandle on a sync Session, run in place."""
+
+    __slots__ = ("_counted", "_server", "_session")
+
+    def __init__(self, server: MemoryServer) -> None:
+        from sqlalchemy.orm import Session
+
+        self._server = server
+        self._session = Session(server.engine, expire_on_commit=False)
+        self._counted = False
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    async def call(self, fn: Callable[[Session, *Ts], T], *args: *Ts) -> T:
+        await self._server._gate("statement")
+        if not self._session.in_transaction():
+            self._server._catch_up()
+        self._count(True)
+        try:
+            return fn(self._session, *args)
+        except _sa_error() as exc:
+            raise translate(exc) from exc
+        finally:
+            self._count(self._session.in_transaction())
+
+    async def finish(self, *, commit: bool) -> None:
+        try:
+            await self._server._gate("commit" if commit else "rollback")
+            try:
+                if commit:
+                    self._session.commit()
+                else:
+                    self._session.rollback()
+            except _sa_error() as exc:
+                raise translate(exc) from exc
+        finally:
+            self._session.close()
+            self._count(False)
+
+    async def discard(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self._session.close()
+        self._count(False)
+
+    def _count(self, active: bool) -> None:
+        gauge = self._server.metrics.db_connections_active if self._server.metrics else None
+        if gauge is not None and active != self._counted:
+            gauge.inc() if active else gauge.dec()
+        self._counted = active
+
+
+def _fault(code: int) -> DBError:
+    import sqlalchemy.exc as sa_exc
+
+    driver = _DriverError(code, _MESSAGES.get(code, f"injected error {code}"))
+    cause = sa_exc.OperationalError("(in-memory server)", None, driver)
+    error = translate(cause)
+    error.__cause__ = cause
+    return error
+
+
+@functools.cache
+def _sa_error() -> type[Exception]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return SQLAlchemyError

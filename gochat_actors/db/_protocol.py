@@ -1,0 +1,131 @@
+"""The small backend Protocol :class:`~gochat_actors.db.DBManager` runs on.
+
+A backend makes :class:`DBServer` objects, one per configured URL (the primary and each
+replica). A server hands out :class:`DBSessionHandle` objects, each a SQLAlchemy
+``Session`` bound to that server. The handle's only I/O primitive is :meth:`~DBSessionHandle.call`:
+run a *sync* function against the sync ``Session``, in one crossing. The real backend
+runs it on the asyncio side of the bridge (SQLAlchemy's greenlet-based ``run_sync``);
+the in-memory one calls it in place. Everything a trio-side session offers
+(``execute``, ``get``, ``flush``...) is built on that one primitive, so both backends
+share one facade.
+
+Backends raise only :class:`~gochat_actors.DBError` subclasses (translated at their edge).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, TypeVarTuple
+
+if TYPE_CHECKING:
+    import trio
+    from sqlalchemy.orm import Session
+
+    from .._dsn import Dsn
+    from ..metrics import Metrics
+
+__all__ = ["DBBackend", "DBServer", "DBSessionHandle", "ReplicaStatus", "ServerRole"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+ServerRole = Literal["primary", "replica"]
+"""What a server is for: ``"primary"`` (writes, consistent reads) or ``"replica"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """What a replica's probe saw (``SHOW REPLICA STATUS``; the in-memory one fakes it).
+
+    ``is_replica`` is False when the server reports no replication at all; ``known`` is
+    False when it answered ``SELECT 1`` but would not show its replication status (no
+    privilege), so only liveness is known. ``lag`` is ``Seconds_Behind_Master`` (None
+    when the server does not know it, e.g. the SQL thread is stopped).
+
+    Example::
+
+        ReplicaStatus(is_replica=True, io_running=True, sql_running=True, lag=0.0)
+    """
+
+    is_replica: bool
+    io_running: bool
+    sql_running: bool
+    lag: float | None
+    known: bool = True
+
+
+class DBSessionHandle(Protocol):
+    """One SQLAlchemy ``Session`` bound to one server, used from trio.
+
+    ``session`` is the sync ``Session``: use it on the trio side only for bookkeeping
+    that does no I/O (``add``, ``new``, ``in_transaction()``); do I/O with :meth:`call`.
+    """
+
+    @property
+    def session(self) -> Session:
+        """The sync SQLAlchemy ``Session`` (no I/O outside :meth:`call`)."""
+        ...
+
+    async def call(self, fn: Callable[[Session, *Ts], T], *args: *Ts) -> T:
+        """Return ``fn(session, *args)``, run where the session may do I/O: one crossing."""
+        ...
+
+    async def finish(self, *, commit: bool) -> None:
+        """Commit (or roll back), then release the connection: one crossing."""
+        ...
+
+    async def discard(self) -> None:
+        """Forget the session without I/O (after a cancelled call or a timed-out rollback).
+
+        A connection left mid-statement is invalidated, never reused; the server rolls
+        its transaction back when the connection closes.
+        """
+        ...
+
+
+class DBServer(Protocol):
+    """One database server: the primary or one replica."""
+
+    name: str
+    """``"primary"`` or ``"replica-<i>"``: the child id, the log field, the metric label."""
+
+    role: ServerRole
+
+    exclusive: trio.Lock | None
+    """Set when sessions must take turns (SQLite: one connection); held for a session's life."""
+
+    async def open(self) -> None:
+        """Allocate the engine and its pool; no I/O required (a replica may be down)."""
+        ...
+
+    async def ping(self) -> None:
+        """One real round trip (``SELECT 1``); raises :class:`~gochat_actors.DBError`."""
+        ...
+
+    async def probe(self) -> ReplicaStatus:
+        """``SELECT 1`` and the replication status, in one crossing."""
+        ...
+
+    def session(self) -> DBSessionHandle:
+        """A new session on this server (no I/O until its first call)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Dispose of the engine (pooled connections closed)."""
+        ...
+
+
+class DBBackend(Protocol):
+    """Makes the servers of one :class:`~gochat_actors.db.DBManager`.
+
+    Example::
+
+        db = DBManager(settings, backend=MemoryDB())   # the in-memory backend
+    """
+
+    def server(
+        self, url: Dsn, *, name: str, role: ServerRole, pool_size: int, metrics: Metrics | None
+    ) -> DBServer:
+        """The server for ``url`` (not opened yet)."""
+        ...

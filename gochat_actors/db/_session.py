@@ -1,0 +1,432 @@
+"""``DBSession``: a SQLAlchemy session used from trio.
+
+Each awaited method is one crossing of the bridge (one asyncio task running the whole
+call); ``add``/``add_all`` are bookkeeping, no I/O. Results come back fully buffered
+(``prebuffer_rows``), so iterating them on the trio side does no I/O; ORM objects stay
+loaded after commit (``expire_on_commit=False``). Lazy loading does I/O, so it cannot
+happen on the trio side: load what you need eagerly (``selectinload``) or inside
+:meth:`DBSession.run_sync`.
+
+A reader session on a replica fails over: when the replica is ejected (or a call on it
+finds it unreachable) while a call is in flight, the call is cancelled on the replica and
+run again on another healthy replica, else on the primary. Reads are safe to run twice.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from supervisors import cleanup_scope
+
+from .._exceptions import DBError, DBUnavailable
+from ..log import get_logger
+from ._classify import NO_TABLE, classify, table_label
+from ._protocol import DBServer, DBSessionHandle
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Result, ScalarResult
+    from sqlalchemy.orm import Session
+
+    from ._manager import DBManager, _Replica
+
+__all__ = ["DBSession", "Mode"]
+
+T = TypeVar("T")
+
+ROLLBACK_TIMEOUT = 2.0
+"""Seconds a rollback (shielded from cancellation) may take before the connection is
+dropped instead; the server then rolls back when it sees the connection close."""
+
+_PREBUFFER = {"prebuffer_rows": True}
+_log = get_logger("gochat_actors.db")
+
+
+class Mode(enum.Enum):
+    """How a session ends: see :meth:`DBManager.transaction`, ``writer``, ``reader``."""
+
+    TRANSACTION = "transaction"  # one transaction: commit at the end, rollback on error
+    WRITER = "writer"  # each call commits at once (autocommit)
+    READER = "reader"  # never commits: ends with a rollback; may run on a replica
+
+
+class DBSession:
+    """A SQLAlchemy session bound to one server, used from trio.
+
+    Got from ``db.transaction()``, ``db.writer()``, ``db.reader()`` or given to a
+    ``db.with_transaction(fn)`` function; valid inside that block, in the task that
+    opened it.
+
+    Example::
+
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO rooms (name) VALUES (:n)"), {"n": "go"})
+            rows = (await session.execute(select(Room))).scalars().all()
+    """
+
+    __slots__ = ("_db", "_handle", "_locked", "_mode", "_replica", "_server", "_tried", "_wrote")
+
+    def __init__(self, db: DBManager, mode: Mode) -> None:
+        self._db = db
+        self._mode = mode
+        self._server: DBServer | None = None
+        self._handle: DBSessionHandle | None = None
+        self._replica: _Replica | None = None
+        self._locked = False
+        self._tried: set[str] = set()
+        self._wrote = False
+
+    def __repr__(self) -> str:
+        server = self._server.name if self._server else "-"
+        return f"<DBSession {self._mode.value} on {server}>"
+
+    @property
+    def server(self) -> str:
+        """The name of the server serving this session now: ``"primary"``, ``"replica-0"``.
+
+        Example::
+
+            async with db.reader() as session:
+                print(session.server)
+        """
+        if self._server is None:
+            raise DBError("this session is closed")
+        return self._server.name
+
+    @property
+    def wrote(self) -> bool:
+        """True once this session ran a statement that may write (anything but a SELECT)."""
+        return self._wrote
+
+    @property
+    def sa_session(self) -> Session:
+        """The underlying sync SQLAlchemy ``Session``, for bookkeeping that does no I/O
+        (``new``, ``dirty``, ``expunge``). Do I/O with the async methods or :meth:`run_sync`.
+
+        Example::
+
+            pending = list(session.sa_session.new)
+        """
+        return self._live().session
+
+    # -- statements ------------------------------------------------------------------
+    async def execute(
+        self,
+        statement: Any,
+        params: Any = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Result[Any]:
+        """Execute a statement (SQLAlchemy Core/ORM, ``text()``, or a SQL string); one crossing.
+
+        Example::
+
+            result = await session.execute(select(User).where(User.id == uid))
+            user = result.scalar_one_or_none()
+        """
+        statement = _as_statement(statement)
+        operation, table = classify(statement)
+        result: Result[Any] = await self._io(
+            operation, table, _execute, statement, params, execution_options
+        )
+        return result
+
+    async def scalar(
+        self,
+        statement: Any,
+        params: Any = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Any:
+        """The first column of the first row, or None.
+
+        Example::
+
+            count = await session.scalar(text("SELECT COUNT(*) FROM messages"))
+        """
+        result = await self.execute(statement, params, execution_options=execution_options)
+        return result.scalar()
+
+    async def scalars(
+        self,
+        statement: Any,
+        params: Any = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> ScalarResult[Any]:
+        """The first column of every row.
+
+        Example::
+
+            users = (await session.scalars(select(User))).all()
+        """
+        result = await self.execute(statement, params, execution_options=execution_options)
+        return result.scalars()
+
+    async def get(self, entity: type[T], ident: Any, **options: Any) -> T | None:
+        """An ORM object by primary key (from the identity map when already loaded).
+
+        Example::
+
+            user = await session.get(User, 42)
+        """
+        found: T | None = await self._io(
+            "select", _table_of(entity), _get, entity, ident, options, write=False
+        )
+        return found
+
+    def add(self, instance: object) -> None:
+        """Add an ORM object; it is written at the next flush, statement or commit (no I/O).
+
+        Example::
+
+            session.add(User(name="ada"))
+        """
+        self._live().session.add(instance)
+        self._note_write()
+
+    def add_all(self, instances: Iterable[object]) -> None:
+        """Add several ORM objects (no I/O).
+
+        Example::
+
+            session.add_all([User(name="ada"), User(name="bob")])
+        """
+        self._live().session.add_all(instances)
+        self._note_write()
+
+    async def delete(self, instance: object) -> None:
+        """Mark an ORM object for deletion (loads what its cascades need).
+
+        Example::
+
+            await session.delete(user)
+        """
+        await self._io("delete", _table_of(type(instance)), _delete, instance)
+
+    async def flush(self) -> None:
+        """Write pending ORM changes now (inside the transaction).
+
+        Example::
+
+            session.add(user)
+            await session.flush()      # user.id is set now
+        """
+        await self._io("flush", NO_TABLE, _flush)
+
+    async def refresh(self, instance: object, attribute_names: Iterable[str] | None = None) -> None:
+        """Reload an ORM object's attributes from the database.
+
+        Example::
+
+            await session.refresh(user, ["name"])
+        """
+        names = None if attribute_names is None else list(attribute_names)
+        await self._io("select", _table_of(type(instance)), _refresh, instance, names, write=False)
+
+    async def merge(self, instance: T) -> T:
+        """Copy an object's state into this session (loading it if needed); return the copy.
+
+        Example::
+
+            user = await session.merge(detached_user)
+        """
+        merged: T = await self._io("other", _table_of(type(instance)), _merge, instance)
+        return merged
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(sync_session, *args)`` where the session may do I/O: one crossing for
+        the whole function, however many statements it runs (lazy loads included).
+
+        Example::
+
+            def archive(s: Session, room_id: int) -> int:
+                room = s.get(Room, room_id)
+                room.archived = True
+                return len(room.messages)          # a lazy load: fine in here
+
+            count = await session.run_sync(archive, 42)
+        """
+        result: T = await self._io("other", NO_TABLE, fn, *args)
+        return result
+
+    # -- internals -------------------------------------------------------------------
+    def _live(self) -> DBSessionHandle:
+        if self._handle is None:
+            raise DBError("this session is closed (use it inside its `async with` block)")
+        return self._handle
+
+    def _note_write(self) -> None:
+        if self._mode is not Mode.READER:
+            self._wrote = True
+
+    async def _io(
+        self, operation: str, table: str, fn: Callable[..., Any], *args: Any, write: bool = True
+    ) -> Any:
+        if write and operation != "select":
+            self._note_write()
+        if self._mode is Mode.WRITER:
+            fn, args = _then_commit, (fn, args)
+        metrics = self._db._metrics
+        if metrics is None:
+            return await self._call(fn, *args)
+        with metrics.time_db_query(operation, table):
+            return await self._call(fn, *args)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        while True:
+            handle, replica = self._live(), self._replica
+            if replica is None:
+                return await handle.call(fn, *args)
+            reason = "ejected"
+            if replica.admitted:
+                scope = trio.CancelScope()
+                replica.inflight.add(scope)
+                try:
+                    with scope:
+                        return await handle.call(fn, *args)
+                except DBUnavailable as exc:
+                    reason = f"read failed: {exc}"
+                    self._db._eject(replica, reason)
+                finally:
+                    replica.inflight.discard(scope)
+            await self._failover(replica, reason)
+
+    async def _attach(self, server: DBServer, replica: _Replica | None) -> None:
+        """Take ``server`` (its turn first, on SQLite) and open a session on it."""
+        if server.exclusive is not None:
+            try:
+                await server.exclusive.acquire()
+            except RuntimeError:
+                raise DBError(
+                    f"this task already has a session open on {server.name!r}, which serves "
+                    "one session at a time (SQLite): use that session"
+                ) from None
+            self._locked = True
+        try:
+            self._handle = server.session()
+        except BaseException:
+            self._detach(server)
+            raise
+        self._server, self._replica = server, replica
+
+    def _detach(self, server: DBServer | None = None) -> None:
+        server = server or self._server
+        if self._locked and server is not None and server.exclusive is not None:
+            server.exclusive.release()
+        self._locked = False
+        self._handle = None
+
+    async def _failover(self, replica: _Replica, reason: str) -> None:
+        self._tried.add(replica.name)
+        await self._drop()
+        server, target = await self._db._route_read(exclude=self._tried)
+        _log.info("db.read_failover", origin=replica.name, target=server.name, reason=reason)
+        await self._attach(server, target)
+
+    async def _end(self) -> None:
+        """Leave the block normally: commit (transaction, writer) or roll back (reader)."""
+        handle = self._live()
+        s = handle.session
+        if self._mode is Mode.READER:
+            if s.in_transaction():
+                await self._release(quietly=True)
+            return
+        pending = bool(s.new or s.dirty or s.deleted)
+        if pending:
+            self._wrote = True
+        if not (pending or s.in_transaction()):
+            return
+        metrics = self._db._metrics
+        if metrics is None:
+            await handle.finish(commit=True)
+        else:
+            with metrics.time_db_query("commit", NO_TABLE):
+                await handle.finish(commit=True)
+
+    async def _release(self, *, quietly: bool) -> None:
+        """Roll back and let the connection go: shielded and bounded, never raising when
+        ``quietly``; past the bound (or when its replica is ejected) the connection is
+        dropped instead."""
+        handle, replica = self._handle, self._replica
+        if handle is None:
+            return
+        done = False
+        with cleanup_scope(timeout=ROLLBACK_TIMEOUT) as scope:
+            if replica is not None:
+                replica.inflight.add(scope)
+            try:
+                await handle.finish(commit=False)
+                done = True
+            except DBError as exc:
+                if not quietly:
+                    raise
+                _log.warning("db.rollback_failed", server=self._server_name(), error=str(exc))
+            finally:
+                if replica is not None:
+                    replica.inflight.discard(scope)
+        if done:
+            self._detach()
+            return
+        if scope.cancelled_caught:
+            _log.warning("db.rollback_abandoned", server=self._server_name())
+        await self._drop()
+
+    async def _drop(self) -> None:
+        """Let the session go without a rollback (its server is gone or hung)."""
+        handle = self._handle
+        if handle is not None:
+            await handle.discard()
+        self._detach()
+
+    def _server_name(self) -> str:
+        return self._server.name if self._server else "-"
+
+
+def _as_statement(statement: Any) -> Any:
+    if isinstance(statement, str):
+        from sqlalchemy import text
+
+        return text(statement)
+    return statement
+
+
+def _table_of(entity: Any) -> str:
+    name = getattr(entity, "__tablename__", None)
+    return table_label(name) if isinstance(name, str) else NO_TABLE
+
+
+def _execute(
+    session: Session, statement: Any, params: Any, options: dict[str, Any] | None
+) -> Result[Any]:
+    merged = {**options, **_PREBUFFER} if options else _PREBUFFER
+    return session.execute(statement, params, execution_options=merged)
+
+
+def _get(session: Session, entity: Any, ident: Any, options: dict[str, Any]) -> Any:
+    return session.get(entity, ident, **options)
+
+
+def _delete(session: Session, instance: object) -> None:
+    session.delete(instance)
+
+
+def _flush(session: Session) -> None:
+    session.flush()
+
+
+def _refresh(session: Session, instance: object, names: list[str] | None) -> None:
+    session.refresh(instance, names)
+
+
+def _merge(session: Session, instance: T) -> T:
+    return session.merge(instance)
+
+
+def _then_commit(session: Session, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    result = fn(session, *args)
+    session.commit()
+    return result

@@ -1,0 +1,69 @@
+"""A small trio TCP proxy that can cut its connections (the server "unreachable")."""
+
+from __future__ import annotations
+
+import trio
+
+from tests._servers import HOST
+
+__all__ = ["TcpProxy"]
+
+
+class TcpProxy:
+    """Forward ``127.0.0.1:<port>`` to ``HOST:target``; :meth:`cut` drops every connection
+    and closes new ones at once, :meth:`restore` lets them through again.
+
+    Example::
+
+        proxy = TcpProxy(3306)
+        await nursery.start(proxy.run)
+        url = f"mysql+aiomysql://root@127.0.0.1:{proxy.port}/app"
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = 0
+        self._cut = False
+        self._scopes: set[trio.CancelScope] = set()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[TcpProxy] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        listeners = await trio.open_tcp_listeners(0, host=HOST)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._handle, listeners)
+            task_status.started(self)
+
+    def cut(self) -> None:
+        """Drop every connection; close new ones as soon as they are accepted."""
+        self._cut = True
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    def restore(self) -> None:
+        """Forward new connections again."""
+        self._cut = False
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        async with client:
+            if self._cut:
+                return
+            with trio.CancelScope() as scope:
+                self._scopes.add(scope)
+                try:
+                    upstream = await trio.open_tcp_stream(HOST, self.target)
+                    async with upstream, trio.open_nursery() as nursery:
+                        nursery.start_soon(_pump, client, upstream, nursery.cancel_scope)
+                        nursery.start_soon(_pump, upstream, client, nursery.cancel_scope)
+                finally:
+                    self._scopes.discard(scope)
+
+
+async def _pump(source: trio.SocketStream, sink: trio.SocketStream, done: trio.CancelScope) -> None:
+    try:
+        async for chunk in source:
+            await sink.send_all(chunk)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    done.cancel()

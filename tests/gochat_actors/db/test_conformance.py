@@ -1,0 +1,49 @@
+"""One conformance suite, unchanged, on MariaDB (primary + replica), SQLite and MemoryDB."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from gochat_actors.db import DBManager, DBSettings, MemoryDB
+from gochat_actors.metrics import Metrics
+from gochat_actors.testing import DB_CHECKS, check_db_backend
+from supervisors import open_supervisor
+from tests.gochat_actors.db.conftest import PairDB
+
+Check = Callable[[DBManager], Awaitable[None]]
+CHECKS = pytest.mark.parametrize("check", DB_CHECKS, ids=[c.__name__ for c in DB_CHECKS])
+
+
+async def _run(db: DBManager, check: Check) -> None:
+    async with open_supervisor([db.spec()]):
+        await check(db)
+
+
+@CHECKS
+async def test_memory(check: Check) -> None:
+    memdb = MemoryDB()
+    await _run(DBManager(memdb.settings(replicas=1), backend=memdb, metrics=Metrics()), check)
+
+
+@CHECKS
+async def test_sqlite(check: Check) -> None:
+    await _run(DBManager(DBSettings(), metrics=Metrics()), check)
+
+
+@CHECKS
+async def test_mariadb_primary_and_replica(check: Check, pair_db: PairDB) -> None:
+    await _run(DBManager(pair_db.settings(), metrics=Metrics()), check)
+
+
+async def test_check_db_backend_runs_every_check() -> None:
+    made: list[DBManager] = []
+
+    def make() -> DBManager:
+        memdb = MemoryDB()
+        made.append(DBManager(memdb.settings(), backend=memdb))
+        return made[-1]
+
+    await check_db_backend(make)
+    assert len(made) == len(DB_CHECKS)

@@ -1,0 +1,299 @@
+"""Against a real MariaDB primary and replica (private servers on spare ports).
+
+Waits are for explicit readiness (GTID positions, the manager's replica state) with a
+bound, never a bare sleep, and nothing here asserts wall-clock timings: the timing rules
+themselves are tested on MemoryDB under ``autojump_clock`` (test_replicas.py).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pymysql
+import pytest
+import structlog
+import trio
+from sqlalchemy import text
+
+from gochat_actors import DBError, DBIntegrityError, DBProgrammingError, DBUnavailable
+from gochat_actors.db import DBManager, DBSession, DBSettings
+from gochat_actors.metrics import Metrics
+from supervisors import ChildStartError, open_supervisor
+from tests._servers import HOST
+from tests.gochat_actors.db._proxy import TcpProxy
+from tests.gochat_actors.db.conftest import PairDB
+
+BOUND = 20.0  # seconds any wait for the servers may take before the test fails
+
+
+@asynccontextmanager
+async def running(settings: DBSettings) -> AsyncIterator[DBManager]:
+    db = DBManager(settings, metrics=Metrics())
+    async with open_supervisor([db.spec()]):
+        yield db
+
+
+async def wait_for(predicate: Callable[[], bool], what: str, bound: float = BOUND) -> None:
+    """Poll ``predicate`` every 20 ms until it holds; fail after ``bound`` seconds."""
+    with trio.move_on_after(bound):
+        while not predicate():  # noqa: ASYNC110 - the manager's state has no event to wait on
+            await trio.sleep(0.02)
+        return
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def admitted(db: DBManager) -> bool:
+    return db.statistics().replicas[0].admitted
+
+
+async def make_notes(db: DBManager, pair_db: PairDB) -> None:
+    async with trio.open_nursery() as nursery:  # its own context: no stickiness for the test
+        nursery.start_soon(_create_notes, db)
+    await trio.to_thread.run_sync(pair_db.pair.wait_replicated)
+
+
+async def _create_notes(db: DBManager) -> None:
+    async with db.transaction() as session:
+        await session.execute(text("CREATE TABLE notes (id INT PRIMARY KEY, n INT NOT NULL)"))
+        await session.execute(text("INSERT INTO notes VALUES (1, 0), (2, 0)"))
+
+
+async def read_note_ids(db: DBManager) -> tuple[str, list[int]]:
+    async with db.reader() as session:
+        ids = (await session.scalars(text("SELECT id FROM notes ORDER BY id"))).all()
+        return session.server, [int(i) for i in ids]
+
+
+async def test_a_write_on_the_primary_is_read_from_the_replica_once_replicated(
+    pair_db: PairDB,
+) -> None:
+    async with running(pair_db.settings(sticky_seconds=0.0)) as db:
+        await wait_for(lambda: admitted(db), "the replica to be admitted")
+        await make_notes(db, pair_db)
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO notes VALUES (3, 0)"))
+        await trio.to_thread.run_sync(pair_db.pair.wait_replicated)
+        assert await read_note_ids(db) == ("replica-0", [1, 2, 3])
+        info = db.statistics().replicas[0]
+        assert info.lag == 0.0
+
+
+async def test_paused_replica_reads_go_elsewhere_and_none_fails(pair_db: PairDB) -> None:
+    settings = pair_db.settings(sticky_seconds=0.0, probe_interval=1.0)
+    async with running(settings) as db:
+        await wait_for(lambda: admitted(db), "the replica to be admitted")
+        await make_notes(db, pair_db)
+        assert (await read_note_ids(db))[0] == "replica-0"
+        served: list[tuple[str, list[int]]] = []
+        stop = trio.Event()
+
+        async def keep_reading() -> None:
+            while not stop.is_set():
+                served.append(await read_note_ids(db))  # any failure fails the test
+                await trio.sleep(0.05)
+
+        pair_db.pair.replica.pause()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(keep_reading)
+                # One probe interval to the next probe, half of one for it to time out.
+                await wait_for(lambda: not admitted(db), "the paused replica's ejection", 5.0)
+                count = len(served)
+                await wait_for(lambda: len(served) >= count + 3, "reads after the ejection")
+                stop.set()
+        finally:
+            pair_db.pair.replica.resume()
+        assert all(ids == [1, 2] for _, ids in served)
+        assert served[-1][0] == "primary"
+        await wait_for(lambda: admitted(db), "the resumed replica's re-admission")
+        assert (await read_note_ids(db))[0] == "replica-0"
+
+
+async def test_sql_thread_stopped_ejects_and_restarted_readmits(pair_db: PairDB) -> None:
+    async with running(pair_db.settings(probe_interval=0.5)) as db:
+        await wait_for(lambda: admitted(db), "the replica to be admitted")
+        pair_db.pair.replica.sql("STOP SLAVE SQL_THREAD")
+        await wait_for(lambda: not admitted(db), "the ejection")
+        assert "SQL thread not running" in db.statistics().replicas[0].reason
+        pair_db.pair.replica.sql("START SLAVE SQL_THREAD")
+        await wait_for(lambda: admitted(db), "the re-admission")
+
+
+async def test_lag_beyond_max_lag_ejects_until_caught_up(pair_db: PairDB) -> None:
+    async with running(pair_db.settings(probe_interval=0.5, max_lag=1.0)) as db:
+        await wait_for(lambda: admitted(db), "the replica to be admitted")
+        await make_notes(db, pair_db)
+        blocker = pair_db.pair.replica.connect()  # the SQL thread waits for this lock
+        try:
+            blocker.cursor().execute("FLUSH TABLES WITH READ LOCK")
+            async with db.transaction() as session:
+                await session.execute(text("UPDATE notes SET n = n + 1"))
+            await wait_for(lambda: not admitted(db), "the lagging replica's ejection")
+            assert "lagging" in db.statistics().replicas[0].reason
+            assert db.statistics().reads_on_primary
+        finally:
+            blocker.cursor().execute("UNLOCK TABLES")
+            blocker.close()
+        await wait_for(lambda: admitted(db), "the re-admission once caught up")
+
+
+async def test_read_your_writes_within_sticky_seconds(pair_db: PairDB) -> None:
+    settings = pair_db.settings(probe_interval=0.5, max_lag=60.0, sticky_seconds=1.0)
+    async with running(settings) as db:
+        await wait_for(lambda: admitted(db), "the replica to be admitted")
+        await make_notes(db, pair_db)
+        blocker = pair_db.pair.replica.connect()  # the replica stays admitted, but stale
+        try:
+            blocker.cursor().execute("FLUSH TABLES WITH READ LOCK")
+            others: list[tuple[str, list[int]]] = []
+            wrote = trio.Event()
+
+            async def other() -> None:  # started before the write: another context
+                await wrote.wait()
+                others.append(await read_note_ids(db))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(other)
+                async with db.transaction() as session:
+                    await session.execute(text("INSERT INTO notes VALUES (3, 0)"))
+                assert await read_note_ids(db) == ("primary", [1, 2, 3])  # our own write
+                wrote.set()
+            assert others == [("replica-0", [1, 2])]  # stale, as replicas may be
+            await trio.sleep(1.0)  # sticky_seconds: the rule under test, not a wait
+            assert await read_note_ids(db) == ("replica-0", [1, 2])
+        finally:
+            blocker.cursor().execute("UNLOCK TABLES")
+            blocker.close()
+
+
+async def test_cancelled_transaction_leaves_nothing_committed(pair_db: PairDB) -> None:
+    async with running(pair_db.settings()) as db:
+        await make_notes(db, pair_db)
+        with trio.move_on_after(0.3) as scope:
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO notes VALUES (3, 0)"))
+                await session.execute(text("SELECT SLEEP(30)"))  # cancelled mid-statement
+        assert scope.cancelled_caught
+        # A fresh connection: nothing of it is visible.
+        rows = pair_db.rows("SELECT COUNT(*) AS c FROM notes WHERE id = 3")
+        assert rows == [{"c": 0}]
+        # The server has not noticed yet: end the orphaned statement now.
+        for row in pair_db.rows("SHOW PROCESSLIST"):
+            if str(row.get("Info") or "").startswith("SELECT SLEEP(30)"):
+                pair_db.rows(f"KILL {int(row['Id'])}")
+        async with db.reader(consistent=True) as session:
+            assert await session.scalar(text("SELECT COUNT(*) FROM notes")) == 2
+
+
+async def test_deadlock_is_retried_and_both_transactions_commit(pair_db: PairDB) -> None:
+    async with running(pair_db.settings()) as db:
+        await make_notes(db, pair_db)
+        first_locked, second_locked = trio.Event(), trio.Event()
+        attempts: list[str] = []
+
+        async def one(session: DBSession) -> None:
+            attempts.append("one")
+            await session.execute(text("UPDATE notes SET n = n + 1 WHERE id = 1"))
+            first_locked.set()
+            await second_locked.wait()
+            await session.execute(text("UPDATE notes SET n = n + 1 WHERE id = 2"))
+
+        async def two(session: DBSession) -> None:
+            attempts.append("two")
+            await first_locked.wait()
+            await session.execute(text("UPDATE notes SET n = n + 10 WHERE id = 2"))
+            second_locked.set()
+            await session.execute(text("UPDATE notes SET n = n + 10 WHERE id = 1"))
+
+        with structlog.testing.capture_logs() as logs:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(db.with_transaction, one)
+                nursery.start_soon(db.with_transaction, two)
+        assert len(attempts) == 3  # the deadlock victim ran twice
+        retries = [e for e in logs if e["event"] == "db.transaction_retry"]
+        assert len(retries) == 1
+        assert "1213" in retries[0]["error"]
+        rows = pair_db.rows("SELECT id, n FROM notes ORDER BY id")
+        assert rows == [{"id": 1, "n": 11}, {"id": 2, "n": 11}]
+
+
+async def test_bad_sql_and_duplicate_key_are_typed(pair_db: PairDB) -> None:
+    async with running(pair_db.settings()) as db:
+        await make_notes(db, pair_db)
+
+        async def run(sql: str, params: dict[str, Any]) -> None:
+            async with db.transaction() as session:
+                await session.execute(text(sql), params)
+
+        with pytest.raises(DBIntegrityError, match=r"\(1062\)"):
+            await run("INSERT INTO notes VALUES (:id, 0)", {"id": 1})
+        with pytest.raises(DBProgrammingError, match=r"\(1064\)") as caught:
+            await run("UPDATE notes SET n = :n WHERE", {"n": 5})
+        assert caught.value.statement == "UPDATE notes SET n = %s WHERE"
+        with pytest.raises(DBProgrammingError, match=r"\(1146\)"):
+            await run("SELECT * FROM no_such_table", {})
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_unreachable_primary_at_start_is_unavailable() -> None:
+    url = f"mysql+aiomysql://root@{HOST}:{_closed_port()}/nowhere"
+    db = DBManager(DBSettings.model_validate({"primary": url}))
+    with pytest.raises(ChildStartError) as caught:
+        async with open_supervisor([db.spec()]):
+            pass
+    cause = caught.value.__cause__
+    assert isinstance(cause, ChildStartError)  # db (its bridge + primary) / primary
+    assert isinstance(cause.__cause__, DBUnavailable)
+    assert "2003" in str(cause.__cause__)
+
+
+async def test_primary_lost_is_unavailable_then_recovers(pair_db: PairDB) -> None:
+    async with trio.open_nursery() as nursery:
+        proxy = await nursery.start(TcpProxy(pair_db.pair.primary.port).run)
+        url = f"mysql+aiomysql://root@{HOST}:{proxy.port}/{pair_db.name}"
+        async with running(DBSettings.model_validate({"primary": url})) as db:
+            await make_notes(db, pair_db)
+            proxy.cut()
+            for _ in range(2):  # a pooled connection lost, then a new one refused
+                with pytest.raises(DBUnavailable):
+                    async with db.transaction() as session:
+                        await session.execute(text("UPDATE notes SET n = 1"))
+            proxy.restore()
+            async with db.transaction() as session:
+                await session.execute(text("UPDATE notes SET n = 2 WHERE id = 1"))
+        nursery.cancel_scope.cancel()
+    assert pair_db.rows("SELECT n FROM notes WHERE id = 1") == [{"n": 2}]
+
+
+async def test_replica_status_hidden_by_privileges_is_liveness_only(pair_db: PairDB) -> None:
+    user = f"ro_{pair_db.name[-8:]}"
+    pair_db.pair.primary.sql(f"CREATE USER '{user}'@'{HOST}'")
+    pair_db.pair.primary.sql(f"GRANT SELECT ON `{pair_db.name}`.* TO '{user}'@'{HOST}'")
+    try:
+        await trio.to_thread.run_sync(pair_db.pair.wait_replicated)
+        replica = f"mysql+aiomysql://{user}@{HOST}:{pair_db.pair.replica.port}/{pair_db.name}"
+        settings = pair_db.settings(replicas=[replica], probe_interval=0.5)
+        with structlog.testing.capture_logs() as logs:
+            async with running(settings) as db:
+                await wait_for(lambda: admitted(db), "the replica to be admitted")
+                await trio.sleep(1.0)  # two more probes: still one warning
+        assert [e["event"] for e in logs].count("db.replica_status_hidden") == 1
+    finally:
+        pair_db.pair.primary.sql(f"DROP USER IF EXISTS '{user}'@'{HOST}'")
+
+
+async def test_errors_never_leak_driver_types(pair_db: PairDB) -> None:
+    async with running(pair_db.settings()) as db:
+        with pytest.raises(DBError) as caught:
+            async with db.writer() as session:
+                await session.execute(text("SELEKT 1"))
+        assert not isinstance(caught.value, pymysql.MySQLError)

@@ -1,0 +1,313 @@
+"""Replica probes, ejection and re-admission, failover and stickiness, on MemoryDB under
+``autojump_clock``: every timing rule in milliseconds of real time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import structlog
+import trio
+import trio.testing
+from sqlalchemy import text
+
+from gochat_actors.db import DBManager, MemoryDB
+from gochat_actors.metrics import Metrics
+from supervisors import Event, Health, HealthChanged, Supervisor, open_supervisor
+
+INTERVAL = 1.0  # probe_interval of these tests; probes time out after INTERVAL / 2
+
+
+@asynccontextmanager
+async def running(
+    memdb: MemoryDB, replicas: int = 1, **settings: Any
+) -> AsyncIterator[tuple[DBManager, Supervisor, list[Event]]]:
+    fields: dict[str, Any] = {"probe_interval": INTERVAL, "max_lag": 5.0, "sticky_seconds": 2.0}
+    db = DBManager(
+        memdb.settings(replicas=replicas, **{**fields, **settings}),
+        backend=memdb,
+        metrics=Metrics(),
+    )
+    events: list[Event] = []
+    async with open_supervisor([db.spec()]) as sup:
+        sup.subscribe(events.append)
+        async with trio.open_nursery() as nursery:  # its own context: no stickiness here
+            nursery.start_soon(create_table, db)
+        for i in range(replicas):
+            memdb.replica(i).catch_up()  # every replica has the table
+        yield db, sup, events
+
+
+async def create_table(db: DBManager) -> None:
+    async with db.writer() as session:
+        await session.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+
+
+async def insert(db: DBManager, id: int) -> None:
+    async with db.transaction() as session:
+        await session.execute(text("INSERT INTO notes VALUES (:id, 'x')"), {"id": id})
+
+
+async def read_ids(db: DBManager, **options: Any) -> tuple[str, list[int]]:
+    async with db.reader(**options) as session:
+        ids = (await session.scalars(text("SELECT id FROM notes ORDER BY id"))).all()
+        return session.server, [int(i) for i in ids]
+
+
+def admitted(db: DBManager) -> list[str]:
+    return [r.name for r in db.statistics().replicas if r.admitted]
+
+
+async def wait_until(predicate: Any, *, within: float, step: float = 0.01) -> float:
+    """Poll ``predicate`` on the trio clock; return how long it took."""
+    start = trio.current_time()
+    with trio.fail_after(within):
+        while not predicate():  # noqa: ASYNC110 - state without an event: poll the fake clock
+            await trio.sleep(step)
+    return trio.current_time() - start
+
+
+def healthy_gauge(db: DBManager, name: str) -> float | None:
+    metrics = db._metrics
+    assert metrics is not None
+    return metrics.registry.get_sample_value("gochat_db_replica_healthy", {"replica": name})
+
+
+# -- probes ---------------------------------------------------------------------------
+
+
+async def test_healthy_replicas_are_admitted_at_start_and_serve_reads(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, replicas=2) as (db, _, _):
+        assert admitted(db) == ["replica-0", "replica-1"]
+        servers = {(await read_ids(db))[0] for _ in range(4)}
+        assert servers == {"replica-0", "replica-1"}  # round robin
+        assert healthy_gauge(db, "replica-1") == 1
+
+
+async def test_a_write_is_read_back_from_the_replica_once_replicated(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, sticky_seconds=0.0) as (db, _, _):
+        memdb.replica(0).delay = 3.0
+        await insert(db, 1)
+        assert await read_ids(db) == ("replica-0", [])  # not there yet
+        await trio.sleep(3.0)
+        assert await read_ids(db) == ("replica-0", [1])
+
+
+async def test_lagging_replica_is_ejected_then_readmitted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, max_lag=2.0, sticky_seconds=0.0) as (db, _, events):
+        replica = memdb.replica(0)
+        replica.delay = 6.0
+        await insert(db, 1)
+        took = await wait_until(lambda: not admitted(db), within=10)
+        assert 2.0 < took <= 2.0 + INTERVAL + 0.01  # the first probe that sees lag > 2 s
+        assert await read_ids(db) == ("primary", [1])
+        info = db.statistics().replicas[0]
+        assert "lagging" in info.reason
+        assert healthy_gauge(db, "replica-0") == 0
+        took = await wait_until(lambda: admitted(db) == ["replica-0"], within=10)
+        assert took <= 6.0 - 2.0 + INTERVAL  # caught up at 6 s: the next probe re-admits
+        assert await read_ids(db) == ("replica-0", [1])
+        health = [(e.status, e.reason) for e in events if isinstance(e, HealthChanged)]
+        assert health[0][0] is Health.DEGRADED
+        assert "lagging" in health[0][1]
+        assert health[-1] == (Health.OK, "")
+
+
+async def test_replication_stopped_ejects_and_restarted_readmits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb) as (db, _, _):
+        memdb.replica(0).stop_replication()
+        took = await wait_until(lambda: not admitted(db), within=10)
+        assert took <= INTERVAL + 0.01
+        assert "SQL thread not running" in db.statistics().replicas[0].reason
+        memdb.replica(0).start_replication()
+        took = await wait_until(lambda: admitted(db) == ["replica-0"], within=10)
+        assert took <= INTERVAL + 0.01
+
+
+async def test_paused_replica_is_ejected_and_reads_in_flight_go_elsewhere(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, replicas=1, sticky_seconds=0.0) as (db, _, _):
+        await insert(db, 1)
+        await trio.sleep(INTERVAL)
+        served: list[tuple[str, list[int]]] = []
+
+        async def reader() -> None:
+            for _ in range(40):
+                served.append(await read_ids(db))
+                await trio.sleep(0.05)
+
+        paused_at = trio.current_time()
+        memdb.replica(0).pause()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            took = await wait_until(lambda: not admitted(db), within=10)
+        # The next probe (within one interval) times out after half an interval.
+        assert took <= INTERVAL * 1.5 + 0.01
+        assert len(served) == 40  # no read failed
+        assert all(ids == [1] for _, ids in served)
+        ejected_at = paused_at + took
+        assert served[-1][0] == "primary"
+        assert {server for server, _ in served} == {"primary"}  # the first read hung, then moved
+        assert trio.current_time() > ejected_at
+        memdb.replica(0).resume()
+        await wait_until(lambda: admitted(db) == ["replica-0"], within=INTERVAL * 2)
+
+
+async def test_unreachable_replica_fails_over_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, sticky_seconds=0.0) as (db, _, _):
+        await trio.sleep(INTERVAL / 4)  # between two probes
+        memdb.replica(0).down = True
+        start = trio.current_time()
+        assert await read_ids(db) == ("primary", [])
+        assert trio.current_time() - start < 0.01  # no waiting for a probe
+        assert not admitted(db)
+        assert "read failed" in db.statistics().replicas[0].reason
+        memdb.replica(0).down = False
+        await wait_until(lambda: admitted(db) == ["replica-0"], within=INTERVAL * 2)
+
+
+async def test_failover_prefers_another_healthy_replica(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, replicas=2, sticky_seconds=0.0) as (db, _, _):
+        memdb.replica(0).down = True
+        memdb.replica(1).down = False
+        servers = [(await read_ids(db))[0] for _ in range(3)]
+        assert servers == ["replica-1"] * 3
+
+
+async def test_no_healthy_replica_reads_the_primary_and_logs_it_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, replicas=2, sticky_seconds=0.0) as (db, _, _):
+        with structlog.testing.capture_logs() as logs:
+            memdb.replica(0).stop_replication()
+            memdb.replica(1).stop_replication()
+            await wait_until(lambda: not admitted(db), within=10)
+            for _ in range(5):
+                assert (await read_ids(db))[0] == "primary"
+                await trio.sleep(INTERVAL)  # more probes, still failing
+            assert db.statistics().reads_on_primary
+            memdb.replica(1).start_replication()
+            await wait_until(lambda: admitted(db) == ["replica-1"], within=10)
+        names = [entry["event"] for entry in logs]
+        assert names.count("db.reads_on_primary") == 1
+        assert names.count("db.reads_on_replicas") == 1
+        assert names.count("db.replica_ejected") == 2
+
+
+async def test_reads_on_primary_logged_at_start_when_no_replica_answers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    memdb.replica(0).down = True
+    with structlog.testing.capture_logs() as logs:
+        async with running(memdb) as (db, _, _):
+            assert (await read_ids(db))[0] == "primary"
+            await trio.sleep(3 * INTERVAL)
+    assert [e["event"] for e in logs].count("db.reads_on_primary") == 1
+
+
+# -- stickiness --------------------------------------------------------------------------
+
+
+async def test_read_your_writes_for_sticky_seconds(autojump_clock: trio.testing.MockClock) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, sticky_seconds=2.0) as (db, _, _):
+        memdb.replica(0).delay = 10.0
+        assert (await read_ids(db))[0] == "replica-0"
+        await insert(db, 1)
+        assert await read_ids(db) == ("primary", [1])
+        await trio.sleep(1.9)
+        assert await read_ids(db) == ("primary", [1])
+        await trio.sleep(0.2)
+        assert await read_ids(db) == ("replica-0", [])  # stale again, as promised
+
+
+async def test_stickiness_is_per_context(autojump_clock: trio.testing.MockClock) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, sticky_seconds=2.0) as (db, _, _):
+        seen: list[str] = []
+        wrote = trio.Event()
+
+        async def other_task() -> None:  # started before the write: not sticky
+            await wrote.wait()
+            seen.append((await read_ids(db))[0])
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_task)
+            await trio.testing.wait_all_tasks_blocked()
+            await insert(db, 1)
+            wrote.set()
+            seen.append((await read_ids(db))[0])
+        assert sorted(seen) == ["primary", "replica-0"]
+
+
+async def test_consistent_reads_and_read_only_sessions(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, sticky_seconds=2.0) as (db, _, _):
+        assert (await read_ids(db, consistent=True))[0] == "primary"
+        async with db.transaction() as session:  # a SELECT-only transaction is not a write
+            await session.execute(text("SELECT 1"))
+            assert not session.wrote
+        assert (await read_ids(db))[0] == "replica-0"
+
+
+async def test_no_stickiness_when_sticky_seconds_is_zero(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, sticky_seconds=0.0) as (db, _, _):
+        await insert(db, 1)
+        assert (await read_ids(db))[0] == "replica-0"
+
+
+# -- the primary -------------------------------------------------------------------------
+
+
+async def test_primary_health_follows_its_probe(autojump_clock: trio.testing.MockClock) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, replicas=0) as (_, sup, events):
+        memdb.primary.pause()
+        await trio.sleep(INTERVAL * 2)
+        assert not sup.health().ready
+        memdb.primary.resume()
+        await trio.sleep(INTERVAL * 2)
+        assert sup.health().ready
+    statuses = [e.status for e in events if isinstance(e, HealthChanged)]
+    assert statuses == [Health.FAILED, Health.OK]
+
+
+@pytest.mark.parametrize("replicas", [0, 2])
+async def test_engines_closed_and_slot_emptied_on_shutdown(
+    autojump_clock: trio.testing.MockClock, replicas: int
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, replicas=replicas) as (db, _, _):
+        assert db.statistics().primary_running
+    stats = db.statistics()
+    assert not stats.primary_running
+    assert not any(r.admitted for r in stats.replicas)
