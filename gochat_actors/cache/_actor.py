@@ -1,25 +1,22 @@
-"""The actor that owns a live backend: connect, one real round trip, publish it in a
-:class:`~gochat_actors._slot.Slot`, probe its health until cancelled, close it.
-
-Shared by the cache and the lock facades (both own one Redis client or one in-memory
-connection per incarnation).
-"""
+"""The base of the facades that own one live backend per actor incarnation (``Cache``,
+``Locks``): connect, one real round trip, publish the backend in a
+:class:`~gochat_actors._slot.Slot`, probe its health until cancelled, close it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, Generic, NoReturn, Protocol, Self, TypeVar
 
 import trio
 
-from supervisors import Health, cleanup_scope, current_child
+from supervisors import ChildSpec, Health, cleanup_scope, current_child, progress
 
-from .._exceptions import GochatError
+from .._exceptions import ComponentUnavailable, GochatError
 from .._slot import Slot
 from ..log import get_logger
 
-__all__ = ["Backend", "serve_backend"]
+__all__ = ["Backend", "BackendOwner"]
 
 _log = get_logger("gochat_actors.cache")
 
@@ -34,57 +31,81 @@ class Backend(Protocol):
 B = TypeVar("B", bound=Backend)
 
 
-async def serve_backend(
-    what: str,
-    connect: Callable[[], AbstractAsyncContextManager[B]],
-    slot: Slot[B],
-    ready_value: Any,
-    *,
-    op_timeout: float,
-    probe_interval: float,
-    unavailable: type[GochatError],
-    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
-) -> NoReturn:
-    """Run one incarnation of ``what``'s backend actor; see the module docstring.
+class BackendOwner(Generic[B]):
+    """Owns the backend ``connect()`` opens, one per actor incarnation, in ``self._slot``.
 
-    Raises ``unavailable`` (the child fails to start) when the first ping fails or takes
-    longer than ``op_timeout``. Later failed probes only set the child's health to
-    ``DEGRADED`` (callers get errors meanwhile; the connection heals itself).
+    Facade calls take the live backend with ``await self._slot.get(timeout)``, waiting
+    through a restart. The first ping failing (or taking longer than ``op_timeout``)
+    fails the start with ``unavailable``; later failed probes only set the child's
+    health to ``DEGRADED`` (callers get errors meanwhile, the connection heals itself).
 
     Example::
 
-        async def run(self, *, task_status=trio.TASK_STATUS_IGNORED):
-            await serve_backend("cache", self._connect, self._slot, self,
-                                op_timeout=1.0, probe_interval=5.0,
-                                unavailable=CacheUnavailable, task_status=task_status)
+        class Cache(BackendOwner[CacheBackend]):
+            def __init__(self, settings):
+                super().__init__("cache", connect, op_timeout=1.0, probe_interval=5.0,
+                                 unavailable=CacheUnavailable)
     """
-    async with connect() as backend:
-        try:
-            await _ping(what, backend, op_timeout, unavailable)
-            slot.fill(backend)
-            task_status.started(ready_value)
-            _log.info("backend ready", component=what)
-            while True:
-                await trio.sleep(probe_interval)
-                try:
-                    await _ping(what, backend, op_timeout, unavailable)
-                except GochatError as exc:
-                    _set_health(Health.DEGRADED, str(exc))
-                else:
-                    _set_health(Health.OK)
-        finally:
-            slot.clear()
-            with cleanup_scope(op_timeout):
-                await backend.aclose()
 
+    def __init__(
+        self,
+        what: str,
+        connect: Callable[[], AbstractAsyncContextManager[B]],
+        *,
+        op_timeout: float,
+        probe_interval: float,
+        unavailable: type[ComponentUnavailable],
+    ) -> None:
+        self._what = what
+        self._connect = connect
+        self._op_timeout = op_timeout
+        self._probe_interval = probe_interval
+        self._unavailable = unavailable
+        self._slot: Slot[B] = Slot(what, error=unavailable)
 
-async def _ping(
-    what: str, backend: Backend, timeout: float, unavailable: type[GochatError]
-) -> None:
-    with trio.move_on_after(timeout) as scope:
-        await backend.ping()
-    if scope.cancelled_caught:
-        raise unavailable(f"{what}: no answer to PING within {timeout:g}s")
+    def _spec(self, id: str, spec_options: dict[str, Any]) -> ChildSpec:
+        return ChildSpec(id, self.run, **spec_options)
+
+    @property
+    def running(self) -> bool:
+        """True while a backend is connected."""
+        return self._slot.value is not None
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Self] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Connect, ping once, serve until cancelled (``task_status.started(self)`` when
+        ready); closes the backend within the child's shutdown budget.
+
+        Example::
+
+            await nursery.start(cache.run)   # or run cache.spec() in a supervisor
+        """
+        async with self._connect() as backend:
+            try:
+                await self._ping(backend)
+                self._slot.fill(backend)
+                task_status.started(self)
+                _log.info("backend ready", component=self._what)
+                while True:
+                    await trio.sleep(self._probe_interval)
+                    try:
+                        await self._ping(backend)
+                    except GochatError as exc:
+                        _set_health(Health.DEGRADED, str(exc))
+                    else:
+                        _set_health(Health.OK)
+                    progress()
+            finally:
+                self._slot.clear()
+                with cleanup_scope(self._op_timeout):
+                    await backend.aclose()
+
+    async def _ping(self, backend: B) -> None:
+        with trio.move_on_after(self._op_timeout) as scope:
+            await backend.ping()
+        if scope.cancelled_caught:
+            raise self._unavailable(f"{self._what}: no answer to PING within {self._op_timeout:g}s")
 
 
 def _set_health(status: Health, reason: str = "") -> None:
@@ -93,4 +114,3 @@ def _set_health(status: Health, reason: str = "") -> None:
     except RuntimeError:  # run outside a supervisor (a plain nursery.start)
         return
     child.set_health(status, reason)
-    child.progress()

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import trio
+from prometheus_client import Counter, Histogram
 
 from supervisors import ChildSpec
 
 from .._dsn import Dsn
 from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
-from .._slot import Slot
-from ..metrics import Metrics
-from ._actor import serve_backend
+from ..metrics import Metrics, key_prefix
+from ._actor import BackendOwner
 from ._codec import BYTES, STR, Codec
 from ._memory import MemoryCache, MemoryStore
 from ._protocol import CacheBackend, CacheConnector
@@ -85,7 +86,7 @@ def connector_for(settings: CacheSettings, store: MemoryStore | None) -> CacheCo
     )
 
 
-class Cache:
+class Cache(BackendOwner[CacheBackend]):
     """The cache: Redis (``redis://``) or in memory (``memory://``), with metrics.
 
     Build it once from settings, run :meth:`spec` in the supervision tree, call it from
@@ -121,8 +122,6 @@ class Cache:
             raise TypeError(f"settings must be a CacheSettings, got {type(settings).__name__}")
         self.settings = settings
         self.metrics = metrics
-        self._probe_interval = check_seconds("probe_interval", probe_interval)
-        self._op_timeout = settings.op_timeout
         if store is not None and settings.url.scheme != "memory":
             raise ValueError(f"store= is for memory:// caches, the url is {settings.url}")
         self.store = (
@@ -130,46 +129,48 @@ class Cache:
             if store is not None
             else (MemoryStore() if settings.url.scheme == "memory" else None)
         )
-        self._connect = backend if backend is not None else connector_for(settings, self.store)
-        self._slot: Slot[CacheBackend] = Slot("cache", error=CacheUnavailable)
+        super().__init__(
+            "cache",
+            backend if backend is not None else connector_for(settings, self.store),
+            op_timeout=settings.op_timeout,
+            probe_interval=check_seconds("probe_interval", probe_interval),
+            unavailable=CacheUnavailable,
+        )
+        self._timers: dict[tuple[str, str], Histogram] = {}
+        self._lookups: dict[tuple[str, bool], Counter] = {}
 
     def __repr__(self) -> str:
         return f"<Cache {self.settings.url} running={self.running}>"
 
-    # -- supervision -------------------------------------------------------------------
     def spec(self, id: str = "cache", **spec_options: Any) -> ChildSpec:
-        """The child that owns the backend; options go to :class:`supervisors.ChildSpec`.
+        """The child that owns the backend (see :meth:`run`); options go to
+        :class:`supervisors.ChildSpec`.
 
         Example::
 
             children.append(cache.spec("cache"))
         """
-        return ChildSpec(id, self.run, **spec_options)
+        return self._spec(id, spec_options)
 
-    async def run(
-        self, *, task_status: trio.TaskStatus[Cache] = trio.TASK_STATUS_IGNORED
-    ) -> NoReturn:
-        """Connect, ping once, serve until cancelled (``task_status.started(self)`` when ready).
+    # -- metrics: labelled children looked up once (labels() costs more than the update) --
+    def _observe(self, op: str, key: str, seconds: float) -> None:
+        label = (op, key_prefix(key))
+        child = self._timers.get(label)
+        if child is None:
+            assert self.metrics is not None
+            child = self.metrics.cache_operation_duration.labels(op=op, prefix=label[1])
+            self._timers[label] = child
+        child.observe(seconds)
 
-        Example::
-
-            await nursery.start(cache.run)
-        """
-        await serve_backend(
-            "cache",
-            self._connect,
-            self._slot,
-            self,
-            op_timeout=self._op_timeout,
-            probe_interval=self._probe_interval,
-            unavailable=CacheUnavailable,
-            task_status=task_status,
-        )
-
-    @property
-    def running(self) -> bool:
-        """True while a backend is connected."""
-        return self._slot.value is not None
+    def _count_lookup(self, key: str, hit: bool) -> None:
+        label = (key_prefix(key), hit)
+        child = self._lookups.get(label)
+        if child is None:
+            assert self.metrics is not None
+            family = self.metrics.cache_hits if hit else self.metrics.cache_misses
+            child = family.labels(prefix=label[0])
+            self._lookups[label] = child
+        child.inc()
 
     # -- calls ---------------------------------------------------------------------------
     async def _call(
@@ -180,13 +181,16 @@ class Cache:
         backend = self._slot.value
         if backend is None:
             backend = await self._slot.get(limit)
-        metrics = self.metrics
-        if metrics is None:
+        if self.metrics is None:
             with trio.move_on_at(deadline):
                 return await call(backend)
         else:
-            with metrics.time_cache_op(op, key), trio.move_on_at(deadline):
-                return await call(backend)
+            start = time.perf_counter()
+            try:
+                with trio.move_on_at(deadline):
+                    return await call(backend)
+            finally:
+                self._observe(op, key, time.perf_counter() - start)
         raise CacheTimeout(f"cache {op} {key!r} timed out after {limit:g}s")
 
     @overload
@@ -208,7 +212,7 @@ class Cache:
         _check_key(key)
         raw = await self._call("get", key, timeout, lambda b: b.get(key))
         if self.metrics is not None:
-            self.metrics.record_cache_lookup(key, hit=raw is not None)
+            self._count_lookup(key, raw is not None)
         if raw is None:
             raise CacheMiss(key)
         return _decode(codec, key, raw)
@@ -238,7 +242,7 @@ class Cache:
         raws = await self._call("mget", keys[0], timeout, lambda b: b.mget(keys))
         if self.metrics is not None:
             for key, raw in zip(keys, raws, strict=True):
-                self.metrics.record_cache_lookup(key, hit=raw is not None)
+                self._count_lookup(key, raw is not None)
         return [
             None if raw is None else _decode(codec, key, raw)
             for key, raw in zip(keys, raws, strict=True)

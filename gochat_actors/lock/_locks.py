@@ -28,17 +28,17 @@ import random
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn
+from typing import Any
 
 import trio
+from prometheus_client import Counter, Histogram
 
 from supervisors import ChildSpec, cleanup_scope
 
 from .._dsn import Dsn
 from .._exceptions import LockError, LockLost, LockNotAcquired, LockUnavailable
-from .._slot import Slot
 from ..cache import CacheSettings, MemoryStore
-from ..cache._actor import serve_backend
+from ..cache._actor import BackendOwner
 from ..cache._cache import check_seconds
 from ..log import get_logger
 from ..metrics import Metrics, key_prefix
@@ -165,7 +165,7 @@ async def open_redis_locks(
             await backend.aclose()
 
 
-class Locks:
+class Locks(BackendOwner[LockBackend]):
     """Distributed locks on Redis (or in memory), with fencing tokens and renewal.
 
     ``settings.url`` empty means the cache's URL (``cache_settings.url``), else
@@ -209,62 +209,44 @@ class Locks:
         self.metrics = metrics
         self.url = settings.url or (cache_settings.url if cache_settings else Dsn("memory://"))
         self.key_prefix = cache_settings.key_prefix if cache_settings else ""
-        self._op_timeout = cache_settings.op_timeout if cache_settings else 1.0
+        op_timeout = cache_settings.op_timeout if cache_settings else 1.0
         self._margin = (
             None if safety_margin is None else check_seconds("safety_margin", safety_margin)
         )
-        self._probe_interval = check_seconds("probe_interval", probe_interval)
         memory = self.url.scheme == "memory"
         if store is not None and not memory:
             raise ValueError(f"store= is for memory:// locks, the url is {self.url}")
         self.store = store if store is not None else (MemoryStore() if memory else None)
+        connect: LockConnector
         if backend is not None:
-            self._connect = backend
+            connect = backend
         elif memory:
-            self._connect = MemoryLockBackend(self.store, key_prefix=self.key_prefix).connect
+            connect = MemoryLockBackend(self.store, key_prefix=self.key_prefix).connect
         else:
-            self._connect = functools.partial(
-                open_redis_locks, self.url, key_prefix=self.key_prefix, op_timeout=self._op_timeout
+            connect = functools.partial(
+                open_redis_locks, self.url, key_prefix=self.key_prefix, op_timeout=op_timeout
             )
-        self._slot: Slot[LockBackend] = Slot("locks", error=LockUnavailable)
+        super().__init__(
+            "locks",
+            connect,
+            op_timeout=op_timeout,
+            probe_interval=check_seconds("probe_interval", probe_interval),
+            unavailable=LockUnavailable,
+        )
+        self._metric_children: dict[str, tuple[Counter, Histogram]] = {}
 
     def __repr__(self) -> str:
         return f"<Locks {self.url} running={self.running}>"
 
-    # -- supervision -------------------------------------------------------------------
     def spec(self, id: str = "locks", **spec_options: Any) -> ChildSpec:
-        """The child that owns the backend; options go to :class:`supervisors.ChildSpec`.
+        """The child that owns the backend (see :meth:`run`); options go to
+        :class:`supervisors.ChildSpec`.
 
         Example::
 
             children.append(locks.spec("locks"))
         """
-        return ChildSpec(id, self.run, **spec_options)
-
-    async def run(
-        self, *, task_status: trio.TaskStatus[Locks] = trio.TASK_STATUS_IGNORED
-    ) -> NoReturn:
-        """Connect, ping once, serve until cancelled (``task_status.started(self)`` when ready).
-
-        Example::
-
-            await nursery.start(locks.run)
-        """
-        await serve_backend(
-            "locks",
-            self._connect,
-            self._slot,
-            self,
-            op_timeout=self._op_timeout,
-            probe_interval=self._probe_interval,
-            unavailable=LockUnavailable,
-            task_status=task_status,
-        )
-
-    @property
-    def running(self) -> bool:
-        """True while a backend is connected."""
-        return self._slot.value is not None
+        return self._spec(id, spec_options)
 
     # -- hold ------------------------------------------------------------------------------
     @asynccontextmanager
@@ -302,24 +284,23 @@ class Locks:
             )
         lease = await self._acquire(name, ttl, wait, margin)
         body_exc: BaseException | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keep, lease)
-                try:
-                    with lease._body:
-                        yield lease
-                except BaseException as exc:  # re-raised below, outside the nursery
-                    body_exc = exc
-                finally:
-                    # An idle renewer just returns (cheaper than a cancellation); one in
-                    # the middle of a round trip is cancelled.
-                    lease._done.set()
-                    if lease._renewing:
-                        nursery.cancel_scope.cancel()
-        finally:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._keep, lease)
+            try:
+                with lease._body:
+                    yield lease
+            except GeneratorExit:  # pragma: no cover - the context manager was dropped
+                raise
+            except BaseException as exc:  # re-raised below, outside the nursery
+                body_exc = exc
+            # The renewer stops while the release makes its round trip: an idle one just
+            # returns (cheaper than a cancellation), one amid a round trip is cancelled.
+            lease._done.set()
+            if lease._renewing:
+                nursery.cancel_scope.cancel()
             if lease._body.cancel_called:  # the deadline passed (or _lose ran already)
                 self._lose(lease, _overdue(lease))
-            await self._release(lease)
+            await self._release(lease)  # shielded and bounded
         if body_exc is not None:
             raise body_exc
         lease.check()
@@ -387,18 +368,31 @@ class Locks:
     ) -> Lease:
         lease = Lease(name, token, ttl=ttl, margin=margin, acquired_at=sent, owner=owner)
         if self.metrics is not None:
-            prefix = key_prefix(name)
-            self.metrics.lock_acquired.labels(prefix=prefix).inc()
-            self.metrics.lock_acquire_duration.labels(prefix=prefix).observe(
-                trio.current_time() - start
-            )
+            acquired, duration = self._children(name)
+            acquired.inc()
+            duration.observe(trio.current_time() - start)
         return lease
+
+    def _children(self, name: str) -> tuple[Counter, Histogram]:
+        """The labelled metrics of ``name``'s prefix, looked up once (``labels()`` is slow)."""
+        prefix = key_prefix(name)
+        children = self._metric_children.get(prefix)
+        if children is None:
+            assert self.metrics is not None
+            children = (
+                self.metrics.lock_acquired.labels(prefix=prefix),
+                self.metrics.lock_acquire_duration.labels(prefix=prefix),
+            )
+            self._metric_children[prefix] = children
+        return children
 
     # -- renewal ------------------------------------------------------------------------------
     async def _keep(self, lease: Lease) -> None:
         """The renewer: a task in the holder's nursery, never raising (a crash loses the lease)."""
         try:
             while not lease.lost.is_set():
+                if lease._done.is_set():  # a short body is over before we ever ran
+                    return
                 with trio.move_on_at(lease.renewed_at + lease.ttl / 3):
                     await lease._done.wait()
                     return
@@ -412,13 +406,10 @@ class Locks:
     async def _renew(self, lease: Lease) -> None:
         """Renew once, retrying transient failures until the lease's deadline."""
         failures = 0
-        last = "no attempt"
         while True:
             now = trio.current_time()
             if now >= lease.deadline:
-                self._lose(
-                    lease, f"no renewal for {now - lease.renewed_at:.3g}s (last error: {last})"
-                )
+                self._lose(lease, _overdue(lease))
                 return
             with trio.move_on_at(min(lease.deadline, now + self._op_timeout)) as attempt:
                 try:

@@ -9,14 +9,18 @@ no time at all under ``autojump_clock``).
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 import trio
 
 from .._exceptions import CacheError, CacheUnavailable
 from ..cache import CacheBackend, CacheConnector
 
-__all__ = ["CACHE_CHECKS", "check_cache_backend", "eventually"]
+__all__ = ["CACHE_CHECKS", "check_cache_backend", "eventually", "run_checks"]
+
+B = TypeVar("B")
 
 _K = "conformance:"
 
@@ -177,6 +181,19 @@ async def check_cache_backend(make_backend: CacheConnector) -> None:
         async def test_my_backend():
             await check_cache_backend(lambda: open_my_backend("..."))
     """
-    for check in CACHE_CHECKS:
+    await run_checks(CACHE_CHECKS, make_backend)
+
+
+async def run_checks(
+    checks: Sequence[Callable[[B], Awaitable[None]]],
+    make_backend: Callable[[], AbstractAsyncContextManager[B]],
+) -> None:
+    """Run each of ``checks`` on a fresh ``make_backend()``.
+
+    Example::
+
+        await run_checks(CACHE_CHECKS, MemoryCache().connect)
+    """
+    for check in checks:
         async with make_backend() as backend:
             await check(backend)

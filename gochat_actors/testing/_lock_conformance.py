@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ..lock import LockBackend, LockConnector
-from ._cache_conformance import eventually
+from ._cache_conformance import eventually, run_checks
 
 __all__ = ["LOCK_CHECKS", "check_lock_backend"]
 
@@ -132,6 +132,4 @@ async def check_lock_backend(make_backend: LockConnector) -> None:
         async def test_my_backend():
             await check_lock_backend(lambda: open_my_locks("..."))
     """
-    for check in LOCK_CHECKS:
-        async with make_backend() as backend:
-            await check(backend)
+    await run_checks(LOCK_CHECKS, make_backend)

@@ -325,7 +325,7 @@ async def test_waiter_gets_the_lock_soon_after_release(
             await trio.sleep(1.0)
         released = trio.current_time()
     ((when, token),) = got
-    assert released <= when <= released + 0.2
+    assert released <= when <= released + 0.2 + 1e-9  # the longest pause between attempts
     assert token == first.token + 1
 
 
