@@ -20,6 +20,7 @@ PUBLIC_PACKAGES: list[str] = [
     "gochat_actors.cli",
     "gochat_actors.db",
     "gochat_actors.http",
+    "gochat_actors.idgen",
     "gochat_actors.lock",
     "gochat_actors.testing",
 ]

@@ -1,0 +1,403 @@
+"""The machine-ID keeper: the child that leases a machine ID in etcd and keeps it.
+
+One incarnation: grant a lease; claim a free ID (a txn: ``create_revision == 0`` -> put
+with the lease, reading the ID's last-timestamp record in the same txn); wait until the
+clock passes that record; then renew every ``lease_ttl / 3`` (keepalive, then a guarded
+write of the last timestamp). Each renewal lets the generator issue until
+``keepalive sent + min(lease_ttl, TTL) - margin``. After a loss it claims again
+(perhaps another ID); when stopped it writes a final record and revokes the lease.
+docs/idgen.md gives the safety argument.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from supervisors import Backoff, Health, cleanup_scope, current_child, progress
+
+from .._exceptions import IdGenError, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
+from ..log import get_logger
+from ._memory import MemoryEtcd
+from ._protocol import Compare, Delete, EtcdBackend, Get, Put
+
+if TYPE_CHECKING:
+    from ._generator import IdGenerator
+
+__all__ = ["run_keeper"]
+
+T = TypeVar("T")
+
+_log = get_logger("gochat_actors.idgen")
+
+
+@dataclass(slots=True)
+class _Claim:
+    machine_id: int
+    revision: int  # the create revision of our claim key: proves it is still ours
+    floor_ms: int  # the first millisecond we may issue under it
+    installed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    owner: str
+    last_ms: int
+    ttl_ms: int
+    final: bool
+
+
+def _encode(owner: str, last_ms: int | None = None, ttl_ms: int = 0, final: bool = False) -> bytes:
+    record: dict[str, Any] = {"owner": owner}
+    if last_ms is not None:
+        record.update(last_ms=last_ms, ttl_ms=ttl_ms, final=final)
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def _decode(raw: bytes) -> _Record | None:
+    try:
+        record = json.loads(raw)
+        return _Record(
+            str(record["owner"]),
+            int(record["last_ms"]),
+            int(record["ttl_ms"]),
+            bool(record.get("final", False)),
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _set_health(status: Health, reason: str = "") -> None:
+    try:
+        child = current_child()
+    except RuntimeError:  # run outside a supervisor
+        return
+    child.set_health(status, reason)
+
+
+def _open_backend(gen: IdGenerator) -> tuple[EtcdBackend, bool]:
+    """The backend for one incarnation, and whether this incarnation owns (closes) it."""
+    if gen._backend is not None:
+        return gen._backend, False
+    url = gen.settings.etcd
+    if url.scheme == "memory":
+        return MemoryEtcd(), True
+    from ._etcd import HttpEtcd  # the HTTP driver is imported only when used
+
+    return HttpEtcd(url.reveal(), timeout=gen._request_timeout), True
+
+
+async def run_keeper(gen: IdGenerator, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """The target of :meth:`IdGenerator.spec`: hold a machine ID until cancelled."""
+    if gen._running:
+        raise RuntimeError("this IdGenerator's child is already running (one spec() per tree)")
+    gen._running = True
+    try:
+        if gen.static:
+            _log.info("idgen.static", machine_id=gen.settings.machine_id)
+            _set_health(Health.OK)
+            task_status.started(gen)
+            await trio.sleep_forever()
+        backend, owned = _open_backend(gen)
+        keeper = _Keeper(gen, backend)
+        try:
+            await keeper.acquire(first=True)
+            task_status.started(gen)
+            await keeper.keep()
+        finally:
+            gen._invalidate("the idgen child stopped")
+            with cleanup_scope():
+                await keeper.release()
+                if owned:
+                    await backend.aclose()
+    finally:
+        gen._running = False
+
+
+class _Keeper:
+    """One incarnation's lease, claim and renewal loop (private)."""
+
+    def __init__(self, gen: IdGenerator, backend: EtcdBackend) -> None:
+        settings = gen.settings
+        self.gen = gen
+        self.backend = backend
+        self.prefix = settings.key_prefix.encode()
+        self.ttl = settings.lease_ttl
+        self.margin = settings.margin
+        self.ttl_ms = math.ceil(settings.lease_ttl * 1000)
+        self.interval_ns = round(settings.lease_ttl / 3 * 1e9)
+        self.max_wait_ms = 2 * self.ttl_ms  # a longer wait: try another free ID first
+        self.timeout = gen._request_timeout
+        # Retry a failed renewal at least every margin/2 (and TTL/3): the lease may
+        # outlive our deadline by `margin`, the window in which it can still be saved.
+        retry_max = min(self.ttl / 3, max(self.margin / 2, 0.05))
+        self.backoff = Backoff(
+            initial=min(0.1, retry_max), maximum=retry_max, multiplier=2.0, jitter=0.2
+        )
+        self.rng = random.Random()
+        self.lease: int | None = None
+        self.claim: _Claim | None = None
+        self.sent_ns = 0  # when the last acknowledged keepalive was sent
+        self.log = _log.bind(owner=gen.owner, key_prefix=settings.key_prefix)
+
+    # -- plumbing --------------------------------------------------------------------
+    async def _call(
+        self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+    ) -> T:
+        try:
+            with trio.fail_after(self.timeout):
+                return await fn(*args, **kwargs)
+        except trio.TooSlowError as exc:
+            raise IdGenUnavailable(f"etcd {what}: no reply within {self.timeout:g}s") from exc
+
+    def _key(self, machine_id: int) -> bytes:
+        return self.prefix + str(machine_id).encode()
+
+    def _last_key(self, machine_id: int) -> bytes:
+        return self.prefix + b"last/" + str(machine_id).encode()
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.gen._renewal_failures += 1
+        if self.gen._metrics is not None:
+            self.gen._metrics.idgen_renewal_failures.inc()
+        holding = self.gen.ready
+        self.log.warning(f"idgen.{what}_failed", error=str(exc), still_issuing=holding)
+        _set_health(Health.DEGRADED if holding else Health.FAILED, f"{what} failed: {exc}")
+
+    # -- acquiring -------------------------------------------------------------------
+    async def acquire(self, *, first: bool) -> None:
+        """Lease and claim a machine ID and make it issuable; retried unless ``first``."""
+        attempt = 0
+        while True:
+            try:
+                await self._acquire_once()
+            except (IdGenUnavailable, MachineIdLost) as exc:
+                if first:
+                    raise
+                self._failed("acquire", exc)
+                await trio.sleep(self.backoff.delay(attempt, self.rng.random()))
+                attempt += 1
+            else:
+                return
+
+    async def _acquire_once(self) -> None:
+        gen = self.gen
+        started = gen._mono()
+        lease, _ = await self._call("lease grant", self.backend.lease_grant, math.ceil(self.ttl))
+        self.lease = lease
+        try:
+            self.claim = await self._claim(lease)
+            await self._wait_for_floor(self.claim, lease)
+            await self.renew()
+        except BaseException:
+            self.claim = None
+            with cleanup_scope():
+                await self._revoke()
+            raise
+        gen._acquisitions += 1
+        self.log.info(
+            "idgen.acquired",
+            machine_id=self.claim.machine_id,
+            lease=self.lease,
+            took_ms=(gen._mono() - started) // 1_000_000,
+        )
+
+    async def _claim(self, lease: int) -> _Claim:
+        """Claim a free machine ID, starting at a random one; prefer IDs usable soon."""
+        prefix = self.prefix
+        taken_keys = await self._call(
+            "range", self.backend.range, prefix + b"0", prefix + b":", keys_only=True
+        )
+        taken = {int(suffix) for kv in taken_keys if (suffix := kv.key[len(prefix) :]).isdigit()}
+        count = self.gen.layout.max_machine_id + 1
+        start = self.rng.randrange(count)
+        far: list[tuple[int, int]] = []  # (floor_ms, machine_id) of IDs with a long wait
+        for offset in range(count):
+            machine_id = (start + offset) % count
+            if machine_id in taken:
+                continue
+            claim = await self._try_claim(machine_id, lease)
+            if claim is None:
+                continue
+            if claim.floor_ms - self.gen._now_ms() <= self.max_wait_ms:
+                return claim
+            far.append((claim.floor_ms, machine_id))
+            await self._drop(claim)
+        for _, machine_id in sorted(far):
+            claim = await self._try_claim(machine_id, lease)
+            if claim is not None:
+                return claim
+        self.log.error("idgen.exhausted", machine_ids=count)
+        raise MachineIdsExhausted(
+            f"all {count} machine IDs under {self.gen.settings.key_prefix!r} are held"
+        )
+
+    async def _try_claim(self, machine_id: int, lease: int) -> _Claim | None:
+        key = self._key(machine_id)
+        result = await self._call(
+            "txn",
+            self.backend.txn,
+            [Compare(key, "create", 0)],
+            [Put(key, _encode(self.gen.owner), lease), Get(self._last_key(machine_id))],
+        )
+        if not result.succeeded:
+            return None
+        claim = _Claim(machine_id, result.revision, 0)
+        found = result.responses[1]
+        previous = _decode(found[0].value) if isinstance(found, list) and found else None
+        if isinstance(found, list) and found and previous is None:
+            self.log.warning("idgen.bad_record", machine_id=machine_id, value=found[0].value[:80])
+            await self._drop(claim)
+            return None
+        claim.floor_ms = self._floor(previous)
+        return claim
+
+    def _floor(self, previous: _Record | None) -> int:
+        """The first millisecond we may issue under an ID whose last record is ``previous``."""
+        used = self.gen._ms  # every millisecond this generator used, under any ID
+        if previous is None or previous.owner == self.gen.owner:
+            return used + 1  # never used, or last used by us: our own high-water mark
+        if previous.final:  # its owner stopped for good after writing it
+            return max(used, previous.last_ms) + 1
+        return max(used, previous.last_ms + previous.ttl_ms) + 1
+
+    async def _drop(self, claim: _Claim) -> None:
+        key = self._key(claim.machine_id)
+        await self._call(
+            "txn", self.backend.txn, [Compare(key, "create", claim.revision)], [Delete(key)]
+        )
+
+    async def _wait_for_floor(self, claim: _Claim, lease: int) -> None:
+        """Wait until the clock passes ``claim.floor_ms``, keeping the lease alive."""
+        wait_ms = claim.floor_ms - self.gen._now_ms()
+        if wait_ms <= 0:
+            return
+        self.log.info("idgen.waiting_for_clock", machine_id=claim.machine_id, wait_ms=wait_ms)
+        _set_health(
+            Health.DEGRADED,
+            f"waiting {wait_ms} ms for the clock to pass machine ID {claim.machine_id}'s "
+            "last timestamp",
+        )
+        while wait_ms > 0:
+            await trio.sleep(min(wait_ms / 1000, self.interval_ns / 1e9))
+            wait_ms = claim.floor_ms - self.gen._now_ms()
+            if wait_ms > 0 and await self._keepalive(lease) is None:
+                raise MachineIdLost(f"lease {lease} expired while waiting for the clock")
+
+    async def _keepalive(self, lease: int) -> int | None:
+        return await self._call("lease keepalive", self.backend.lease_keepalive, lease)
+
+    # -- keeping ---------------------------------------------------------------------
+    async def renew(self) -> None:
+        """Keepalive, then record our last timestamp (only while the claim is ours);
+        then let the generator issue until ``sent + min(lease_ttl, TTL) - margin``."""
+        gen, claim, lease = self.gen, self.claim, self.lease
+        if claim is None or lease is None:
+            raise MachineIdLost("no machine ID claimed")
+        sent = gen._mono()
+        ttl = await self._keepalive(lease)
+        if ttl is None:
+            raise MachineIdLost(f"etcd no longer has lease {lease} (machine ID {claim.machine_id})")
+        key = self._key(claim.machine_id)
+        last_ms = max(gen._now_ms(), gen._ms, claim.floor_ms - 1)
+        record = _encode(gen.owner, last_ms, self.ttl_ms)
+        result = await self._call(
+            "txn",
+            self.backend.txn,
+            [Compare(key, "create", claim.revision)],
+            [Put(key, record, lease), Put(self._last_key(claim.machine_id), record)],
+        )
+        if not result.succeeded:
+            raise MachineIdLost(f"the claim on machine ID {claim.machine_id} is gone")
+        if not claim.installed:
+            gen._install(claim.machine_id, claim.floor_ms)
+            claim.installed = True
+        gen._extend(sent + round((min(self.ttl, ttl) - self.margin) * 1e9))
+        self.sent_ns = sent
+        gen._renewals += 1
+        if gen._metrics is not None:
+            gen._metrics.idgen_renewals.inc()
+        _set_health(Health.OK)
+
+    async def keep(self) -> None:
+        """Renew every ``lease_ttl / 3``; retry failures sooner; reacquire after a loss."""
+        gen = self.gen
+        next_ns = self.sent_ns + self.interval_ns
+        failures = 0
+        lapsed = False
+        while True:
+            now = gen._mono()
+            if not lapsed and now >= gen._valid_until_ns:
+                lapsed = True
+                reason = (
+                    f"the lease on machine ID {gen._machine_id} was not renewed within "
+                    "lease_ttl - margin"
+                )
+                gen._invalidate(reason)
+                self.log.error("idgen.lost", machine_id=gen._machine_id, reason=reason)
+                _set_health(Health.FAILED, reason)
+            if now < next_ns:
+                until = next_ns if lapsed else min(next_ns, gen._valid_until_ns)
+                await trio.sleep((until - now) / 1e9)
+                continue
+            progress()
+            # While issuing, a renewal may not outlast the deadline: a hung etcd is
+            # reported (gauge, health, log) the moment IDs stop.
+            limit = math.inf if lapsed else (gen._valid_until_ns - gen._mono()) / 1e9
+            try:
+                with trio.move_on_after(limit) as scope:
+                    await self.renew()
+                if scope.cancelled_caught:
+                    raise IdGenUnavailable("etcd did not answer before the lease deadline")
+            except MachineIdLost as exc:  # the lease or the claim is gone: claim again
+                self._failed("renewal", exc)
+                gen._invalidate(str(exc))
+                self.log.error("idgen.lost", machine_id=gen._machine_id, reason=str(exc))
+                self.claim = None
+                await self._revoke()
+                await self.acquire(first=False)
+            except IdGenUnavailable as exc:
+                self._failed("renewal", exc)
+                next_ns = gen._mono() + round(self.backoff.delay(failures, self.rng.random()) * 1e9)
+                failures += 1
+                continue
+            failures = 0
+            lapsed = False
+            next_ns = self.sent_ns + self.interval_ns
+
+    # -- releasing -------------------------------------------------------------------
+    async def release(self) -> None:
+        """Record our exact last timestamp as final, free the ID, revoke the lease
+        (best effort: if etcd is unreachable the lease simply expires)."""
+        claim, gen = self.claim, self.gen
+        self.claim = None
+        if claim is not None:
+            key = self._key(claim.machine_id)
+            final = _encode(gen.owner, max(gen._ms, claim.floor_ms - 1), self.ttl_ms, True)
+            try:
+                await self._call(
+                    "txn",
+                    self.backend.txn,
+                    [Compare(key, "create", claim.revision)],
+                    [Put(self._last_key(claim.machine_id), final), Delete(key)],
+                )
+            except IdGenError as exc:
+                self.log.warning("idgen.release_failed", error=str(exc))
+        await self._revoke()
+        if claim is not None:
+            self.log.info("idgen.released", machine_id=claim.machine_id)
+
+    async def _revoke(self) -> None:
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return
+        try:
+            await self._call("lease revoke", self.backend.lease_revoke, lease)
+        except IdGenError as exc:
+            self.log.warning("idgen.revoke_failed", lease=lease, error=str(exc))

@@ -1,0 +1,55 @@
+"""The etcd conformance suite, unchanged, on real etcd and on MemoryEtcd."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+
+from gochat_actors import IdGenUnavailable
+from gochat_actors.idgen import EtcdBackend, MemoryEtcd
+from gochat_actors.idgen._etcd import HttpEtcd
+from gochat_actors.testing import IDGEN_CHECKS, check_idgen_backend
+
+Check = Callable[[EtcdBackend], Awaitable[None]]
+
+
+@pytest.mark.parametrize("check", IDGEN_CHECKS, ids=lambda c: c.__name__)
+async def test_real_etcd(check: Check, etcd_url: str) -> None:
+    backend = HttpEtcd(etcd_url)
+    try:
+        await check(backend)
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.parametrize("check", IDGEN_CHECKS, ids=lambda c: c.__name__)
+async def test_memory_etcd(check: Check, autojump_clock: trio.abc.Clock) -> None:
+    await check(MemoryEtcd())
+
+
+async def test_whole_suite_runner(autojump_clock: trio.abc.Clock) -> None:
+    store = MemoryEtcd()
+    await check_idgen_backend(lambda: store)
+    assert store.calls > 30
+
+
+async def test_unreachable_etcd_is_idgen_unavailable_with_the_cause() -> None:
+    backend = HttpEtcd("http://127.0.0.1:9", timeout=2.0)
+    try:
+        with pytest.raises(IdGenUnavailable, match="server unreachable") as info:
+            await backend.lease_grant(5)
+    finally:
+        await backend.aclose()
+    assert type(info.value.__cause__).__module__.startswith("httpx")
+    assert repr(backend) == "<HttpEtcd http://127.0.0.1:9>"
+
+
+async def test_an_error_reply_is_translated(etcd_url: str) -> None:
+    backend = HttpEtcd(etcd_url)
+    try:
+        with pytest.raises(IdGenUnavailable, match="refused"):
+            await backend.range(b"")  # etcd: "key is not provided"
+    finally:
+        await backend.aclose()

@@ -1,0 +1,352 @@
+"""The machine-ID keeper's timing rules, on MemoryEtcd under ``autojump_clock``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+
+from gochat_actors import MachineIdLost, MachineIdsExhausted
+from gochat_actors.idgen import IdGenerator, IdGenSettings, MemoryEtcd, TrioIdClock, prefix_end
+from gochat_actors.metrics import Metrics
+from supervisors import ChildStartError, Health, open_supervisor
+from supervisors.testing import kill
+
+TTL, MARGIN = 9.0, 1.5
+PREFIX = "/ids/"
+WALL_MS = 1_700_000_000_000
+
+
+def settings(**overrides: object) -> IdGenSettings:
+    values: dict[str, object] = {
+        "etcd": "memory://",
+        "lease_ttl": TTL,
+        "margin": MARGIN,
+        "key_prefix": PREFIX,
+    }
+    values.update(overrides)
+    return IdGenSettings.model_validate(values)
+
+
+TWO_IDS = {"timestamp_bits": 50, "machine_bits": 1, "sequence_bits": 12}
+
+
+@pytest.fixture
+def etcd() -> MemoryEtcd:
+    """A shared in-memory etcd; tests using it also take ``autojump_clock`` (pytest-trio
+    only sees a clock among the test's own arguments)."""
+    return MemoryEtcd()
+
+
+def make(etcd: MemoryEtcd, *, wall_ms: int = WALL_MS, **overrides: object) -> IdGenerator:
+    return IdGenerator(
+        settings(**overrides), backend=etcd, clock=TrioIdClock(wall_ms), metrics=Metrics()
+    )
+
+
+async def take(ids: IdGenerator, n: int) -> list[int]:
+    """``n`` IDs, at most one millisecond's worth at a time: trio's clock stands still
+    while synchronous code runs, so a batch must never need the next millisecond."""
+    out: list[int] = []
+    while len(out) < n:
+        out += ids.next_ids(min(4000, n - len(out)))
+        await trio.sleep(0.001)
+    return out
+
+
+async def record(etcd: MemoryEtcd, machine_id: int) -> dict[str, object]:
+    [kv] = await etcd.range(f"{PREFIX}last/{machine_id}".encode())
+    value: dict[str, object] = json.loads(kv.value)
+    return value
+
+
+async def hold(etcd: MemoryEtcd, machine_id: int) -> int:
+    """Claim ``machine_id`` by hand (as another process would); returns the lease."""
+    lease, _ = await etcd.lease_grant(10**7)
+    await etcd.put(f"{PREFIX}{machine_id}".encode(), b'{"owner":"other"}', lease=lease)
+    return lease
+
+
+async def test_renews_every_third_of_the_ttl(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    ids = make(etcd)
+    async with open_supervisor([ids.spec()]):
+        start = trio.current_time()
+        renewals = ids.statistics().renewals
+        await trio.sleep(10 * TTL + 0.1)
+        assert ids.statistics().renewals - renewals == 30
+        assert trio.current_time() - start < 10 * TTL + 0.2
+        assert ids.ready
+
+
+async def test_issues_until_last_ack_plus_ttl_minus_margin_then_stops(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    ids = make(etcd)
+    async with open_supervisor([ids.spec()]):
+        await trio.sleep(TTL / 3 + 0.01)  # just after a renewal
+        renewed_at = trio.current_time() - 0.01
+        etcd.pause()  # etcd hangs (kill -STOP)
+        last_ok = trio.current_time()
+        while ids.ready:
+            ids.next_id()
+            last_ok = trio.current_time()
+            await trio.sleep(0.001)
+        with pytest.raises(MachineIdLost, match="not renewed"):
+            ids.next_id()
+        # the deadline is measured from when the keepalive was *sent*
+        assert renewed_at + TTL - MARGIN - 0.002 <= last_ok < renewed_at + TTL - MARGIN
+        assert ids.machine_id is None
+        await trio.sleep(0.001)  # the keeper noticed at the same instant
+        assert ids._metrics is not None
+        assert ids._metrics.idgen_machine_id._value.get() == -1
+        # ... while etcd keeps the lease for the full TTL after the keepalive it saw
+        stop_issuing = trio.current_time()
+        etcd.resume()
+        await ids.wait_ready()
+        assert trio.current_time() - stop_issuing < 1.0
+        assert ids.statistics().renewal_failures >= 1
+
+
+async def test_lease_lost_during_a_long_pause_reacquires_without_duplicates(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    a, b = make(etcd), make(etcd)
+    got: list[int] = []
+    async with open_supervisor([a.spec("a"), b.spec("b")]):
+        got += await take(a, 5000) + await take(b, 5000)
+        etcd.pause()
+        await trio.sleep(3 * TTL)  # both leases expire meanwhile
+        assert not a.ready
+        assert not b.ready
+        etcd.resume()
+        await a.wait_ready(timeout=5 * TTL)
+        await b.wait_ready(timeout=5 * TTL)
+        got += await take(a, 5000) + await take(b, 5000)
+        assert a.statistics().acquisitions == 2
+        assert b.statistics().acquisitions == 2
+    assert len(set(got)) == len(got) == 20_000
+
+
+async def test_renewal_failures_retry_sooner_and_count(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    ids = make(etcd)
+    async with open_supervisor([ids.spec()]) as sup:
+        etcd.fail()
+        calls = etcd.calls
+        await trio.sleep(TTL - MARGIN + 0.01)  # retried with backoff <= margin/2
+        assert etcd.calls - calls >= 4
+        failures = ids.statistics().renewal_failures
+        assert failures >= 4
+        assert ids._metrics is not None
+        assert ids._metrics.idgen_renewal_failures._value.get() == failures
+        assert not ids.ready
+        [child] = sup.which_children()
+        assert child.health is Health.FAILED
+        etcd.fail(False)
+        await ids.wait_ready(timeout=TTL / 3 + 0.5)
+        assert sup.which_children()[0].health is Health.OK
+        assert ids.statistics().acquisitions == 1  # the lease survived: same claim
+
+
+async def test_claim_deleted_behind_its_back_is_reacquired(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    ids = make(etcd, **TWO_IDS)
+    async with open_supervisor([ids.spec()]):
+        first = ids.machine_id
+        before = ids.next_id()
+        await etcd.delete(f"{PREFIX}{first}".encode())
+        await trio.sleep(TTL / 3 + 0.01)  # the next renewal sees the claim gone
+        await ids.wait_ready(timeout=TTL)
+        assert ids.statistics().acquisitions == 2
+        assert ids.next_id() > before
+
+
+async def test_exhaustion_is_a_clear_error(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    holders = [make(etcd, **TWO_IDS) for _ in range(2)]
+    async with open_supervisor([h.spec(f"h{i}") for i, h in enumerate(holders)]):
+        assert {h.machine_id for h in holders} == {0, 1}
+        late = make(etcd, **TWO_IDS)
+        with pytest.raises(ChildStartError) as info:
+            async with open_supervisor([late.spec()]):
+                pass  # pragma: no cover
+        assert isinstance(info.value.__cause__, MachineIdsExhausted)
+        assert "all 2 machine IDs" in str(info.value.__cause__)
+        assert not late.ready
+
+
+async def test_1024_generators_hold_every_id_and_the_next_is_refused(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    holders = [make(etcd) for _ in range(1024)]
+    async with trio.open_nursery() as nursery:
+        for ids in holders:
+            spec = ids.spec()
+            await nursery.start(spec.target, *spec.args)
+        assert {ids.machine_id for ids in holders} == set(range(1024))
+        late = make(etcd)
+        with pytest.raises(ChildStartError) as info:
+            async with open_supervisor([late.spec()]):
+                pass  # pragma: no cover
+        assert isinstance(info.value.__cause__, MachineIdsExhausted)
+        assert etcd._leases.keys() == {
+            kv.lease for kv in await etcd.range(b"/ids/0", b"/ids/:")
+        }  # the refused one revoked its lease
+        nursery.cancel_scope.cancel()
+    assert etcd._leases == {}
+
+
+async def test_shutdown_revokes_the_lease_and_records_a_final_timestamp(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    ids = make(etcd)
+    async with open_supervisor([ids.spec()]):
+        machine_id = ids.machine_id
+        assert machine_id is not None
+        last = ids.next_ids(100)[-1]
+    assert not ids.ready
+    claims = await etcd.range(PREFIX.encode() + b"0", PREFIX.encode() + b":")
+    assert claims == []
+    assert etcd._leases == {}
+    saved = await record(etcd, machine_id)
+    assert saved["final"] is True
+    assert saved["owner"] == ids.owner
+    assert saved["last_ms"] == ids.parse(last).timestamp_ms
+
+
+async def test_new_owner_waits_out_a_crashed_owners_last_timestamp_plus_ttl(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    await hold(etcd, 1)  # only ID 0 is free
+    a = make(etcd, **TWO_IDS)
+    async with open_supervisor([a.spec()]):
+        assert a.machine_id == 0
+        a_ids = a.next_ids(1000)
+        etcd.fail()  # a "crashes": its final record and revoke never reach etcd
+    etcd.fail(False)
+    saved = await record(etcd, 0)
+    assert saved["final"] is False
+    assert isinstance(saved["last_ms"], int)
+    await trio.sleep(TTL + 1)  # a's lease expires
+    b = make(etcd, **TWO_IDS)  # same wall clock; it must not reuse a's timestamps
+    started = trio.current_time()
+    async with open_supervisor([b.spec()]):
+        assert b.machine_id == 0
+        first = b.next_id()
+    assert b.parse(first).timestamp_ms > saved["last_ms"] + TTL * 1000
+    assert first > max(a_ids)
+    assert trio.current_time() - started <= TTL + 0.1
+
+
+async def test_clean_handover_needs_no_wait(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    await hold(etcd, 1)
+    a = make(etcd, **TWO_IDS)
+    async with open_supervisor([a.spec()]):
+        last = a.next_ids(1000)[-1]
+    b = make(etcd, wall_ms=WALL_MS + 1_000, **TWO_IDS)
+    started = trio.current_time()
+    async with open_supervisor([b.spec()]):
+        assert b.next_id() > last
+    assert trio.current_time() - started < 0.1
+
+
+async def test_wall_clock_stepped_back_and_forth_never_duplicates_or_goes_back(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    await hold(etcd, 1)
+    clock = TrioIdClock(WALL_MS)
+    a = IdGenerator(settings(**TWO_IDS), backend=etcd, clock=clock)
+    got: list[int] = []
+    async with open_supervisor([a.spec()]):
+        for step in (-3600.0, 0.0, 7200.0, -86_400.0):
+            clock.step(step)  # an NTP step inside the process: ignored
+            for _ in range(50):
+                got += a.next_ids(100)
+                await trio.sleep(0.01)
+    # a new process whose wall clock is an hour behind takes the same machine ID
+    b = make(etcd, wall_ms=WALL_MS - 3_600_000, **TWO_IDS)
+    async with open_supervisor([b.spec()]):
+        assert b.machine_id == 0
+        got += b.next_ids(1000)
+    # and one an hour ahead, then one back at the right time
+    c = make(etcd, wall_ms=WALL_MS + 3_600_000, **TWO_IDS)
+    async with open_supervisor([c.spec()]):
+        got += c.next_ids(1000)
+    d = make(etcd, **TWO_IDS)
+    async with open_supervisor([d.spec()]):
+        got += d.next_ids(1000)
+    assert got == sorted(set(got))
+
+
+async def test_prefers_an_id_usable_soon_over_one_whose_owner_ran_ahead(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    ahead = {"owner": "x", "last_ms": WALL_MS + 3_600_000, "ttl_ms": 9000, "final": True}
+    await etcd.put(f"{PREFIX}last/0".encode(), json.dumps(ahead).encode())
+    for _ in range(4):
+        ids = make(etcd, **TWO_IDS)
+        async with open_supervisor([ids.spec()]):
+            assert ids.machine_id == 1
+
+
+async def test_restart_keeps_ids_increasing_and_waits_for_nothing(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    ids = make(etcd)
+    async with open_supervisor([ids.spec()]) as sup:
+        before = ids.next_ids(1000)
+        killed_at = trio.current_time()
+        kill(sup, "idgen")
+        with trio.fail_after(0.5):  # its own last record: no wait for the clock
+            while ids.statistics().acquisitions < 2:  # noqa: ASYNC110 (no event to wait on)
+                await trio.sleep(0.001)
+        assert trio.current_time() - killed_at < 0.5
+        after = ids.next_ids(1000)
+    assert before + after == sorted(set(before + after))
+
+
+async def test_wait_ready_times_out_with_machine_id_lost(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    ids = make(etcd)
+    with pytest.raises(MachineIdLost, match=r"waited 2s"):
+        await ids.wait_ready(timeout=2.0)
+
+
+async def test_memory_url_gets_a_private_store(autojump_clock: trio.abc.Clock) -> None:
+    ids = IdGenerator(settings(), clock=TrioIdClock())
+    async with open_supervisor([ids.spec()]):
+        assert ids.machine_id is not None
+        assert ids.next_id() > 0
+
+
+async def test_one_child_per_generator(etcd: MemoryEtcd, autojump_clock: trio.abc.Clock) -> None:
+    ids = make(etcd)
+    async with open_supervisor([ids.spec()]):
+        with pytest.raises(ChildStartError) as info:
+            async with open_supervisor([ids.spec("again")]):
+                pass  # pragma: no cover
+        assert "already running" in str(info.value.__cause__)
+
+
+async def test_unreachable_etcd_fails_the_start(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    etcd.fail()
+    ids = make(etcd)
+    with pytest.raises(ChildStartError) as info:
+        async with open_supervisor([ids.spec()]):
+            pass  # pragma: no cover
+    assert "failing on purpose" in str(info.value.__cause__)
+    await etcd.delete(b"\0", b"\0") if False else None
+    etcd.fail(False)
+    assert await etcd.range(b"/", prefix_end(b"/")) == []
+    assert etcd._leases == {}
