@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import coredis
 import trio
+from coredis.connection import TCPConnection
 from coredis.retry import NoRetryPolicy
 
 from .._dsn import Dsn
@@ -54,6 +56,9 @@ async def open_redis_client(
         max_connections=max_connections,
         verify_version=False,  # saves a lookup per command; we use no version-gated command
     )
+    pool = client.connection_pool
+    if pool.connection_class is TCPConnection:
+        pool.connection_class = _TCPConnection
     real: BaseException | None = None
     try:
         async with client:  # the pool's task group: it wraps what the block raises
@@ -64,6 +69,34 @@ async def open_redis_client(
             raise
     if real is not None:
         raise real  # outside the except block: no group in its context
+
+
+_STREAMS = (
+    "_write_buffer_in",
+    "_write_buffer_out",
+    "_push_message_buffer_in",
+    "_push_message_buffer_out",
+    "_streamed_message_buffer_in",
+    "_streamed_message_buffer_out",
+)
+
+
+class _TCPConnection(TCPConnection):
+    """coredis' TCP connection, closing its memory streams when it never connected.
+
+    coredis closes them only once connected, so every refused connection (a probe while
+    Redis is down) would leave six unclosed streams behind: ``ResourceWarning`` noise at
+    garbage collection, an error in test suites that turn warnings into errors.
+    """
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await super().run(task_status=task_status)
+        finally:
+            for name in _STREAMS:
+                stream = getattr(self, name, None)
+                if stream is not None:
+                    stream.close()
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:

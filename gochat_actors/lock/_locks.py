@@ -396,6 +396,8 @@ class Locks(BackendOwner[LockBackend]):
                 with trio.move_on_at(lease.renewed_at + lease.ttl / 3):
                     await lease._done.wait()
                     return
+                if lease._done.is_set():  # the body ended as the renewal fell due
+                    return
                 lease._renewing = True
                 await self._renew(lease)
                 lease._renewing = False
@@ -420,6 +422,8 @@ class Locks(BackendOwner[LockBackend]):
                     lease._last_error = f"{type(exc).__name__}: {exc}"
                 else:
                     if not owned:
+                        if lease._done.is_set():  # our own release got there first
+                            return
                         self._lose(
                             lease, "the lock is no longer ours (expired or taken)", gone=True
                         )

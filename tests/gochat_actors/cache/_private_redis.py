@@ -1,27 +1,17 @@
-"""Redis fixtures of the cache and lock tests.
-
-``private_redis``: a private redis-server on a free port, for tests that pause it
-(``kill -STOP``) or kill it. Never pause the shared server on 6379: other tests use it.
-The fixture waits for the server to answer PING, and always resumes and kills it at
-teardown.
-
-``collect_coredis_leaks`` (autouse): coredis leaves the anyio memory streams of a
-connection that never connected unclosed (a refused connection); their
-``ResourceWarning`` would surface, at garbage collection, in whatever test runs then.
-Collect them at the end of each of our tests, with that one warning ignored.
+"""A private redis-server on a free port, for tests that pause it (``kill -STOP``) or
+kill it. Never pause the shared server on 6379: other tests use it. The fixture waits
+for the server to answer PING, and always resumes and kills it at teardown.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -29,7 +19,7 @@ import pytest
 
 from tests._servers import HOST, in_ci
 
-__all__ = ["PrivateRedis", "collect_coredis_leaks", "private_redis"]
+__all__ = ["PrivateRedis", "private_redis"]
 
 _READY_TIMEOUT = 10.0
 
@@ -114,14 +104,3 @@ def private_redis() -> Iterator[PrivateRedis]:
         yield server
     finally:
         _stop(server.process)
-
-
-@pytest.fixture(autouse=True)
-def collect_coredis_leaks() -> Iterator[None]:
-    """After the test: collect garbage, ignoring coredis' unclosed-stream warnings."""
-    yield
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message="Unclosed <MemoryObject", category=ResourceWarning
-        )
-        gc.collect()

@@ -1,6 +1,3 @@
 """Fixtures of the cache tests."""
 
-from tests.gochat_actors.cache._private_redis import (
-    collect_coredis_leaks as collect_coredis_leaks,
-)
 from tests.gochat_actors.cache._private_redis import private_redis as private_redis

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
+
 import pytest
 import trio
 
@@ -80,3 +83,18 @@ async def test_start_fails_when_redis_is_unreachable(private_redis: PrivateRedis
     with pytest.raises(CacheUnavailable, match="unreachable"):
         await cache.run()
     assert not cache.running
+
+
+async def test_refused_connections_leave_nothing_unclosed(private_redis: PrivateRedis) -> None:
+    """coredis alone leaves the streams of a never-connected connection unclosed."""
+    url = private_redis.url
+    private_redis.process.kill()
+    private_redis.process.wait()
+    for _ in range(3):
+        with pytest.raises(CacheUnavailable):
+            async with open_redis_cache(url) as backend:
+                await backend.ping()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
