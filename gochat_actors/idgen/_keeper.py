@@ -320,6 +320,7 @@ class _Keeper:
             claim.installed = True
         gen._extend(sent + round((min(self.ttl, ttl) - self.margin) * 1e9))
         self.sent_ns = sent
+        gen._flush_issued()  # the issued counter lags by at most a renewal interval
         gen._renewals += 1
         if gen._metrics is not None:
             gen._metrics.idgen_renewals.inc()
