@@ -391,7 +391,19 @@ class IdGenerator:
 
             children.append(ids.spec("idgen"))
         """
-        return ChildSpec(id, run_keeper, args=(self,), **spec_options)
+        return ChildSpec(id, self.run, **spec_options)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[IdGenerator] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Hold the machine ID until cancelled (what :meth:`spec` runs); ``task_status``
+        gets this generator once IDs can be issued.
+
+        Example::
+
+            await nursery.start(ids.run)   # or run ids.spec() in a supervisor
+        """
+        await run_keeper(self, task_status=task_status)
 
     def __repr__(self) -> str:
         mode = "static" if self.static else "leased"

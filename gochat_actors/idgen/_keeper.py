@@ -93,8 +93,10 @@ def _open_backend(gen: IdGenerator) -> tuple[EtcdBackend, bool]:
     return HttpEtcd(url.reveal(), timeout=gen._request_timeout), True
 
 
-async def run_keeper(gen: IdGenerator, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """The target of :meth:`IdGenerator.spec`: hold a machine ID until cancelled."""
+async def run_keeper(
+    gen: IdGenerator, *, task_status: trio.TaskStatus[IdGenerator] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """What :meth:`IdGenerator.run` does: hold a machine ID until cancelled."""
     if gen._running:
         raise RuntimeError("this IdGenerator's child is already running (one spec() per tree)")
     gen._running = True

@@ -187,8 +187,7 @@ async def test_1024_generators_hold_every_id_and_the_next_is_refused(
     holders = [make(etcd) for _ in range(1024)]
     async with trio.open_nursery() as nursery:
         for ids in holders:
-            spec = ids.spec()
-            await nursery.start(spec.target, *spec.args)
+            await nursery.start(ids.run)
         assert {ids.machine_id for ids in holders} == set(range(1024))
         late = make(etcd)
         with pytest.raises(ChildStartError) as info:
@@ -323,9 +322,12 @@ async def test_wait_ready_times_out_with_machine_id_lost(
 
 async def test_memory_url_gets_a_private_store(autojump_clock: trio.abc.Clock) -> None:
     ids = IdGenerator(settings(), clock=TrioIdClock())
-    async with open_supervisor([ids.spec()]):
+    async with trio.open_nursery() as nursery:
+        assert await nursery.start(ids.run) is ids  # also runs without a supervisor
         assert ids.machine_id is not None
         assert ids.next_id() > 0
+        nursery.cancel_scope.cancel()
+    assert not ids.ready
 
 
 async def test_one_child_per_generator(etcd: MemoryEtcd, autojump_clock: trio.abc.Clock) -> None:
