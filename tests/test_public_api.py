@@ -22,6 +22,7 @@ PUBLIC_PACKAGES: list[str] = [
     "gochat_actors.http",
     "gochat_actors.idgen",
     "gochat_actors.lock",
+    "gochat_actors.mq",
     "gochat_actors.testing",
 ]
 

@@ -1,0 +1,480 @@
+"""The Kafka backend: aiokafka on the asyncio side of the bridge.
+
+Every method crosses the bridge once and does its whole unit of work there: a batch to
+produce is split into aiokafka ``BatchBuilder``s per partition and sent with
+``send_batch`` (one future per partition batch, not per record). A group consumer's poll
+loop lives on the asyncio side for the consumer's whole life and hands each ``getmany``
+batch to trio with ``bridge.run_trio(handler.deliver, batch)``, which waits while the
+trio side is full: backpressure reaches the fetcher. The rebalance listener runs in
+aiokafka's coordinator task and calls ``handler.revoke`` the same way, then commits what
+it returns before the partitions go.
+
+aiokafka is imported inside the functions: importing this package loads no driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+from .._bridge import Bridge
+from .._exceptions import MessageTooLarge, MQError, MQUnavailable
+from ..log import get_logger
+from ._errors import kafka_errors, translate
+from ._protocol import (
+    Batch,
+    ConsumerOptions,
+    GroupHandler,
+    OutgoingRecord,
+    RecordMetadata,
+    TopicPartition,
+    murmur2_partition,
+)
+
+if TYPE_CHECKING:
+    from ._settings import MQSettings
+
+__all__ = ["KafkaBackend"]
+
+_log = get_logger("gochat_actors.mq")
+
+_BATCH_BYTES = 1 << 20  # one BatchBuilder per partition per flush, up to 1 MiB
+_CLOSE_TIMEOUT = 5.0
+_TOPIC_EXISTS = 36
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _aio_tp(tp: TopicPartition) -> Any:
+    from aiokafka import TopicPartition as AioTopicPartition
+
+    return AioTopicPartition(tp[0], tp[1])
+
+
+async def _close_quietly(client: Any, what: str) -> None:
+    """Close an aiokafka client without letting a hung broker hold us (asyncio side)."""
+    closer = getattr(client, "stop", None) or client.close
+    try:
+        await asyncio.wait_for(closer(), _CLOSE_TIMEOUT)
+    except Exception as exc:
+        _log.warning("mq close failed", client=what, error=f"{type(exc).__name__}: {exc}")
+
+
+class KafkaBackend:
+    """The :class:`~gochat_actors.mq.MQBackend` of a Kafka cluster, through ``bridge``.
+
+    Example::
+
+        backend = KafkaBackend(MQSettings(brokers="127.0.0.1:9092"), bridge)
+        await backend.start()                       # connects: one metadata round trip
+        [meta] = await backend.send_batch([OutgoingRecord("t", b"v")])
+        await backend.aclose()
+    """
+
+    def __init__(
+        self,
+        settings: MQSettings,
+        bridge: Bridge,
+        *,
+        acks: Literal["all", 1, 0] = "all",
+        request_timeout: float = 10.0,
+        max_message_bytes: int = 1_048_576,
+    ) -> None:
+        if settings.is_memory:
+            raise ValueError("KafkaBackend needs Kafka brokers, not memory://")
+        self._settings = settings
+        self._bridge = bridge
+        self._acks = acks
+        self._request_timeout = request_timeout
+        self._max_message_bytes = max_message_bytes
+        self._producer: Any = None
+        self._admin: Any = None
+        self._offsets: Any = None
+        self._partitions: dict[str, list[int]] = {}
+        self._closed = False
+
+    def client_options(self) -> dict[str, Any]:
+        """The connection keyword arguments every aiokafka client here gets."""
+        s = self._settings
+        options: dict[str, Any] = {
+            "bootstrap_servers": s.bootstrap_servers,
+            "client_id": s.client_id,
+            "security_protocol": s.security_protocol,
+            "request_timeout_ms": _ms(self._request_timeout),
+        }
+        if s.security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = ssl.create_default_context()
+        if s.security_protocol.startswith("SASL_"):
+            options["sasl_mechanism"] = s.sasl_mechanism
+            options["sasl_plain_username"] = s.sasl_username
+            options["sasl_plain_password"] = s.sasl_password.get_secret_value()
+        return options
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the producer: bootstrap, one metadata round trip (raises ``MQError``)."""
+        await self._bridge.run_asyncio(self._start_aio)
+
+    async def _start_aio(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(
+            **self.client_options(),
+            acks=self._acks,
+            enable_idempotence=False,
+            linger_ms=0,
+            max_batch_size=_BATCH_BYTES,
+            max_request_size=max(_BATCH_BYTES, self._max_message_bytes) + 65536,
+        )
+        try:
+            with kafka_errors("connect"):
+                await producer.start()
+        except BaseException:
+            await _close_quietly(producer, "producer")
+            raise
+        self._producer = producer
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._bridge.run_asyncio(self._close_aio)
+
+    async def _close_aio(self) -> None:
+        for client, what in (
+            (self._producer, "producer"),
+            (self._admin, "admin"),
+            (self._offsets, "offsets"),
+        ):
+            if client is not None:
+                await _close_quietly(client, what)
+        self._producer = self._admin = self._offsets = None
+
+    def _require(self) -> Any:
+        if self._producer is None:
+            raise MQUnavailable("the Kafka backend is not started (or closed)")
+        return self._producer
+
+    # -- producing -----------------------------------------------------------------
+    async def ping(self) -> None:
+        await self._bridge.run_asyncio(self._ping_aio)
+
+    async def _ping_aio(self) -> None:
+        producer = self._require()
+        with kafka_errors("ping"):
+            ok = await producer.client.fetch_all_metadata()
+        if not ok or not ok.brokers():
+            raise MQUnavailable("ping: the broker returned no metadata")
+
+    async def send_batch(
+        self, records: Sequence[OutgoingRecord]
+    ) -> list[RecordMetadata | Exception]:
+        return await self._bridge.run_asyncio(self._send_aio, records)
+
+    async def _partitions_of(self, topic: str) -> list[int]:
+        parts = self._partitions.get(topic)
+        if parts is None:
+            with kafka_errors("metadata"):
+                found = await self._require().partitions_for(topic)
+            parts = self._partitions[topic] = sorted(found)
+        return parts
+
+    async def _send_aio(
+        self, records: Sequence[OutgoingRecord]
+    ) -> list[RecordMetadata | Exception]:
+        producer = self._require()
+        limit = self._max_message_bytes
+        results: list[RecordMetadata | Exception | None] = [None] * len(records)
+        # (topic, partition) -> list of (builder, record indexes)
+        open_batches: dict[tuple[str, int], list[tuple[Any, list[int]]]] = {}
+        sticky: dict[str, int] = {}
+        for i, record in enumerate(records):
+            if record.size > limit:
+                results[i] = MessageTooLarge(
+                    f"send: the message is {record.size} bytes, over the {limit} bytes limit"
+                )
+                continue
+            topic = record.topic
+            try:
+                parts = await self._partitions_of(topic)
+            except MQError as exc:
+                results[i] = exc
+                continue
+            partition = record.partition
+            if partition is not None:
+                if partition not in parts:
+                    results[i] = MQError(
+                        f"send: topic {topic!r} has no partition {partition} (it has {len(parts)})"
+                    )
+                    continue
+            elif record.key is not None:
+                partition = parts[murmur2_partition(record.key, len(parts))]
+            else:
+                partition = sticky.get(topic, -1)
+                if partition < 0:
+                    partition = sticky[topic] = random.choice(parts)
+            chunks = open_batches.setdefault((topic, partition), [])
+            if not chunks:
+                chunks.append((producer.create_batch(), []))
+            builder, indexes = chunks[-1]
+            appended = builder.append(
+                timestamp=record.timestamp_ms,
+                key=record.key,
+                value=record.value,
+                headers=list(record.headers),
+            )
+            if appended is None:  # full: start the next batch (its first record always fits)
+                builder, indexes = producer.create_batch(), []
+                chunks.append((builder, indexes))
+                builder.append(
+                    timestamp=record.timestamp_ms,
+                    key=record.key,
+                    value=record.value,
+                    headers=list(record.headers),
+                )
+            indexes.append(i)
+        flights: list[tuple[Any, str, int, list[int]]] = []
+        for (topic, partition), chunks in open_batches.items():
+            for builder, indexes in chunks:
+                try:
+                    with kafka_errors("send"):
+                        future = await producer.send_batch(builder, topic, partition=partition)
+                except MQError as exc:
+                    for i in indexes:
+                        results[i] = exc
+                else:
+                    flights.append((future, topic, partition, indexes))
+        for future, topic, partition, indexes in flights:
+            try:
+                meta = await future
+            except Exception as exc:
+                err = translate(exc, "send")
+                if err is None:
+                    raise
+                if err is not exc:
+                    err.__cause__ = exc
+                for i in indexes:
+                    results[i] = err
+                continue
+            broker_time = meta.timestamp if meta.timestamp not in (None, -1) else None
+            for j, i in enumerate(indexes):
+                ts = broker_time if broker_time is not None else records[i].timestamp_ms
+                results[i] = RecordMetadata(topic, partition, meta.offset + j, ts / 1000)
+        return [r if r is not None else MQError("send: no result") for r in results]
+
+    # -- admin ---------------------------------------------------------------------
+    async def create_topic(self, topic: str, partitions: int = 1) -> None:
+        await self._bridge.run_asyncio(self._create_topic_aio, topic, partitions)
+
+    async def _create_topic_aio(self, topic: str, partitions: int) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        self._require()
+        with kafka_errors("create_topic"):
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(**self.client_options())
+                try:
+                    await admin.start()
+                except BaseException:
+                    await _close_quietly(admin, "admin")
+                    raise
+                self._admin = admin
+            response = await self._admin.create_topics([NewTopic(topic, partitions, 1)])
+        for name, code, message in response.topic_errors:
+            if code not in (0, _TOPIC_EXISTS):
+                raise MQError(f"create_topic {name!r}: error {code}: {message}")
+        self._partitions.pop(topic, None)
+
+    async def partitions(self, topic: str) -> int:
+        return await self._bridge.run_asyncio(self._count_partitions_aio, topic)
+
+    async def _count_partitions_aio(self, topic: str) -> int:
+        producer = self._require()
+        with kafka_errors("metadata"):
+            cluster = await producer.client.fetch_all_metadata()
+        found = cluster.partitions_for_topic(topic)
+        return len(found) if found else 0
+
+    async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self._bridge.run_asyncio(self._end_offsets_aio, list(partitions))
+
+    async def _end_offsets_aio(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        from aiokafka import AIOKafkaConsumer
+
+        self._require()
+        with kafka_errors("end_offsets"):
+            if self._offsets is None:
+                offsets = AIOKafkaConsumer(**self.client_options(), enable_auto_commit=False)
+                try:
+                    await offsets.start()
+                except BaseException:
+                    await _close_quietly(offsets, "offsets")
+                    raise
+                self._offsets = offsets
+            consumer = self._offsets
+            tps = [_aio_tp(tp) for tp in partitions]
+            listed = await consumer.end_offsets(tps)
+            # Read each high watermark from a fetch response too: some Kafka-wire brokers
+            # (Tansu 0.x) answer ListOffsets with the last *batch's* base offset + 1.
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, max(0, listed[tp] - 1))
+            found: dict[Any, int] = {}
+            while len(found) < len(tps):
+                await consumer.getmany(*tps, timeout_ms=100, max_records=1)
+                for tp in tps:
+                    mark = consumer.highwater(tp)
+                    if mark is not None:
+                        found[tp] = max(mark, listed[tp])
+        return {TopicPartition(tp.topic, tp.partition): off for tp, off in found.items()}
+
+    async def committed(
+        self, group_id: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        return await self._bridge.run_asyncio(self._committed_aio, group_id, list(partitions))
+
+    async def _committed_aio(
+        self, group_id: str, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        from aiokafka import AIOKafkaConsumer
+
+        self._require()
+        consumer = AIOKafkaConsumer(
+            **self.client_options(), group_id=group_id, enable_auto_commit=False
+        )
+        try:
+            with kafka_errors("committed"):
+                await consumer.start()
+                return {
+                    TopicPartition(*tp): await consumer.committed(_aio_tp(tp)) for tp in partitions
+                }
+        finally:
+            await _close_quietly(consumer, "committed")
+
+    # -- consuming -------------------------------------------------------------------
+    async def open_consumer(
+        self, group_id: str, topics: Sequence[str], options: ConsumerOptions
+    ) -> KafkaGroupConsumer:
+        self._require()
+        consumer = KafkaGroupConsumer(self, group_id, tuple(topics), options)
+        await self._bridge.run_asyncio(consumer._start_aio)
+        return consumer
+
+
+class KafkaGroupConsumer:
+    """One group member: an ``AIOKafkaConsumer`` whose poll loop runs on the asyncio side."""
+
+    def __init__(
+        self,
+        backend: KafkaBackend,
+        group_id: str,
+        topics: tuple[str, ...],
+        options: ConsumerOptions,
+    ) -> None:
+        self._backend = backend
+        self._bridge = backend._bridge
+        self._group_id = group_id
+        self._topics = topics
+        self._options = options
+        self._consumer: Any = None
+        self._epoch = 0
+        self._closed = False
+
+    async def _start_aio(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        o = self._options
+        options = self._backend.client_options()
+        options["request_timeout_ms"] = _ms(o.request_timeout)
+        consumer = AIOKafkaConsumer(
+            **options,
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=o.auto_offset_reset,
+            max_poll_records=o.max_records,
+            session_timeout_ms=_ms(o.session_timeout),
+            heartbeat_interval_ms=_ms(o.heartbeat_interval),
+            rebalance_timeout_ms=_ms(o.rebalance_timeout),
+        )
+        try:
+            with kafka_errors("connect"):
+                await consumer.start()
+        except BaseException:
+            await _close_quietly(consumer, "consumer")
+            raise
+        self._consumer = consumer
+
+    async def run(self, handler: GroupHandler) -> NoReturn:
+        if self._consumer is None or self._closed:
+            raise MQUnavailable("this consumer is closed")
+        await self._bridge.run_asyncio(self._poll_aio, handler)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _poll_aio(self, handler: GroupHandler) -> NoReturn:
+        consumer = self._consumer
+        run_trio = self._bridge.run_trio
+        consumer.subscribe(list(self._topics), listener=_listener(self, handler))
+        timeout_ms = _ms(self._options.poll_timeout)
+        max_records = self._options.max_records
+        while True:
+            with kafka_errors("poll"):
+                data = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            highwater = {}
+            for tp in consumer.assignment():
+                mark = consumer.highwater(tp)
+                if mark is not None:
+                    highwater[tp] = mark
+            await run_trio(handler.deliver, Batch(self._epoch, data, highwater))
+
+    async def _on_revoked(self, handler: GroupHandler, revoked: Any) -> None:
+        """aiokafka's coordinator task, before a rebalance: hand back the partitions."""
+        self._epoch += 1  # first, synchronously: every batch polled before is now stale
+        if not revoked:
+            return
+        tps = frozenset(TopicPartition(tp.topic, tp.partition) for tp in revoked)
+        offsets = await self._bridge.run_trio(handler.revoke, tps, self._epoch)
+        if offsets:
+            try:
+                with kafka_errors("commit"):
+                    await self._consumer.commit({_aio_tp(tp): off for tp, off in offsets.items()})
+            except MQError as exc:
+                _log.warning("mq commit on revoke failed", group=self._group_id, error=str(exc))
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self._consumer is None:
+            raise MQUnavailable("this consumer is closed")
+        await self._bridge.run_asyncio(self._commit_aio, dict(offsets))
+
+    async def _commit_aio(self, offsets: dict[TopicPartition, int]) -> None:
+        with kafka_errors("commit"):
+            await self._consumer.commit({_aio_tp(tp): off for tp, off in offsets.items()})
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await self._bridge.run_asyncio(_close_quietly, consumer, "consumer")
+
+
+def _listener(owner: KafkaGroupConsumer, handler: GroupHandler) -> Any:
+    from aiokafka import ConsumerRebalanceListener
+
+    class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            await owner._on_revoked(handler, revoked)
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            _log.info(
+                "mq partitions assigned",
+                group=owner._group_id,
+                partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned),
+            )
+
+    return _Listener()

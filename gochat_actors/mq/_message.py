@@ -1,0 +1,207 @@
+"""``Message`` (what a processor receives) and the header names the library writes."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+import structlog
+
+from ..log import TRACE_ID_KEY, current_trace_id, new_trace_id
+from ._protocol import OutgoingRecord, RawRecord
+
+__all__ = [
+    "DLQ_ATTEMPTS",
+    "DLQ_ERROR_MESSAGE",
+    "DLQ_ERROR_TYPE",
+    "DLQ_HEADERS",
+    "DLQ_ORIGINAL_OFFSET",
+    "DLQ_ORIGINAL_PARTITION",
+    "DLQ_ORIGINAL_TOPIC",
+    "TIMESTAMP_HEADER",
+    "TRACE_ID_HEADER",
+    "Message",
+    "outgoing_record",
+    "trace_binder",
+]
+
+TRACE_ID_HEADER = "trace_id"
+"""Header carrying the trace ID (as the Go original: ``trace_id``)."""
+TIMESTAMP_HEADER = "timestamp"
+"""Header carrying the send time, unix seconds as decimal text (as the Go original)."""
+
+DLQ_ORIGINAL_TOPIC = "dlq.original_topic"
+DLQ_ORIGINAL_PARTITION = "dlq.original_partition"
+DLQ_ORIGINAL_OFFSET = "dlq.original_offset"
+DLQ_ERROR_TYPE = "dlq.error_type"
+DLQ_ERROR_MESSAGE = "dlq.error_message"
+DLQ_ATTEMPTS = "dlq.attempts"
+DLQ_HEADERS = (
+    DLQ_ORIGINAL_TOPIC,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ERROR_TYPE,
+    DLQ_ERROR_MESSAGE,
+    DLQ_ATTEMPTS,
+)
+"""The headers a dead-lettered message gains (besides its own, ``trace_id`` included)."""
+
+_MAX_TRACE_ID = 128
+
+
+class Message(NamedTuple):
+    """One consumed message, as a processor receives it.
+
+    ``headers`` maps each header name to its value (the last one wins if a name repeats);
+    ``trace_id`` comes from the ``trace_id`` header (a new one when it is missing or
+    empty); ``timestamp`` is the record's timestamp in seconds since the epoch.
+
+    Example::
+
+        async def persist(msg: Message) -> None:
+            room = msg.key.decode() if msg.key else "?"
+            log.info("stored", room=room, offset=msg.offset)   # carries msg.trace_id
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Mapping[str, bytes]
+    trace_id: str
+    timestamp: float
+
+    @classmethod
+    def from_record(cls, record: RawRecord) -> Message:
+        """Decode a consumed record; raises ``ValueError``/``TypeError`` when it cannot be
+        (a header that is not ``str`` -> ``bytes``, a ``trace_id`` that is not printable
+        UTF-8 of at most 128 characters): such a record goes to the dead-letter topic.
+
+        Example::
+
+            msg = Message.from_record(record)
+        """
+        headers: dict[str, bytes] = {}
+        pairs: Iterable[tuple[object, object]] = record.headers  # checked: any broker's data
+        for name, value in pairs:
+            if not isinstance(name, str):
+                raise TypeError(f"header name {name!r} is not a str")
+            if value is None:
+                value = b""
+            elif not isinstance(value, bytes):
+                raise TypeError(f"header {name!r} has a {type(value).__name__} value, not bytes")
+            headers[name] = value
+        raw = headers.get(TRACE_ID_HEADER)
+        if raw:
+            trace_id = raw.decode("utf-8")
+            if len(trace_id) > _MAX_TRACE_ID or not trace_id.isprintable():
+                raise ValueError(
+                    f"{TRACE_ID_HEADER} header is not printable text of at most "
+                    f"{_MAX_TRACE_ID} characters"
+                )
+        else:
+            trace_id = new_trace_id()
+        return Message(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            headers,
+            trace_id,
+            record.timestamp / 1000.0,
+        )
+
+
+def _bind_tokens(trace_id: str) -> Any:
+    return structlog.contextvars.bind_contextvars(**{TRACE_ID_KEY: trace_id})
+
+
+def _reset_tokens(tokens: Any) -> None:
+    structlog.contextvars.reset_contextvars(**tokens)
+
+
+@functools.cache
+def trace_binder() -> tuple[Callable[[str], Any], Callable[[Any], object]]:
+    """``(bind, unbind)``: bind a trace ID into the log context, return a token; unbind
+    restores what was there. What :func:`~gochat_actors.log.trace_context` does, minus a
+    generator and a dict per call: the consumer's per-message path.
+
+    It sets the context variable structlog keeps for the trace ID directly, found through
+    public APIs (``bind_contextvars`` returns tokens, ``Token.var`` is the variable) and
+    checked once; if that check fails it falls back to structlog's bind/reset.
+
+    Example::
+
+        bind, unbind = trace_binder()
+        token = bind(msg.trace_id)
+        try:
+            await processor(msg)
+        finally:
+            unbind(token)
+    """
+    tokens = structlog.contextvars.bind_contextvars(**{TRACE_ID_KEY: "gochat-probe"})
+    var: contextvars.ContextVar[Any] = tokens[TRACE_ID_KEY].var
+    structlog.contextvars.reset_contextvars(**tokens)
+    before = current_trace_id()
+    token = var.set("gochat-probe")
+    ok = current_trace_id() == "gochat-probe"
+    var.reset(token)
+    if ok and current_trace_id() == before:
+        return var.set, var.reset
+    return _bind_tokens, _reset_tokens  # pragma: no cover - structlog changed its internals
+
+
+def outgoing_record(
+    topic: str,
+    value: bytes | None,
+    key: bytes | None = None,
+    headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None = None,
+    *,
+    partition: int | None = None,
+    trace_id: str | None = None,
+) -> OutgoingRecord:
+    """Check a send's arguments and build its record: the caller's headers, then
+    ``trace_id`` (``trace_id``, else the current log context's, else a new one) and
+    ``timestamp`` (now, unix seconds) unless the caller set them.
+
+    Raises ``TypeError``/``ValueError`` naming the bad argument.
+
+    Example::
+
+        outgoing_record("chat.messages", b"hi", key=b"room:42", headers={"k": b"v"})
+    """
+    if not isinstance(topic, str) or not topic:
+        raise ValueError(f"topic must be a non-empty str, got {topic!r}")
+    if value is not None and not isinstance(value, bytes):
+        raise TypeError(f"value must be bytes or None, got {type(value).__name__}")
+    if key is not None and not isinstance(key, bytes):
+        raise TypeError(f"key must be bytes or None, got {type(key).__name__}")
+    if value is None and key is None:
+        raise ValueError("a message needs a value or a key (a None value with a key is a delete)")
+    if partition is not None and (
+        not isinstance(partition, int) or isinstance(partition, bool) or partition < 0
+    ):
+        raise ValueError(f"partition must be an int >= 0 or None, got {partition!r}")
+    pairs: list[tuple[str, bytes]] = []
+    names: set[str] = set()
+    if headers:
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        for name, data in items:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"header names must be non-empty str, got {name!r}")
+            if not isinstance(data, bytes):
+                raise TypeError(f"header {name!r} must be bytes, got {type(data).__name__}")
+            pairs.append((name, data))
+            names.add(name)
+    now = time.time()
+    if TRACE_ID_HEADER not in names:
+        tid = trace_id or current_trace_id() or new_trace_id()
+        pairs.append((TRACE_ID_HEADER, tid.encode()))
+    if TIMESTAMP_HEADER not in names:
+        pairs.append((TIMESTAMP_HEADER, str(int(now)).encode()))
+    return OutgoingRecord(topic, value, key, tuple(pairs), int(now * 1000), partition)

@@ -1,0 +1,441 @@
+"""``Producer``: the facade and its actor. ``send`` queues a record for the actor's flusher,
+which sends whatever is queued as one batch (one bridge crossing per batch, up to
+``max_in_flight`` batches at once) and hands each caller its own result."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import trio
+
+from supervisors import ChildSpec, cleanup_scope
+
+from .._bridge import Bridge
+from .._exceptions import BridgeError, MessageTooLarge, MQError, MQTimeout, MQUnavailable
+from .._slot import Slot
+from ..log import get_logger
+from ..metrics import Metrics
+from ._connect import Acks, BrokerWatch, Connection
+from ._memory import MemoryBroker
+from ._message import TRACE_ID_HEADER, outgoing_record
+from ._protocol import MQBackend, OutgoingRecord, RecordMetadata, TopicPartition
+from ._settings import MQSettings
+
+__all__ = ["Producer"]
+
+_log = get_logger("gochat_actors.mq")
+
+T = TypeVar("T")
+
+
+def _fresh(err: Exception) -> Exception:
+    """A copy of a batch-wide error for one caller (one exception object, one traceback)."""
+    try:
+        copy = type(err)(*err.args)
+    except Exception:  # an exception class with an unusual __init__
+        return err
+    copy.__cause__ = err.__cause__
+    return copy
+
+
+def _log_send_failure(record: OutgoingRecord, error: Exception) -> None:
+    trace_id = next((v for k, v in record.headers if k == TRACE_ID_HEADER), b"")
+    _log.error(
+        "mq send failed",
+        topic=record.topic,
+        trace_id=trace_id.decode("utf-8", "replace"),
+        error=f"{type(error).__name__}: {error}",
+    )
+
+
+class _Pending:
+    """One queued record and the task waiting for its result (a bare trio wait: this is
+    the per-message path, an Event per message costs more than the rest of it)."""
+
+    __slots__ = ("done", "record", "result", "task")
+
+    def __init__(self, record: OutgoingRecord) -> None:
+        self.record = record
+        self.result: RecordMetadata | Exception | None = None
+        self.done = False
+        self.task: trio.lowlevel.Task | None = None
+
+    def finish(self, result: RecordMetadata | Exception) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.result = result
+        task, self.task = self.task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def wait(self) -> RecordMetadata | Exception:
+        if not self.done:
+            self.task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+        else:
+            await trio.lowlevel.checkpoint()
+        assert self.result is not None
+        return self.result
+
+
+class _Sender:
+    """One incarnation's queue and flusher. The flusher runs shielded, so a stopping
+    actor still sends what was queued (within its shutdown budget). Send timeouts are
+    enforced by one reaper task over a heap of deadlines, not a cancel scope per send."""
+
+    def __init__(self, producer: Producer, backend: MQBackend) -> None:
+        self.backend = backend
+        self._producer = producer
+        self._queue: deque[_Pending] = deque()
+        self._deadlines: list[tuple[float, int, _Pending]] = []
+        self._seq = itertools.count()
+        self._work = trio.Event()
+        self._reaper_wakeup = trio.Event()
+        self._reaper_scope = trio.CancelScope()
+        self._space = trio.lowlevel.ParkingLot()
+        self._flight_done = trio.lowlevel.ParkingLot()
+        self._in_flight = 0
+        self._closed = False
+        self.scope = trio.CancelScope(shield=True)
+        self.finished = trio.Event()
+
+    async def send(self, record: OutgoingRecord, deadline: float) -> RecordMetadata | Exception:
+        if len(self._queue) >= self._producer._max_pending and not self._closed:
+            with trio.move_on_at(deadline):
+                while len(self._queue) >= self._producer._max_pending and not self._closed:
+                    await self._space.park()
+        if self._closed:
+            raise MQUnavailable("the producer is stopping")
+        pending = _Pending(record)
+        self._queue.append(pending)
+        deadlines = self._deadlines
+        if not deadlines or deadline < deadlines[0][0]:
+            self._reaper_wakeup.set()
+        heapq.heappush(deadlines, (deadline, next(self._seq), pending))
+        self._work.set()
+        return await pending.wait()
+
+    @staticmethod
+    def _timeout(record: OutgoingRecord) -> MQTimeout:
+        return MQTimeout(
+            f"send to {record.topic!r}: not acknowledged within the timeout "
+            "(the message may still be delivered)"
+        )
+
+    async def _reap(self) -> None:
+        """Time out the sends whose deadline passed (their records may still go out)."""
+        deadlines = self._deadlines
+        with self._reaper_scope:
+            while True:
+                now = trio.current_time()
+                while deadlines and (deadlines[0][2].done or deadlines[0][0] <= now):
+                    pending = heapq.heappop(deadlines)[2]
+                    pending.finish(self._timeout(pending.record))
+                self._reaper_wakeup = trio.Event()
+                with trio.move_on_at(deadlines[0][0] if deadlines else math.inf):
+                    await self._reaper_wakeup.wait()
+
+    def close(self) -> None:
+        """No new records; the flusher exits once the queue and flights are done."""
+        self._closed = True
+        self._work.set()
+        self._space.unpark_all()
+
+    async def run(self) -> None:
+        producer = self._producer
+        try:
+            with self.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._reap)
+                    while True:
+                        while not self._queue:
+                            if self._closed:
+                                self._reaper_scope.cancel()  # flights in progress finish
+                                break
+                            await self._work.wait()
+                            self._work = trio.Event()
+                        if not self._queue:
+                            break
+                        while self._in_flight >= producer._max_in_flight:
+                            await self._flight_done.park()
+                        take = min(len(self._queue), producer._max_batch)
+                        batch = [self._queue.popleft() for _ in range(take)]
+                        self._space.unpark(count=take)
+                        self._in_flight += 1
+                        nursery.start_soon(self._flush, batch)
+        finally:
+            self._fail_all(self._queue, MQUnavailable("the producer stopped before sending"))
+            self._queue.clear()
+            self.finished.set()
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        try:
+            try:
+                results: Sequence[RecordMetadata | Exception] = await self.backend.send_batch(
+                    [p.record for p in batch]
+                )
+            except (MQError, BridgeError) as exc:
+                err = exc if isinstance(exc, MQError) else MQUnavailable(f"send: {exc}")
+                if err is not exc:
+                    err.__cause__ = exc
+                results = [err] * len(batch)
+            finally:
+                self._in_flight -= 1
+                self._flight_done.unpark_all()
+            counts: dict[str, int] = {}
+            for pending, result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    _log_send_failure(pending.record, result)
+                else:
+                    counts[result.topic] = counts.get(result.topic, 0) + 1
+                pending.finish(result)
+            self._producer._count_produced(counts)
+        finally:
+            self._fail_all(batch, MQUnavailable("the producer stopped before the broker answered"))
+
+    @staticmethod
+    def _fail_all(pendings: Iterable[_Pending], error: MQError) -> None:
+        for pending in pendings:
+            if not pending.done:
+                pending.finish(_fresh(error))
+
+
+class Producer:
+    """Sends messages to Kafka (or the in-memory broker) through a supervised actor.
+
+    Build it once from ``settings.mq``; add :meth:`spec` to the tree (after the bridge,
+    ``depends_on=("bridge",)`` for Kafka); call :meth:`send` from any task. While the
+    actor restarts, ``send`` waits for the next incarnation up to its timeout, then
+    raises :class:`~gochat_actors.MQUnavailable`.
+
+    Records get ``acks`` (default ``"all"``: every in-sync replica), a ``trace_id`` header
+    (the current log context's, or a new one) and a ``timestamp`` header (unix seconds),
+    as the Go original. Concurrent sends are batched: one bridge crossing per batch.
+    On shutdown the actor stops taking new sends and flushes what is queued within its
+    shutdown budget.
+
+    Example::
+
+        producer = Producer(settings.mq, bridge=bridge, metrics=metrics)
+        async with open_supervisor([bridge_spec, producer.spec(depends_on=("bridge",))]):
+            meta = await producer.send("chat.messages", b"hi", key=b"room:42")
+    """
+
+    def __init__(
+        self,
+        settings: MQSettings,
+        *,
+        bridge: Bridge | None = None,
+        metrics: Metrics | None = None,
+        broker: MemoryBroker | None = None,
+        acks: Acks = "all",
+        timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        max_message_bytes: int = 1_048_576,
+        max_batch: int = 1000,
+        max_pending: int = 10_000,
+        max_in_flight: int = 4,
+        probe_interval: float = 2.0,
+    ) -> None:
+        self._conn = Connection(
+            settings,
+            bridge=bridge,
+            broker=broker,
+            acks=acks,
+            request_timeout=timeout,
+            max_message_bytes=max_message_bytes,
+        )
+        for name, value in (
+            ("max_batch", max_batch),
+            ("max_pending", max_pending),
+            ("max_in_flight", max_in_flight),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name, seconds in (
+            ("connect_timeout", connect_timeout),
+            ("probe_interval", probe_interval),
+        ):
+            if not isinstance(seconds, int | float) or not 0 < seconds < math.inf:
+                raise ValueError(f"{name} must be a number of seconds > 0, got {seconds!r}")
+        self.metrics = metrics
+        self._timeout = float(timeout)
+        self._connect_timeout = float(connect_timeout)
+        self._max_batch = max_batch
+        self._max_pending = max_pending
+        self._max_in_flight = max_in_flight
+        self._probe_interval = float(probe_interval)
+        self._slot: Slot[_Sender] = Slot("mq producer", error=MQUnavailable)
+        self._produced: dict[str, Any] = {}
+
+    @property
+    def settings(self) -> MQSettings:
+        """The ``[mq]`` settings this producer was built from."""
+        return self._conn.settings
+
+    @property
+    def connection(self) -> Connection:
+        """Settings, bridge and memory broker, for consumers built beside this producer."""
+        return self._conn
+
+    # -- the actor -------------------------------------------------------------------
+    def spec(self, id: str = "producer", **spec_options: Any) -> ChildSpec:
+        """The child that owns the connection: connects, then serves :meth:`send`.
+
+        ``spec_options`` go to :class:`supervisors.ChildSpec` (``depends_on``,
+        ``shutdown`` -- the flush budget, default 5 s --, ``restart``...).
+
+        Example::
+
+            children.append(producer.spec("producer", depends_on=("bridge",)))
+        """
+        spec_options.setdefault("shutdown", 5.0)
+        return ChildSpec(id, self._run, **spec_options)
+
+    async def _run(
+        self, *, task_status: trio.TaskStatus[Producer] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        backend = await self._conn.open(self._connect_timeout)
+        try:
+            watch = BrokerWatch("producer", interval=self._probe_interval, timeout=self._timeout)
+            if not await watch.check(backend):
+                raise MQUnavailable(f"the broker {self.settings.brokers} does not answer")
+            sender = _Sender(self, backend)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sender.run)
+                self._slot.fill(sender)
+                try:
+                    task_status.started(self)
+                    _log.info("mq producer started", brokers=self.settings.brokers)
+                    await watch.run(backend)
+                finally:
+                    self._slot.clear()
+                    sender.close()
+                    with cleanup_scope() as flush:
+                        # keep a tenth of the budget (at most 0.5 s) for closing
+                        left = flush.deadline - trio.current_time()
+                        flush.deadline -= min(0.5, max(0.0, left) / 10)
+                        await sender.finished.wait()
+                    sender.scope.cancel()
+        finally:
+            self._slot.clear()
+            with cleanup_scope():
+                try:
+                    await backend.aclose()
+                except (MQError, BridgeError) as exc:
+                    _log.warning("mq producer close failed", error=str(exc))
+
+    def _count_produced(self, counts: Mapping[str, int]) -> None:
+        if self.metrics is None:
+            return
+        for topic, n in counts.items():
+            counter = self._produced.get(topic)
+            if counter is None:
+                counter = self._produced[topic] = self.metrics.mq_messages_produced.labels(
+                    topic=topic
+                )
+            counter.inc(n)
+
+    # -- sending ---------------------------------------------------------------------
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None = None,
+        *,
+        partition: int | None = None,
+        timeout: float | None = None,
+    ) -> RecordMetadata:
+        """Send one message and wait for the broker's acknowledgement.
+
+        ``headers`` maps names to ``bytes`` (the ``trace_id``/``timestamp`` headers are
+        added unless given). ``partition=None`` hashes the key (murmur2, as Kafka), or
+        picks one for keyless records. ``timeout`` (default: the producer's) covers
+        waiting for the actor, for queue space and for the acknowledgement.
+
+        Raises ``TypeError``/``ValueError`` on bad arguments, :class:`MessageTooLarge`,
+        :class:`MQTimeout` (the message may still be delivered), :class:`MQUnavailable`,
+        :class:`MQError`. A cancelled send may still be delivered.
+
+        Example::
+
+            meta = await producer.send("chat.messages", b'{"text": "hi"}', key=b"room:42")
+        """
+        record = outgoing_record(topic, value, key, headers, partition=partition)
+        limit = self._conn.max_message_bytes
+        if record.size > limit:
+            raise MessageTooLarge(
+                f"send to {topic!r}: the message is {record.size} bytes, over the {limit} "
+                "bytes limit"
+            )
+        wait = self._timeout if timeout is None else timeout
+        deadline = trio.current_time() + wait
+        sender = self._slot.value or await self._slot.get(wait)
+        result = await sender.send(record, deadline)
+        if isinstance(result, Exception):
+            raise _fresh(result)
+        return result
+
+    async def _admin(
+        self, what: str, timeout: float | None, fn: Callable[[MQBackend], Awaitable[T]]
+    ) -> T:
+        wait = self._timeout if timeout is None else timeout
+        deadline = trio.current_time() + wait
+        sender = await self._slot.get(wait)
+        with trio.move_on_at(deadline):
+            return await fn(sender.backend)
+        raise MQTimeout(f"{what}: no answer within {wait:g}s")
+
+    async def create_topic(
+        self, topic: str, partitions: int = 1, *, timeout: float | None = None
+    ) -> None:
+        """Create ``topic`` with ``partitions`` partitions (an existing one is left as is).
+
+        Example::
+
+            await producer.create_topic("chat.messages", partitions=8)
+        """
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"topic must be a non-empty str, got {topic!r}")
+        if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
+            raise ValueError(f"partitions must be an int >= 1, got {partitions!r}")
+        await self._admin(
+            f"create_topic {topic!r}", timeout, lambda b: b.create_topic(topic, partitions)
+        )
+
+    async def end_offsets(
+        self, partitions: Sequence[TopicPartition], *, timeout: float | None = None
+    ) -> dict[TopicPartition, int]:
+        """The next offset to be written in each partition (its high watermark).
+
+        Example::
+
+            ends = await producer.end_offsets([TopicPartition("chat.messages", 0)])
+        """
+        return await self._admin("end_offsets", timeout, lambda b: b.end_offsets(partitions))
+
+    async def committed(
+        self, group_id: str, partitions: Sequence[TopicPartition], *, timeout: float | None = None
+    ) -> dict[TopicPartition, int | None]:
+        """The offsets ``group_id`` committed (None where it never did).
+
+        Example::
+
+            done = await producer.committed("persister", [TopicPartition("chat.messages", 0)])
+        """
+        return await self._admin("committed", timeout, lambda b: b.committed(group_id, partitions))
+
+    def __repr__(self) -> str:
+        state = "running" if self._slot.value is not None else "stopped"
+        return f"<Producer {self.settings.brokers} {state}>"

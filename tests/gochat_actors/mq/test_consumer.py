@@ -1,0 +1,493 @@
+"""``Consumer`` on the in-memory broker, under ``autojump_clock``: order, concurrency,
+commits, retries and dead letters, backpressure, rebalances, the stall watchdog,
+readiness."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+
+from gochat_actors.log import current_trace_id
+from gochat_actors.metrics import Metrics
+from gochat_actors.mq import (
+    DLQ_HEADERS,
+    Consumer,
+    ConsumerOptions,
+    MemoryBroker,
+    Message,
+    MQSettings,
+    OutgoingRecord,
+    TopicPartition,
+    consumer_spec,
+)
+from supervisors import Backoff, ChildState, Supervisor, open_supervisor
+from supervisors.testing import kill
+
+NO_JITTER = Backoff(initial=1.0, maximum=10.0, multiplier=2.0, jitter=0.0)
+OPTIONS = ConsumerOptions(max_records=20, poll_timeout=0.5)
+
+
+def fill(broker: MemoryBroker, topic: str, count: int, partitions: int = 4) -> None:
+    """``count`` messages round-robin over the partitions; the value is the message id."""
+    broker.create_topic(topic, partitions)
+    broker.append(
+        [
+            OutgoingRecord(topic, b"%d" % n, None, (("trace_id", b"t-%d" % n),), n, n % partitions)
+            for n in range(count)
+        ]
+    )
+
+
+def make(
+    broker: MemoryBroker, processor: Callable[[Message], Awaitable[None]], **kw: object
+) -> Consumer:
+    options: dict[str, object] = {
+        "topics": ["chat"],
+        "group_id": "g",
+        "broker": broker,
+        "options": OPTIONS,
+        "retry_backoff": NO_JITTER,
+        **kw,
+    }
+    return Consumer(processor=processor, **options)  # type: ignore[arg-type]
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    with trio.fail_after(timeout):
+        while True:  # polling is the point: the clock autojumps while we sleep
+            if predicate():
+                return
+            await trio.sleep(0.05)
+
+
+def committed(broker: MemoryBroker, topic: str = "chat", partitions: int = 4) -> list[int | None]:
+    return [broker.committed("g", TopicPartition(topic, p)) for p in range(partitions)]
+
+
+def ends(broker: MemoryBroker, topic: str = "chat", partitions: int = 4) -> list[int]:
+    return [broker.end_offset(TopicPartition(topic, p)) for p in range(partitions)]
+
+
+async def test_partitions_in_order_and_concurrently(autojump_clock: trio.testing.MockClock) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 400)
+    seen: dict[int, list[int]] = {}
+    running = peak = 0
+
+    async def process(msg: Message) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await trio.sleep(0.01 * (msg.offset % 3))
+        seen.setdefault(msg.partition, []).append(msg.offset)
+        running -= 1
+
+    consumer = make(broker, process, concurrency=2)
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: consumer.statistics().processed == 400)
+        await trio.sleep(2)  # a commit tick
+        assert committed(broker) == ends(broker) == [100] * 4
+    assert peak == 2, "two partitions at once, never more"
+    assert seen == {p: list(range(100)) for p in range(4)}
+
+
+async def test_commit_is_the_highest_contiguous_processed_offset(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 10, partitions=1)
+    gate = trio.Event()
+
+    async def process(msg: Message) -> None:
+        if msg.offset == 5:
+            await gate.wait()
+
+    consumer = make(broker, process)
+    async with open_supervisor([consumer.spec("c")]):
+        await trio.sleep(5)
+        assert committed(broker, partitions=1) == [5], "0..4 done, 5 in flight: commit 5"
+        assert consumer.statistics().in_flight == 1
+        gate.set()
+        await trio.sleep(2)
+        assert committed(broker, partitions=1) == [10]
+
+
+async def test_retries_with_backoff_then_dead_letter(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 6, partitions=1)
+    attempts: list[tuple[float, int]] = []
+    done: list[int] = []
+    metrics = Metrics()
+
+    async def process(msg: Message) -> None:
+        if msg.offset == 2:
+            attempts.append((trio.current_time(), msg.offset))
+            raise ValueError("poison: cannot parse")
+        done.append(msg.offset)
+
+    consumer = make(broker, process, retries=3, dead_letter_topic="chat.dlq", metrics=metrics)
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: consumer.statistics().processed == 6)
+        await trio.sleep(2)
+        assert committed(broker, partitions=1) == [6]
+    start = attempts[0][0]
+    assert [round(t - start, 6) for t, _ in attempts] == [0, 1, 3, 7], "backoff 1, 2, 4"
+    assert done == [0, 1, 3, 4, 5], "the rest of the partition went on"
+    [dead] = broker.records("chat.dlq")
+    headers = dict(dead.headers)
+    assert set(DLQ_HEADERS) <= set(headers)
+    assert headers["dlq.original_topic"] == b"chat"
+    assert headers["dlq.original_partition"] == b"0"
+    assert headers["dlq.original_offset"] == b"2"
+    assert headers["dlq.error_type"] == b"ValueError"
+    assert headers["dlq.error_message"] == b"poison: cannot parse"
+    assert headers["dlq.attempts"] == b"4"
+    assert headers["trace_id"] == b"t-2"
+    assert dead.value == b"2"
+    stats = consumer.statistics()
+    assert (stats.retries, stats.dead_lettered) == (3, 1)
+    assert metrics.mq_retries.labels(topic="chat")._value.get() == 3
+    assert metrics.mq_dead_lettered.labels(topic="chat")._value.get() == 1
+    assert metrics.mq_messages_consumed.labels(topic="chat")._value.get() == 5
+
+
+async def test_a_retry_that_succeeds(autojump_clock: trio.testing.MockClock) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 1, partitions=1)
+    tries = Counter[int]()
+
+    async def process(msg: Message) -> None:
+        tries[msg.offset] += 1
+        if tries[msg.offset] < 3:
+            raise ConnectionError("db blip")
+
+    consumer = make(broker, process, dead_letter_topic="chat.dlq")
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: consumer.statistics().processed == 1)
+    assert tries[0] == 3
+    assert broker.records("chat.dlq") == []
+
+
+async def test_processing_timeout_is_a_failure(autojump_clock: trio.testing.MockClock) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 2, partitions=1)
+
+    async def process(msg: Message) -> None:
+        if msg.offset == 0:
+            await trio.sleep_forever()
+
+    consumer = make(
+        broker, process, retries=1, processing_timeout=5.0, dead_letter_topic="chat.dlq"
+    )
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: consumer.statistics().processed == 2)
+    [dead] = broker.records("chat.dlq")
+    assert dict(dead.headers)["dlq.error_type"] == b"TooSlowError"
+
+
+async def test_undecodable_messages_are_dead_lettered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = MemoryBroker()
+    broker.create_topic("chat", 1)
+    broker.append(
+        [
+            OutgoingRecord("chat", b"ok-0", None, (("trace_id", b"fine"),), 1, 0),
+            OutgoingRecord("chat", b"bad", b"k", (("trace_id", b"\xff\xfe"), ("x", b"1")), 2, 0),
+            OutgoingRecord("chat", b"ok-2", None, (), 3, 0),
+        ]
+    )
+    got: list[bytes | None] = []
+
+    async def process(msg: Message) -> None:
+        got.append(msg.value)
+
+    consumer = make(broker, process, dead_letter_topic="chat.dlq")
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: consumer.statistics().processed == 3)
+    assert got == [b"ok-0", b"ok-2"]
+    [dead] = broker.records("chat.dlq")
+    headers = dict(dead.headers)
+    assert headers["dlq.error_type"] == b"UnicodeDecodeError"
+    assert headers["dlq.attempts"] == b"0"
+    assert headers["x"] == b"1"
+    assert len(headers["trace_id"]) == 32, "a fresh trace ID replaces the undecodable one"
+    assert (dead.key, dead.value) == (b"k", b"bad")
+
+
+async def test_without_a_dead_letter_topic_failures_are_skipped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 3, partitions=1)
+
+    async def process(msg: Message) -> None:
+        if msg.offset == 1:
+            raise RuntimeError("boom")
+
+    consumer = make(broker, process, retries=0)
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: consumer.statistics().processed == 3)
+        await trio.sleep(2)
+        assert committed(broker, partitions=1) == [3]
+    assert broker.topics() == {"chat": 1}
+
+
+async def test_each_message_runs_in_its_trace_context(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 8)
+    traces: dict[bytes | None, str | None] = {}
+
+    async def process(msg: Message) -> None:
+        await trio.sleep(0.01)
+        traces[msg.value] = current_trace_id()
+        assert current_trace_id() == msg.trace_id
+
+    consumer = make(broker, process)
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: len(traces) == 8)
+    assert traces == {b"%d" % n: f"t-{n}" for n in range(8)}
+    assert current_trace_id() is None
+
+
+async def test_slow_processing_pauses_fetching(autojump_clock: trio.testing.MockClock) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 2000, partitions=2)
+    gate = trio.Event()
+
+    async def process(msg: Message) -> None:
+        await gate.wait()
+
+    consumer = make(broker, process, max_buffered=50, concurrency=2)
+    async with open_supervisor([consumer.spec("c")]):
+        await trio.sleep(30)
+        stats = consumer.statistics()
+        assert stats.processed == 0
+        assert stats.in_flight == 2
+        assert stats.buffered <= 50 + OPTIONS.max_records, "bounded, never the whole topic"
+        assert stats.lag == 2000
+        gate.set()
+        await wait_for(lambda: consumer.statistics().processed == 2000)
+
+
+async def test_rebalance_waits_for_in_flight_work_then_cancels_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 40, partitions=2)
+    first_seen: list[tuple[int, int]] = []
+    second_seen: list[tuple[int, int]] = []
+    stuck = trio.Event()
+
+    async def first(msg: Message) -> None:
+        if (msg.partition, msg.offset) == (1, 5):
+            stuck.set()
+            await trio.sleep_forever()  # never finishes: cancelled at the revoke budget
+        first_seen.append((msg.partition, msg.offset))
+
+    async def second(msg: Message) -> None:
+        second_seen.append((msg.partition, msg.offset))
+
+    a = make(broker, first, revoke_timeout=3.0)
+    b = make(broker, second)
+    async with open_supervisor([a.spec("a")]) as sup:
+        await stuck.wait()
+        await wait_for(lambda: len(first_seen) == 25)  # p0 all 20, p1 0..4
+        start = trio.current_time()
+        await sup.start_child(b.spec("b"))
+        await wait_for(lambda: len(first_seen) + len(second_seen) >= 40)
+        await trio.sleep(2)
+    owner_of_p1 = second_seen if any(p == 1 for p, _ in second_seen) else first_seen
+    assert sorted(o for p, o in owner_of_p1 if p == 1 and o >= 5) == list(range(5, 20))
+    assert trio.current_time() - start >= 3.0, "the revoke waited its budget"
+    assert committed(broker, partitions=2) == [20, 20]
+
+
+async def test_two_members_split_and_one_takes_over(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 400)
+    seen = Counter[bytes | None]()
+
+    async def process(msg: Message) -> None:
+        await trio.sleep(0.05)
+        seen[msg.value] += 1
+
+    a, b = make(broker, process), make(broker, process)
+    async with open_supervisor([a.spec("a"), b.spec("b")]) as sup:
+        await wait_for(lambda: bool(a.statistics().assigned and b.statistics().assigned))
+        assert a.statistics().assigned.isdisjoint(b.statistics().assigned)
+        await trio.sleep(2)
+        await sup.terminate_child("b")
+        await wait_for(lambda: len(a.statistics().assigned) == 4)
+        await wait_for(lambda: len(seen) == 400)
+        await trio.sleep(2)
+        assert committed(broker) == ends(broker)
+    assert set(seen) == {b"%d" % n for n in range(400)}
+
+
+async def test_the_stall_watchdog_restarts_a_stuck_consumer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 3, partitions=1)
+    calls = Counter[int]()
+
+    async def process(msg: Message) -> None:
+        calls[msg.offset] += 1
+        if msg.offset == 1 and calls[1] == 1:
+            await trio.sleep_forever()  # wedged once; fine after the restart
+
+    consumer = make(broker, process)
+    async with open_supervisor([consumer.spec("c", stall_timeout=20.0)]) as sup:
+        await wait_for(lambda: consumer.statistics().processed == 3 and calls[1] == 2)
+        [info] = sup.which_children()
+        assert info.restarts == 1
+        assert "made no progress" in str(info.last_error)
+    assert calls == {0: 1, 1: 2, 2: 1}
+
+
+async def test_an_idle_consumer_is_not_stalled(autojump_clock: trio.testing.MockClock) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 3, partitions=1)
+
+    async def process(msg: Message) -> None:
+        pass
+
+    consumer = make(broker, process)
+    async with open_supervisor([consumer.spec("c", stall_timeout=5.0)]) as sup:
+        await trio.sleep(600)
+        assert sup.which_children()[0].restarts == 0
+
+
+async def test_not_ready_while_the_broker_hangs(autojump_clock: trio.testing.MockClock) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 10, partitions=1)
+    seen: list[int] = []
+
+    async def process(msg: Message) -> None:
+        seen.append(msg.offset)
+
+    consumer = make(broker, process, probe_interval=1.0, request_timeout=1.0)
+    async with open_supervisor([consumer.spec("c", stall_timeout=5.0)]) as sup:
+        await wait_for(lambda: len(seen) == 10)
+        broker.pause()
+        await trio.sleep(10)
+        assert not sup.health().ready
+        assert not consumer.statistics().broker_reachable
+        assert sup.which_children()[0].restarts == 0, "unreachable is not stalled"
+        broker.resume()
+        broker.append([OutgoingRecord("chat", b"late", None, (), 1, 0)])
+        await wait_for(lambda: len(seen) == 11)
+        await trio.sleep(3)
+        assert sup.health().ready
+    assert seen == list(range(11))
+
+
+async def test_killed_mid_batch_resumes_without_losing_anything(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 1000)
+    processed = Counter[bytes | None]()
+    interrupted: set[bytes | None] = set()
+
+    async def process(msg: Message) -> None:
+        try:
+            await trio.sleep(0.01)
+        except trio.Cancelled:
+            interrupted.add(msg.value)
+            raise
+        processed[msg.value] += 1
+
+    consumer = make(broker, process)
+    async with open_supervisor([consumer.spec("c")], max_restarts=100, max_seconds=1) as sup:
+        for round_ in range(1, 11):
+
+            def reached(target: int = round_ * 80) -> bool:
+                return sum(processed.values()) >= target
+
+            await wait_for(reached)
+            kill(sup, "c", RuntimeError("chaos"))
+        await wait_for(lambda: len(processed) == 1000)
+        await trio.sleep(2)
+        assert committed(broker) == ends(broker)
+    duplicates = {value for value, n in processed.items() if n > 1}
+    assert duplicates <= interrupted
+
+
+def test_bad_arguments_are_typed_errors() -> None:
+    async def process(msg: Message) -> None:
+        pass
+
+    def sync(msg: Message) -> None:
+        pass
+
+    broker = MemoryBroker()
+    with pytest.raises(TypeError, match="topics must be a non-empty list"):
+        make(broker, process, topics="chat")
+    with pytest.raises(ValueError, match="group_id"):
+        make(broker, process, group_id="")
+    with pytest.raises(TypeError, match="processor must be an async function"):
+        make(broker, sync)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="would loop forever"):
+        make(broker, process, dead_letter_topic="chat")
+    with pytest.raises(ValueError, match="concurrency"):
+        make(broker, process, concurrency=0)
+    with pytest.raises(ValueError, match="processing_timeout"):
+        make(broker, process, processing_timeout=-1)
+    with pytest.raises(ValueError, match="needs bridge="):
+        Consumer(
+            topics=["chat"],
+            group_id="g",
+            processor=process,
+            settings=MQSettings(brokers="127.0.0.1:9092"),
+        )
+
+
+async def test_consumer_spec_and_metrics(autojump_clock: trio.testing.MockClock) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 10, partitions=2)
+    metrics = Metrics()
+    got: list[int] = []
+
+    async def process(msg: Message) -> None:
+        got.append(msg.offset)
+
+    spec = consumer_spec(
+        "persister",
+        topics=["chat"],
+        group_id="g",
+        processor=process,
+        broker=broker,
+        metrics=metrics,
+        depends_on=(),
+        stall_timeout=30.0,
+    )
+    assert (spec.id, spec.stall_timeout, spec.shutdown) == ("persister", 30.0, 10.0)
+    consumer = getattr(spec.target, "__self__", None)
+    assert isinstance(consumer, Consumer)
+    async with open_supervisor([spec]) as sup:
+        await wait_for(lambda: len(got) == 10)
+        await trio.sleep(2)
+        assert isinstance(sup, Supervisor)
+        lag = metrics.mq_lag.labels(topic="chat", partition="0")._value.get()
+        assert lag == 0
+        assert repr(consumer).endswith("running>")
+    assert metrics.mq_messages_consumed.labels(topic="chat")._value.get() == 10
+    [family] = metrics.mq_processing_duration.collect()
+    samples = {s.name: s.value for s in family.samples if s.labels.get("topic") == "chat"}
+    assert samples["gochat_mq_processing_seconds_count"] == 10
+    assert not consumer.statistics().running
+    assert math.isfinite(samples["gochat_mq_processing_seconds_sum"])
+    assert [c.state for c in sup.which_children()] == [ChildState.TERMINATED]
