@@ -185,6 +185,7 @@ class _Keeper:
                 self._failed("acquire", exc)
                 await trio.sleep(self.backoff.delay(attempt, self.rng.random()))
                 attempt += 1
+                progress()
             else:
                 return
 
@@ -288,6 +289,7 @@ class _Keeper:
         )
         while wait_ms > 0:
             await trio.sleep(min(wait_ms / 1000, self.interval_ns / 1e9))
+            progress()
             wait_ms = claim.floor_ms - self.gen._now_ms()
             if wait_ms > 0 and await self._keepalive(lease) is None:
                 raise MachineIdLost(f"lease {lease} expired while waiting for the clock")

@@ -53,3 +53,19 @@ async def test_an_error_reply_is_translated(etcd_url: str) -> None:
             await backend.range(b"")  # etcd: "key is not provided"
     finally:
         await backend.aclose()
+
+
+def test_error_replies_map_to_our_exceptions() -> None:
+    from gochat_actors import MachineIdLost
+    from gochat_actors.idgen._errors import loads, reply_error
+
+    streamed = {"error": {"grpc_code": 5, "message": "etcdserver: requested lease not found"}}
+    assert isinstance(reply_error(200, streamed, "keepalive"), MachineIdLost)
+    refused = reply_error(400, {"code": 3, "message": "etcdserver: key is not provided"}, "put")
+    assert isinstance(refused, IdGenUnavailable)
+    assert "key is not provided" in str(refused)
+    assert reply_error(200, {"header": {}}, "range") is None
+    assert loads(b'{"result": {"TTL": "2"}}\n{"result": {}}\n') == {"result": {"TTL": "2"}}
+    assert loads(b"") == {}
+    with pytest.raises(ValueError, match="JSON object"):
+        loads(b"[1]")
