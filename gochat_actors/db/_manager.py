@@ -571,6 +571,13 @@ class DBManager:
 def _unit(session: Session, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     try:
         result = fn(session, *args)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"with_transaction: {fn!r} returned an awaitable; pass an async function "
+                "itself (it runs on the trio side), or a plain function"
+            )
         session.commit()
         return result
     except BaseException:

@@ -27,7 +27,7 @@ import trio
 from .._dsn import Dsn
 from .._exceptions import DBError
 from ._errors import translate
-from ._protocol import ReplicaStatus, ServerRole
+from ._protocol import ReplicaStatus, ServerRole, end_session
 from ._settings import DBSettings
 
 if TYPE_CHECKING:
@@ -351,13 +351,9 @@ class _MemoryHandle:
     async def finish(self, *, commit: bool) -> None:
         try:
             await self._server._gate("commit" if commit else "rollback")
-            try:
-                if commit:
-                    self._session.commit()
-                else:
-                    self._session.rollback()
-            except _sa_error() as exc:
-                raise translate(exc) from exc
+            end_session(self._session, commit)
+        except _sa_error() as exc:
+            raise translate(exc) from exc
         finally:
             self._session.close()
             self._count(False)

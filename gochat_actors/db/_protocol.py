@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from .._dsn import Dsn
     from ..metrics import Metrics
 
-__all__ = ["DBBackend", "DBServer", "DBSessionHandle", "ReplicaStatus", "ServerRole"]
+__all__ = [
+    "DBBackend",
+    "DBServer",
+    "DBSessionHandle",
+    "ReplicaStatus",
+    "ServerRole",
+    "end_session",
+]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -129,3 +136,20 @@ class DBBackend(Protocol):
     ) -> DBServer:
         """The server for ``url`` (not opened yet)."""
         ...
+
+
+def end_session(session: Session, commit: bool) -> None:
+    """What :meth:`DBSessionHandle.finish` does, on the side where I/O may happen:
+    commit (or roll back), then close (the connection goes back to its pool).
+
+    Example::
+
+        await async_session.run_sync(end_session, True)
+    """
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from .._exceptions import DBError
 from ._errors import DRIVER_ERRORS, driver_code, translate
-from ._protocol import ReplicaStatus, ServerRole
+from ._protocol import ReplicaStatus, ServerRole, end_session
 
 if TYPE_CHECKING:
     from .._bridge import Bridge
@@ -47,6 +47,7 @@ POOL_RECYCLE = 3600.0
 
 _STATUS_QUERIES = ("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
 _SYNTAX_ERROR, _DENIED = 1064, frozenset({1227, 1142, 1045})
+_COUNTED = "gochat_counted"  # in a pool record's info: counted in db_connections_active
 _CATCH: tuple[type[BaseException], ...] = (SQLAlchemyError, *DRIVER_ERRORS)
 
 
@@ -124,8 +125,17 @@ class SQLAlchemyServer:
         engine = create_async_engine(self.url.reveal(), **options)
         gauge = self._metrics.db_connections_active if self._metrics else None
         if gauge is not None:
-            event.listen(engine.sync_engine.pool, "checkout", lambda *_: gauge.inc())
-            event.listen(engine.sync_engine.pool, "checkin", lambda *_: gauge.dec())
+
+            def checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+                record.info[_COUNTED] = True
+                gauge.inc()
+
+            def checkin(dbapi_conn: Any, record: Any) -> None:
+                if record is not None and record.info.pop(_COUNTED, False):
+                    gauge.dec()  # not for a connection that failed before its checkout
+
+            event.listen(engine.sync_engine.pool, "checkout", checkout)
+            event.listen(engine.sync_engine.pool, "checkin", checkin)
         return engine
 
     async def aclose(self) -> None:
@@ -218,13 +228,7 @@ async def _run_sync(session: AsyncSession, fn: Callable[..., T], args: tuple[Any
 
 
 async def _finish(session: AsyncSession, commit: bool) -> None:
-    try:
-        if commit:
-            await session.commit()
-        else:
-            await session.rollback()
-    finally:
-        await session.close()
+    await session.run_sync(end_session, commit)  # one greenlet for both steps
 
 
 async def _ping(engine: AsyncEngine) -> None:

@@ -93,9 +93,15 @@ def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception]) -> None:
 
 async def test_bad_call_options(autojump_clock: trio.testing.MockClock) -> None:
     db, _ = memory_db()
+
+    async def work(session: DBSession) -> None:
+        pass
+
     async with open_supervisor([db.spec()]):
         with pytest.raises(ValueError, match="retries"):
             await db.with_transaction(lambda s: None, retries=-1)
+        with pytest.raises(TypeError, match="returned an awaitable"):
+            await db.with_transaction(lambda s: work(s))  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="timeout"):
             async with db.transaction(timeout=-1):
                 pass

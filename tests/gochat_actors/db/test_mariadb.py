@@ -31,9 +31,12 @@ BOUND = 20.0  # seconds any wait for the servers may take before the test fails
 
 @asynccontextmanager
 async def running(settings: DBSettings) -> AsyncIterator[DBManager]:
-    db = DBManager(settings, metrics=Metrics())
+    metrics = Metrics()
+    db = DBManager(settings, metrics=metrics)
     async with open_supervisor([db.spec()]):
         yield db
+    # Every connection went back to its pool (or was dropped), none is lost.
+    assert metrics.registry.get_sample_value("gochat_db_connections_active") == 0
 
 
 async def wait_for(predicate: Callable[[], bool], what: str, bound: float = BOUND) -> None:

@@ -1,0 +1,261 @@
+"""DB benchmark: transactions through ``DBManager`` (trio, SQLAlchemy async + aiomysql across
+the trio-asyncio bridge) beside plain asyncio SQLAlchemy + aiomysql on the same MariaDB.
+
+Two units of work, as the issue states them: a ``SELECT 1`` transaction, and a
+transaction of three INSERTs. Ours runs them through ``db.transaction()`` (a trio-side
+session: one crossing per statement, one for the commit) and, for reference, through
+``db.with_transaction(sync_fn)`` (the whole unit in one crossing). The peer runs the same
+SQLAlchemy ``AsyncSession`` code under ``asyncio.run``. Each side runs in a fresh process
+of its own; the runs are interleaved and the median kept.
+
+Run: ``.venv/bin/python -m benchmarks.bench_db`` (MariaDB at 127.0.0.1:3306, root, no
+password, or ``GOCHAT_BENCH_MARIADB`` = ``host:port``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from benchmarks._report import Row, write_results
+
+DATABASE = "gochat_bench_db"
+TABLE = "bench_messages"
+SELECT_1 = "SELECT 1"
+INSERT = f"INSERT INTO {TABLE} (room, body) VALUES (:room, :body)"
+BODY = "x" * 100
+POOL_SIZE = 10
+
+# (workload, concurrency) -> transactions per process run
+CASES: dict[tuple[str, int], int] = {
+    ("select1", 1): 2000,
+    ("insert3", 1): 600,
+    ("select1", 8): 3000,
+    ("insert3", 8): 1200,
+}
+
+
+def server() -> tuple[str, int]:
+    host, _, port = os.environ.get("GOCHAT_BENCH_MARIADB", "127.0.0.1:3306").partition(":")
+    return host, int(port or 3306)
+
+
+def url() -> str:
+    host, port = server()
+    return f"mysql+aiomysql://root@{host}:{port}/{DATABASE}"
+
+
+def admin(*statements: str) -> None:
+    import pymysql
+
+    host, port = server()
+    conn = pymysql.connect(host=host, port=port, user="root", password="", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+async def drive(unit: Callable[[], Awaitable[None]], n: int, concurrency: int) -> float:
+    """Transactions/s of ``n`` units spread over ``concurrency`` tasks (trio or asyncio)."""
+    per_task = n // concurrency
+    if concurrency == 1:
+        t0 = time.perf_counter()
+        for _ in range(per_task):
+            await unit()
+        return per_task / (time.perf_counter() - t0)
+    import sniffio
+
+    async def worker() -> None:
+        for _ in range(per_task):
+            await unit()
+
+    t0 = time.perf_counter()
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(concurrency):
+                nursery.start_soon(worker)
+    else:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return per_task * concurrency / (time.perf_counter() - t0)
+
+
+# -- the peer: plain asyncio ---------------------------------------------------------------
+
+
+async def peer_main() -> dict[str, float]:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    engine = create_async_engine(url(), pool_size=POOL_SIZE, max_overflow=0)
+    select_1, insert = text(SELECT_1), text(INSERT)
+
+    async def select1() -> None:
+        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+            (await session.execute(select_1)).scalar()
+
+    async def insert3() -> None:
+        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+            for room in range(3):
+                await session.execute(insert, {"room": room, "body": BODY})
+
+    units = {"select1": select1, "insert3": insert3}
+    results: dict[str, float] = {}
+    try:
+        for (workload, concurrency), n in CASES.items():
+            await drive(units[workload], n // 5, concurrency)  # warm up
+            results[f"{workload}/{concurrency}"] = await drive(units[workload], n, concurrency)
+    finally:
+        await engine.dispose()
+    return results
+
+
+# -- ours: DBManager under trio ------------------------------------------------------------
+
+
+async def ours_main() -> dict[str, float]:
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from gochat_actors.db import DBManager, DBSettings
+    from gochat_actors.metrics import Metrics
+    from supervisors import open_supervisor
+
+    settings = DBSettings.model_validate({"primary": url(), "pool_size": POOL_SIZE})
+    db = DBManager(settings, metrics=Metrics())
+    select_1, insert = text(SELECT_1), text(INSERT)
+
+    async def select1() -> None:
+        async with db.transaction() as session:
+            (await session.execute(select_1)).scalar()
+
+    async def insert3() -> None:
+        async with db.transaction() as session:
+            for room in range(3):
+                await session.execute(insert, {"room": room, "body": BODY})
+
+    def select1_sync(session: Session) -> None:
+        session.execute(select_1).scalar()
+
+    def insert3_sync(session: Session) -> None:
+        for room in range(3):
+            session.execute(insert, {"room": room, "body": BODY})
+
+    async def select1_unit() -> None:
+        await db.with_transaction(select1_sync)
+
+    async def insert3_unit() -> None:
+        await db.with_transaction(insert3_sync)
+
+    units: dict[str, Callable[[], Awaitable[None]]] = {
+        "select1": select1,
+        "insert3": insert3,
+        "select1_unit": select1_unit,
+        "insert3_unit": insert3_unit,
+    }
+    results: dict[str, float] = {}
+    async with open_supervisor([db.spec()]):
+        for (workload, concurrency), n in CASES.items():
+            for name in (workload, f"{workload}_unit"):
+                await drive(units[name], n // 5, concurrency)  # warm up
+                results[f"{name}/{concurrency}"] = await drive(units[name], n, concurrency)
+    return results
+
+
+def run_side(side: str) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_db", "--side", side],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{side} run failed:\n{result.stderr[-3000:]}")
+    values: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--side", choices=["ours", "peer"])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    if args.side == "peer":
+        print(json.dumps(asyncio.run(peer_main())))
+        return
+    if args.side == "ours":
+        import trio
+
+        print(json.dumps(trio.run(ours_main)))
+        return
+
+    admin(
+        f"DROP DATABASE IF EXISTS {DATABASE}",
+        f"CREATE DATABASE {DATABASE}",
+        f"CREATE TABLE {DATABASE}.{TABLE} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+        "room INT NOT NULL, body VARCHAR(200) NOT NULL) ENGINE=InnoDB",
+    )
+    runs: dict[str, list[float]] = {}
+    try:
+        for _ in range(args.repeats):
+            for side in ("peer", "ours"):
+                for key, value in run_side(side).items():
+                    runs.setdefault(f"{side}:{key}", []).append(value)
+    finally:
+        admin(f"DROP DATABASE IF EXISTS {DATABASE}")
+    med = {key: statistics.median(values) for key, values in runs.items()}
+
+    def row(metric: str, ours: str, peer: str, target: str = "", note: str = "") -> Row:
+        return Row(
+            metric,
+            ours=med[f"ours:{ours}"],
+            peer=med[f"peer:{peer}"],
+            peer_name="asyncio SQLAlchemy + aiomysql",
+            higher_is_better=True,
+            target=target,
+            unit="tx/s",
+            note=note,
+        )
+
+    one = "whole unit in one crossing"
+    rows = [
+        row("SELECT 1 tx/s, db.transaction()", "select1/1", "select1/1", ">= 0.85x"),
+        row("3-INSERT tx/s, db.transaction()", "insert3/1", "insert3/1", ">= 0.85x"),
+        row("SELECT 1 tx/s, with_transaction(sync fn)", "select1_unit/1", "select1/1", note=one),
+        row("3-INSERT tx/s, with_transaction(sync fn)", "insert3_unit/1", "insert3/1", note=one),
+        row("SELECT 1 tx/s, db.transaction(), 8 tasks", "select1/8", "select1/8"),
+        row("3-INSERT tx/s, db.transaction(), 8 tasks", "insert3/8", "insert3/8"),
+        row("SELECT 1 tx/s, with_transaction, 8 tasks", "select1_unit/8", "select1/8", note=one),
+        row("3-INSERT tx/s, with_transaction, 8 tasks", "insert3_unit/8", "insert3/8", note=one),
+    ]
+    host, port = server()
+    write_results(
+        "db",
+        "python -m benchmarks.bench_db",
+        rows,
+        notes=(
+            f"MariaDB at {host}:{port}, pool_size {POOL_SIZE}; median of {args.repeats} "
+            "interleaved runs, each side in a fresh process; ours with metrics on. "
+            "db.transaction() crosses the bridge once per statement and once for the "
+            "commit; with_transaction(sync fn) once per transaction. Two costs add up: "
+            "trio-asyncio's loop (each asyncio callback dispatched through a trio channel) "
+            "runs the asyncio side slower than asyncio.run even in one crossing, and each "
+            "crossing adds a task hop on both sides. The shared MariaDB is also used by "
+            "other test runs on a 2-core machine: single runs vary by 20-30%."
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
