@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import array
 import itertools
-import os
+import multiprocessing
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,57 +14,53 @@ from gochat_actors import Dsn, MachineIdsExhausted
 from gochat_actors.idgen import IdGenerator, IdGenSettings, Put, prefix_end
 from gochat_actors.idgen._etcd import HttpEtcd
 from supervisors import ChildStartError, open_supervisor
+from tests.gochat_actors.idgen import _worker
 
-ROOT = Path(__file__).resolve().parents[3]
 PROCESSES, PER_PROCESS = 20, 100_000
 
 
 def test_many_processes_distinct_machine_ids_and_no_duplicate(
     etcd_url: str, etcd_key_prefix: str, tmp_path: Path
 ) -> None:
+    ctx = multiprocessing.get_context("forkserver")
+    # children fork from one process that imported these once (httpx included)
+    ctx.set_forkserver_preload(["tests.gochat_actors.idgen._worker", "gochat_actors.idgen._etcd"])
+    pipes = [ctx.Pipe() for _ in range(PROCESSES)]
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.gochat_actors.idgen._worker",
-                etcd_url,
-                etcd_key_prefix,
-                str(tmp_path / f"{n}.ids"),
-                str(PER_PROCESS),
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        ctx.Process(
+            target=_worker.work,
+            args=(etcd_url, etcd_key_prefix, str(tmp_path / f"{n}.ids"), PER_PROCESS, child),
         )
-        for n in range(PROCESSES)
+        for n, (_, child) in enumerate(pipes)
     ]
     try:
-        machine_ids = []
-        for proc in procs:  # every process holds its ID before any generates
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert line.startswith("ready "), (line, proc.wait(30), proc.communicate())
-            machine_ids.append(int(line.split()[1]))
-        assert len(set(machine_ids)) == PROCESSES, machine_ids
         for proc in procs:
-            out, err = proc.communicate("go\n", timeout=60)
-            assert proc.returncode == 0, err
-            assert out.splitlines()[-1] == "done"
+            proc.start()
+        machine_ids = []
+        for proc, (conn, _) in zip(procs, pipes, strict=True):
+            # every process holds its machine ID before any generates
+            assert conn.poll(60), f"worker {proc.pid} not ready (exit code {proc.exitcode})"
+            what, machine_id = conn.recv()
+            assert what == "ready"
+            machine_ids.append(machine_id)
+        assert len(set(machine_ids)) == PROCESSES, machine_ids
+        for conn, _ in pipes:
+            conn.send("go")
+        for proc, (conn, _) in zip(procs, pipes, strict=True):
+            assert conn.poll(60), f"worker {proc.pid} did not finish"
+            assert conn.recv() == ("done", PER_PROCESS)
+            proc.join(30)
+            assert proc.exitcode == 0
     finally:
         for proc in procs:
-            if proc.poll() is None:
+            if proc.is_alive():
                 proc.kill()
-                proc.wait()
+                proc.join()
     layout = IdGenerator(IdGenSettings()).layout
     every: set[int] = set()
     for n, machine_id in enumerate(machine_ids):
         got = array.array("q")
-        with open(tmp_path / f"{n}.ids", "rb") as f:
-            got.frombytes(f.read())
+        got.frombytes((tmp_path / f"{n}.ids").read_bytes())
         ids = got.tolist()
         assert len(ids) == PER_PROCESS
         assert all(a < b for a, b in itertools.pairwise(ids))
