@@ -42,6 +42,7 @@ from ._exceptions import (
     SettingsProblem,
 )
 from .config import Settings, load_settings
+from .service import Service, open_service, run
 
 __all__ = [
     "Bridge",
@@ -73,8 +74,11 @@ __all__ = [
     "MachineIdLost",
     "MachineIdsExhausted",
     "MessageTooLarge",
+    "Service",
     "Settings",
     "SettingsError",
     "SettingsProblem",
     "load_settings",
+    "open_service",
+    "run",
 ]

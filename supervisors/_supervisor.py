@@ -582,7 +582,8 @@ class Supervisor:
             return
         if reason is ExitReason.NORMAL:
             _log.warning("permanent child %r returned normally; restarting it", child.path)
-        self._publish_exit(child, handle, reason, exc, will_restart=True)
+        escalates = self._blocking_dependency(child) is None and self._window_full()
+        self._publish_exit(child, handle, reason, exc, will_restart=not escalates)
         await self._fail(child, reason, exc)
 
     async def _fail(self, child: Child, reason: ExitReason, exc: BaseException | None) -> None:
@@ -626,6 +627,10 @@ class Supervisor:
         self._schedule(child, at, delay, attempt, child.path)
         for victim in victims:
             self._schedule(victim, at, delay, attempt, child.path)
+
+    def _window_full(self) -> bool:
+        """Whether one more restart now would exceed the intensity limit."""
+        return len(self._recent_restarts()) + 1 > self.max_restarts
 
     def _schedule(
         self, child: Child, at: float, delay: float, attempt: int, cause: str, *, count: bool = True

@@ -55,17 +55,40 @@ def tree_command(
 def demo_command(
     config: Annotated[Path | None, typer.Option(help="TOML settings file.")] = None,
     duration: Annotated[
-        float | None, typer.Option(min=0.0, help="Stop after this many seconds.")
+        float | None, typer.Option(min=0.0, help="Stop after this many seconds; print a summary.")
     ] = None,
     chaos: Annotated[
         float | None, typer.Option(min=0.0, help="Kill a random actor this often (per second).")
     ] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Draw the live tree.")] = True,
+    rate: Annotated[float, typer.Option(min=0.1, help="Messages sent per second.")] = 200.0,
+    rooms: Annotated[int, typer.Option(min=1, help="Chat rooms.")] = 8,
+    seed: Annotated[int | None, typer.Option(help="Seed of the rooms and the chaos.")] = None,
+    instance: Annotated[str | None, typer.Option(help="Name of this instance.")] = None,
+    sent_file: Annotated[
+        Path | None, typer.Option(help="Append each acknowledged message id to this file.")
+    ] = None,
+    summary_json: Annotated[
+        Path | None, typer.Option(help="Also write the summary as JSON to this file.")
+    ] = None,
 ) -> None:
-    """Run the demo chat service (a supervised tree on the embedded defaults)."""
-    from ._demo import run_demo
+    """Run the demo chat backend: embedded defaults, or real servers with --config."""
+    from ..demo import main as demo_main
 
-    raise typer.Exit(run_demo(config=config, duration=duration, chaos=chaos, live=live))
+    raise typer.Exit(
+        demo_main(
+            config=config,
+            duration=duration,
+            chaos=chaos,
+            live=live,
+            rate=rate,
+            rooms=rooms,
+            seed=seed,
+            instance=instance,
+            sent_file=sent_file,
+            summary_json=summary_json,
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,14 @@
-"""The standard service tree (``open_service``) and its ``[service]`` settings."""
+"""The standard service tree (``open_service``), ``run(main)``, and ``[service]`` settings.
 
+Example::
+
+    from gochat_actors.service import open_service
+
+    async with open_service() as service:      # embedded defaults: no server needed
+        print(service.ids.next_id())
+"""
+
+from ._service import COMPONENTS, Service, open_service, run
 from ._settings import ServiceSettings
 
-__all__ = ["ServiceSettings"]
+__all__ = ["COMPONENTS", "Service", "ServiceSettings", "open_service", "run"]

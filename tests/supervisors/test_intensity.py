@@ -158,3 +158,16 @@ async def test_escalation_three_levels_deep(autojump_clock: trio.testing.MockClo
     assert chain == ["RestartIntensityExceeded"] * 3 + ["Boom"]
     assert len(starts) == 8  # 2 per l3 incarnation, 2 l3 per l2, 2 l2 at the root
     assert {e.path for e in rec.of(ChildStarted)} == {"l2", "l2/l3", "l2/l3/c"}
+
+
+async def test_the_failure_that_escalates_says_it_will_not_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from supervisors import ChildExited
+
+    rec = Recorder()
+    with pytest.raises(RestartIntensityExceeded):
+        async with open_supervisor([crasher(1.0, [])], max_restarts=1, on_event=rec):
+            await trio.sleep_forever()
+    crashes = [e.will_restart for e in rec.of(ChildExited) if e.exception is not None]
+    assert crashes == [True, False]

@@ -1,0 +1,242 @@
+"""``gochat-actors demo``: run the chat backend, show the live tree, print a summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import trio
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+import supervisors
+from supervisors import render_tree
+from supervisors.testing import ChaosMonkey
+
+from .. import log
+from .._dsn import Dsn
+from ..config import Settings, load_settings
+from ..service import Service, open_service
+from ._chat import ChatDemo, percentile
+
+__all__ = ["Summary", "main", "run_demo"]
+
+DRAIN_TIMEOUT = 60.0
+LIVE_LOG = "gochat-demo.log"
+CHAOS_EXCLUDE = ("http", "log", "metrics", "chaos", "bridge")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What ``--duration`` prints at the end: ``lost`` and ``duplicate_ids`` must be 0."""
+
+    sent: int
+    persisted: int
+    lost: int
+    duplicate_ids: int
+    redelivered: int
+    restarts: int
+    chaos_kills: int
+    compactions: int
+    compactor_overlaps: int
+    p50_ms: float
+    p99_ms: float
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.duplicate_ids == 0 and self.compactor_overlaps == 0
+
+    def table(self) -> Table:
+        table = Table(title="gochat-actors demo: summary", show_header=False)
+        for key, value in asdict(self).items():
+            bad = key in ("lost", "duplicate_ids", "compactor_overlaps") and value
+            text = f"{value:.1f}" if isinstance(value, float) else str(value)
+            table.add_row(key.replace("_", " "), f"[red]{text}[/red]" if bad else text)
+        table.add_row("verdict", "[green]ok[/green]" if self.ok else "[red]FAILED[/red]")
+        return table
+
+
+def _stats(demo: ChatDemo, started: float, monkey: ChaosMonkey | None) -> Table:
+    ledger = demo.ledger
+    elapsed = max(1e-9, trio.current_time() - started)
+    table = Table(show_header=False, box=None)
+    table.add_row("sent", f"{len(ledger.sent)}  ({len(ledger.sent) / elapsed:.0f}/s)")
+    table.add_row("persisted here", f"{ledger.persisted}  (redelivered {ledger.redelivered})")
+    table.add_row(
+        "latency p50 / p99",
+        f"{percentile(ledger.latencies_ms, 0.5):.0f} / "
+        f"{percentile(ledger.latencies_ms, 0.99):.0f} ms",
+    )
+    table.add_row("restarts", str(ledger.restarts))
+    table.add_row("chaos kills", str(len(monkey.kills)) if monkey else "off")
+    table.add_row(
+        "compactions", f"{len(ledger.compactions)} (overlaps {ledger.compactor_overlaps})"
+    )
+    return table
+
+
+def _view(service: Service, demo: ChatDemo, started: float, monkey: ChaosMonkey | None) -> Group:
+    health = service.supervisor.health()
+    title = "[green]ready[/green]" if health.ready else "[yellow]healing[/yellow]"
+    return Group(
+        Panel(render_tree(service.supervisor.snapshot()), title=f"supervision tree: {title}"),
+        Panel(_stats(demo, started, monkey), title="throughput"),
+    )
+
+
+async def _drain(demo: ChatDemo) -> list[int]:
+    """Wait until every acknowledged message is in the database (or the drain times out)."""
+    missing: list[int] = list(demo.ledger.sent)
+    with trio.move_on_after(DRAIN_TIMEOUT):
+        while True:
+            try:
+                missing = await demo.unpersisted()
+            except Exception as exc:  # a component still healing: try again
+                log.get_logger("gochat_actors.demo").info("drain check failed", error=str(exc))
+            else:
+                if not missing:
+                    break
+            await trio.sleep(0.5)
+    return missing
+
+
+async def run_demo(
+    settings: Settings,
+    *,
+    duration: float | None,
+    chaos: float | None,
+    live: bool,
+    rate: float = 200.0,
+    rooms: int = 8,
+    seed: int | None = None,
+    instance: str | None = None,
+    sent_file: Path | None = None,
+    console: Console | None = None,
+) -> Summary | None:
+    """Run the demo inside :func:`open_service`; return the summary (``None`` when stopped
+    by a signal before ``duration``)."""
+    console = console or Console()
+    instance = instance or f"{os.uname().nodename}:{os.getpid()}"
+    backoff = supervisors.Backoff(initial=0.05, maximum=2.0, jitter=0.2, reset_after=5.0)
+    async with open_service(
+        settings, max_restarts=200, max_seconds=10.0, backoff=backoff
+    ) as service:
+        demo = ChatDemo(
+            service, rate=rate, rooms=rooms, instance=instance, seed=seed, sent_file=sent_file
+        )
+        service.supervisor.subscribe(demo.ledger.note_event)
+        try:
+            await demo.setup()
+            for spec in demo.specs():
+                await service.add_child(spec)
+            monkey: ChaosMonkey | None = None
+            if chaos:
+                monkey = ChaosMonkey(chaos, seed=seed, exclude=CHAOS_EXCLUDE)
+                await service.add_child(monkey.spec("chaos"))
+            started = trio.current_time()
+            with trio.move_on_after(duration if duration is not None else float("inf")):
+                if live:
+                    with Live(console=console, refresh_per_second=4, transient=False) as view:
+                        while True:
+                            view.update(_view(service, demo, started, monkey))
+                            await trio.sleep(0.25)
+                else:
+                    while True:
+                        await trio.sleep(5.0)
+                        console.print(_stats(demo, started, monkey))
+            seconds = trio.current_time() - started
+            if monkey is not None:
+                await service.supervisor.terminate_child("chaos")
+            demo.sending = False
+            missing = await _drain(demo)
+            ledger = demo.ledger
+            return Summary(
+                sent=len(ledger.sent),
+                persisted=len(ledger.sent) - len(missing),
+                lost=len(missing),
+                duplicate_ids=ledger.duplicate_ids,
+                redelivered=ledger.redelivered,
+                restarts=ledger.restarts,
+                chaos_kills=len(monkey.kills) if monkey else 0,
+                compactions=len(ledger.compactions),
+                compactor_overlaps=ledger.compactor_overlaps,
+                p50_ms=percentile(ledger.latencies_ms, 0.5),
+                p99_ms=percentile(ledger.latencies_ms, 0.99),
+                seconds=seconds,
+            )
+        finally:
+            demo.close()
+
+
+def main(
+    *,
+    config: Path | None = None,
+    duration: float | None = None,
+    chaos: float | None = None,
+    live: bool = True,
+    rate: float = 200.0,
+    rooms: int = 8,
+    seed: int | None = None,
+    instance: str | None = None,
+    sent_file: Path | None = None,
+    summary_json: Path | None = None,
+) -> int:
+    """Run the demo until ``duration`` or a signal; 0 when nothing was lost or duplicated.
+
+    Example::
+
+        main(duration=10, chaos=1.0, live=False)
+    """
+    settings = load_settings(config)
+    console = Console()
+    scratch = None
+    if ":memory:" in settings.db.primary.reveal():
+        # The embedded in-memory SQLite dies with its engine, and chaos restarts the DB
+        # actor: keep the demo's rows in a scratch SQLite file instead.
+        shm = Path("/dev/shm")  # tmpfs where there is one: no fsync cost for scratch rows
+        scratch = tempfile.TemporaryDirectory(
+            prefix="gochat-demo-", dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+        )
+        url = f"sqlite+aiosqlite:///{Path(scratch.name) / 'demo.db'}"
+        settings = settings.model_copy(
+            update={"db": settings.db.model_copy(update={"primary": Dsn(url)})}
+        )
+    if live and not console.is_terminal:
+        live = False
+    # Log lines would scroll the live view away: while it is drawn, they go to a file.
+    if live and set(settings.log.outputs) & {"stdout", "stderr"}:
+        settings = settings.model_copy(
+            update={"log": settings.log.model_copy(update={"outputs": (LIVE_LOG,)})}
+        )
+        console.print(f"logs: {LIVE_LOG}")
+    summary = supervisors.run(
+        lambda: run_demo(
+            settings,
+            duration=duration,
+            chaos=chaos,
+            live=live,
+            rate=rate,
+            rooms=rooms,
+            seed=seed,
+            instance=instance,
+            sent_file=sent_file,
+            console=console,
+        )
+    )
+    if scratch is not None:
+        scratch.cleanup()
+    if summary is None:
+        console.print("stopped before the end: no summary")
+        return 0
+    console.print(summary.table())
+    if summary_json is not None:
+        summary_json.write_text(json.dumps({**asdict(summary), "ok": summary.ok}) + "\n")
+    sys.stdout.flush()
+    return 0 if summary.ok else 1
