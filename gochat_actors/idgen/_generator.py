@@ -33,7 +33,9 @@ class IdGenStatistics:
     """What :meth:`IdGenerator.statistics` returns.
 
     ``valid_for`` is how many seconds IDs may still be issued without another lease
-    renewal (``math.inf`` for a static machine ID, ``0.0`` while none is held).
+    renewal (``math.inf`` for a static machine ID, ``0.0`` while none is held);
+    ``valid_until`` is that deadline on the generator's monotonic clock, in seconds
+    (:func:`time.monotonic` with the default clock).
     """
 
     machine_id: int | None
@@ -43,6 +45,7 @@ class IdGenStatistics:
     renewal_failures: int
     acquisitions: int
     valid_for: float
+    valid_until: float
 
 
 class IdGenerator:
@@ -371,6 +374,7 @@ class IdGenerator:
         """
         self._flush_issued()
         left = self._valid_until_ns - self._mono()
+        static = self._valid_until_ns >= _NEVER
         return IdGenStatistics(
             machine_id=self.machine_id,
             issued=self._done + self._seq + 1,
@@ -378,7 +382,8 @@ class IdGenerator:
             renewals=self._renewals,
             renewal_failures=self._renewal_failures,
             acquisitions=self._acquisitions,
-            valid_for=math.inf if self._valid_until_ns >= _NEVER else max(0.0, left / 1e9),
+            valid_for=math.inf if static else max(0.0, left / 1e9),
+            valid_until=math.inf if static else self._valid_until_ns / 1e9,
         )
 
     def spec(self, id: str = "idgen", **spec_options: Any) -> ChildSpec:

@@ -89,6 +89,8 @@ async def test_issues_until_last_ack_plus_ttl_minus_margin_then_stops(
         await trio.sleep(TTL / 3 + 0.01)  # just after a renewal
         renewed_at = trio.current_time() - 0.01
         etcd.pause()  # etcd hangs (kill -STOP)
+        deadline = ids.statistics().valid_until
+        assert deadline == pytest.approx(renewed_at + TTL - MARGIN, abs=0.011)
         last_ok = trio.current_time()
         while ids.ready:
             ids.next_id()

@@ -112,7 +112,7 @@ async def test_paused_etcd_stops_issuing_before_the_lease_could_expire(
             os.kill(proc.pid, signal.SIGSTOP)
             # each generator's deadline: its last acknowledged keepalive's send time
             # + TTL - margin; etcd cannot expire the lease before that + margin
-            deadlines = [paused_at + g.statistics().valid_for for g in gens]
+            deadlines = [g.statistics().valid_until for g in gens]
             await trio.sleep(TTL + 2.0)
             stopped = [not g.ready for g in gens]
             during_pause = list(last_ok)
