@@ -49,6 +49,7 @@ from ._protocol import (
     RecordMetadata,
     TopicPartition,
 )
+from ._replay import replay_processor
 from ._settings import MQSettings
 
 __all__ = [
@@ -80,4 +81,5 @@ __all__ = [
     "RecordMetadata",
     "TopicPartition",
     "consumer_spec",
+    "replay_processor",
 ]

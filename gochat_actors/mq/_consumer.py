@@ -30,7 +30,7 @@ import trio
 from supervisors import Backoff, ChildSpec, Health, cleanup_scope, progress
 
 from .._bridge import Bridge
-from .._exceptions import BridgeError, MessageTooLarge, MQError
+from .._exceptions import BridgeError, MessageTooLarge, MQError, MQUnavailable
 from ..log import get_logger, new_trace_id, trace_context
 from ..metrics import Metrics
 from ._connect import BrokerWatch, Connection, set_child_health
@@ -66,7 +66,7 @@ Processor = Callable[[Message], Awaitable[None]]
 """A message handler: ``async def persist(msg: Message) -> None``. Raising retries it."""
 
 _ERROR_TEXT_LIMIT = 1000
-_CHUNK = 64  # messages a worker takes from one partition before letting others in
+_CHUNK = 32  # messages a worker takes from one partition before others (and I/O) run
 
 
 def _is_async_callable(obj: object) -> bool:
@@ -182,7 +182,7 @@ class Consumer:
         processing_timeout: float | None = None,
         commit_interval: float = 1.0,
         revoke_timeout: float = 5.0,
-        max_buffered: int = 2000,
+        max_buffered: int = 5000,
         options: ConsumerOptions | None = None,
         connect_timeout: float = 10.0,
         probe_interval: float = 2.0,
@@ -289,9 +289,16 @@ class Consumer:
                 interval=self._probe_interval,
                 timeout=self._conn.request_timeout,
             )
+            group: GroupConsumer | None = None
             if not await watch.check(backend):
-                raise MQError(f"the broker {self._conn.settings.brokers} does not answer")
-            group = await backend.open_consumer(self.group_id, self.topics, self._options)
+                raise MQUnavailable(f"the broker {self._conn.settings.brokers} does not answer")
+            with trio.move_on_after(self._connect_timeout):
+                group = await backend.open_consumer(self.group_id, self.topics, self._options)
+            if group is None:
+                raise MQUnavailable(
+                    f"could not open a consumer of group {self.group_id!r} within "
+                    f"{self._connect_timeout:g}s"
+                )
             session = _Session(self, backend, group, watch)
             self._session = session
             self._sessions += 1
@@ -485,6 +492,9 @@ class _Session:
                 part.scheduled = True
                 self._ready.append(part)
                 self._ready_lot.unpark()
+            # A schedule point per chunk: a processor that never blocks must not starve
+            # the fetcher (the bridge's asyncio loop runs between trio tasks).
+            await trio.lowlevel.checkpoint()
 
     async def _drain(self, part: _Partition) -> None:
         """Process up to ``_CHUNK`` of ``part``'s messages, in order (the hot path: the
@@ -761,7 +771,7 @@ def consumer_spec(
     processing_timeout: float | None = None,
     commit_interval: float = 1.0,
     revoke_timeout: float = 5.0,
-    max_buffered: int = 2000,
+    max_buffered: int = 5000,
     options: ConsumerOptions | None = None,
     connect_timeout: float = 10.0,
     probe_interval: float = 2.0,

@@ -126,14 +126,26 @@ def _reset_tokens(tokens: Any) -> None:
 
 
 @functools.cache
+def _trace_var() -> contextvars.ContextVar[Any] | None:
+    """The context variable structlog keeps the trace ID in, or None if it cannot be
+    used directly (found through public APIs: ``bind_contextvars`` returns tokens,
+    ``Token.var`` is the variable; checked once against ``current_trace_id``)."""
+    tokens = structlog.contextvars.bind_contextvars(**{TRACE_ID_KEY: "gochat-probe"})
+    var: contextvars.ContextVar[Any] = tokens[TRACE_ID_KEY].var
+    structlog.contextvars.reset_contextvars(**tokens)
+    before = current_trace_id()
+    token = var.set("gochat-probe")
+    ok = current_trace_id() == "gochat-probe"
+    var.reset(token)
+    if ok and current_trace_id() == before:
+        return var
+    return None  # pragma: no cover - structlog changed its internals
+
+
 def trace_binder() -> tuple[Callable[[str], Any], Callable[[Any], object]]:
     """``(bind, unbind)``: bind a trace ID into the log context, return a token; unbind
     restores what was there. What :func:`~gochat_actors.log.trace_context` does, minus a
     generator and a dict per call: the consumer's per-message path.
-
-    It sets the context variable structlog keeps for the trace ID directly, found through
-    public APIs (``bind_contextvars`` returns tokens, ``Token.var`` is the variable) and
-    checked once; if that check fails it falls back to structlog's bind/reset.
 
     Example::
 
@@ -144,16 +156,24 @@ def trace_binder() -> tuple[Callable[[str], Any], Callable[[Any], object]]:
         finally:
             unbind(token)
     """
-    tokens = structlog.contextvars.bind_contextvars(**{TRACE_ID_KEY: "gochat-probe"})
-    var: contextvars.ContextVar[Any] = tokens[TRACE_ID_KEY].var
-    structlog.contextvars.reset_contextvars(**tokens)
-    before = current_trace_id()
-    token = var.set("gochat-probe")
-    ok = current_trace_id() == "gochat-probe"
-    var.reset(token)
-    if ok and current_trace_id() == before:
-        return var.set, var.reset
-    return _bind_tokens, _reset_tokens  # pragma: no cover - structlog changed its internals
+    var = _trace_var()
+    if var is None:  # pragma: no cover - structlog changed its internals
+        return _bind_tokens, _reset_tokens
+    return var.set, var.reset
+
+
+def bound_trace_id() -> str | None:
+    """:func:`~gochat_actors.log.current_trace_id`, without copying the whole context.
+
+    Example::
+
+        trace_id = bound_trace_id() or new_trace_id()
+    """
+    var = _trace_var()
+    if var is None:  # pragma: no cover - structlog changed its internals
+        return current_trace_id()
+    value = var.get(None)
+    return value if isinstance(value, str) else None
 
 
 def outgoing_record(
@@ -200,7 +220,7 @@ def outgoing_record(
             names.add(name)
     now = time.time()
     if TRACE_ID_HEADER not in names:
-        tid = trace_id or current_trace_id() or new_trace_id()
+        tid = trace_id or bound_trace_id() or new_trace_id()
         pairs.append((TRACE_ID_HEADER, tid.encode()))
     if TIMESTAMP_HEADER not in names:
         pairs.append((TIMESTAMP_HEADER, str(int(now)).encode()))

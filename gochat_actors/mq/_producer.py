@@ -18,11 +18,11 @@ from supervisors import ChildSpec, cleanup_scope
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MessageTooLarge, MQError, MQTimeout, MQUnavailable
 from .._slot import Slot
-from ..log import get_logger
+from ..log import get_logger, new_trace_id
 from ..metrics import Metrics
 from ._connect import Acks, BrokerWatch, Connection
 from ._memory import MemoryBroker
-from ._message import TRACE_ID_HEADER, outgoing_record
+from ._message import TRACE_ID_HEADER, bound_trace_id, outgoing_record
 from ._protocol import MQBackend, OutgoingRecord, RecordMetadata, TopicPartition
 from ._settings import MQSettings
 
@@ -53,39 +53,46 @@ def _log_send_failure(record: OutgoingRecord, error: Exception) -> None:
     )
 
 
+Results = list[RecordMetadata | Exception]
+
+
 class _Pending:
-    """One queued record and the task waiting for its result (a bare trio wait: this is
-    the per-message path, an Event per message costs more than the rest of it)."""
+    """Queued records (one send, or a chunk of ``send_many``) and the task waiting for
+    their results. A bare trio wait: on the per-message path an Event per message costs
+    more than the rest of it."""
 
-    __slots__ = ("done", "record", "result", "task")
+    __slots__ = ("done", "records", "results", "task")
 
-    def __init__(self, record: OutgoingRecord) -> None:
-        self.record = record
-        self.result: RecordMetadata | Exception | None = None
+    def __init__(self, records: list[OutgoingRecord]) -> None:
+        self.records = records
+        self.results: Results = []
         self.done = False
         self.task: trio.lowlevel.Task | None = None
 
-    def finish(self, result: RecordMetadata | Exception) -> None:
+    def finish(self, results: Results) -> None:
         if self.done:
             return
         self.done = True
-        self.result = result
+        self.results = results
         task, self.task = self.task, None
         if task is not None:
             trio.lowlevel.reschedule(task)
+
+    def fail(self, error: Exception) -> None:
+        if not self.done:
+            self.finish([_fresh(error) for _ in self.records])
 
     def _abort(self, _: Any) -> trio.lowlevel.Abort:
         self.task = None
         return trio.lowlevel.Abort.SUCCEEDED
 
-    async def wait(self) -> RecordMetadata | Exception:
+    async def wait(self) -> Results:
         if not self.done:
             self.task = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort)
         else:
             await trio.lowlevel.checkpoint()
-        assert self.result is not None
-        return self.result
+        return self.results
 
 
 class _Sender:
@@ -97,6 +104,7 @@ class _Sender:
         self.backend = backend
         self._producer = producer
         self._queue: deque[_Pending] = deque()
+        self._queued = 0  # records in the queue
         self._deadlines: list[tuple[float, int, _Pending]] = []
         self._seq = itertools.count()
         self._work = trio.Event()
@@ -109,15 +117,18 @@ class _Sender:
         self.scope = trio.CancelScope(shield=True)
         self.finished = trio.Event()
 
-    async def send(self, record: OutgoingRecord, deadline: float) -> RecordMetadata | Exception:
-        if len(self._queue) >= self._producer._max_pending and not self._closed:
+    async def send(self, records: list[OutgoingRecord], deadline: float) -> Results:
+        """Queue ``records`` (at most ``max_batch``) and wait for their results."""
+        limit = self._producer._max_pending
+        if self._queued + len(records) > limit and self._queued and not self._closed:
             with trio.move_on_at(deadline):
-                while len(self._queue) >= self._producer._max_pending and not self._closed:
+                while self._queued + len(records) > limit and self._queued and not self._closed:
                     await self._space.park()
         if self._closed:
             raise MQUnavailable("the producer is stopping")
-        pending = _Pending(record)
+        pending = _Pending(records)
         self._queue.append(pending)
+        self._queued += len(records)
         deadlines = self._deadlines
         if not deadlines or deadline < deadlines[0][0]:
             self._reaper_wakeup.set()
@@ -126,9 +137,9 @@ class _Sender:
         return await pending.wait()
 
     @staticmethod
-    def _timeout(record: OutgoingRecord) -> MQTimeout:
+    def _timeout(records: list[OutgoingRecord]) -> MQTimeout:
         return MQTimeout(
-            f"send to {record.topic!r}: not acknowledged within the timeout "
+            f"send to {records[0].topic!r}: not acknowledged within the timeout "
             "(the message may still be delivered)"
         )
 
@@ -140,7 +151,7 @@ class _Sender:
                 now = trio.current_time()
                 while deadlines and (deadlines[0][2].done or deadlines[0][0] <= now):
                     pending = heapq.heappop(deadlines)[2]
-                    pending.finish(self._timeout(pending.record))
+                    pending.fail(self._timeout(pending.records))
                 self._reaper_wakeup = trio.Event()
                 with trio.move_on_at(deadlines[0][0] if deadlines else math.inf):
                     await self._reaper_wakeup.wait()
@@ -150,6 +161,20 @@ class _Sender:
         self._closed = True
         self._work.set()
         self._space.unpark_all()
+
+    def _take(self) -> list[_Pending]:
+        """Queued entries up to ``max_batch`` records (always at least one entry)."""
+        limit = self._producer._max_batch
+        queue = self._queue
+        batch = [queue.popleft()]
+        count = len(batch[0].records)
+        while queue and count + len(queue[0].records) <= limit:
+            entry = queue.popleft()
+            batch.append(entry)
+            count += len(entry.records)
+        self._queued -= count
+        self._space.unpark_all()
+        return batch
 
     async def run(self) -> None:
         producer = self._producer
@@ -168,46 +193,47 @@ class _Sender:
                             break
                         while self._in_flight >= producer._max_in_flight:
                             await self._flight_done.park()
-                        take = min(len(self._queue), producer._max_batch)
-                        batch = [self._queue.popleft() for _ in range(take)]
-                        self._space.unpark(count=take)
                         self._in_flight += 1
-                        nursery.start_soon(self._flush, batch)
+                        nursery.start_soon(self._flush, self._take())
         finally:
-            self._fail_all(self._queue, MQUnavailable("the producer stopped before sending"))
+            for pending in self._queue:
+                pending.fail(MQUnavailable("the producer stopped before sending"))
             self._queue.clear()
+            self._queued = 0
             self.finished.set()
 
     async def _flush(self, batch: list[_Pending]) -> None:
         try:
+            records = (
+                batch[0].records
+                if len(batch) == 1
+                else [r for pending in batch for r in pending.records]
+            )
             try:
-                results: Sequence[RecordMetadata | Exception] = await self.backend.send_batch(
-                    [p.record for p in batch]
-                )
+                results = await self.backend.send_batch(records)
             except (MQError, BridgeError) as exc:
                 err = exc if isinstance(exc, MQError) else MQUnavailable(f"send: {exc}")
                 if err is not exc:
                     err.__cause__ = exc
-                results = [err] * len(batch)
+                results = [err] * len(records)
             finally:
                 self._in_flight -= 1
                 self._flight_done.unpark_all()
             counts: dict[str, int] = {}
-            for pending, result in zip(batch, results, strict=True):
+            for record, result in zip(records, results, strict=True):
                 if isinstance(result, Exception):
-                    _log_send_failure(pending.record, result)
+                    _log_send_failure(record, result)
                 else:
                     counts[result.topic] = counts.get(result.topic, 0) + 1
-                pending.finish(result)
             self._producer._count_produced(counts)
+            at = 0
+            for pending in batch:
+                n = len(pending.records)
+                pending.finish(results[at : at + n])
+                at += n
         finally:
-            self._fail_all(batch, MQUnavailable("the producer stopped before the broker answered"))
-
-    @staticmethod
-    def _fail_all(pendings: Iterable[_Pending], error: MQError) -> None:
-        for pending in pendings:
-            if not pending.done:
-                pending.finish(_fresh(error))
+            for pending in batch:
+                pending.fail(MQUnavailable("the producer stopped before the broker answered"))
 
 
 class Producer:
@@ -373,19 +399,82 @@ class Producer:
             meta = await producer.send("chat.messages", b'{"text": "hi"}', key=b"room:42")
         """
         record = outgoing_record(topic, value, key, headers, partition=partition)
-        limit = self._conn.max_message_bytes
-        if record.size > limit:
-            raise MessageTooLarge(
-                f"send to {topic!r}: the message is {record.size} bytes, over the {limit} "
-                "bytes limit"
-            )
+        self._check_size(record)
         wait = self._timeout if timeout is None else timeout
         deadline = trio.current_time() + wait
         sender = self._slot.value or await self._slot.get(wait)
-        result = await sender.send(record, deadline)
+        [result] = await sender.send([record], deadline)
         if isinstance(result, Exception):
             raise _fresh(result)
         return result
+
+    async def send_many(
+        self,
+        topic: str,
+        values: Iterable[bytes | None],
+        *,
+        keys: Iterable[bytes | None] | None = None,
+        headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None = None,
+        timeout: float | None = None,
+    ) -> list[RecordMetadata]:
+        """Send many messages to ``topic`` and wait for all their acknowledgements.
+
+        The bulk form of :meth:`send` (one task, one wait for the lot): ``keys`` pairs
+        with ``values`` (same length), ``headers`` go on every message, and they all
+        carry one ``trace_id`` (the current one, or one new one). Returns the metadata in
+        order. If any message fails, the first error is raised once all are done; the
+        others may have been delivered (sending the lot again duplicates those).
+
+        Example::
+
+            metas = await producer.send_many("chat.fanout", payloads, keys=user_keys)
+        """
+        value_list = list(values)
+        key_list: list[bytes | None] = [None] * len(value_list) if keys is None else list(keys)
+        if len(key_list) != len(value_list):
+            raise ValueError(f"keys has {len(key_list)} items, values {len(value_list)}")
+        if not value_list:
+            return []
+        header_list = (
+            None
+            if headers is None
+            else list(headers.items() if isinstance(headers, Mapping) else headers)
+        )
+        trace_id = bound_trace_id() or new_trace_id()
+        records = [
+            outgoing_record(topic, v, k, header_list, trace_id=trace_id)
+            for v, k in zip(value_list, key_list, strict=True)
+        ]
+        for record in records:
+            self._check_size(record)
+        wait = self._timeout if timeout is None else timeout
+        deadline = trio.current_time() + wait
+        sender = self._slot.value or await self._slot.get(wait)
+        step = self._max_batch
+        results: list[RecordMetadata] = []
+        async with trio.open_nursery() as nursery:
+            chunks: list[Results] = []
+
+            async def one(chunk: list[OutgoingRecord], into: Results) -> None:
+                into.extend(await sender.send(chunk, deadline))
+
+            for at in range(0, len(records), step):
+                chunks.append([])
+                nursery.start_soon(one, records[at : at + step], chunks[-1])
+        for chunk_results in chunks:
+            for result in chunk_results:
+                if isinstance(result, Exception):
+                    raise _fresh(result)
+                results.append(result)
+        return results
+
+    def _check_size(self, record: OutgoingRecord) -> None:
+        limit = self._conn.max_message_bytes
+        if record.size > limit:
+            raise MessageTooLarge(
+                f"send to {record.topic!r}: the message is {record.size} bytes, over the "
+                f"{limit} bytes limit"
+            )
 
     async def _admin(
         self, what: str, timeout: float | None, fn: Callable[[MQBackend], Awaitable[T]]

@@ -22,8 +22,10 @@ from gochat_actors.mq import (
     Message,
     MQSettings,
     OutgoingRecord,
+    Producer,
     TopicPartition,
     consumer_spec,
+    replay_processor,
 )
 from supervisors import Backoff, ChildState, Supervisor, open_supervisor
 from supervisors.testing import kill
@@ -491,3 +493,29 @@ async def test_consumer_spec_and_metrics(autojump_clock: trio.testing.MockClock)
     assert not consumer.statistics().running
     assert math.isfinite(samples["gochat_mq_processing_seconds_sum"])
     assert [c.state for c in sup.which_children()] == [ChildState.TERMINATED]
+
+
+async def test_replaying_the_dead_letter_topic(autojump_clock: trio.testing.MockClock) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 4, partitions=1)
+    fixed = False
+    done: list[bytes | None] = []
+
+    async def process(msg: Message) -> None:
+        if msg.offset == 1 and not fixed:
+            raise ValueError("bug")
+        done.append(msg.value)
+
+    producer = Producer(MQSettings(), broker=broker)
+    consumer = make(broker, process, retries=0, dead_letter_topic="chat.dlq")
+    replayer = make(broker, replay_processor(producer), topics=["chat.dlq"], group_id="replay")
+    async with open_supervisor([producer.spec(), consumer.spec("c")]) as sup:
+        await wait_for(lambda: consumer.statistics().dead_lettered == 1)
+        fixed = True  # the bug is fixed: replay what failed
+        await sup.start_child(replayer.spec("replay"))
+        await wait_for(lambda: len(done) == 4)
+    assert done == [b"0", b"2", b"3", b"1"]
+    [replayed] = broker.records("chat")[4:]
+    headers = dict(replayed.headers)
+    assert headers["trace_id"] == b"t-1", "the replay joins the original trace"
+    assert not set(DLQ_HEADERS) & set(headers)

@@ -275,3 +275,31 @@ async def test_admin_helpers_and_metrics(autojump_clock: trio.testing.MockClock)
             await producer.create_topic("chat", 0)
     assert metrics.mq_messages_produced.labels(topic="chat")._value.get() == 5
     assert "stopped" in repr(producer)
+
+
+async def test_send_many(autojump_clock: trio.testing.MockClock) -> None:
+    broker = CountingBroker()
+    broker.create_topic("chat", 3)
+    producer = Producer(MQSettings(), broker=broker, max_batch=100)
+    async with open_supervisor([producer.spec()]):
+        values = [b"%d" % n for n in range(250)]
+        keys = [b"room:%d" % (n % 7) for n in range(250)]
+        with trace_context("bulk-1"):
+            metas = await producer.send_many("chat", values, keys=keys, headers={"h": b"1"})
+        assert await producer.send_many("chat", []) == []
+        with pytest.raises(ValueError, match="keys has 1 items, values 2"):
+            await producer.send_many("chat", [b"a", b"b"], keys=[b"k"])
+        with pytest.raises(MessageTooLarge):
+            await producer.send_many("chat", [b"ok", b"x" * 2_000_000])
+        broker.set_down()
+        with pytest.raises(MQUnavailable):
+            await producer.send_many("chat", [b"a", b"b"])
+    assert max(broker.batches) == 100, "split into batches of max_batch"
+    by_key: dict[bytes, set[int]] = {}
+    for meta, value, key in zip(metas, values, keys, strict=True):
+        stored = broker.records("chat", meta.partition)[meta.offset]
+        assert stored.value == value
+        assert dict(stored.headers)["trace_id"] == b"bulk-1"
+        assert dict(stored.headers)["h"] == b"1"
+        by_key.setdefault(key, set()).add(meta.partition)
+    assert all(len(parts) == 1 for parts in by_key.values())

@@ -1,0 +1,345 @@
+"""MQ benchmarks: produce and consume through ``gochat_actors.mq`` beside raw aiokafka on
+plain asyncio, against the same broker, in the same run.
+
+Rows:
+
+- produce, 1 KB messages, 1,000 concurrent senders each awaiting its acknowledgement:
+  ``Producer.send`` from trio tasks vs aiokafka ``send_and_wait`` from asyncio tasks;
+- produce, bulk: ``Producer.send_many`` vs aiokafka ``send`` for every message, then
+  ``gather`` (its fastest idiom);
+- consume + no-op processing + commit: a ``Consumer`` (metrics on) vs aiokafka
+  ``getmany`` + the same no-op processor per record + ``commit`` per batch.
+
+Both sides send the Go original's ``trace_id`` (a new UUID hex) and ``timestamp``
+headers, with ``acks="all"`` and the same 1 MiB batch size. Each measurement runs in a
+fresh interpreter (so neither side inherits the other's heap or loop), interleaved
+round by round with the order rotated; the table shows medians.
+
+Run: ``.venv/bin/python -m benchmarks.bench_mq`` (needs the broker at 127.0.0.1:9092;
+``--brokers`` to change it; topics are deleted afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from benchmarks._report import Row, write_results
+
+BROKERS = "127.0.0.1:9092"
+VALUE = b"x" * 1024
+PARTITIONS = 4
+BATCH_BYTES = 1 << 20
+SENDERS = 1000
+
+CONTENDERS = (
+    "send_ours",
+    "send_raw",
+    "bulk_ours",
+    "bulk_raw",
+    "consume_ours",
+    "consume_raw",
+)
+
+
+def _headers() -> list[tuple[str, bytes]]:
+    return [("trace_id", uuid.uuid4().hex.encode()), ("timestamp", b"%d" % int(time.time()))]
+
+
+# -- raw aiokafka on asyncio ----------------------------------------------------------------
+
+
+async def _raw_topic(brokers: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+
+
+async def _raw_delete(brokers: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
+def _raw_producer(brokers: str) -> Any:
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(
+        bootstrap_servers=brokers,
+        acks="all",
+        max_batch_size=BATCH_BYTES,
+        max_request_size=BATCH_BYTES + 65536,
+    )
+
+
+async def _raw_fill(brokers: str, topic: str, n: int) -> None:
+    producer = _raw_producer(brokers)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, VALUE, headers=_headers()) for _ in range(n)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def raw_send(brokers: str, topic: str, n: int) -> float:
+    producer = _raw_producer(brokers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"warm-up")
+
+        async def sender(count: int) -> None:
+            for _ in range(count):
+                await producer.send_and_wait(topic, VALUE, headers=_headers())
+
+        start = time.perf_counter()
+        await asyncio.gather(*(sender(n // SENDERS) for _ in range(SENDERS)))
+        return n / (time.perf_counter() - start)
+    finally:
+        await producer.stop()
+
+
+async def raw_bulk(brokers: str, topic: str, n: int) -> float:
+    producer = _raw_producer(brokers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"warm-up")
+        start = time.perf_counter()
+        futures = [await producer.send(topic, VALUE, headers=_headers()) for _ in range(n)]
+        await asyncio.gather(*futures)
+        return n / (time.perf_counter() - start)
+    finally:
+        await producer.stop()
+
+
+async def raw_consume(brokers: str, topic: str, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    await _raw_fill(brokers, topic, n)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=brokers,
+        group_id=f"bench-{uuid.uuid4().hex[:12]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=500,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=200,
+        rebalance_timeout_ms=1000,
+    )
+
+    async def process(record: Any) -> None:  # the same no-op as ours
+        pass
+
+    await consumer.start()
+    try:
+        got = 0
+        start = 0.0
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if batch and not start:
+                start = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    await process(record)
+                got += len(records)
+            if batch:
+                await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batch.items()})
+        return n / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+# -- ours on trio ---------------------------------------------------------------------------
+
+
+async def ours(kind: str, brokers: str, topic: str, n: int) -> float:
+    import trio
+
+    from gochat_actors import Bridge
+    from gochat_actors.metrics import Metrics
+    from gochat_actors.mq import Consumer, ConsumerOptions, Message, MQSettings, Producer
+    from supervisors import ChildSpec, open_supervisor
+
+    settings = MQSettings(brokers=brokers)
+    bridge = Bridge()
+    metrics = Metrics()
+    producer = Producer(settings, bridge=bridge, metrics=metrics)
+    async with open_supervisor(
+        [ChildSpec("bridge", bridge.run), producer.spec(depends_on=("bridge",))]
+    ) as sup:
+        await producer.create_topic(topic, PARTITIONS)
+        await producer.send(topic, b"warm-up")
+        if kind == "send":
+
+            async def sender(count: int) -> None:
+                for _ in range(count):
+                    await producer.send(topic, VALUE)
+
+            start = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                for _ in range(SENDERS):
+                    nursery.start_soon(sender, n // SENDERS)
+            return n / (time.perf_counter() - start)
+        if kind == "bulk":
+            start = time.perf_counter()
+            await producer.send_many(topic, [VALUE] * n)
+            return n / (time.perf_counter() - start)
+        await producer.send_many(topic, [VALUE] * (n - 1))  # n with the warm-up
+        done = trio.Event()
+        count = 0
+        first = 0.0
+
+        async def process(msg: Message) -> None:
+            nonlocal count, first
+            if not first:
+                first = time.perf_counter()
+            count += 1
+            if count == n:
+                done.set()
+
+        consumer = Consumer(
+            topics=[topic],
+            group_id=f"bench-{uuid.uuid4().hex[:12]}",
+            processor=process,
+            settings=settings,
+            bridge=bridge,
+            metrics=metrics,
+            options=ConsumerOptions(
+                max_records=500, session_timeout=2.0, heartbeat_interval=0.2, rebalance_timeout=1.0
+            ),
+        )
+        await sup.start_child(consumer.spec("consumer", depends_on=("bridge",)))
+        await done.wait()
+        return n / (time.perf_counter() - first)
+
+
+def one(name: str, brokers: str, n: int) -> float:
+    """Measure one contender in this process (a fresh topic, deleted afterwards)."""
+    topic = f"gochat-bench-{name}-{uuid.uuid4().hex[:10]}"
+    try:
+        if name.endswith("_raw"):
+            asyncio.run(_raw_topic(brokers, topic))
+            runner = {"send_raw": raw_send, "bulk_raw": raw_bulk, "consume_raw": raw_consume}
+            return asyncio.run(runner[name](brokers, topic, n))
+        import trio
+
+        return trio.run(ours, name.removesuffix("_ours"), brokers, topic, n)
+    finally:
+        asyncio.run(_raw_delete(brokers, topic))
+
+
+def measure(brokers: str, n: int, rounds: int) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    names = list(CONTENDERS)
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bench_mq",
+                    "--one",
+                    name,
+                    "--n",
+                    str(n),
+                    "--brokers",
+                    brokers,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            rate = json.loads(out.stdout.strip().splitlines()[-1])["rate"]
+            results[name].append(rate)
+            print(f"  round {round_ + 1} {name:13s} {rate:12,.0f} msg/s", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--brokers", default=BROKERS)
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--one", choices=CONTENDERS, help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.one:
+        import logging
+
+        logging.disable(logging.CRITICAL)
+        from gochat_actors import log
+
+        log.configure(log.LogSettings(level="error"))
+        print(json.dumps({"rate": one(opts.one, opts.brokers, opts.n)}))
+        return
+    n = 10_000 if opts.quick else opts.n
+    rounds = 2 if opts.quick else opts.rounds
+    med = {k: statistics.median(v) for k, v in measure(opts.brokers, n, rounds).items()}
+    rows = [
+        Row(
+            "produce 1 KB, 1,000 senders awaiting acks (msg/s)",
+            med["send_ours"],
+            med["send_raw"],
+            "raw aiokafka send_and_wait (asyncio)",
+            True,
+            ">= 0.9x",
+            "msg/s",
+            "Producer.send from 1,000 trio tasks vs send_and_wait from 1,000 asyncio tasks",
+        ),
+        Row(
+            "produce 1 KB, bulk (msg/s)",
+            med["bulk_ours"],
+            med["bulk_raw"],
+            "raw aiokafka send + gather (asyncio)",
+            True,
+            ">= 0.9x",
+            "msg/s",
+            "Producer.send_many vs send() for each message then gather",
+        ),
+        Row(
+            "consume + no-op process + commit (msg/s)",
+            med["consume_ours"],
+            med["consume_raw"],
+            "raw aiokafka getmany + commit (asyncio)",
+            True,
+            ">= 0.8x",
+            "msg/s",
+            "Consumer (metrics on, periodic commits) vs getmany(500), the no-op per record, "
+            "commit per batch",
+        ),
+    ]
+    command = "python -m benchmarks.bench_mq" + (" --quick" if opts.quick else "")
+    write_results(
+        "mq",
+        command,
+        rows,
+        notes=(
+            f"{n:,} messages of 1 KB per run, topic of {PARTITIONS} partitions on Tansu "
+            f"({opts.brokers}), acks=all, 1 MiB batches, trace_id + timestamp headers on "
+            f"both sides; median of {rounds} rounds, each contender in a fresh interpreter, "
+            "order rotated each round."
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
