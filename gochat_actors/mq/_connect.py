@@ -8,7 +8,7 @@ from typing import Literal, NoReturn
 
 import trio
 
-from supervisors import Health, current_child
+from supervisors import Health, cleanup_scope, current_child
 
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MQError, MQUnavailable
@@ -92,6 +92,33 @@ class Connection:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(timeout):
                 await backend.aclose()
+
+    @asynccontextmanager
+    async def serve(
+        self, what: str, *, connect_timeout: float, probe_interval: float
+    ) -> AsyncIterator[tuple[MQBackend, BrokerWatch]]:
+        """For an actor: open a backend, check the broker answers (``MQUnavailable`` if
+        not: the child fails to start), yield it with its :class:`BrokerWatch`, and close
+        it in the child's bounded cleanup.
+
+        Example::
+
+            async with conn.serve("producer", connect_timeout=10, probe_interval=2) as (
+                backend, watch):
+                nursery.start_soon(watch.run, backend)
+        """
+        backend = await self.open(connect_timeout)
+        try:
+            watch = BrokerWatch(what, interval=probe_interval, timeout=self.request_timeout)
+            if not await watch.check(backend):
+                raise MQUnavailable(f"{what}: the broker {self.settings.brokers} does not answer")
+            yield backend, watch
+        finally:
+            with cleanup_scope():
+                try:
+                    await backend.aclose()
+                except (MQError, BridgeError) as exc:
+                    _log.warning("mq close failed", actor=what, error=str(exc))
 
     async def open(self, timeout: float) -> MQBackend:
         """Connect (one real round trip); raises ``MQUnavailable`` after ``timeout``."""

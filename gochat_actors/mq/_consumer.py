@@ -282,16 +282,12 @@ class Consumer:
     async def _run(
         self, *, task_status: trio.TaskStatus[Consumer] = trio.TASK_STATUS_IGNORED
     ) -> NoReturn:
-        backend = await self._conn.open(self._connect_timeout)
-        try:
-            watch = BrokerWatch(
-                f"consumer {self.group_id}",
-                interval=self._probe_interval,
-                timeout=self._conn.request_timeout,
-            )
+        async with self._conn.serve(
+            f"consumer {self.group_id}",
+            connect_timeout=self._connect_timeout,
+            probe_interval=self._probe_interval,
+        ) as (backend, watch):
             group: GroupConsumer | None = None
-            if not await watch.check(backend):
-                raise MQUnavailable(f"the broker {self._conn.settings.brokers} does not answer")
             with trio.move_on_after(self._connect_timeout):
                 group = await backend.open_consumer(self.group_id, self.topics, self._options)
             if group is None:
@@ -329,12 +325,7 @@ class Consumer:
                         )
                     session.forget_lag()
                 self._session = None
-        finally:
-            with cleanup_scope():
-                try:
-                    await backend.aclose()
-                except (MQError, BridgeError) as exc:
-                    _log.warning("mq consumer close failed", group=self.group_id, error=str(exc))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def statistics(self) -> ConsumerStatistics:
         """Counters and the current session's state (a frozen record).

@@ -65,6 +65,17 @@ async def _close_quietly(client: Any, what: str) -> None:
         _log.warning("mq close failed", client=what, error=f"{type(exc).__name__}: {exc}")
 
 
+async def _started(client: Any, what: str) -> Any:
+    """``await client.start()`` (asyncio side), closing the client if that fails."""
+    try:
+        with kafka_errors("connect"):
+            await client.start()
+    except BaseException:
+        await _close_quietly(client, what)
+        raise
+    return client
+
+
 class KafkaBackend:
     """The :class:`~gochat_actors.mq.MQBackend` of a Kafka cluster, through ``bridge``.
 
@@ -131,13 +142,7 @@ class KafkaBackend:
             max_batch_size=_BATCH_BYTES,
             max_request_size=max(_BATCH_BYTES, self._max_message_bytes) + 65536,
         )
-        try:
-            with kafka_errors("connect"):
-                await producer.start()
-        except BaseException:
-            await _close_quietly(producer, "producer")
-            raise
-        self._producer = producer
+        self._producer = await _started(producer, "producer")
 
     async def aclose(self) -> None:
         if self._closed:
@@ -277,13 +282,7 @@ class KafkaBackend:
         self._require()
         with kafka_errors("create_topic"):
             if self._admin is None:
-                admin = AIOKafkaAdminClient(**self.client_options())
-                try:
-                    await admin.start()
-                except BaseException:
-                    await _close_quietly(admin, "admin")
-                    raise
-                self._admin = admin
+                self._admin = await _started(AIOKafkaAdminClient(**self.client_options()), "admin")
             response = await self._admin.create_topics([NewTopic(topic, partitions, 1)])
         for name, code, message in response.topic_errors:
             if code not in (0, _TOPIC_EXISTS):
@@ -309,13 +308,9 @@ class KafkaBackend:
         self._require()
         with kafka_errors("end_offsets"):
             if self._offsets is None:
-                offsets = AIOKafkaConsumer(**self.client_options(), enable_auto_commit=False)
-                try:
-                    await offsets.start()
-                except BaseException:
-                    await _close_quietly(offsets, "offsets")
-                    raise
-                self._offsets = offsets
+                self._offsets = await _started(
+                    AIOKafkaConsumer(**self.client_options(), enable_auto_commit=False), "offsets"
+                )
             consumer = self._offsets
             tps = [_aio_tp(tp) for tp in partitions]
             listed = await consumer.end_offsets(tps)
@@ -401,13 +396,7 @@ class KafkaGroupConsumer:
             heartbeat_interval_ms=_ms(o.heartbeat_interval),
             rebalance_timeout_ms=_ms(o.rebalance_timeout),
         )
-        try:
-            with kafka_errors("connect"):
-                await consumer.start()
-        except BaseException:
-            await _close_quietly(consumer, "consumer")
-            raise
-        self._consumer = consumer
+        self._consumer = await _started(consumer, "consumer")
 
     async def run(self, handler: GroupHandler) -> NoReturn:
         if self._consumer is None or self._closed:

@@ -20,7 +20,7 @@ from .._exceptions import BridgeError, MessageTooLarge, MQError, MQTimeout, MQUn
 from .._slot import Slot
 from ..log import get_logger, new_trace_id
 from ..metrics import Metrics
-from ._connect import Acks, BrokerWatch, Connection
+from ._connect import Acks, Connection
 from ._memory import MemoryBroker
 from ._message import TRACE_ID_HEADER, bound_trace_id, outgoing_record
 from ._protocol import MQBackend, OutgoingRecord, RecordMetadata, TopicPartition
@@ -331,35 +331,30 @@ class Producer:
     async def _run(
         self, *, task_status: trio.TaskStatus[Producer] = trio.TASK_STATUS_IGNORED
     ) -> NoReturn:
-        backend = await self._conn.open(self._connect_timeout)
-        try:
-            watch = BrokerWatch("producer", interval=self._probe_interval, timeout=self._timeout)
-            if not await watch.check(backend):
-                raise MQUnavailable(f"the broker {self.settings.brokers} does not answer")
+        async with self._conn.serve(
+            "producer", connect_timeout=self._connect_timeout, probe_interval=self._probe_interval
+        ) as (backend, watch):
             sender = _Sender(self, backend)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(sender.run)
-                self._slot.fill(sender)
-                try:
-                    task_status.started(self)
-                    _log.info("mq producer started", brokers=self.settings.brokers)
-                    await watch.run(backend)
-                finally:
-                    self._slot.clear()
-                    sender.close()
-                    with cleanup_scope() as flush:
-                        # keep a tenth of the budget (at most 0.5 s) for closing
-                        left = flush.deadline - trio.current_time()
-                        flush.deadline -= min(0.5, max(0.0, left) / 10)
-                        await sender.finished.wait()
-                    sender.scope.cancel()
-        finally:
-            self._slot.clear()
-            with cleanup_scope():
-                try:
-                    await backend.aclose()
-                except (MQError, BridgeError) as exc:
-                    _log.warning("mq producer close failed", error=str(exc))
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(sender.run)
+                    self._slot.fill(sender)
+                    try:
+                        task_status.started(self)
+                        _log.info("mq producer started", brokers=self.settings.brokers)
+                        await watch.run(backend)
+                    finally:
+                        self._slot.clear()
+                        sender.close()
+                        with cleanup_scope() as flush:
+                            # keep a tenth of the budget (at most 0.5 s) for closing
+                            left = flush.deadline - trio.current_time()
+                            flush.deadline -= min(0.5, max(0.0, left) / 10)
+                            await sender.finished.wait()
+                        sender.scope.cancel()
+            finally:
+                self._slot.clear()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _count_produced(self, counts: Mapping[str, int]) -> None:
         if self.metrics is None:
