@@ -5,8 +5,9 @@ Two units of work, as the issue states them: a ``SELECT 1`` transaction, and a
 transaction of three INSERTs. Ours runs them through ``db.transaction()`` (a trio-side
 session: one crossing per statement, one for the commit) and, for reference, through
 ``db.with_transaction(sync_fn)`` (the whole unit in one crossing). The peer runs the same
-SQLAlchemy ``AsyncSession`` code under ``asyncio.run``. Each side runs in a fresh process
-of its own; the runs are interleaved and the median kept.
+SQLAlchemy ``AsyncSession`` code under ``asyncio.run``. Each side runs in a process of its
+own, driven case by case (the peer, then ours, back to back), and the median of the
+repeats is kept.
 
 Run: ``.venv/bin/python -m benchmarks.bench_db`` (MariaDB at 127.0.0.1:3306, root, no
 password, or ``GOCHAT_BENCH_MARIADB`` = ``host:port``).
@@ -22,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from benchmarks._report import Row, write_results
 
@@ -32,6 +33,7 @@ SELECT_1 = "SELECT 1"
 INSERT = f"INSERT INTO {TABLE} (room, body) VALUES (:room, :body)"
 BODY = "x" * 100
 POOL_SIZE = 10
+PREFIX = "BENCH "  # marks the worker's protocol lines among its log lines
 
 # (workload, concurrency) -> transactions per process run
 CASES: dict[tuple[str, int], int] = {
@@ -94,7 +96,19 @@ async def drive(unit: Callable[[], Awaitable[None]], n: int, concurrency: int) -
 # -- the peer: plain asyncio ---------------------------------------------------------------
 
 
-async def peer_main() -> dict[str, float]:
+def commands() -> Iterator[tuple[str, int, int]]:
+    """The worker's side of the protocol: ``unit concurrency n`` lines until EOF."""
+    print(f"{PREFIX}ready", flush=True)
+    for line in sys.stdin:
+        unit, concurrency, n = line.split()
+        yield unit, int(concurrency), int(n)
+
+
+def reply(value: float) -> None:
+    print(f"{PREFIX}{json.dumps(value)}", flush=True)
+
+
+async def peer_main() -> None:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -111,20 +125,18 @@ async def peer_main() -> dict[str, float]:
                 await session.execute(insert, {"room": room, "body": BODY})
 
     units = {"select1": select1, "insert3": insert3}
-    results: dict[str, float] = {}
     try:
-        for (workload, concurrency), n in CASES.items():
-            await drive(units[workload], n // 5, concurrency)  # warm up
-            results[f"{workload}/{concurrency}"] = await drive(units[workload], n, concurrency)
+        for unit, concurrency, n in commands():  # blocking reads: between measurements
+            await drive(units[unit], n // 5, concurrency)  # warm up
+            reply(await drive(units[unit], n, concurrency))
     finally:
         await engine.dispose()
-    return results
 
 
 # -- ours: DBManager under trio ------------------------------------------------------------
 
 
-async def ours_main() -> dict[str, float]:
+async def ours_main() -> None:
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
@@ -164,26 +176,50 @@ async def ours_main() -> dict[str, float]:
         "select1_unit": select1_unit,
         "insert3_unit": insert3_unit,
     }
-    results: dict[str, float] = {}
     async with open_supervisor([db.spec()]):
-        for (workload, concurrency), n in CASES.items():
-            for name in (workload, f"{workload}_unit"):
-                await drive(units[name], n // 5, concurrency)  # warm up
-                results[f"{name}/{concurrency}"] = await drive(units[name], n, concurrency)
-    return results
+        for unit, concurrency, n in commands():
+            await drive(units[unit], n // 5, concurrency)  # warm up
+            reply(await drive(units[unit], n, concurrency))
 
 
-def run_side(side: str) -> dict[str, float]:
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_db", "--side", side],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{side} run failed:\n{result.stderr[-3000:]}")
-    values: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
-    return values
+class Worker:
+    """A long-lived ``--side`` process measuring one unit at a time, on request."""
+
+    def __init__(self, side: str) -> None:
+        self.side = side
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.bench_db", "--side", side],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._expect("ready")
+
+    def _expect(self, what: str) -> str:
+        """The next protocol line (log lines on stdout are skipped)."""
+        assert self.process.stdout is not None
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the {self.side} worker died (exit {self.process.wait()})")
+            if line.startswith(PREFIX):
+                break
+        line = line[len(PREFIX) :].strip()
+        if what and line != what:
+            raise RuntimeError(f"the {self.side} worker said {line!r}, not {what!r}")
+        return line
+
+    def measure(self, unit: str, concurrency: int, n: int) -> float:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{unit} {concurrency} {n}\n")
+        self.process.stdin.flush()
+        value: float = json.loads(self._expect(""))
+        return value
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(60)
 
 
 def main() -> None:
@@ -192,12 +228,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     if args.side == "peer":
-        print(json.dumps(asyncio.run(peer_main())))
+        asyncio.run(peer_main())
         return
     if args.side == "ours":
         import trio
 
-        print(json.dumps(trio.run(ours_main)))
+        trio.run(ours_main)
         return
 
     admin(
@@ -207,12 +243,18 @@ def main() -> None:
         "room INT NOT NULL, body VARCHAR(200) NOT NULL) ENGINE=InnoDB",
     )
     runs: dict[str, list[float]] = {}
+    peer, ours = Worker("peer"), Worker("ours")
     try:
-        for _ in range(args.repeats):
-            for side in ("peer", "ours"):
-                for key, value in run_side(side).items():
-                    runs.setdefault(f"{side}:{key}", []).append(value)
+        for _ in range(args.repeats):  # each case: the peer, then ours, back to back
+            for (workload, concurrency), n in CASES.items():
+                key = f"{workload}/{concurrency}"
+                runs.setdefault(f"peer:{key}", []).append(peer.measure(workload, concurrency, n))
+                for name in (workload, f"{workload}_unit"):
+                    value = ours.measure(name, concurrency, n)
+                    runs.setdefault(f"ours:{name}/{concurrency}", []).append(value)
     finally:
+        peer.close()
+        ours.close()
         admin(f"DROP DATABASE IF EXISTS {DATABASE}")
     med = {key: statistics.median(values) for key, values in runs.items()}
 
@@ -246,7 +288,8 @@ def main() -> None:
         rows,
         notes=(
             f"MariaDB at {host}:{port}, pool_size {POOL_SIZE}; median of {args.repeats} "
-            "interleaved runs, each side in a fresh process; ours with metrics on. "
+            "interleaved runs (each case measured on the peer, then on ours, in two long-lived "
+            "processes); ours with metrics on. "
             "db.transaction() crosses the bridge once per statement and once for the "
             "commit; with_transaction(sync fn) once per transaction. Two costs add up: "
             "trio-asyncio's loop (each asyncio callback dispatched through a trio channel) "
