@@ -116,7 +116,7 @@ async def test_paused_replica_reads_go_elsewhere_and_none_fails(pair_db: PairDB)
 
 
 async def test_sql_thread_stopped_ejects_and_restarted_readmits(pair_db: PairDB) -> None:
-    async with running(pair_db.settings(probe_interval=0.5)) as db:
+    async with running(pair_db.settings(probe_interval=1.0)) as db:
         await wait_for(lambda: admitted(db), "the replica to be admitted")
         pair_db.pair.replica.sql("STOP SLAVE SQL_THREAD")
         await wait_for(lambda: not admitted(db), "the ejection")
@@ -126,7 +126,7 @@ async def test_sql_thread_stopped_ejects_and_restarted_readmits(pair_db: PairDB)
 
 
 async def test_lag_beyond_max_lag_ejects_until_caught_up(pair_db: PairDB) -> None:
-    async with running(pair_db.settings(probe_interval=0.5, max_lag=1.0)) as db:
+    async with running(pair_db.settings(probe_interval=1.0, max_lag=1.0)) as db:
         await wait_for(lambda: admitted(db), "the replica to be admitted")
         await make_notes(db, pair_db)
         blocker = pair_db.pair.replica.connect()  # the SQL thread waits for this lock
@@ -144,7 +144,7 @@ async def test_lag_beyond_max_lag_ejects_until_caught_up(pair_db: PairDB) -> Non
 
 
 async def test_read_your_writes_within_sticky_seconds(pair_db: PairDB) -> None:
-    settings = pair_db.settings(probe_interval=0.5, max_lag=60.0, sticky_seconds=1.0)
+    settings = pair_db.settings(probe_interval=1.0, max_lag=60.0, sticky_seconds=1.0)
     async with running(settings) as db:
         await wait_for(lambda: admitted(db), "the replica to be admitted")
         await make_notes(db, pair_db)
