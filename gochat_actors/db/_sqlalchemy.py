@@ -122,7 +122,14 @@ class SQLAlchemyServer:
                 pool_recycle=POOL_RECYCLE,
                 connect_args={"connect_timeout": CONNECT_TIMEOUT},
             )
-        engine = create_async_engine(self.url.reveal(), **options)
+        try:
+            engine = create_async_engine(self.url.reveal(), **options)
+        except ImportError as exc:  # the driver is an optional dependency
+            mysql = self.url.scheme.startswith("mysql")
+            hint = "pip install 'gochat-actors[mysql]'" if mysql else "pip install aiosqlite"
+            raise DBError(
+                f"{self.url.scheme}:// needs its driver {exc.name or exc}: {hint}"
+            ) from exc
         gauge = self._metrics.db_connections_active if self._metrics else None
         if gauge is not None:
 

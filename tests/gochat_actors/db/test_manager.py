@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -341,3 +342,15 @@ async def test_sqlite_statement_cancelled_mid_flight_keeps_the_database() -> Non
                 await session.execute(slow)
         assert scope.cancelled_caught
         assert await count(db) == 1  # the in-memory database survived, row 2 rolled back
+
+
+async def test_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiomysql", None)  # `import aiomysql` fails
+    db = DBManager(DBSettings.model_validate({"primary": "mysql+aiomysql://u@127.0.0.1:1/x"}))
+    with pytest.raises(ChildStartError) as caught:
+        async with open_supervisor([db.spec()]):
+            pass
+    cause = caught.value.__cause__
+    assert isinstance(cause, ChildStartError)
+    assert isinstance(cause.__cause__, DBError)
+    assert "gochat-actors[mysql]" in str(cause.__cause__)
