@@ -66,6 +66,7 @@ Processor = Callable[[Message], Awaitable[None]]
 """A message handler: ``async def persist(msg: Message) -> None``. Raising retries it."""
 
 _ERROR_TEXT_LIMIT = 1000
+_CHANNEL_BATCHES = 4  # polled batches waiting for the dispatcher (bounded)
 _CHUNK = 32  # messages a worker takes from one partition before others (and I/O) run
 
 
@@ -375,7 +376,7 @@ class _Session:
         self.parts: dict[TopicPartition, _Partition] = {}
         self.min_epoch = 0
         self.buffered = 0
-        self._send, self._receive = trio.open_memory_channel[Batch](1)
+        self._send, self._receive = trio.open_memory_channel[Batch](_CHANNEL_BATCHES)
         self._ready: deque[_Partition] = deque()
         self._ready_lot = trio.lowlevel.ParkingLot()
         self._space_lot = trio.lowlevel.ParkingLot()
@@ -384,6 +385,13 @@ class _Session:
         self._lag_labels: set[TopicPartition] = set()
 
     # -- GroupHandler (called from the backend's tasks) -------------------------------
+    def deliver_nowait(self, batch: Batch) -> bool:
+        try:
+            self._send.send_nowait(batch)
+        except trio.WouldBlock:
+            return False
+        return True
+
     async def deliver(self, batch: Batch) -> None:
         await self._send.send(batch)
 

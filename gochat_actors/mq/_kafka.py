@@ -418,7 +418,11 @@ class KafkaGroupConsumer:
                 mark = consumer.highwater(tp)
                 if mark is not None:
                     highwater[tp] = mark
-            await run_trio(handler.deliver, Batch(self._epoch, data, highwater))
+            batch = Batch(self._epoch, data, highwater)
+            # This code runs inside trio (trio-asyncio's loop is a trio task), so a sync
+            # trio call is fine: no crossing while the consumer keeps up.
+            if not handler.deliver_nowait(batch):
+                await run_trio(handler.deliver, batch)
 
     async def _on_revoked(self, handler: GroupHandler, revoked: Any) -> None:
         """aiokafka's coordinator task, before a rebalance: hand back the partitions."""

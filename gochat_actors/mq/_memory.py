@@ -455,7 +455,9 @@ class _MemoryGroupConsumer:
                 await broker._wait_changed(last_delivery + options.poll_timeout)
                 continue
             last_delivery = now
-            await handler.deliver(Batch(self._epoch, records, highwater))
+            batch = Batch(self._epoch, records, highwater)
+            if not handler.deliver_nowait(batch):
+                await handler.deliver(batch)
             if not records:
                 await trio.lowlevel.checkpoint()
 

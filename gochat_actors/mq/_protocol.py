@@ -10,8 +10,9 @@ the asyncio bridge once per call (a whole batch to produce, a commit), never per
      ├── create_topic / end_offsets / committed / ping
      └── open_consumer(group_id, topics, options) -> GroupConsumer
                                  └── run(handler): join the group, poll batches, hand each
-                                     to handler.deliver (waits: backpressure); on a
-                                     rebalance call handler.revoke and commit what it returns
+                                     to handler.deliver_nowait, else handler.deliver (it
+                                     waits: backpressure); on a rebalance call
+                                     handler.revoke and commit what it returns
 """
 
 from __future__ import annotations
@@ -172,6 +173,14 @@ class ConsumerOptions:
 
 class GroupHandler(Protocol):
     """What a group consumer hands its work to (the consumer actor implements it)."""
+
+    def deliver_nowait(self, batch: Batch) -> bool:
+        """Take one polled batch if there is room right now (False: call :meth:`deliver`).
+
+        Synchronous, so a backend on the asyncio side of the bridge can hand a batch
+        over without a crossing when the consumer keeps up.
+        """
+        ...
 
     async def deliver(self, batch: Batch) -> None:
         """Take one polled batch; waits while the consumer is full (backpressure)."""

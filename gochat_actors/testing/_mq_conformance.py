@@ -90,6 +90,9 @@ class Recorder:
         self.batches = 0
         self.epoch = 0
 
+    def deliver_nowait(self, batch: Batch) -> bool:
+        return False  # the suite exercises the waiting path
+
     async def deliver(self, batch: Batch) -> None:
         await trio.lowlevel.checkpoint()
         if batch.epoch < self.epoch:
