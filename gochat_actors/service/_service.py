@@ -184,11 +184,16 @@ async def open_service(
     if "db" in wanted:
         built["db"] = db = DBManager(settings.db, bridge=bridge, metrics=used)
         specs.append(db.spec("db", depends_on=("bridge",)))
+    cache: Cache | None = None
     if "cache" in wanted:
         built["cache"] = cache = Cache(settings.cache, metrics=used)
         specs.append(cache.spec("cache"))
     if "locks" in wanted:
-        built["locks"] = locks = Locks(settings.lock, cache_settings=settings.cache, metrics=used)
+        # With no lock url, locks live where the cache does: the same in-memory store.
+        store = cache.store if cache is not None and not settings.lock.url.reveal() else None
+        built["locks"] = locks = Locks(
+            settings.lock, cache_settings=settings.cache, metrics=used, store=store
+        )
         specs.append(locks.spec("locks"))
     if "ids" in wanted:
         built["ids"] = ids = IdGenerator(settings.idgen, metrics=used)
