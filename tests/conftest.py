@@ -12,6 +12,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests import _servers
+from tests._private import (
+    PrivateServer,
+    private_etcd_server,
+    private_redis_server,
+    private_tansu_server,
+)
 from tests._servers import Server, TopicFactory, require_server
 
 # fixture name -> the server it needs (used to mark tests automatically).
@@ -111,3 +117,25 @@ def mariadb_url() -> Iterator[str]:
     _servers.mariadb_create_database(database)
     yield _servers.mariadb_url(database)
     _servers.mariadb_drop_database(database)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateServer]:
+    """A private redis-server on a free port, to pause or kill (never the shared one)."""
+    with private_redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def private_etcd() -> Iterator[PrivateServer]:
+    """A private etcd on free ports, to pause or kill (never the shared one)."""
+    with private_etcd_server() as server:
+        yield server
+
+
+@pytest.fixture
+def private_tansu() -> Iterator[PrivateServer]:
+    """A private Tansu broker on a free port (``.address`` is its bootstrap), to pause or
+    kill (never the shared one)."""
+    with private_tansu_server() as server:
+        yield server

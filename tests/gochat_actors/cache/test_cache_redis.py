@@ -13,7 +13,7 @@ from gochat_actors import CacheMiss, CacheTimeout, CacheUnavailable, Dsn
 from gochat_actors.cache import JSON, STR, Cache, CacheSettings, open_redis_cache
 from gochat_actors.metrics import Metrics
 from supervisors import open_supervisor
-from tests.gochat_actors.cache._private_redis import PrivateRedis
+from tests._private import PrivateServer
 
 
 def settings(url: str, **options: object) -> CacheSettings:
@@ -38,7 +38,7 @@ async def test_cache_on_redis(redis_url: str, redis_key_prefix: str) -> None:
         assert await raw.get("user:42") is None
 
 
-async def test_paused_redis_times_out_then_recovers(private_redis: PrivateRedis) -> None:
+async def test_paused_redis_times_out_then_recovers(private_redis: PrivateServer) -> None:
     cache = Cache(settings(private_redis.url, op_timeout=0.3))
     async with trio.open_nursery() as nursery:
         await nursery.start(cache.run)
@@ -62,7 +62,7 @@ async def test_paused_redis_times_out_then_recovers(private_redis: PrivateRedis)
         nursery.cancel_scope.cancel()
 
 
-async def test_killed_redis_is_unavailable(private_redis: PrivateRedis) -> None:
+async def test_killed_redis_is_unavailable(private_redis: PrivateServer) -> None:
     cache = Cache(settings(private_redis.url, op_timeout=1.0))
     async with trio.open_nursery() as nursery:
         await nursery.start(cache.run)
@@ -75,7 +75,7 @@ async def test_killed_redis_is_unavailable(private_redis: PrivateRedis) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_start_fails_when_redis_is_unreachable(private_redis: PrivateRedis) -> None:
+async def test_start_fails_when_redis_is_unreachable(private_redis: PrivateServer) -> None:
     url = private_redis.url
     private_redis.process.kill()
     private_redis.process.wait()
@@ -85,7 +85,7 @@ async def test_start_fails_when_redis_is_unreachable(private_redis: PrivateRedis
     assert not cache.running
 
 
-async def test_refused_connections_leave_nothing_unclosed(private_redis: PrivateRedis) -> None:
+async def test_refused_connections_leave_nothing_unclosed(private_redis: PrivateServer) -> None:
     """coredis alone leaves the streams of a never-connected connection unclosed."""
     url = private_redis.url
     private_redis.process.kill()

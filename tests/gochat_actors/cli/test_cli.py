@@ -5,7 +5,6 @@ from __future__ import annotations
 import doctest
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import trio
 from gochat_actors.cli import main
 from supervisors import Backoff, ChildSpec
 from supervisors.testing import kill
+from tests._private import free_port
 
 from ..http._helpers import DSN, SECRET, idle, serving
 
@@ -154,13 +154,6 @@ async def test_tree_once_against_a_live_server() -> None:
     assert "restarting" in db
     assert "app:***@127.0.0.1" in db
     assert SECRET not in out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_tree_reports_an_unreachable_url_and_exits_1() -> None:

@@ -12,7 +12,7 @@ from gochat_actors import LockUnavailable
 from gochat_actors.cache import MemoryStore
 from gochat_actors.lock import LockBackend, MemoryLockBackend, lock_keys, open_redis_locks
 from gochat_actors.testing import LOCK_CHECKS, check_lock_backend
-from tests.gochat_actors.cache._private_redis import PrivateRedis
+from tests._private import PrivateServer
 
 Check = Callable[[LockBackend], Awaitable[None]]
 
@@ -50,7 +50,7 @@ async def test_redis_layout_value_and_fence(redis_url: str, redis_key_prefix: st
         assert await raw.ttl(fence) == float("inf")
 
 
-async def test_redis_reloads_its_scripts_after_a_flush(private_redis: PrivateRedis) -> None:
+async def test_redis_reloads_its_scripts_after_a_flush(private_redis: PrivateServer) -> None:
     """EVALSHA of an unknown script loads it and retries (SCRIPT FLUSH, a new server).
 
     On the private server: flushing the shared one's scripts would disturb other tests.

@@ -21,7 +21,7 @@ from gochat_actors import Dsn, LockLost, LockNotAcquired
 from gochat_actors.cache import CacheSettings, open_redis_cache
 from gochat_actors.lock import Lease, Locks, LockSettings, lock_keys
 from gochat_actors.metrics import Metrics
-from tests.gochat_actors.cache._private_redis import PrivateRedis
+from tests._private import PrivateServer
 
 ROOT = Path(__file__).resolve().parents[3]
 WORKER = [sys.executable, "-m", "tests.gochat_actors.lock._worker"]
@@ -50,7 +50,7 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
 
 
 async def test_paused_redis_cancels_the_body_before_the_ttl_runs_out(
-    private_redis: PrivateRedis,
+    private_redis: PrivateServer,
 ) -> None:
     seen: dict[str, Any] = {}
     async with running(make_locks(private_redis.url)) as locks:

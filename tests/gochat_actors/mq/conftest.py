@@ -9,7 +9,6 @@ import trio
 
 from gochat_actors import Bridge
 from gochat_actors.mq import ConsumerOptions, MQSettings
-from tests.gochat_actors.mq._tansu import private_tansu as private_tansu
 
 FAST = ConsumerOptions(
     max_records=200,

@@ -23,8 +23,8 @@ from gochat_actors.mq import (
 )
 from supervisors import Backoff, Supervisor, open_supervisor
 from supervisors.testing import kill
+from tests._private import PrivateServer
 from tests._servers import TopicFactory
-from tests.gochat_actors.mq._tansu import PrivateTansu
 from tests.gochat_actors.mq.conftest import FAST
 
 FAST_RETRY = Backoff(initial=0.05, maximum=0.2, jitter=0.0)
@@ -267,11 +267,11 @@ async def test_killed_mid_batch_fifty_times(
 
 @pytest.mark.slow
 async def test_paused_broker_makes_the_consumer_not_ready(
-    bridge: Bridge, private_tansu: PrivateTansu
+    bridge: Bridge, private_tansu: PrivateServer
 ) -> None:
     """``kill -STOP`` the broker for 10 s: the consumer reports not ready, comes back
     after ``kill -CONT``, and nothing is lost."""
-    settings = MQSettings(brokers=private_tansu.bootstrap)
+    settings = MQSettings(brokers=private_tansu.address)
     topic = "paused"
     producer = Producer(settings, bridge=bridge, timeout=5.0, probe_interval=0.5)
     seen = Counter[bytes | None]()
