@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -48,15 +49,26 @@ class Summary:
     p50_ms: float
     p99_ms: float
     seconds: float
+    persisted_here: int = 0
+    machine_ids: tuple[int, ...] = ()
+    healthy_at_end: bool = True
+    overstayed: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicate_ids == 0 and self.compactor_overlaps == 0
+        return (
+            self.lost == 0
+            and self.duplicate_ids == 0
+            and self.compactor_overlaps == 0
+            and self.healthy_at_end
+            and not self.overstayed
+        )
 
     def table(self) -> Table:
         table = Table(title="gochat-actors demo: summary", show_header=False)
         for key, value in asdict(self).items():
-            bad = key in ("lost", "duplicate_ids", "compactor_overlaps") and value
+            bad = key in ("lost", "duplicate_ids", "compactor_overlaps", "overstayed") and value
+            bad = bad or (key == "healthy_at_end" and not value)
             text = f"{value:.1f}" if isinstance(value, float) else str(value)
             table.add_row(key.replace("_", " "), f"[red]{text}[/red]" if bad else text)
         table.add_row("verdict", "[green]ok[/green]" if self.ok else "[red]FAILED[/red]")
@@ -105,6 +117,17 @@ async def _drain(demo: ChatDemo) -> list[int]:
                     break
             await trio.sleep(0.5)
     return missing
+
+
+async def _wait_healthy(service: Service, timeout: float = 30.0) -> bool:
+    """Whether the tree is live and ready again (the chaos is over) within ``timeout``."""
+    with trio.move_on_after(timeout):
+        while True:
+            health = service.supervisor.health()
+            if health.live and health.ready:
+                return True
+            await trio.sleep(0.2)
+    return False
 
 
 async def run_demo(
@@ -156,8 +179,9 @@ async def run_demo(
                 await service.supervisor.terminate_child("chaos")
             demo.sending = False
             missing = await _drain(demo)
+            healthy = await _wait_healthy(service)
             ledger = demo.ledger
-            return Summary(
+            summary = Summary(
                 sent=len(ledger.sent),
                 persisted=len(ledger.sent) - len(missing),
                 lost=len(missing),
@@ -170,9 +194,15 @@ async def run_demo(
                 p50_ms=percentile(ledger.latencies_ms, 0.5),
                 p99_ms=percentile(ledger.latencies_ms, 0.99),
                 seconds=seconds,
+                persisted_here=ledger.persisted,
+                machine_ids=tuple(sorted({service.ids.parse(i).machine_id for i in ledger.sent})),
+                healthy_at_end=healthy,
             )
         finally:
             demo.close()
+    report = service.supervisor.shutdown_report
+    overstayed = tuple(o.path for o in report.overstayed) if report is not None else ()
+    return dataclasses.replace(summary, overstayed=overstayed)
 
 
 def main(
