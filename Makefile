@@ -27,7 +27,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[mysql,kafka]'
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
@@ -37,8 +37,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+DEMO_ARGS ?=
 demo: install
-	$(BIN)/gochat-actors demo
+	$(BIN)/gochat-actors demo --duration 30 --chaos 1 $(DEMO_ARGS)
 
 test: install-dev
 	scripts/services up
