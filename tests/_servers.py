@@ -24,6 +24,8 @@ from typing import Final, Literal, Protocol, TypeAlias
 import pymysql
 import pytest
 
+from gochat_actors.idgen import prefix_end
+
 Server = Literal["mariadb", "redis", "etcd", "kafka"]
 SERVERS: Final[tuple[Server, ...]] = ("mariadb", "redis", "etcd", "kafka")
 
@@ -209,17 +211,6 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def etcd_prefix_end(prefix: bytes) -> bytes:
-    """The etcd ``range_end`` that covers every key starting with ``prefix``."""
-    end = bytearray(prefix)
-    while end:
-        if end[-1] < 0xFF:
-            end[-1] += 1
-            return bytes(end)
-        end.pop()
-    return b"\0"  # every key
-
-
 def etcd_post(path: str, payload: dict[str, object]) -> dict[str, object]:
     """POST ``payload`` as JSON to the etcd v3 gateway; return the JSON reply."""
     req = urllib.request.Request(
@@ -236,9 +227,7 @@ def etcd_post(path: str, payload: dict[str, object]) -> dict[str, object]:
 def etcd_delete_prefix(prefix: str) -> int:
     """Delete every etcd key starting with ``prefix``; return the count."""
     raw = prefix.encode()
-    reply = etcd_post(
-        "/v3/kv/deleterange", {"key": _b64(raw), "range_end": _b64(etcd_prefix_end(raw))}
-    )
+    reply = etcd_post("/v3/kv/deleterange", {"key": _b64(raw), "range_end": _b64(prefix_end(raw))})
     return int(str(reply.get("deleted", "0")))
 
 

@@ -14,15 +14,6 @@ def test_unique_names_differ() -> None:
     assert a.startswith("gochat-test-orders-")
 
 
-@pytest.mark.parametrize(
-    ("prefix", "end"),
-    [(b"/a/", b"/a0"), (b"a\xff", b"b"), (b"\xff\xff", b"\0"), (b"", b"\0")],
-)
-def test_etcd_prefix_end(prefix: bytes, end: bytes) -> None:
-    """The range end is the prefix with its last non-0xff byte incremented."""
-    assert _servers.etcd_prefix_end(prefix) == end
-
-
 @pytest.mark.parametrize("ci", ["true", "1"])
 def test_missing_server_fails_under_ci(monkeypatch: pytest.MonkeyPatch, ci: str) -> None:
     """With CI set, a server that did not answer fails the test."""

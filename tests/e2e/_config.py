@@ -54,7 +54,24 @@ margin = {margin}
     return path
 
 
-def overlapping(intervals: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+def db_rows(mariadb_url: str, query: str) -> list[tuple[int, ...]]:
+    """Run ``query`` on the test's MariaDB database (from a fresh connection)."""
+    import pymysql
+
+    database = mariadb_url.rsplit("/", 1)[1]
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", database=database)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(query)
+            return [tuple(int(v) for v in row) for row in cursor.fetchall()]
+    finally:
+        conn.close()
+
+
+COMPACTIONS = "SELECT token, started_ms, ended_ms FROM demo_compactions"
+
+
+def overlapping(intervals: list[tuple[int, ...]]) -> list[tuple[int, int]]:
     """Pairs of fencing tokens whose (start, end) intervals overlap, in token order."""
     ordered = sorted(intervals)
     return [

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import pymysql
 import pytest
 import trio
 from rich.console import Console
@@ -16,23 +15,12 @@ from gochat_actors import load_settings
 from gochat_actors.demo import Summary, run_demo
 from tests._private import PrivateServer
 
-from ._config import demo_toml, overlapping
+from ._config import COMPACTIONS, db_rows, demo_toml, overlapping
 
 pytestmark = [pytest.mark.slow, pytest.mark.mariadb, pytest.mark.redis, pytest.mark.etcd,
               pytest.mark.kafka]  # fmt: skip
 
 DURATION = 60.0
-
-
-def compactions(mariadb_url: str) -> list[tuple[int, int, int]]:
-    database = mariadb_url.rsplit("/", 1)[1]
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", database=database)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT token, started_ms, ended_ms FROM demo_compactions")
-            return [(int(t), int(s), int(e)) for t, s, e in cursor.fetchall()]
-    finally:
-        conn.close()
 
 
 async def test_demo_survives_chaos_and_paused_servers(
@@ -95,4 +83,4 @@ async def test_demo_survives_chaos_and_paused_servers(
     assert summary.compactions >= 3
     assert summary.healthy_at_end
     assert summary.overstayed == ()
-    assert overlapping(compactions(mariadb_url)) == []
+    assert overlapping(db_rows(mariadb_url, COMPACTIONS)) == []

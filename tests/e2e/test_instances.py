@@ -13,31 +13,19 @@ import sys
 import time
 from pathlib import Path
 
-import pymysql
 import pytest
 import trio
 
 from gochat_actors.idgen import SnowflakeLayout
 from tests._private import PrivateServer
 
-from ._config import demo_toml, overlapping
+from ._config import COMPACTIONS, db_rows, demo_toml, overlapping
 
 pytestmark = [pytest.mark.slow, pytest.mark.mariadb]
 
 ROOT = Path(__file__).resolve().parents[2]
 DURATION = 45.0
 KILL_AT = 12.0
-
-
-def db_rows(mariadb_url: str, query: str) -> list[tuple[int, ...]]:
-    database = mariadb_url.rsplit("/", 1)[1]
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", database=database)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(query)
-            return [tuple(int(v) for v in row) for row in cursor.fetchall()]
-    finally:
-        conn.close()
 
 
 def start_instance(config: Path, work: Path, name: str) -> subprocess.Popen[bytes]:
@@ -108,6 +96,6 @@ async def test_three_instances_share_the_work_and_survive_a_kill_9(
     }
     assert machine_ids["a"].isdisjoint(machine_ids["b"] | machine_ids["c"])
     assert machine_ids["b"].isdisjoint(machine_ids["c"])
-    intervals = db_rows(mariadb_url, "SELECT token, started_ms, ended_ms FROM demo_compactions")
+    intervals = db_rows(mariadb_url, COMPACTIONS)
     assert len(intervals) >= 3
-    assert overlapping([(t, s, e) for t, s, e in intervals]) == []
+    assert overlapping(intervals) == []
