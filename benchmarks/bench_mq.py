@@ -7,13 +7,19 @@ Rows:
   ``Producer.send`` from trio tasks vs aiokafka ``send_and_wait`` from asyncio tasks;
 - produce, bulk: ``Producer.send_many`` vs aiokafka ``send`` for every message, then
   ``gather`` (its fastest idiom);
-- consume + no-op processing + commit: a ``Consumer`` (metrics on) vs aiokafka
-  ``getmany`` + the same no-op processor per record + ``commit`` per batch.
+- consume + no-op processing + commit: a ``Consumer`` (metrics on, its periodic commits)
+  vs aiokafka ``getmany`` + the same no-op processor per record + ``commit`` per batch.
+  Both read the same kind of topic (filled the same way, untimed) and both clocks stop
+  once everything is processed *and committed*: the raw loop after its last commit; ours
+  when the consumer's commit of the end offsets returned (the child is stopped right
+  after the last message, which commits at once, instead of waiting for the next
+  periodic commit).
 
-Both sides send the Go original's ``trace_id`` (a new UUID hex) and ``timestamp``
-headers, with ``acks="all"`` and the same 1 MiB batch size. Each measurement runs in a
-fresh interpreter (so neither side inherits the other's heap or loop), interleaved
-round by round with the order rotated; the table shows medians.
+Both sides send the Go original's ``trace_id`` (16 random bytes as hex, a new one per
+message: what ``gochat_actors.log.new_trace_id`` does) and ``timestamp`` headers, with
+``acks="all"``, linger 0 and the same 1 MiB batch size, after one warm-up message. Each
+measurement runs in a fresh interpreter (so neither side inherits the other's heap or
+loop), interleaved round by round with the order rotated; the table shows medians.
 
 Run: ``.venv/bin/python -m benchmarks.bench_mq`` (needs the broker at 127.0.0.1:9092;
 ``--brokers`` to change it; topics are deleted afterwards).
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -50,7 +57,7 @@ CONTENDERS = (
 
 
 def _headers() -> list[tuple[str, bytes]]:
-    return [("trace_id", uuid.uuid4().hex.encode()), ("timestamp", b"%d" % int(time.time()))]
+    return [("trace_id", os.urandom(16).hex().encode()), ("timestamp", b"%d" % int(time.time()))]
 
 
 # -- raw aiokafka on asyncio ----------------------------------------------------------------
@@ -132,7 +139,6 @@ async def raw_bulk(brokers: str, topic: str, n: int) -> float:
 async def raw_consume(brokers: str, topic: str, n: int) -> float:
     from aiokafka import AIOKafkaConsumer
 
-    await _raw_fill(brokers, topic, n)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=brokers,
@@ -175,7 +181,7 @@ async def ours(kind: str, brokers: str, topic: str, n: int) -> float:
 
     from gochat_actors import Bridge
     from gochat_actors.metrics import Metrics
-    from gochat_actors.mq import Consumer, ConsumerOptions, Message, MQSettings, Producer
+    from gochat_actors.mq import MQSettings, Producer
     from supervisors import ChildSpec, open_supervisor
 
     settings = MQSettings(brokers=brokers)
@@ -185,7 +191,9 @@ async def ours(kind: str, brokers: str, topic: str, n: int) -> float:
     async with open_supervisor(
         [ChildSpec("bridge", bridge.run), producer.spec(depends_on=("bridge",))]
     ) as sup:
-        await producer.create_topic(topic, PARTITIONS)
+        if kind == "consume":  # the topic holds the n messages to read, nothing else
+            return await _ours_consume(sup, settings, bridge, metrics, topic, n)
+        await producer.create_topic(topic, PARTITIONS)  # exists: a no-op round trip
         await producer.send(topic, b"warm-up")
         if kind == "send":
 
@@ -202,41 +210,70 @@ async def ours(kind: str, brokers: str, topic: str, n: int) -> float:
             start = time.perf_counter()
             await producer.send_many(topic, [VALUE] * n)
             return n / (time.perf_counter() - start)
-        await producer.send_many(topic, [VALUE] * (n - 1))  # n with the warm-up
-        done = trio.Event()
-        count = 0
-        first = 0.0
+        raise ValueError(kind)
 
-        async def process(msg: Message) -> None:
-            nonlocal count, first
-            if not first:
-                first = time.perf_counter()
-            count += 1
-            if count == n:
-                done.set()
 
-        consumer = Consumer(
-            topics=[topic],
-            group_id=f"bench-{uuid.uuid4().hex[:12]}",
-            processor=process,
-            settings=settings,
-            bridge=bridge,
-            metrics=metrics,
-            options=ConsumerOptions(
-                max_records=500, session_timeout=2.0, heartbeat_interval=0.2, rebalance_timeout=1.0
-            ),
-        )
-        await sup.start_child(consumer.spec("consumer", depends_on=("bridge",)))
-        await done.wait()
-        return n / (time.perf_counter() - first)
+async def _ours_consume(
+    sup: Any, settings: Any, bridge: Any, metrics: Any, topic: str, n: int
+) -> float:
+    import trio
+
+    from gochat_actors.mq import Consumer, ConsumerOptions, Message
+    from gochat_actors.mq._kafka import KafkaGroupConsumer
+
+    done = trio.Event()
+    count = 0
+    first = 0.0
+    committed_all = 0.0
+    latest: dict[Any, int] = {}
+    commit = KafkaGroupConsumer.commit
+
+    async def timed_commit(self: Any, offsets: Any) -> None:
+        # Instrumentation only: note when the library's own commit of the end offsets
+        # returned (the clock's stop, as the raw loop's last commit).
+        nonlocal committed_all
+        await commit(self, offsets)
+        latest.update(offsets)
+        if sum(latest.values()) >= n and not committed_all:
+            committed_all = time.perf_counter()
+
+    KafkaGroupConsumer.commit = timed_commit  # type: ignore[method-assign]
+
+    async def process(msg: Message) -> None:
+        nonlocal count, first
+        if not first:
+            first = time.perf_counter()
+        count += 1
+        if count == n:
+            done.set()
+
+    consumer = Consumer(
+        topics=[topic],
+        group_id=f"bench-{uuid.uuid4().hex[:12]}",
+        processor=process,
+        settings=settings,
+        bridge=bridge,
+        metrics=metrics,
+        options=ConsumerOptions(
+            max_records=500, session_timeout=2.0, heartbeat_interval=0.2, rebalance_timeout=1.0
+        ),
+    )
+    await sup.start_child(consumer.spec("consumer", depends_on=("bridge",)))
+    await done.wait()
+    await sup.terminate_child("consumer")  # commits the positions at once
+    if not committed_all:
+        raise RuntimeError("the consumer did not commit the end offsets")
+    return n / (committed_all - first)
 
 
 def one(name: str, brokers: str, n: int) -> float:
     """Measure one contender in this process (a fresh topic, deleted afterwards)."""
     topic = f"gochat-bench-{name}-{uuid.uuid4().hex[:10]}"
     try:
+        asyncio.run(_raw_topic(brokers, topic))
+        if name.startswith("consume"):
+            asyncio.run(_raw_fill(brokers, topic, n))  # the same data for both, untimed
         if name.endswith("_raw"):
-            asyncio.run(_raw_topic(brokers, topic))
             runner = {"send_raw": raw_send, "bulk_raw": raw_bulk, "consume_raw": raw_consume}
             return asyncio.run(runner[name](brokers, topic, n))
         import trio

@@ -15,7 +15,16 @@ from ._configure import configure, get_logger, is_configured, reset
 from ._events import EVENT_LOGGER_NAME, event_logger
 from ._processors import SECRET_KEYS, add_service, order_keys, redact_secrets
 from ._settings import LogFormat, LogLevel, LogSettings
-from ._trace import TRACE_ID_KEY, bind_trace_id, current_trace_id, new_trace_id, trace_context
+from ._trace import (
+    TRACE_ID_KEY,
+    TraceToken,
+    bind_trace_id,
+    current_trace_id,
+    new_trace_id,
+    reset_trace_id,
+    set_trace_id,
+    trace_context,
+)
 
 __all__ = [
     "EVENT_LOGGER_NAME",
@@ -24,6 +33,7 @@ __all__ = [
     "LogFormat",
     "LogLevel",
     "LogSettings",
+    "TraceToken",
     "add_service",
     "bind_trace_id",
     "configure",
@@ -35,5 +45,7 @@ __all__ = [
     "order_keys",
     "redact_secrets",
     "reset",
+    "reset_trace_id",
+    "set_trace_id",
     "trace_context",
 ]

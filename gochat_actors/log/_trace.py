@@ -6,35 +6,97 @@ tasks it starts afterwards, and by asyncio code it runs through the bridge.
 
 from __future__ import annotations
 
-import uuid
+import contextvars
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import structlog
 
-__all__ = ["TRACE_ID_KEY", "bind_trace_id", "current_trace_id", "new_trace_id", "trace_context"]
+__all__ = [
+    "TRACE_ID_KEY",
+    "TraceToken",
+    "bind_trace_id",
+    "current_trace_id",
+    "new_trace_id",
+    "reset_trace_id",
+    "set_trace_id",
+    "trace_context",
+]
 
 TRACE_ID_KEY = "trace_id"
 """The log field (and contextvar key) of the trace ID."""
 
+TraceToken = contextvars.Token
+"""What :func:`set_trace_id` returns and :func:`reset_trace_id` takes."""
+
+
+def _structlog_var() -> contextvars.ContextVar[Any]:
+    """The context variable structlog keeps the trace ID in (public APIs only:
+    ``bind_contextvars`` returns tokens, ``Token.var`` is the variable). structlog
+    creates it once per key and keeps it: it is the same for the life of the process."""
+    tokens = structlog.contextvars.bind_contextvars(**{TRACE_ID_KEY: None})
+    structlog.contextvars.reset_contextvars(**tokens)
+    var: contextvars.ContextVar[Any] = tokens[TRACE_ID_KEY].var
+    return var
+
+
+_TRACE_VAR = _structlog_var()
+
 
 def new_trace_id() -> str:
-    """A fresh random trace ID: 32 lowercase hex digits (W3C trace-id shaped).
+    """A fresh random trace ID: 32 lowercase hex digits (16 random bytes, as a W3C
+    trace-id).
 
     Example::
 
         >>> len(new_trace_id())
         32
     """
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def _checked(trace_id: str) -> str:
+    if type(trace_id) is str and 0 < len(trace_id) <= 128 and trace_id.isprintable():
+        return trace_id  # the fast path
     if not isinstance(trace_id, str) or not trace_id or len(trace_id) > 128:
         raise ValueError("trace_id must be a non-empty str of at most 128 characters")
     if not trace_id.isprintable():
         raise ValueError("trace_id must be printable")
     return trace_id
+
+
+def set_trace_id(trace_id: str) -> TraceToken[Any]:
+    """Bind ``trace_id`` in the current context; return the token that
+    :func:`reset_trace_id` takes to restore what was bound before.
+
+    What :func:`trace_context` does, without a generator or a dict per call: for loops
+    that bind a trace per item (a consumer's messages). Always reset in a ``finally``.
+
+    Example::
+
+        token = set_trace_id(msg.trace_id)
+        try:
+            await handle(msg)        # its log lines carry msg.trace_id
+        finally:
+            reset_trace_id(token)
+    """
+    if type(trace_id) is str and 0 < len(trace_id) <= 128 and trace_id.isprintable():
+        return _TRACE_VAR.set(trace_id)  # the per-message path: no further call
+    return _TRACE_VAR.set(_checked(trace_id))
+
+
+def reset_trace_id(token: TraceToken[Any]) -> None:
+    """Restore the trace ID bound before the :func:`set_trace_id` that returned ``token``
+    (in the same context; a token is used once).
+
+    Example::
+
+        token = set_trace_id("abc")
+        reset_trace_id(token)        # back to the previous trace ID, or none
+    """
+    _TRACE_VAR.reset(token)
 
 
 def bind_trace_id(trace_id: str) -> None:
@@ -57,7 +119,7 @@ def current_trace_id() -> str | None:
 
         headers = {"trace_id": current_trace_id() or new_trace_id()}
     """
-    value = structlog.contextvars.get_contextvars().get(TRACE_ID_KEY)
+    value = _TRACE_VAR.get(None)
     return value if isinstance(value, str) else None
 
 

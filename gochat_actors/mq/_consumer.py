@@ -31,7 +31,7 @@ from supervisors import Backoff, ChildSpec, Health, cleanup_scope, progress
 
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MessageTooLarge, MQError, MQUnavailable
-from ..log import get_logger, new_trace_id, trace_context
+from ..log import get_logger, new_trace_id, reset_trace_id, set_trace_id, trace_context
 from ..metrics import Metrics
 from ._connect import BrokerWatch, Connection, set_child_health
 from ._memory import MemoryBroker
@@ -45,7 +45,6 @@ from ._message import (
     DLQ_ORIGINAL_TOPIC,
     TRACE_ID_HEADER,
     Message,
-    trace_binder,
 )
 from ._protocol import (
     Batch,
@@ -67,7 +66,7 @@ Processor = Callable[[Message], Awaitable[None]]
 
 _ERROR_TEXT_LIMIT = 1000
 _CHANNEL_BATCHES = 4  # polled batches waiting for the dispatcher (bounded)
-_CHUNK = 32  # messages a worker takes from one partition before others (and I/O) run
+_SLICE = 0.002  # seconds a worker processes one partition before others (and I/O) run
 
 
 def _is_async_callable(obj: object) -> bool:
@@ -256,7 +255,6 @@ class Consumer:
         self._options = options
         self._connect_timeout = float(connect_timeout)
         self._probe_interval = float(probe_interval)
-        self._bind_trace, self._unbind_trace = trace_binder()
         self._session: _Session | None = None
         self._sessions = 0
         self._processed = 0
@@ -491,36 +489,44 @@ class _Session:
                 part.scheduled = True
                 self._ready.append(part)
                 self._ready_lot.unpark()
-            # A schedule point per chunk: a processor that never blocks must not starve
+            # A schedule point per slice: a processor that never blocks must not starve
             # the fetcher (the bridge's asyncio loop runs between trio tasks).
             await trio.lowlevel.checkpoint()
 
     async def _drain(self, part: _Partition) -> None:
-        """Process up to ``_CHUNK`` of ``part``'s messages, in order (the hot path: the
-        first attempt is inline; retries and dead letters go to :meth:`_retry`)."""
+        """Process ``part``'s messages in order for about ``_SLICE`` seconds (the hot
+        path: the first attempt is inline; retries and dead letters go to :meth:`_retry`).
+
+        Per message: decode, bind its trace ID, run the processor, observe its time.
+        Per slice: one cancel scope (for a revoke), the consumed counter, progress.
+        """
         consumer = self.consumer
         processor = consumer._processor
         timeout = consumer._processing_timeout
-        bind, unbind = consumer._bind_trace, consumer._unbind_trace
         histogram = consumer._metric("mq_processing_duration", part.tp.topic)
+        observe = histogram.observe if histogram is not None else None
+        decode = Message.from_record
         perf_counter = time.perf_counter
         queue = part.queue
         done = succeeded = 0
         try:
             with trio.CancelScope() as scope:
                 part.scope = scope
-                while queue and not part.revoked and done < _CHUNK:
+                now = perf_counter()
+                until = now + _SLICE
+                while queue and not part.revoked and now < until:
                     record = queue.popleft()
                     self.buffered -= 1
                     part.in_flight = True
                     try:
-                        msg = Message.from_record(record)
+                        msg = decode(record)
                     except Exception as exc:
                         await self._dead_letter(record, None, exc, attempts=0)
+                        now = perf_counter()
                     else:
                         error: Exception | None = None
+                        token = set_trace_id(msg.trace_id)
                         start = perf_counter()
-                        token = bind(msg.trace_id)
                         try:
                             if timeout is None:
                                 await processor(msg)
@@ -530,11 +536,16 @@ class _Session:
                         except Exception as exc:
                             error = exc
                         finally:
-                            unbind(token)
-                        if histogram is not None:
-                            histogram.observe(perf_counter() - start)
-                        if error is None or await self._retry(record, msg, error, histogram):
+                            reset_trace_id(token)
+                        now = perf_counter()
+                        if observe is not None:
+                            observe(now - start)
+                        if error is None:
                             succeeded += 1
+                        else:
+                            if await self._retry(record, msg, error, histogram):
+                                succeeded += 1
+                            now = perf_counter()
                     part.in_flight = False
                     part.position = record.offset + 1
                     done += 1

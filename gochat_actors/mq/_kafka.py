@@ -198,6 +198,7 @@ class KafkaBackend:
         # (topic, partition) -> list of (builder, record indexes)
         open_batches: dict[tuple[str, int], list[tuple[Any, list[int]]]] = {}
         sticky: dict[str, int] = {}
+        known = self._partitions
         for i, record in enumerate(records):
             if record.size > limit:
                 results[i] = MessageTooLarge(
@@ -205,11 +206,13 @@ class KafkaBackend:
                 )
                 continue
             topic = record.topic
-            try:
-                parts = await self._partitions_of(topic)
-            except MQError as exc:
-                results[i] = exc
-                continue
+            parts = known.get(topic)
+            if parts is None:
+                try:
+                    parts = await self._partitions_of(topic)
+                except MQError as exc:
+                    results[i] = exc
+                    continue
             partition = record.partition
             if partition is not None:
                 if partition not in parts:
@@ -422,7 +425,11 @@ class KafkaGroupConsumer:
             # This code runs inside trio (trio-asyncio's loop is a trio task), so a sync
             # trio call is fine: no crossing while the consumer keeps up.
             if not handler.deliver_nowait(batch):
-                await run_trio(handler.deliver, batch)
+                # The crossing's bookkeeping (a future, a handle, a context) ends up in a
+                # reference cycle: hand the batch over in a box the trio side empties, so
+                # the records are freed by the processing, not by a later gc pass.
+                await run_trio(_deliver_boxed, handler, [batch])
+            del batch, data
 
     async def _on_revoked(self, handler: GroupHandler, revoked: Any) -> None:
         """aiokafka's coordinator task, before a rebalance: hand back the partitions."""
@@ -454,6 +461,11 @@ class KafkaGroupConsumer:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await self._bridge.run_asyncio(_close_quietly, consumer, "consumer")
+
+
+async def _deliver_boxed(handler: GroupHandler, box: list[Batch]) -> None:
+    """Trio side of a waiting hand-over: take the batch out of ``box``, then deliver it."""
+    await handler.deliver(box.pop())
 
 
 def _listener(owner: KafkaGroupConsumer, handler: GroupHandler) -> Any:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
-import structlog
-
-from ..log import TRACE_ID_KEY, current_trace_id, new_trace_id
+from ..log import current_trace_id, new_trace_id
 from ._protocol import OutgoingRecord, RawRecord
 
 __all__ = [
@@ -25,7 +21,6 @@ __all__ = [
     "TRACE_ID_HEADER",
     "Message",
     "outgoing_record",
-    "trace_binder",
 ]
 
 TRACE_ID_HEADER = "trace_id"
@@ -50,6 +45,7 @@ DLQ_HEADERS = (
 """The headers a dead-lettered message gains (besides its own, ``trace_id`` included)."""
 
 _MAX_TRACE_ID = 128
+_tuple_new = tuple.__new__
 
 
 class Message(NamedTuple):
@@ -88,12 +84,15 @@ class Message(NamedTuple):
         headers: dict[str, bytes] = {}
         pairs: Iterable[tuple[object, object]] = record.headers  # checked: any broker's data
         for name, value in pairs:
-            if not isinstance(name, str):
-                raise TypeError(f"header name {name!r} is not a str")
-            if value is None:
-                value = b""
-            elif not isinstance(value, bytes):
-                raise TypeError(f"header {name!r} has a {type(value).__name__} value, not bytes")
+            if type(name) is not str or type(value) is not bytes:  # the rare cases
+                if not isinstance(name, str):
+                    raise TypeError(f"header name {name!r} is not a str")
+                if value is None:
+                    value = b""
+                elif not isinstance(value, bytes):
+                    raise TypeError(
+                        f"header {name!r} has a {type(value).__name__} value, not bytes"
+                    )
             headers[name] = value
         raw = headers.get(TRACE_ID_HEADER)
         if raw:
@@ -105,75 +104,21 @@ class Message(NamedTuple):
                 )
         else:
             trace_id = new_trace_id()
-        return Message(
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            record.value,
-            headers,
-            trace_id,
-            record.timestamp / 1000.0,
+        # tuple.__new__: the fields are already what they must be (no re-check, no
+        # Python-level __new__ per message)
+        return _tuple_new(
+            cls,
+            (
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                record.value,
+                headers,
+                trace_id,
+                record.timestamp / 1000.0,
+            ),
         )
-
-
-def _bind_tokens(trace_id: str) -> Any:
-    return structlog.contextvars.bind_contextvars(**{TRACE_ID_KEY: trace_id})
-
-
-def _reset_tokens(tokens: Any) -> None:
-    structlog.contextvars.reset_contextvars(**tokens)
-
-
-@functools.cache
-def _trace_var() -> contextvars.ContextVar[Any] | None:
-    """The context variable structlog keeps the trace ID in, or None if it cannot be
-    used directly (found through public APIs: ``bind_contextvars`` returns tokens,
-    ``Token.var`` is the variable; checked once against ``current_trace_id``)."""
-    tokens = structlog.contextvars.bind_contextvars(**{TRACE_ID_KEY: "gochat-probe"})
-    var: contextvars.ContextVar[Any] = tokens[TRACE_ID_KEY].var
-    structlog.contextvars.reset_contextvars(**tokens)
-    before = current_trace_id()
-    token = var.set("gochat-probe")
-    ok = current_trace_id() == "gochat-probe"
-    var.reset(token)
-    if ok and current_trace_id() == before:
-        return var
-    return None  # pragma: no cover - structlog changed its internals
-
-
-def trace_binder() -> tuple[Callable[[str], Any], Callable[[Any], object]]:
-    """``(bind, unbind)``: bind a trace ID into the log context, return a token; unbind
-    restores what was there. What :func:`~gochat_actors.log.trace_context` does, minus a
-    generator and a dict per call: the consumer's per-message path.
-
-    Example::
-
-        bind, unbind = trace_binder()
-        token = bind(msg.trace_id)
-        try:
-            await processor(msg)
-        finally:
-            unbind(token)
-    """
-    var = _trace_var()
-    if var is None:  # pragma: no cover - structlog changed its internals
-        return _bind_tokens, _reset_tokens
-    return var.set, var.reset
-
-
-def bound_trace_id() -> str | None:
-    """:func:`~gochat_actors.log.current_trace_id`, without copying the whole context.
-
-    Example::
-
-        trace_id = bound_trace_id() or new_trace_id()
-    """
-    var = _trace_var()
-    if var is None:  # pragma: no cover - structlog changed its internals
-        return current_trace_id()
-    value = var.get(None)
-    return value if isinstance(value, str) else None
 
 
 def outgoing_record(
@@ -207,21 +152,39 @@ def outgoing_record(
         not isinstance(partition, int) or isinstance(partition, bool) or partition < 0
     ):
         raise ValueError(f"partition must be an int >= 0 or None, got {partition!r}")
-    pairs: list[tuple[str, bytes]] = []
-    names: set[str] = set()
-    if headers:
-        items = headers.items() if isinstance(headers, Mapping) else headers
-        for name, data in items:
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"header names must be non-empty str, got {name!r}")
-            if not isinstance(data, bytes):
-                raise TypeError(f"header {name!r} must be bytes, got {type(data).__name__}")
-            pairs.append((name, data))
-            names.add(name)
     now = time.time()
+    if not headers:  # the common case: only ours
+        tid = trace_id or current_trace_id() or new_trace_id()
+        pairs: tuple[tuple[str, bytes], ...] = (
+            (TRACE_ID_HEADER, tid.encode()),
+            (TIMESTAMP_HEADER, _timestamp_text(now)),
+        )
+        return _tuple_new(OutgoingRecord, (topic, value, key, pairs, int(now * 1000), partition))
+    given: list[tuple[str, bytes]] = []
+    names: set[str] = set()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for name, data in items:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"header names must be non-empty str, got {name!r}")
+        if not isinstance(data, bytes):
+            raise TypeError(f"header {name!r} must be bytes, got {type(data).__name__}")
+        given.append((name, data))
+        names.add(name)
     if TRACE_ID_HEADER not in names:
-        tid = trace_id or bound_trace_id() or new_trace_id()
-        pairs.append((TRACE_ID_HEADER, tid.encode()))
+        tid = trace_id or current_trace_id() or new_trace_id()
+        given.append((TRACE_ID_HEADER, tid.encode()))
     if TIMESTAMP_HEADER not in names:
-        pairs.append((TIMESTAMP_HEADER, str(int(now)).encode()))
-    return OutgoingRecord(topic, value, key, tuple(pairs), int(now * 1000), partition)
+        given.append((TIMESTAMP_HEADER, _timestamp_text(now)))
+    return OutgoingRecord(topic, value, key, tuple(given), int(now * 1000), partition)
+
+
+_last_second: list[tuple[int, bytes]] = [(0, b"0")]
+
+
+def _timestamp_text(now: float) -> bytes:
+    """``now`` as whole unix seconds in ASCII (cached: it changes once a second)."""
+    second = int(now)
+    cached = _last_second[0]
+    if cached[0] != second:
+        cached = _last_second[0] = (second, b"%d" % second)
+    return cached[1]

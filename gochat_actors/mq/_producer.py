@@ -18,11 +18,11 @@ from supervisors import ChildSpec, cleanup_scope
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MessageTooLarge, MQError, MQTimeout, MQUnavailable
 from .._slot import Slot
-from ..log import get_logger, new_trace_id
+from ..log import current_trace_id, get_logger, new_trace_id
 from ..metrics import Metrics
 from ._connect import Acks, Connection
 from ._memory import MemoryBroker
-from ._message import TRACE_ID_HEADER, bound_trace_id, outgoing_record
+from ._message import TRACE_ID_HEADER, outgoing_record
 from ._protocol import MQBackend, OutgoingRecord, RecordMetadata, TopicPartition
 from ._settings import MQSettings
 
@@ -61,10 +61,11 @@ class _Pending:
     their results. A bare trio wait: on the per-message path an Event per message costs
     more than the rest of it."""
 
-    __slots__ = ("done", "records", "results", "task")
+    __slots__ = ("deadline", "done", "records", "results", "task")
 
-    def __init__(self, records: list[OutgoingRecord]) -> None:
+    def __init__(self, records: list[OutgoingRecord], deadline: float) -> None:
         self.records = records
+        self.deadline = deadline
         self.results: Results = []
         self.done = False
         self.task: trio.lowlevel.Task | None = None
@@ -95,20 +96,78 @@ class _Pending:
         return self.results
 
 
+class _Deadlines:
+    """The deadlines of the sends waiting for a result, for the reaper.
+
+    Sends with the producer's timeout arrive in deadline order, so most go to a FIFO
+    (O(1) in and out); one with an earlier deadline than the FIFO's last goes to a heap.
+    Finished sends leave the fronts after every flush (:meth:`prune`), and both are
+    compacted when mostly finished: what is kept is proportional to the sends actually
+    waiting, never to the send rate times the timeout.
+    """
+
+    __slots__ = ("_limit", "_seq", "fifo", "heap")
+
+    def __init__(self) -> None:
+        self.fifo: deque[_Pending] = deque()
+        self.heap: list[tuple[float, int, _Pending]] = []
+        self._seq = itertools.count()
+        self._limit = 1024
+
+    def add(self, pending: _Pending) -> None:
+        fifo = self.fifo
+        if not fifo or pending.deadline >= fifo[-1].deadline:
+            fifo.append(pending)
+        else:
+            heapq.heappush(self.heap, (pending.deadline, next(self._seq), pending))
+        if len(fifo) + len(self.heap) > self._limit:
+            self._compact()
+
+    def _compact(self) -> None:
+        self.fifo = deque(p for p in self.fifo if not p.done)
+        self.heap = [entry for entry in self.heap if not entry[2].done]
+        heapq.heapify(self.heap)
+        self._limit = max(1024, 2 * (len(self.fifo) + len(self.heap)))
+
+    def prune(self) -> None:
+        """Drop the finished sends at the fronts."""
+        fifo, heap = self.fifo, self.heap
+        while fifo and fifo[0].done:
+            fifo.popleft()
+        while heap and heap[0][2].done:
+            heapq.heappop(heap)
+
+    def pop_expired(self, now: float) -> list[_Pending]:
+        """Remove and return the unfinished sends whose deadline is ``now`` or before."""
+        self.prune()
+        expired: list[_Pending] = []
+        fifo, heap = self.fifo, self.heap
+        while fifo and (fifo[0].done or fifo[0].deadline <= now):
+            expired.append(fifo.popleft())
+        while heap and (heap[0][2].done or heap[0][0] <= now):
+            expired.append(heapq.heappop(heap)[2])
+        return [p for p in expired if not p.done]
+
+    def next_deadline(self) -> float:
+        fifo, heap = self.fifo, self.heap
+        return min(fifo[0].deadline if fifo else math.inf, heap[0][0] if heap else math.inf)
+
+
 class _Sender:
     """One incarnation's queue and flusher. The flusher runs shielded, so a stopping
     actor still sends what was queued (within its shutdown budget). Send timeouts are
-    enforced by one reaper task over a heap of deadlines, not a cancel scope per send."""
+    enforced by one reaper task over the waiting sends' deadlines, not a cancel scope
+    per send."""
 
     def __init__(self, producer: Producer, backend: MQBackend) -> None:
         self.backend = backend
         self._producer = producer
         self._queue: deque[_Pending] = deque()
         self._queued = 0  # records in the queue
-        self._deadlines: list[tuple[float, int, _Pending]] = []
-        self._seq = itertools.count()
+        self._deadlines = _Deadlines()
         self._work = trio.Event()
         self._reaper_wakeup = trio.Event()
+        self._reaper_at = math.inf  # when the reaper wakes up next
         self._reaper_scope = trio.CancelScope()
         self._space = trio.lowlevel.ParkingLot()
         self._flight_done = trio.lowlevel.ParkingLot()
@@ -126,13 +185,12 @@ class _Sender:
                     await self._space.park()
         if self._closed:
             raise MQUnavailable("the producer is stopping")
-        pending = _Pending(records)
+        pending = _Pending(records, deadline)
         self._queue.append(pending)
         self._queued += len(records)
-        deadlines = self._deadlines
-        if not deadlines or deadline < deadlines[0][0]:
+        self._deadlines.add(pending)
+        if deadline < self._reaper_at:
             self._reaper_wakeup.set()
-        heapq.heappush(deadlines, (deadline, next(self._seq), pending))
         self._work.set()
         return await pending.wait()
 
@@ -148,12 +206,11 @@ class _Sender:
         deadlines = self._deadlines
         with self._reaper_scope:
             while True:
-                now = trio.current_time()
-                while deadlines and (deadlines[0][2].done or deadlines[0][0] <= now):
-                    pending = heapq.heappop(deadlines)[2]
+                for pending in deadlines.pop_expired(trio.current_time()):
                     pending.fail(self._timeout(pending.records))
                 self._reaper_wakeup = trio.Event()
-                with trio.move_on_at(deadlines[0][0] if deadlines else math.inf):
+                self._reaper_at = deadlines.next_deadline()
+                with trio.move_on_at(self._reaper_at):
                     await self._reaper_wakeup.wait()
 
     def close(self) -> None:
@@ -234,6 +291,7 @@ class _Sender:
         finally:
             for pending in batch:
                 pending.fail(MQUnavailable("the producer stopped before the broker answered"))
+            self._deadlines.prune()
 
 
 class Producer:
@@ -435,7 +493,7 @@ class Producer:
             if headers is None
             else list(headers.items() if isinstance(headers, Mapping) else headers)
         )
-        trace_id = bound_trace_id() or new_trace_id()
+        trace_id = current_trace_id() or new_trace_id()
         records = [
             outgoing_record(topic, v, k, header_list, trace_id=trace_id)
             for v, k in zip(value_list, key_list, strict=True)

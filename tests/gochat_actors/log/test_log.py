@@ -79,6 +79,36 @@ def test_bind_trace_id_and_new_trace_id(capsys: pytest.CaptureFixture[str]) -> N
         log.bind_trace_id("")
 
 
+def test_set_and_reset_trace_id(capsys: pytest.CaptureFixture[str]) -> None:
+    log.configure(LogSettings())
+    logger = log.get_logger("t")
+    with log.trace_context("outer"):
+        token = log.set_trace_id("fast-1")
+        try:
+            assert log.current_trace_id() == "fast-1"
+            logger.info("inside")
+        finally:
+            log.reset_trace_id(token)
+        assert log.current_trace_id() == "outer"
+        logger.info("after")
+    assert log.current_trace_id() is None
+    token = log.set_trace_id("alone")
+    log.reset_trace_id(token)
+    assert log.current_trace_id() is None
+    lines = json_lines(capsys.readouterr().out)
+    assert [line["trace_id"] for line in lines] == ["fast-1", "outer"]
+    for bad in ("", "x" * 129, "line\nbreak"):
+        with pytest.raises(ValueError, match="trace_id must be"):
+            log.set_trace_id(bad)
+    assert log.current_trace_id() is None
+
+
+def test_new_trace_ids_are_32_hex_digits() -> None:
+    ids = {log.new_trace_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in ids)
+
+
 async def test_trace_ids_follow_trio_tasks(capsys: pytest.CaptureFixture[str]) -> None:
     log.configure(LogSettings())
     logger = log.get_logger("tasks")

@@ -15,7 +15,7 @@ from gochat_actors.log import current_trace_id, trace_context
 from gochat_actors.mq import TIMESTAMP_HEADER, TRACE_ID_HEADER, Message, OutgoingRecord
 from gochat_actors.mq._errors import kafka_errors as translating
 from gochat_actors.mq._errors import translate
-from gochat_actors.mq._message import outgoing_record, trace_binder
+from gochat_actors.mq._message import outgoing_record
 from gochat_actors.mq._protocol import ConsumerOptions, murmur2_partition
 
 
@@ -115,16 +115,6 @@ def test_murmur2_partition_is_kafkas() -> None:
         key = bytes(range(n % 23)) + b"room:%d" % n
         for partitions in (1, 3, 8, 12):
             assert murmur2_partition(key, partitions) == (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def test_trace_binder_binds_the_log_context() -> None:
-    bind, unbind = trace_binder()
-    token = bind("bound-1")
-    try:
-        assert current_trace_id() == "bound-1"
-    finally:
-        unbind(token)
-    assert current_trace_id() is None
 
 
 @pytest.mark.parametrize(

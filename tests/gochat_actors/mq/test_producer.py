@@ -148,6 +148,43 @@ async def test_a_hung_broker_times_sends_out(autojump_clock: trio.testing.MockCl
     assert sorted(r.value or b"" for r in broker.records("chat")) == [b"x", b"y", b"z"]
 
 
+async def test_mixed_timeouts_each_expire_on_time(autojump_clock: trio.testing.MockClock) -> None:
+    broker = MemoryBroker()
+    producer = Producer(MQSettings(), broker=broker)
+    timed_out: dict[str, float] = {}
+
+    async def send(name: str, timeout: float) -> None:
+        start = trio.current_time()
+        with pytest.raises(MQTimeout):
+            await producer.send("chat", name.encode(), timeout=timeout)
+        timed_out[name] = trio.current_time() - start
+
+    async with open_supervisor([producer.spec()]):
+        broker.pause()
+        async with trio.open_nursery() as nursery:
+            for name, timeout in (("long", 5.0), ("longer", 7.0), ("short", 1.0), ("mid", 3.0)):
+                nursery.start_soon(send, name, timeout)
+                await trio.testing.wait_all_tasks_blocked()
+        broker.resume()
+    assert timed_out == pytest.approx({"long": 5.0, "longer": 7.0, "short": 1.0, "mid": 3.0})
+
+
+async def test_finished_sends_are_not_kept_until_their_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    producer = Producer(MQSettings(), broker=MemoryBroker(), timeout=3600.0)
+    async with open_supervisor([producer.spec()]):
+        async with trio.open_nursery() as nursery:
+            for n in range(3000):
+                nursery.start_soon(producer.send, "chat", b"%d" % n)
+        for n in range(3000):
+            await producer.send("chat", b"%d" % n, timeout=60.0 + n % 7)
+        sender = producer._slot.value
+        assert sender is not None
+        kept = len(sender._deadlines.fifo) + len(sender._deadlines.heap)
+        assert kept <= 2, kept  # not 6,000 sends held for an hour
+
+
 async def test_a_down_broker_fails_sends(autojump_clock: trio.testing.MockClock) -> None:
     broker = MemoryBroker()
     producer = Producer(MQSettings(), broker=broker)
