@@ -140,6 +140,27 @@ def outgoing_record(
 
         outgoing_record("chat.messages", b"hi", key=b"room:42", headers={"k": b"v"})
     """
+    now = time.time()
+    if (
+        not headers
+        and partition is None
+        and type(topic) is str
+        and topic
+        and type(value) is bytes
+        and (key is None or type(key) is bytes)
+    ):  # the common case, checked at once
+        tid = trace_id or current_trace_id() or new_trace_id()
+        return _tuple_new(
+            OutgoingRecord,
+            (
+                topic,
+                value,
+                key,
+                ((TRACE_ID_HEADER, tid.encode()), (TIMESTAMP_HEADER, _timestamp_text(now))),
+                int(now * 1000),
+                None,
+            ),
+        )
     if not isinstance(topic, str) or not topic:
         raise ValueError(f"topic must be a non-empty str, got {topic!r}")
     if value is not None and not isinstance(value, bytes):
@@ -152,7 +173,6 @@ def outgoing_record(
         not isinstance(partition, int) or isinstance(partition, bool) or partition < 0
     ):
         raise ValueError(f"partition must be an int >= 0 or None, got {partition!r}")
-    now = time.time()
     if not headers:  # the common case: only ours
         tid = trace_id or current_trace_id() or new_trace_id()
         pairs: tuple[tuple[str, bytes], ...] = (

@@ -7,8 +7,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, NoReturn, TypeVar
 
 import trio
@@ -54,27 +55,32 @@ def _log_send_failure(record: OutgoingRecord, error: Exception) -> None:
 
 
 Results = list[RecordMetadata | Exception]
+_topic_of = attrgetter("topic")
+_OWN_HEADERS = 1024  # more than trace_id + timestamp take (a checked trace_id is <= 128)
 
 
 class _Pending:
     """Queued records (one send, or a chunk of ``send_many``) and the task waiting for
-    their results. A bare trio wait: on the per-message path an Event per message costs
-    more than the rest of it."""
+    their results: ``results[at : at + len(records)]`` once ``done`` (the flight's list,
+    shared, not a copy per send). A bare trio wait: on the per-message path an Event per
+    message costs more than the rest of it."""
 
-    __slots__ = ("deadline", "done", "records", "results", "task")
+    __slots__ = ("at", "deadline", "done", "records", "results", "task")
 
     def __init__(self, records: list[OutgoingRecord], deadline: float) -> None:
         self.records = records
         self.deadline = deadline
         self.results: Results = []
+        self.at = 0
         self.done = False
         self.task: trio.lowlevel.Task | None = None
 
-    def finish(self, results: Results) -> None:
+    def finish(self, results: Results, at: int = 0) -> None:
         if self.done:
             return
         self.done = True
         self.results = results
+        self.at = at
         task, self.task = self.task, None
         if task is not None:
             trio.lowlevel.reschedule(task)
@@ -83,17 +89,21 @@ class _Pending:
         if not self.done:
             self.finish([_fresh(error) for _ in self.records])
 
-    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+    def mine(self) -> Results:
+        """This send's results (a copy)."""
+        return self.results[self.at : self.at + len(self.records)]
+
+    def abort(self, _: Any) -> trio.lowlevel.Abort:
+        """The waiting task was cancelled (the records stay queued: they may still go)."""
         self.task = None
         return trio.lowlevel.Abort.SUCCEEDED
 
-    async def wait(self) -> Results:
+    async def wait(self) -> None:
         if not self.done:
             self.task = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._abort)
+            await trio.lowlevel.wait_task_rescheduled(self.abort)
         else:
             await trio.lowlevel.checkpoint()
-        return self.results
 
 
 class _Deadlines:
@@ -176,23 +186,40 @@ class _Sender:
         self.scope = trio.CancelScope(shield=True)
         self.finished = trio.Event()
 
-    async def send(self, records: list[OutgoingRecord], deadline: float) -> Results:
-        """Queue ``records`` (at most ``max_batch``) and wait for their results."""
-        limit = self._producer._max_pending
-        if self._queued + len(records) > limit and self._queued and not self._closed:
-            with trio.move_on_at(deadline):
-                while self._queued + len(records) > limit and self._queued and not self._closed:
-                    await self._space.park()
-        if self._closed:
-            raise MQUnavailable("the producer is stopping")
+    def enqueue(self, records: list[OutgoingRecord], deadline: float) -> _Pending | None:
+        """Queue ``records`` (at most ``max_batch``) if there is room now; the caller then
+        waits on the returned entry. None: no room, or stopping (use :meth:`send`)."""
+        queued = self._queued
+        if self._closed or (queued and queued + len(records) > self._producer._max_pending):
+            return None
         pending = _Pending(records, deadline)
         self._queue.append(pending)
-        self._queued += len(records)
+        self._queued = queued + len(records)
         self._deadlines.add(pending)
         if deadline < self._reaper_at:
             self._reaper_wakeup.set()
         self._work.set()
-        return await pending.wait()
+        return pending
+
+    async def send(self, records: list[OutgoingRecord], deadline: float) -> _Pending:
+        """Queue ``records`` (at most ``max_batch``), waiting for room up to ``deadline``,
+        and wait for their results."""
+        pending = self.enqueue(records, deadline)
+        if pending is None:
+            limit = self._producer._max_pending
+            with trio.move_on_at(deadline):
+                while self._queued + len(records) > limit and self._queued and not self._closed:
+                    await self._space.park()
+            if self._closed:
+                raise MQUnavailable("the producer is stopping")
+            pending = self.enqueue(records, deadline)
+            if pending is None:  # still no room at the deadline: never queued, never sent
+                raise MQTimeout(
+                    f"send to {records[0].topic!r}: no room in the queue within the timeout "
+                    f"(max_pending={limit}); not sent"
+                )
+        await pending.wait()
+        return pending
 
     @staticmethod
     def _timeout(records: list[OutgoingRecord]) -> MQTimeout:
@@ -276,20 +303,25 @@ class _Sender:
             finally:
                 self._in_flight -= 1
                 self._flight_done.unpark_all()
-            counts: dict[str, int] = {}
-            for record, result in zip(records, results, strict=True):
-                if isinstance(result, Exception):
-                    _log_send_failure(record, result)
-                else:
-                    counts[result.topic] = counts.get(result.topic, 0) + 1
+            if len(results) != len(records):
+                raise AssertionError(f"{len(results)} results for {len(records)} records")
+            counts = Counter(map(_topic_of, records))
+            failed = [(i, r) for i, r in enumerate(results) if isinstance(r, Exception)]
+            for i, error in failed:
+                _log_send_failure(records[i], error)
+                counts[records[i].topic] -= 1
             self._producer._count_produced(counts)
-            at = 0
-            for pending in batch:
-                n = len(pending.records)
-                pending.finish(results[at : at + n])
-                at += n
+            if len(batch) == len(records):  # one record each: the per-message path
+                for at, pending in enumerate(batch):
+                    pending.finish(results, at)
+            else:
+                at = 0
+                for pending in batch:
+                    pending.finish(results, at)
+                    at += len(pending.records)
+            batch = []
         finally:
-            for pending in batch:
+            for pending in batch:  # only if the flight did not finish (cancelled, a bug)
                 pending.fail(MQUnavailable("the producer stopped before the broker answered"))
             self._deadlines.prune()
 
@@ -358,6 +390,7 @@ class Producer:
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._max_in_flight = max_in_flight
+        self._max_bytes = max_message_bytes
         self._probe_interval = float(probe_interval)
         self._slot: Slot[_Sender] = Slot("mq producer", error=MQUnavailable)
         self._produced: dict[str, Any] = {}
@@ -452,11 +485,18 @@ class Producer:
             meta = await producer.send("chat.messages", b'{"text": "hi"}', key=b"room:42")
         """
         record = outgoing_record(topic, value, key, headers, partition=partition)
-        self._check_size(record)
+        if headers or len(value or b"") + len(key or b"") + _OWN_HEADERS > self._max_bytes:
+            self._check_size(record)  # exact; else only our two headers: it fits
         wait = self._timeout if timeout is None else timeout
         deadline = trio.current_time() + wait
         sender = self._slot.value or await self._slot.get(wait)
-        [result] = await sender.send([record], deadline)
+        pending = sender.enqueue([record], deadline)
+        if pending is None:
+            pending = await sender.send([record], deadline)
+        else:  # waiting inline: on the per-message path each coroutine level costs
+            pending.task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(pending.abort)
+        result = pending.results[pending.at]
         if isinstance(result, Exception):
             raise _fresh(result)
         return result
@@ -509,7 +549,7 @@ class Producer:
             chunks: list[Results] = []
 
             async def one(chunk: list[OutgoingRecord], into: Results) -> None:
-                into.extend(await sender.send(chunk, deadline))
+                into.extend((await sender.send(chunk, deadline)).mine())
 
             for at in range(0, len(records), step):
                 chunks.append([])

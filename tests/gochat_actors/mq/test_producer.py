@@ -220,6 +220,35 @@ async def test_pending_sends_wait_for_space(autojump_clock: trio.testing.MockClo
     assert all(isinstance(r, RecordMetadata) for r in results)
 
 
+async def test_no_room_by_the_deadline_is_a_timeout_and_never_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = MemoryBroker()
+    producer = Producer(MQSettings(), broker=broker, max_pending=2, max_in_flight=1)
+    errors: dict[int, str] = {}
+
+    async def send(n: int) -> None:
+        with pytest.raises(MQTimeout) as caught:
+            await producer.send("chat", b"%d" % n, timeout=1.0)
+        errors[n] = str(caught.value)
+
+    async with open_supervisor([producer.spec()]):
+        broker.pause()
+        async with trio.open_nursery() as nursery:
+            for n in range(6):  # 1 in flight, 2 queued, 3 waiting for room
+                nursery.start_soon(send, n)
+                await trio.testing.wait_all_tasks_blocked()
+            sender = producer._slot.value
+            assert sender is not None
+            assert sender._queued == 2
+        broker.resume()
+        await producer.send("chat", b"last")
+    assert all("may still be delivered" in errors[n] for n in range(3))
+    assert all("not sent" in errors[n] for n in (3, 4, 5))
+    sent = sorted(r.value or b"" for r in broker.records("chat"))
+    assert sent == [b"0", b"1", b"2", b"last"]
+
+
 async def test_shutdown_flushes_what_is_queued(autojump_clock: trio.testing.MockClock) -> None:
     broker = MemoryBroker()
     producer = Producer(MQSettings(), broker=broker, max_in_flight=1, max_batch=2)
