@@ -11,13 +11,14 @@ from typing import ClassVar, Self, TypeVar
 import trio
 
 from .._exceptions import CacheError, CacheUnavailable, ComponentUnavailable, GochatError
+from .._pause import PauseSwitch
 
 __all__ = ["MemoryCache", "MemoryConnection", "MemoryStore"]
 
 T = TypeVar("T")
 
 
-class MemoryStore:
+class MemoryStore(PauseSwitch):
     """What a Redis server is to its clients, in memory, on the trio clock.
 
     Keys expire by ``trio.current_time()`` (so ``autojump_clock`` makes a 30 s TTL pass
@@ -47,30 +48,13 @@ class MemoryStore:
         self.round_trips = 0
         self._data: dict[str, bytes] = {}
         self._expires: dict[str, float] = {}
-        self._resumed: trio.Event | None = None
         self._down = False
 
-    # -- fault switches ------------------------------------------------------------
-    @property
-    def paused(self) -> bool:
-        """True between :meth:`pause` and :meth:`resume`."""
-        return self._resumed is not None
-
+    # -- fault switches (pause/resume come from PauseSwitch) ------------------------
     @property
     def down(self) -> bool:
         """True between :meth:`take_down` and :meth:`bring_up`."""
         return self._down
-
-    def pause(self) -> None:
-        """Hang every request from now on until :meth:`resume` (``kill -STOP``)."""
-        if self._resumed is None:
-            self._resumed = trio.Event()
-
-    def resume(self) -> None:
-        """Let hung and new requests through again (``kill -CONT``)."""
-        resumed, self._resumed = self._resumed, None
-        if resumed is not None:
-            resumed.set()
 
     def take_down(self) -> None:
         """Fail every request at once with the backend's ``...Unavailable`` error."""
@@ -91,8 +75,7 @@ class MemoryStore:
             await trio.sleep(half)
         else:
             await trio.lowlevel.checkpoint()
-        while self._resumed is not None:
-            await self._resumed.wait()
+        await self._while_paused()
         if self._down:
             raise error("the in-memory store is down (simulated)")
         result = op()

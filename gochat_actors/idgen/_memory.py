@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .._exceptions import IdGenUnavailable, MachineIdLost
+from .._pause import PauseSwitch
 from ._protocol import Compare, Delete, Get, KeyValue, Op, Put, TxnResult
 
 __all__ = ["MemoryEtcd"]
@@ -23,7 +24,7 @@ class _Lease:
     keys: set[bytes] = field(default_factory=set)
 
 
-class MemoryEtcd:
+class MemoryEtcd(PauseSwitch):
     """The :class:`EtcdBackend` operations, in memory, with leases expiring on the trio
     clock (so ``autojump_clock`` makes a 10 s TTL pass at once).
 
@@ -47,23 +48,11 @@ class MemoryEtcd:
         self._leases: dict[int, _Lease] = {}
         self._ids = itertools.count(0x6C65_6173_6500_0001)
         self._revision = 1
-        self._resumed: trio.Event | None = None
         self._failing = False
         self.calls = 0
         """How many operations were called (paused or failed ones included)."""
 
-    # -- fault injection -------------------------------------------------------------
-    def pause(self) -> None:
-        """Make every call wait until :meth:`resume` (leases keep expiring meanwhile)."""
-        if self._resumed is None:
-            self._resumed = trio.Event()
-
-    def resume(self) -> None:
-        """Let paused and later calls proceed."""
-        if self._resumed is not None:
-            self._resumed.set()
-            self._resumed = None
-
+    # -- fault injection (pause/resume come from PauseSwitch) --------------------------
     def fail(self, failing: bool = True) -> None:
         """Make calls raise :class:`~gochat_actors.IdGenUnavailable` (or stop doing so)."""
         self._failing = failing
@@ -77,8 +66,7 @@ class MemoryEtcd:
     async def _enter(self) -> None:
         self.calls += 1
         await trio.lowlevel.checkpoint()
-        while self._resumed is not None:
-            await self._resumed.wait()
+        await self._while_paused()  # leases keep expiring meanwhile
         if self._failing:
             raise IdGenUnavailable("memory etcd: failing on purpose (MemoryEtcd.fail)")
         self._expire()

@@ -18,6 +18,7 @@ from typing import NoReturn
 import trio
 
 from .._exceptions import MessageTooLarge, MQError, MQUnavailable
+from .._pause import PauseSwitch
 from ..log import get_logger
 from ._protocol import (
     Batch,
@@ -62,7 +63,7 @@ class _Stored:
         return f"<record {self.topic}[{self.partition}]@{self.offset}>"
 
 
-class MemoryBroker:
+class MemoryBroker(PauseSwitch):
     """An in-process broker. Share one between the producer and the consumers of a test.
 
     Topics are created on first use with ``default_partitions`` partitions (as Kafka's
@@ -82,28 +83,9 @@ class MemoryBroker:
         self._topics: dict[str, list[list[_Stored]]] = {}
         self._groups: dict[str, _Group] = {}
         self._changed = trio.Event()
-        self._resumed: trio.Event | None = None
         self._down = False
 
-    # -- faults --------------------------------------------------------------------
-    def pause(self) -> None:
-        """Hang every client call (and fetch) until :meth:`resume`: a stopped broker.
-
-        Example::
-
-            broker.pause()
-            ...                      # producers wait, consumers fetch nothing
-            broker.resume()
-        """
-        if self._resumed is None:
-            self._resumed = trio.Event()
-
-    def resume(self) -> None:
-        """Undo :meth:`pause`: waiting calls proceed."""
-        if self._resumed is not None:
-            self._resumed.set()
-            self._resumed = None
-
+    # -- faults (pause/resume come from PauseSwitch: producers wait, fetches stop) ----
     def set_down(self, down: bool = True) -> None:
         """While down, every client call raises :class:`~gochat_actors.MQUnavailable`.
 
