@@ -329,13 +329,16 @@ def progress() -> None:
 
 
 def set_health(status: Health, reason: str = "") -> None:
-    """Report the current child's health (see :meth:`ChildHandle.set_health`).
+    """Report the current child's health (see :meth:`ChildHandle.set_health`); a no-op
+    outside a supervised child (code also run from a plain nursery), like :func:`progress`.
 
     Example::
 
         supervisors.set_health(Health.DEGRADED, "no healthy replica; reading the primary")
     """
-    current_child().set_health(status, reason)
+    handle = _current_child.get()
+    if handle is not None:
+        handle.set_health(status, reason)
 
 
 def cleanup_scope(timeout: float | None = None) -> trio.CancelScope:

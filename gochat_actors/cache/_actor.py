@@ -10,7 +10,7 @@ from typing import Any, Generic, NoReturn, Protocol, Self, TypeVar
 
 import trio
 
-from supervisors import ChildSpec, Health, cleanup_scope, current_child, progress
+from supervisors import ChildSpec, Health, cleanup_scope, progress, set_health
 
 from .._exceptions import ComponentUnavailable, GochatError
 from .._slot import Slot
@@ -92,9 +92,9 @@ class BackendOwner(Generic[B]):
                     try:
                         await self._ping(backend)
                     except GochatError as exc:
-                        _set_health(Health.DEGRADED, str(exc))
+                        set_health(Health.DEGRADED, str(exc))
                     else:
-                        _set_health(Health.OK)
+                        set_health(Health.OK)
                     progress()
             finally:
                 self._slot.clear()
@@ -106,11 +106,3 @@ class BackendOwner(Generic[B]):
             await backend.ping()
         if scope.cancelled_caught:
             raise self._unavailable(f"{self._what}: no answer to PING within {self._op_timeout:g}s")
-
-
-def _set_health(status: Health, reason: str = "") -> None:
-    try:
-        child = current_child()
-    except RuntimeError:  # run outside a supervisor (a plain nursery.start)
-        return
-    child.set_health(status, reason)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from supervisors import Backoff, Health, cleanup_scope, current_child, progress
+from supervisors import Backoff, Health, cleanup_scope, progress, set_health
 
 from .._exceptions import IdGenError, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
 from ..log import get_logger
@@ -73,14 +73,6 @@ def _decode(raw: bytes) -> _Record | None:
         return None
 
 
-def _set_health(status: Health, reason: str = "") -> None:
-    try:
-        child = current_child()
-    except RuntimeError:  # run outside a supervisor
-        return
-    child.set_health(status, reason)
-
-
 def _open_backend(gen: IdGenerator) -> tuple[EtcdBackend, bool]:
     """The backend for one incarnation, and whether this incarnation owns (closes) it."""
     if gen._backend is not None:
@@ -103,7 +95,7 @@ async def run_keeper(
     try:
         if gen.static:
             _log.info("idgen.static", machine_id=gen.settings.machine_id)
-            _set_health(Health.OK)
+            set_health(Health.OK)
             task_status.started(gen)
             await trio.sleep_forever()
         backend, owned = _open_backend(gen)
@@ -170,7 +162,7 @@ class _Keeper:
             self.gen._metrics.idgen_renewal_failures.inc()
         holding = self.gen.ready
         self.log.warning(f"idgen.{what}_failed", error=str(exc), still_issuing=holding)
-        _set_health(Health.DEGRADED if holding else Health.FAILED, f"{what} failed: {exc}")
+        set_health(Health.DEGRADED if holding else Health.FAILED, f"{what} failed: {exc}")
 
     # -- acquiring -------------------------------------------------------------------
     async def acquire(self, *, first: bool) -> None:
@@ -282,7 +274,7 @@ class _Keeper:
         if wait_ms <= 0:
             return
         self.log.info("idgen.waiting_for_clock", machine_id=claim.machine_id, wait_ms=wait_ms)
-        _set_health(
+        set_health(
             Health.DEGRADED,
             f"waiting {wait_ms} ms for the clock to pass machine ID {claim.machine_id}'s "
             "last timestamp",
@@ -328,7 +320,7 @@ class _Keeper:
         gen._renewals += 1
         if gen._metrics is not None:
             gen._metrics.idgen_renewals.inc()
-        _set_health(Health.OK)
+        set_health(Health.OK)
 
     async def keep(self) -> None:
         """Renew every ``lease_ttl / 3``; retry failures sooner; reacquire after a loss."""
@@ -346,7 +338,7 @@ class _Keeper:
                 )
                 gen._invalidate(reason)
                 self.log.error("idgen.lost", machine_id=gen._machine_id, reason=reason)
-                _set_health(Health.FAILED, reason)
+                set_health(Health.FAILED, reason)
             if now < next_ns:
                 until = next_ns if lapsed else min(next_ns, gen._valid_until_ns)
                 await trio.sleep((until - now) / 1e9)

@@ -317,3 +317,8 @@ async def test_child_calling_its_own_supervisor_before_ready_is_refused(
             pass
     assert isinstance(info.value.__cause__, RuntimeError)
     assert "would wait for itself" in str(info.value.__cause__)
+
+
+async def test_set_health_outside_a_child_is_a_no_op() -> None:
+    supervisors.set_health(Health.FAILED, "not in a tree")  # must not raise
+    supervisors.progress()
