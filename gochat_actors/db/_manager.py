@@ -377,6 +377,25 @@ class DBManager:
     async def _primary(self) -> DBServer:
         return await self._slot.get(self._wait)
 
+    async def _route_primary(self) -> tuple[DBServer, _Replica | None]:
+        return await self._primary(), None
+
+    async def _attach_session(
+        self, session: DBSession, route: Callable[[], Awaitable[tuple[DBServer, _Replica | None]]]
+    ) -> None:
+        """Open ``session`` on the server ``route()`` picks. One that stopped after it was
+        picked (its actor is restarting: it opens no new session) is passed over for the
+        next (the next incarnation, another replica)."""
+        while True:
+            server, replica = await route()
+            try:
+                await session._attach(server, replica)
+                return
+            except DBUnavailable:
+                current = replica.server if replica is not None else self._slot.value
+                if current is server:
+                    raise
+
     def _sticky_now(self) -> bool:
         return self._sticky.get() > trio.current_time()
 
@@ -452,10 +471,10 @@ class DBManager:
         committing = False
         with trio.CancelScope(deadline=deadline) as scope:
             if mode is Mode.READER:
-                server, replica = await self._route_read(consistent=consistent)
+                route = functools.partial(self._route_read, consistent=consistent)
+                await self._attach_session(session, route)
             else:
-                server, replica = await self._primary(), None
-            await session._attach(server, replica)
+                await self._attach_session(session, self._route_primary)
             try:
                 yield session
             except BaseException:
@@ -464,6 +483,9 @@ class DBManager:
             try:
                 committing = True
                 await session._end()
+            except BaseException:
+                await session._drop()  # an end that did not get through: never left open
+                raise
             finally:
                 session._detach()
         if scope.cancelled_caught:
@@ -536,7 +558,7 @@ class DBManager:
     async def _run_unit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """The whole transaction of a sync ``fn`` in one call (one crossing)."""
         session = DBSession(self, Mode.TRANSACTION)
-        await session._attach(await self._primary(), None)
+        await self._attach_session(session, self._route_primary)
         handle = session._live()
         metrics = self._metrics
         timer = metrics.time_db_query("transaction", NO_TABLE) if metrics else nullcontext()

@@ -363,6 +363,13 @@ class _MemoryHandle:
         self._session.close()
         self._count(False)
 
+    @property
+    def lost(self) -> str:
+        return ""  # a memory server never closes a session under its user
+
+    def release(self) -> None:
+        pass
+
     def _count(self, active: bool) -> None:
         gauge = self._server.metrics.db_connections_active if self._server.metrics else None
         if gauge is not None and active != self._counted:

@@ -90,6 +90,21 @@ class DBSessionHandle(Protocol):
         """
         ...
 
+    @property
+    def lost(self) -> str:
+        """Why the server closed this session under its user (it stopped), or ``""``.
+
+        A lost session's work was rolled back: :meth:`call` and ``finish(commit=True)``
+        raise :class:`~gochat_actors.DBUnavailable`; a rollback or discard is a no-op.
+        """
+        ...
+
+    def release(self) -> None:
+        """The user is done with this handle (no I/O). A handle that still holds a
+        connection (its end did not get through) stays with its server, which closes
+        that connection when the server closes."""
+        ...
+
 
 class DBServer(Protocol):
     """One database server: the primary or one replica."""
@@ -115,11 +130,16 @@ class DBServer(Protocol):
         ...
 
     def session(self) -> DBSessionHandle:
-        """A new session on this server (no I/O until its first call)."""
+        """A new session on this server (no I/O until its first call).
+
+        Raises :class:`~gochat_actors.DBUnavailable` once :meth:`aclose` has begun.
+        """
         ...
 
     async def aclose(self) -> None:
-        """Dispose of the engine (pooled connections closed)."""
+        """Close the server: no new sessions; the sessions in flight get part of the
+        caller's deadline to end, the rest are closed under their users (rolled back,
+        :attr:`DBSessionHandle.lost`); then every connection is closed."""
         ...
 
 

@@ -15,6 +15,7 @@ run again on another healthy replica, else on the primary. Reads are safe to run
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -315,6 +316,8 @@ class DBSession:
 
     def _detach(self, server: DBServer | None = None) -> None:
         server = server or self._server
+        if self._handle is not None:
+            self._handle.release()
         if self._locked and server is not None and server.exclusive is not None:
             server.exclusive.release()
         self._locked = False
@@ -323,13 +326,19 @@ class DBSession:
     async def _failover(self, replica: _Replica, reason: str) -> None:
         self._tried.add(replica.name)
         await self._drop()
-        server, target = await self._db._route_read(exclude=self._tried)
-        _log.info("db.read_failover", origin=replica.name, target=server.name, reason=reason)
-        await self._attach(server, target)
+        await self._db._attach_session(
+            self, functools.partial(self._db._route_read, exclude=self._tried)
+        )
+        target = self._server_name()
+        _log.info("db.read_failover", origin=replica.name, target=target, reason=reason)
 
     async def _end(self) -> None:
         """Leave the block normally: commit (transaction, writer) or roll back (reader)."""
         handle = self._live()
+        if handle.lost:  # its server stopped under it and rolled it back
+            if self._mode is not Mode.READER:
+                await handle.finish(commit=True)  # raises DBUnavailable, saying so
+            return
         s = handle.session
         if self._mode is Mode.READER:
             if s.in_transaction():

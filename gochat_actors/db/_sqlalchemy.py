@@ -11,11 +11,22 @@ SQLite (``sqlite+aiosqlite``) keeps a single connection for ``:memory:``: sessio
 turns (:attr:`SQLAlchemyServer.exclusive`), and calls are shielded from cancellation
 (a cancelled statement would invalidate that connection, and with it the database); the
 cancellation is delivered as soon as the statement returns.
+
+**No connection is left to the garbage collector.** A server knows its sessions; closing
+it (its actor stopping) refuses new ones, gives those in flight part of the deadline to
+end, closes the rest under their users (invalidated: the server rolls them back), and
+only then disposes of the engine. The asyncio loop can close first (the bridge stopped):
+a guard task on the loop then does the same while the loop still runs. A connection
+comes back to the pool without a ROLLBACK unless it is inside a transaction, so a
+cancellation never lands in a pool reset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 import sqlalchemy as sa
@@ -25,7 +36,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
-from .._exceptions import DBError
+from .._exceptions import BridgeNotRunning, DBError, DBUnavailable
+from ..log import get_logger
 from ._errors import DRIVER_ERRORS, driver_code, translate
 from ._protocol import ReplicaStatus, ServerRole, end_session
 
@@ -45,10 +57,23 @@ CONNECT_TIMEOUT = 10.0
 POOL_RECYCLE = 3600.0
 """Seconds after which a pooled MySQL connection is replaced (below ``wait_timeout``)."""
 
+DRAIN_SHARE = 0.5
+"""Share of its closing deadline a server gives its sessions in flight to end on their own."""
+
+CLOSE_BUDGET = 5.0
+"""Seconds :meth:`SQLAlchemyServer.aclose` takes as its deadline when it runs without one."""
+
+GUARD_TIMEOUT = 2.0
+"""Seconds the asyncio side gets to close a server's connections when its loop closes."""
+
+DISCARD_TIMEOUT = 1.0
+"""Seconds a session's connection gets to be invalidated (shielded) when it is discarded."""
+
 _STATUS_QUERIES = ("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
 _SYNTAX_ERROR, _DENIED = 1064, frozenset({1227, 1142, 1045})
 _COUNTED = "gochat_counted"  # in a pool record's info: counted in db_connections_active
 _CATCH: tuple[type[BaseException], ...] = (SQLAlchemyError, *DRIVER_ERRORS)
+_log = get_logger("gochat_actors.db")
 
 
 class SQLAlchemyBackend:
@@ -96,6 +121,14 @@ class SQLAlchemyServer:
         self._metrics = metrics
         self._engine: AsyncEngine | None = None
         self._status_query = 0  # index into _STATUS_QUERIES that works here
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the engine lives on
+        self._guard: asyncio.Task[None] | None = None
+        self._closing = False
+        self._handles: set[_Handle] = set()  # sessions in flight
+        self._orphans: set[_Handle] = set()  # released, still holding a connection
+        self._drained: trio.Event | None = None
+        self._active = 0  # crossings running on the asyncio side
+        self._quiet: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<SQLAlchemyServer {self.name} {self.url}>"
@@ -111,10 +144,14 @@ class SQLAlchemyServer:
     async def open(self) -> None:
         """Create the engine on the asyncio side (no connection yet)."""
         if self._engine is None:
+            try:
+                self._loop = self.bridge.loop
+            except BridgeNotRunning as exc:
+                raise translate(exc) from exc
             self._engine = await self._cross(self._create_engine)
 
     async def _create_engine(self) -> AsyncEngine:
-        options: dict[str, Any] = {"hide_parameters": True}
+        options: dict[str, Any] = {"hide_parameters": True, "pool_reset_on_return": None}
         if not self.sqlite:
             options.update(
                 pool_size=self._pool_size,
@@ -130,6 +167,8 @@ class SQLAlchemyServer:
             raise DBError(
                 f"{self.url.scheme}:// needs its driver {exc.name or exc}: {hint}"
             ) from exc
+        event.listen(engine.sync_engine.pool, "reset", _reset)
+        self._guard = asyncio.get_running_loop().create_task(self._guard_loop())
         gauge = self._metrics.db_connections_active if self._metrics else None
         if gauge is not None:
 
@@ -146,10 +185,82 @@ class SQLAlchemyServer:
         return engine
 
     async def aclose(self) -> None:
-        """Dispose of the engine: close its pooled connections."""
+        """Close the server: refuse new sessions, let those in flight end (half the
+        deadline), close the rest under their users, then dispose of the engine.
+
+        Call it in a bounded scope (the actor's ``cleanup_scope()``); without a deadline
+        it takes :data:`CLOSE_BUDGET` seconds at most.
+        """
+        self._closing = True
+        if self._engine is None:
+            return
+        deadline = trio.current_effective_deadline()
+        budget = deadline - trio.current_time() if deadline < math.inf else CLOSE_BUDGET
+        with trio.move_on_after(budget * DRAIN_SHARE):
+            while self._handles:
+                self._drained = trio.Event()
+                await self._drained.wait()
+        if self._handles:
+            stuck = list(self._handles)
+            _log.warning("db.sessions_closed", server=self.name, count=len(stuck))
+            reason = f"database server {self.name} stopped while this session was in use"
+            for handle in stuck:
+                handle._kill(reason)
+            with trio.move_on_after(budget * (1 - DRAIN_SHARE) / 2):
+                for handle in stuck:
+                    await handle._wait_idle()
+        try:
+            await self._cross(self._teardown, f"database server {self.name} stopped", False)
+        except DBError:  # the loop is gone: its guard closed what it could
+            pass
+        finally:
+            self._engine = None
+
+    def _forget(self, handle: _Handle, *, orphan: bool = False) -> None:
+        self._handles.discard(handle)
+        if orphan:
+            self._orphans.add(handle)
+        else:
+            self._orphans.discard(handle)
+        if not self._handles and self._drained is not None:
+            self._drained.set()
+
+    async def _teardown(self, reason: str, wait: bool) -> None:
+        """On the asyncio side: close every session's connection, then the pool's."""
+        self._closing = True
         engine, self._engine = self._engine, None
-        if engine is not None:
-            await self._cross(engine.dispose)
+        if engine is None:
+            return
+        if wait and self._active:  # the loop is closing: crossings are unwinding
+            self._quiet = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(GUARD_TIMEOUT / 2):
+                    await self._quiet.wait()
+        handles = [*self._handles, *self._orphans]
+        self._handles.clear()
+        self._orphans.clear()
+        busy = 0
+        for handle in handles:
+            busy += not await handle._close_now(reason)
+        if busy:
+            _log.warning("db.sessions_abandoned", server=self.name, count=busy)
+        await engine.dispose()
+        if self._guard is not None and self._guard is not asyncio.current_task():
+            self._guard.cancel()
+
+    async def _guard_loop(self) -> None:
+        """Lives on the loop as long as the engine; if the loop closes first (the bridge
+        stopped), it closes what the server holds while the loop still runs."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            if self._engine is not None:
+                try:
+                    async with asyncio.timeout(GUARD_TIMEOUT):
+                        await self._teardown("the asyncio bridge stopped", True)
+                except Exception as exc:  # the loop is closing: log it and go on
+                    _log.warning("db.close_failed", server=self.name, error=repr(exc))
+            raise
 
     # -- probes ----------------------------------------------------------------------
     async def ping(self) -> None:
@@ -186,48 +297,127 @@ class SQLAlchemyServer:
     # -- sessions --------------------------------------------------------------------
     def session(self) -> _Handle:
         """A new AsyncSession on this engine (``expire_on_commit=False``)."""
-        return _Handle(self)
+        if self._closing:
+            raise DBUnavailable(f"database server {self.name} is closing")
+        handle = _Handle(self)
+        self._handles.add(handle)
+        return handle
 
-    async def _cross(self, fn: Callable[[*Ts], Any], *args: *Ts) -> Any:
-        """One crossing, errors translated; shielded on SQLite (see the module docstring)."""
+    async def _cross(self, fn: Callable[[*Ts], Awaitable[Any]], *args: *Ts) -> Any:
+        """One crossing, errors translated; shielded on SQLite (see the module docstring).
+
+        Only on the loop the engine was made on: after a bridge restart it is gone.
+        """
         try:
+            if self.bridge.loop is not self._loop:
+                raise BridgeNotRunning("the asyncio bridge restarted since this server opened")
             if not self.sqlite:
-                return await self.bridge.run_asyncio(fn, *args)
+                return await self.bridge.run_asyncio(self._tracked, fn, args)
             with trio.CancelScope(shield=True):
-                result = await self.bridge.run_asyncio(fn, *args)
+                result = await self.bridge.run_asyncio(self._tracked, fn, args)
             await trio.lowlevel.checkpoint_if_cancelled()
             return result
         except _CATCH as exc:
             raise translate(exc) from exc
 
+    async def _tracked(self, fn: Callable[[*Ts], Awaitable[T]], args: tuple[*Ts]) -> T:
+        self._active += 1
+        try:
+            return await fn(*args)
+        finally:
+            self._active -= 1
+            if not self._active and self._quiet is not None:
+                self._quiet.set()
+
 
 class _Handle:
-    """A DBSessionHandle on one AsyncSession."""
+    """A DBSessionHandle on one AsyncSession, known to its server until released."""
 
-    __slots__ = ("_server", "_session")
+    __slots__ = ("_crossing", "_idle", "_lost", "_scope", "_server", "_session")
 
     def __init__(self, server: SQLAlchemyServer) -> None:
         self._server = server
         self._session = AsyncSession(server.engine, expire_on_commit=False)
+        self._scope: trio.CancelScope | None = None  # the crossing running now
+        self._idle: trio.Event | None = None  # set when it ends (for a waiting closer)
+        self._crossing = False  # running on the asyncio side now
+        self._lost = ""
 
     @property
     def session(self) -> Session:
         return self._session.sync_session
 
+    @property
+    def lost(self) -> str:
+        return self._lost
+
     async def call(self, fn: Callable[[Session, *Ts], T], *args: *Ts) -> T:
-        result: T = await self._server._cross(_run_sync, self._session, fn, args)
+        result: T = await self._run(_run_sync, self._session, fn, args)
         return result
 
     async def finish(self, *, commit: bool) -> None:
+        if self._lost:
+            if commit:
+                raise DBUnavailable(f"{self._lost}: the transaction was rolled back")
+            return
         if not self._session.sync_session.in_transaction():
             self._session.sync_session.close()  # no connection held: nothing to send
             return
-        await self._server._cross(_finish, self._session, commit)
+        await self._run(_finish, self._session, commit)
 
     async def discard(self) -> None:
+        if self._lost or not self._session.sync_session.in_transaction():
+            return
+        with trio.move_on_after(DISCARD_TIMEOUT, shield=True), contextlib.suppress(DBError):
+            await self._run(self._session.invalidate)  # else the server closes it later
+
+    def release(self) -> None:
+        self._server._forget(self, orphan=self._session.sync_session.in_transaction())
+
+    async def _run(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
+        """One crossing for this session; its server may cancel it when it closes."""
+        if self._lost:
+            raise DBUnavailable(self._lost)
+        scope = self._scope = trio.CancelScope()
+        try:
+            with scope:
+                result: T = await self._server._cross(self._inside, fn, args)
+                return result
+        finally:
+            self._scope = None
+            if self._idle is not None:
+                self._idle.set()
+                self._idle = None
+        raise DBUnavailable(f"{self._lost} (during this call)")  # the server cancelled it
+
+    async def _inside(self, fn: Callable[[*Ts], Awaitable[T]], args: tuple[*Ts]) -> T:
+        self._crossing = True
+        try:
+            return await fn(*args)
+        finally:
+            self._crossing = False
+
+    def _kill(self, reason: str) -> None:
+        """Its server is closing: no more calls; the one in flight (if any) is cancelled."""
+        self._lost = self._lost or reason
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _wait_idle(self) -> None:
+        if self._scope is not None:
+            idle = self._idle = self._idle or trio.Event()
+            await idle.wait()
+
+    async def _close_now(self, reason: str) -> bool:
+        """On the asyncio side: lose the session and close its connection (the server
+        rolls back); False if a call is using it right now (it cannot be closed under it)."""
+        self._lost = self._lost or reason
+        if self._crossing:
+            return False
         if self._session.sync_session.in_transaction():
-            with trio.move_on_after(1.0, shield=True):
-                await self._server._cross(self._session.invalidate)
+            with contextlib.suppress(Exception):
+                await self._session.invalidate()
+        return True
 
 
 async def _run_sync(session: AsyncSession, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -236,6 +426,30 @@ async def _run_sync(session: AsyncSession, fn: Callable[..., T], args: tuple[Any
 
 async def _finish(session: AsyncSession, commit: bool) -> None:
     await session.run_sync(end_session, commit)  # one greenlet for both steps
+
+
+def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+    """A connection back in the pool: roll it back only if it is inside a transaction.
+
+    After a COMMIT or ROLLBACK (the usual case) that saves a round trip, and leaves no
+    await where a cancellation could interrupt the reset (SQLAlchemy logs that as an
+    error, "Exception during reset or similar"). A driver that cannot tell is rolled back.
+    """
+    if state.transaction_was_reset or not state.asyncio_safe:
+        return
+    if _in_transaction(getattr(dbapi_connection, "driver_connection", None)) is False:
+        return
+    dbapi_connection.rollback()
+
+
+def _in_transaction(driver: Any) -> bool | None:
+    """Whether the driver's connection is inside a transaction (no I/O); None: unknown."""
+    try:
+        status = getattr(driver, "get_transaction_status", None)  # aiomysql
+        found = status() if callable(status) else getattr(driver, "in_transaction", None)
+    except Exception:  # e.g. aiosqlite's "no active connection"
+        return None
+    return found if isinstance(found, bool) else None
 
 
 async def _ping(engine: AsyncEngine) -> None:
