@@ -35,8 +35,8 @@ from supervisors import (
     ChildSpec,
     Health,
     cleanup_scope,
-    current_child,
     progress,
+    set_health,
     supervisor_spec,
 )
 
@@ -265,7 +265,7 @@ class DBManager:
             _log.info(
                 "db.started", primary=str(self._settings.primary), replicas=len(self._replicas)
             )
-            _set_health(Health.OK)
+            set_health(Health.OK)
             task_status.started(self)
             while True:
                 await trio.sleep(self._settings.probe_interval)
@@ -292,7 +292,7 @@ class DBManager:
                 _log.info("db.primary_back")
             else:
                 _log.warning("db.primary_unreachable", reason=reason)
-        _set_health(Health.OK if ok else Health.FAILED, reason)
+        set_health(Health.OK if ok else Health.FAILED, reason)
 
     async def _run_replica(
         self, replica: _Replica, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -333,7 +333,7 @@ class DBManager:
         replica.lag = status.lag if status is not None else None
         replica.probed = True
         self._set_admitted(replica, healthy, reason)
-        _set_health(Health.OK if healthy else Health.DEGRADED, "" if healthy else reason)
+        set_health(Health.OK if healthy else Health.DEGRADED, "" if healthy else reason)
 
     def _set_admitted(
         self, replica: _Replica, healthy: bool, reason: str, *, quiet: bool = False
@@ -631,11 +631,3 @@ def _is_async(fn: object) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004
     )
-
-
-def _set_health(status: Health, reason: str = "") -> None:
-    try:
-        handle = current_child()
-    except RuntimeError:  # run outside a supervisor (a test calling the target directly)
-        return
-    handle.set_health(status, reason)

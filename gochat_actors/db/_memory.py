@@ -26,6 +26,7 @@ import trio
 
 from .._dsn import Dsn
 from .._exceptions import DBError
+from .._pause import PauseSwitch
 from ._errors import translate
 from ._protocol import ReplicaStatus, ServerRole, end_session
 from ._settings import DBSettings
@@ -118,7 +119,7 @@ class MemoryDB:
         return self.server(Dsn(""), name=name, role="replica", pool_size=1, metrics=None)
 
 
-class MemoryServer:
+class MemoryServer(PauseSwitch):
     """One in-memory server (a DBServer) with knobs for faults and replication.
 
     Example::
@@ -145,7 +146,6 @@ class MemoryServer:
         self._binlog = binlog
         self._applied = 0
         self._replicating = True
-        self._resumed: trio.Event | None = None
         self._faults: list[tuple[int, str]] = []
         self._pending: list[_Entry] = []
         self._engine: Engine | None = None
@@ -153,23 +153,7 @@ class MemoryServer:
     def __repr__(self) -> str:
         return f"<MemoryServer {self.name}>"
 
-    # -- knobs -----------------------------------------------------------------------
-    def pause(self) -> None:
-        """Every call (queries, commits, probes) hangs until :meth:`resume`."""
-        if self._resumed is None:
-            self._resumed = trio.Event()
-
-    def resume(self) -> None:
-        """Let paused calls go on."""
-        if self._resumed is not None:
-            self._resumed.set()
-            self._resumed = None
-
-    @property
-    def paused(self) -> bool:
-        """True between :meth:`pause` and :meth:`resume`."""
-        return self._resumed is not None
-
+    # -- knobs (pause/resume come from PauseSwitch: queries, commits, probes hang) -------
     def fail_next(
         self, code: int, times: int = 1, *, on: Literal["statement", "commit"] = "statement"
     ) -> None:
@@ -250,8 +234,7 @@ class MemoryServer:
             await trio.sleep(self.latency)
         else:
             await trio.lowlevel.checkpoint()
-        while self._resumed is not None:
-            await self._resumed.wait()
+        await self._while_paused()
         self.calls += 1
         if self.down:
             raise _fault(2003)
