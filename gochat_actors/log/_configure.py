@@ -118,7 +118,9 @@ def configure(settings: LogSettings | None = None, *, service: str = "gochat") -
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=_BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: loggers bound before a later configure() (or a test's
+        # structlog.testing.capture_logs) must follow the configuration in force.
+        cache_logger_on_first_use=False,
     )
 
 

@@ -288,3 +288,15 @@ def test_stdlib_records_get_no_formatter_noise(capsys: pytest.CaptureFixture[str
     logging.getLogger("sqlalchemy.engine").warning("plain")
     [line] = json_lines(capsys.readouterr().out)
     assert set(line) == {"timestamp", "level", "event", "service", "logger"}
+
+
+def test_a_logger_used_under_one_configuration_follows_the_next() -> None:
+    import structlog.testing
+
+    logger = log.get_logger("reconfigured")
+    log.configure(LogSettings(level="error"))
+    logger.error("under the first configuration")
+    log.reset()
+    with structlog.testing.capture_logs() as logs:
+        logger.warning("seen by capture_logs")
+    assert [entry["event"] for entry in logs] == ["seen by capture_logs"]
