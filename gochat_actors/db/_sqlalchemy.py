@@ -10,7 +10,10 @@ greenlet), so it may do several statements for the price of one crossing.
 SQLite (``sqlite+aiosqlite``) keeps a single connection for ``:memory:``: sessions take
 turns (:attr:`SQLAlchemyServer.exclusive`), and calls are shielded from cancellation
 (a cancelled statement would invalidate that connection, and with it the database); the
-cancellation is delivered as soon as the statement returns.
+cancellation is delivered as soon as the statement returns. A SQLite file database is
+switched to WAL (``PRAGMA journal_mode=WAL``): readers never block a commit, so a read
+whose statement is left open (its crossing cut off when the bridge stopped; the
+statement lives until the garbage collector finds it) cannot stall the writers.
 
 **No connection is left to the garbage collector.** A server knows its sessions; closing
 it (its actor stopping) refuses new ones, gives those in flight part of the deadline to
@@ -168,6 +171,8 @@ class SQLAlchemyServer:
                 f"{self.url.scheme}:// needs its driver {exc.name or exc}: {hint}"
             ) from exc
         event.listen(engine.sync_engine.pool, "reset", _reset)
+        if self.sqlite and _sqlite_file(self.url):
+            event.listen(engine.sync_engine.pool, "connect", _wal)
         self._guard = asyncio.get_running_loop().create_task(self._guard_loop())
         gauge = self._metrics.db_connections_active if self._metrics else None
         if gauge is not None:
@@ -239,9 +244,10 @@ class SQLAlchemyServer:
         handles = [*self._handles, *self._orphans]
         self._handles.clear()
         self._orphans.clear()
-        busy = 0
-        for handle in handles:
-            busy += not await handle._close_now(reason)
+        # All at once: on SQLite one connection's close can wait behind its statement,
+        # itself waiting for a lock that another of these connections holds.
+        closed = await asyncio.gather(*(handle._close_now(reason) for handle in handles))
+        busy = closed.count(False)
         if busy:
             _log.warning("db.sessions_abandoned", server=self.name, count=busy)
         await engine.dispose()
@@ -426,6 +432,20 @@ async def _run_sync(session: AsyncSession, fn: Callable[..., T], args: tuple[Any
 
 async def _finish(session: AsyncSession, commit: bool) -> None:
     await session.run_sync(end_session, commit)  # one greenlet for both steps
+
+
+def _sqlite_file(url: Dsn) -> bool:
+    """Whether a SQLite URL names a file (not ``:memory:`` nor a shared-cache memory db)."""
+    return url.database not in ("", ":memory:") and url.query.get("mode") != "memory"
+
+
+def _wal(dbapi_connection: Any, record: Any) -> None:
+    """A new SQLite file connection: WAL journal (a no-op once the file is in WAL)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
 
 
 def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:

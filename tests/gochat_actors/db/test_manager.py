@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -342,6 +344,36 @@ async def test_sqlite_statement_cancelled_mid_flight_keeps_the_database() -> Non
                 await session.execute(slow)
         assert scope.cancelled_caught
         assert await count(db) == 1  # the in-memory database survived, row 2 rolled back
+
+
+async def test_sqlite_file_is_in_wal_so_an_open_read_never_blocks_a_commit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "wal.db"
+    db = DBManager(DBSettings.model_validate({"primary": f"sqlite+aiosqlite:///{path}"}))
+    async with open_supervisor([db.spec()]):
+        await make_table(db)
+        async with db.reader() as session:
+            assert await session.scalar(text("PRAGMA journal_mode")) == "wal"
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO t VALUES (1), (2)"))
+        # A read left open elsewhere (a statement stepped once, never reset) holds a
+        # shared lock: in the rollback-journal mode the next COMMIT would wait it out.
+        reader = sqlite3.connect(path, timeout=0.1)
+        try:
+            rows = reader.execute("SELECT id FROM t")
+            assert rows.fetchone() == (1,)
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (3)"))
+        finally:
+            reader.close()
+        assert await count(db) == 3
+
+
+async def test_sqlite_in_memory_is_not_switched_to_wal() -> None:
+    db = DBManager(DBSettings())
+    async with open_supervisor([db.spec()]), db.reader() as session:
+        assert await session.scalar(text("PRAGMA journal_mode")) == "memory"
 
 
 async def test_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
