@@ -8,13 +8,18 @@ siblings included, not only its descendants) then runs asyncio code on that loop
 
 Each crossing costs ~80-120 us: cross once per unit of work (a transaction, a poll
 batch), with an ``async def`` that does the whole unit on the asyncio side.
+
+trio-asyncio runs one asyncio callback per trio scheduling round; the bridge makes its
+loop run the callbacks that are ready back to back (up to :data:`CALLBACK_BATCH`, as
+asyncio's own loop does), which saves a third of the rounds a crossing with I/O takes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
 
 import trio
 
@@ -28,10 +33,77 @@ __all__ = ["Bridge"]
 T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
 
+CALLBACK_BATCH = 64
+"""Most asyncio callbacks the loop runs in one trio scheduling round (then trio tasks
+get their turn: asyncio code that keeps scheduling callbacks cannot starve them)."""
+
+_LOOP_INTERNALS = ("_main_loop_one", "_q_recv", "_timers", "_nursery")
+
 
 async def _call(async_fn: Callable[[Unpack[PosArgsT]], Awaitable[T]], args: tuple[*PosArgsT]) -> T:
     # Created inside the asyncio task, so async_fn(*args) runs in asyncio context.
     return await async_fn(*args)
+
+
+def _run_ready_callbacks_together(loop: Any) -> None:
+    """Make ``loop`` run the asyncio callbacks ready now in one trio step, not one each.
+
+    trio-asyncio's loop takes one callback from its queue per trio scheduling round (and
+    opens a timeout scope for each); a 3-statement transaction crossing the bridge per
+    statement then takes ~24 rounds instead of ~16. Here a step gives trio its turn once
+    (the loop's own step when it has to wait: timers, the queue), then runs the callbacks
+    already queued, in order, up to :data:`CALLBACK_BATCH`. Timers, trio-task handles and
+    the stop handle are handled as the loop does. A trio-asyncio whose internals differ
+    (a new release) is left as it is.
+    """
+    import sniffio
+    from trio_asyncio._handles import AsyncHandle
+
+    if not all(hasattr(loop, name) for name in _LOOP_INTERNALS):
+        return  # pragma: no cover - a trio-asyncio release we do not know
+    loop_step = loop._main_loop_one
+    queue, timers, library = loop._q_recv, loop._timers, sniffio.thread_local
+
+    async def dispatch(handle: Any) -> None:
+        if isinstance(handle, asyncio.TimerHandle):
+            heapq.heappush(timers, handle)
+        elif isinstance(handle, AsyncHandle):  # starts a trio task
+            handle._context.run(loop._nursery.start_soon, handle._run, name=handle._callback)
+            await handle._started.wait()
+        elif not handle._cancelled:
+            previous, library.name = library.name, "asyncio"
+            try:
+                handle._run()
+            finally:
+                library.name = previous
+
+    async def step(no_wait: bool = False) -> None:
+        if timers and timers[0]._when <= loop.time():
+            await loop_step(no_wait)  # runs the due timer
+        else:
+            try:
+                handle = queue.receive_nowait()
+            except trio.WouldBlock:
+                await loop_step(no_wait)  # waits for a callback or a timer
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()  # trio's turn
+                await dispatch(handle)
+        for _ in range(CALLBACK_BATCH):
+            try:
+                handle = queue.receive_nowait()
+            except trio.WouldBlock:
+                return
+            await dispatch(handle)
+
+    loop._main_loop_one = step
+    if not loop.get_debug():
+        # trio-asyncio checks every callback (inspect.iscoroutinefunction & co) on each
+        # call_soon; asyncio's own loop does that only in debug mode, and so do we.
+        loop._check_callback = _no_check
+
+
+def _no_check(callback: object, method: str) -> None:
+    """``_check_callback`` outside debug mode: as asyncio's loop, no check."""
 
 
 class Bridge:
@@ -77,6 +149,7 @@ class Bridge:
         self._opening = True  # set before the first await: two run() can't both pass
         try:
             async with trio_asyncio.open_loop() as loop:
+                _run_ready_callbacks_together(loop)
                 self._set_loop(loop)
                 try:
                     task_status.started(self)
@@ -148,9 +221,16 @@ class Bridge:
         loop = self._loop
         if loop is None:
             raise BridgeNotRunning("the asyncio bridge is not running")
+        from trio_asyncio import run_aio_future  # loaded by run(): a dict lookup
+
         coro = _call(async_fn, args)
         try:
-            result: T = await loop.run_aio_coroutine(coro)
+            try:
+                task = loop.create_task(coro)
+            except BaseException:
+                coro.close()  # the loop closed: no "never awaited" warning
+                raise
+            result: T = await run_aio_future(task)
         except asyncio.CancelledError as exc:
             # Not our cancellation (that arrives as trio.Cancelled): the loop is closing,
             # or someone cancelled the task on the asyncio side.

@@ -314,13 +314,22 @@ class SQLAlchemyServer:
 
         Only on the loop the engine was made on: after a bridge restart it is gone.
         """
+        return await self._bridged(self._tracked, fn, args)
+
+    async def _bridged(
+        self,
+        inside: Callable[[Callable[[*Ts], Awaitable[T]], tuple[*Ts]], Awaitable[T]],
+        fn: Callable[[*Ts], Awaitable[T]],
+        args: tuple[*Ts],
+    ) -> T:
+        """Run ``inside(fn, args)`` on the asyncio side (``inside`` counts the crossing)."""
         try:
             if self.bridge.loop is not self._loop:
                 raise BridgeNotRunning("the asyncio bridge restarted since this server opened")
             if not self.sqlite:
-                return await self.bridge.run_asyncio(self._tracked, fn, args)
+                return await self.bridge.run_asyncio(inside, fn, args)
             with trio.CancelScope(shield=True):
-                result = await self.bridge.run_asyncio(self._tracked, fn, args)
+                result = await self.bridge.run_asyncio(inside, fn, args)
             await trio.lowlevel.checkpoint_if_cancelled()
             return result
         except _CATCH as exc:
@@ -331,22 +340,25 @@ class SQLAlchemyServer:
         try:
             return await fn(*args)
         finally:
-            self._active -= 1
-            if not self._active and self._quiet is not None:
-                self._quiet.set()
+            self._untrack()
+
+    def _untrack(self) -> None:
+        self._active -= 1
+        if not self._active and self._quiet is not None:
+            self._quiet.set()
 
 
 class _Handle:
     """A DBSessionHandle on one AsyncSession, known to its server until released."""
 
-    __slots__ = ("_crossing", "_idle", "_lost", "_scope", "_server", "_session")
+    __slots__ = ("_busy", "_idle", "_lost", "_server", "_session", "_task")
 
     def __init__(self, server: SQLAlchemyServer) -> None:
         self._server = server
         self._session = AsyncSession(server.engine, expire_on_commit=False)
-        self._scope: trio.CancelScope | None = None  # the crossing running now
-        self._idle: trio.Event | None = None  # set when it ends (for a waiting closer)
-        self._crossing = False  # running on the asyncio side now
+        self._busy = False  # a call is in flight (trio side)
+        self._task: asyncio.Task[Any] | None = None  # its asyncio task, while it runs
+        self._idle: trio.Event | None = None  # set when the call ends (for a waiting closer)
         self._lost = ""
 
     @property
@@ -381,36 +393,46 @@ class _Handle:
         self._server._forget(self, orphan=self._session.sync_session.in_transaction())
 
     async def _run(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
-        """One crossing for this session; its server may cancel it when it closes."""
+        """One crossing for this session; its server may cut it off when it closes
+        (:meth:`_kill`): the call then raises DBUnavailable, whatever it returned."""
         if self._lost:
             raise DBUnavailable(self._lost)
-        scope = self._scope = trio.CancelScope()
+        self._busy = True
         try:
-            with scope:
-                result: T = await self._server._cross(self._inside, fn, args)
-                return result
+            result: T = await self._server._bridged(self._inside, fn, args)
+        except DBError as exc:
+            if self._lost:
+                raise DBUnavailable(f"{self._lost} (during this call)") from exc
+            raise
         finally:
-            self._scope = None
+            self._busy = False
             if self._idle is not None:
                 self._idle.set()
                 self._idle = None
-        raise DBUnavailable(f"{self._lost} (during this call)")  # the server cancelled it
+        if self._lost:
+            raise DBUnavailable(f"{self._lost} (during this call)")
+        return result
 
     async def _inside(self, fn: Callable[[*Ts], Awaitable[T]], args: tuple[*Ts]) -> T:
-        self._crossing = True
+        self._server._active += 1
+        self._task = asyncio.current_task()
         try:
+            if self._lost:  # cut off before it started
+                raise DBUnavailable(self._lost)
             return await fn(*args)
         finally:
-            self._crossing = False
+            self._task = None
+            self._server._untrack()
 
     def _kill(self, reason: str) -> None:
-        """Its server is closing: no more calls; the one in flight (if any) is cancelled."""
+        """Its server is closing: no more calls; the one in flight (if any) is cancelled
+        on the asyncio side (on SQLite it ends first: see the module docstring)."""
         self._lost = self._lost or reason
-        if self._scope is not None:
-            self._scope.cancel()
+        if self._task is not None and not self._server.sqlite:
+            self._task.cancel()
 
     async def _wait_idle(self) -> None:
-        if self._scope is not None:
+        if self._busy:
             idle = self._idle = self._idle or trio.Event()
             await idle.wait()
 
@@ -418,7 +440,7 @@ class _Handle:
         """On the asyncio side: lose the session and close its connection (the server
         rolls back); False if a call is using it right now (it cannot be closed under it)."""
         self._lost = self._lost or reason
-        if self._crossing:
+        if self._task is not None:
             return False
         if self._session.sync_session.in_transaction():
             with contextlib.suppress(Exception):

@@ -9,7 +9,7 @@ Example::
     print(metrics.render().decode())
 """
 
-from ._metrics import CONTENT_TYPE, OTHER_PREFIX, Metrics, key_prefix
+from ._metrics import CONTENT_TYPE, OTHER_PREFIX, Metrics, key_prefix, observe_many
 from ._runtime import RuntimeMetrics
 from ._settings import MetricsSettings
 
@@ -20,4 +20,5 @@ __all__ = [
     "MetricsSettings",
     "RuntimeMetrics",
     "key_prefix",
+    "observe_many",
 ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from bisect import bisect_left
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -16,7 +18,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["CONTENT_TYPE", "OTHER_PREFIX", "Metrics", "key_prefix"]
+__all__ = ["CONTENT_TYPE", "OTHER_PREFIX", "Metrics", "key_prefix", "observe_many"]
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The ``Content-Type`` of :meth:`Metrics.render`'s output (text format 0.0.4, which every
@@ -88,6 +90,7 @@ class Metrics:
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.namespace = namespace
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         ns, reg = namespace, self.registry
 
         # -- db ------------------------------------------------------------------
@@ -275,8 +278,7 @@ class Metrics:
         counter = self.cache_hits if hit else self.cache_misses
         counter.labels(prefix=key_prefix(key)).inc()
 
-    @contextmanager
-    def time_cache_op(self, op: str, key: str | bytes) -> Iterator[None]:
+    def time_cache_op(self, op: str, key: str | bytes) -> _Timer:
         """Observe the duration of one cache operation (``op`` is a fixed name: get, set...).
 
         Example::
@@ -284,16 +286,9 @@ class Metrics:
             with metrics.time_cache_op("get", key):
                 value = await client.get(key)
         """
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.cache_operation_duration.labels(op=op, prefix=key_prefix(key)).observe(
-                time.perf_counter() - start
-            )
+        return _Timer(self._series(self.cache_operation_duration, op, key_prefix(key)))
 
-    @contextmanager
-    def time_db_query(self, operation: str, table: str) -> Iterator[None]:
+    def time_db_query(self, operation: str, table: str) -> _Timer:
         """Observe a query's duration; count it in ``db_query_errors`` if it raises.
 
         Example::
@@ -301,19 +296,12 @@ class Metrics:
             with metrics.time_db_query("insert", "messages"):
                 await conn.execute(stmt)
         """
-        start = time.perf_counter()
-        try:
-            yield
-        except Exception:
-            self.db_query_errors.labels(operation=operation, table=table).inc()
-            raise
-        finally:
-            self.db_query_duration.labels(operation=operation, table=table).observe(
-                time.perf_counter() - start
-            )
+        return _Timer(
+            self._series(self.db_query_duration, operation, table),
+            self._series(self.db_query_errors, operation, table),
+        )
 
-    @contextmanager
-    def time_mq_processing(self, topic: str) -> Iterator[None]:
+    def time_mq_processing(self, topic: str) -> _Timer:
         """Observe the processing time of one consumed message.
 
         Example::
@@ -321,11 +309,16 @@ class Metrics:
             with metrics.time_mq_processing(msg.topic):
                 await handler(msg)
         """
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.mq_processing_duration.labels(topic=topic).observe(time.perf_counter() - start)
+        return _Timer(self._series(self.mq_processing_duration, topic))
+
+    def _series(self, family: Any, *values: str) -> Any:
+        """``family.labels(*values)``, remembered: ``labels()`` validates and locks on
+        every call, a few microseconds on a path taken per query or per message."""
+        key = (id(family), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*values)
+        return child
 
     # -- exposition ----------------------------------------------------------------
     content_type = CONTENT_TYPE
@@ -342,3 +335,57 @@ class Metrics:
 
     def __repr__(self) -> str:
         return f"<Metrics namespace={self.namespace!r}>"
+
+
+def observe_many(histogram: Any, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for each value, in one pass: the values are counted per
+    bucket first, then each touched bucket (and the sum) is updated once. For a hot path
+    that times many small things (a consumer's messages) and records them per batch.
+
+    Example::
+
+        observe_many(metrics.mq_processing_duration.labels(topic="chat"), [0.001, 0.002])
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:  # not a prometheus_client histogram child as we know it
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe()
+    total.inc(sum(values))
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
+
+
+class _Timer:
+    """``with`` block timing into a histogram series; counts an ``Exception`` leaving the
+    block in ``errors`` (if given). Reusable, not reentrant.
+
+    Example::
+
+        with metrics.time_db_query("select", "users"):
+            ...
+    """
+
+    __slots__ = ("_errors", "_histogram", "_start")
+
+    def __init__(self, histogram: Any, errors: Any = None) -> None:
+        self._histogram, self._errors, self._start = histogram, errors, 0.0
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._errors is not None and isinstance(exc, Exception):
+            self._errors.inc()
+        self._histogram.observe(time.perf_counter() - self._start)

@@ -32,7 +32,7 @@ from supervisors import Backoff, ChildSpec, Health, cleanup_scope, progress
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MessageTooLarge, MQError, MQUnavailable
 from ..log import get_logger, new_trace_id, reset_trace_id, set_trace_id, trace_context
-from ..metrics import Metrics
+from ..metrics import Metrics, observe_many
 from ._connect import BrokerWatch, Connection, set_child_health
 from ._memory import MemoryBroker
 from ._message import (
@@ -497,14 +497,15 @@ class _Session:
         """Process ``part``'s messages in order for about ``_SLICE`` seconds (the hot
         path: the first attempt is inline; retries and dead letters go to :meth:`_retry`).
 
-        Per message: decode, bind its trace ID, run the processor, observe its time.
-        Per slice: one cancel scope (for a revoke), the consumed counter, progress.
+        Per message: decode, bind its trace ID, run the processor, time it.
+        Per slice: one cancel scope (for a revoke), the times observed in one pass
+        (:func:`~gochat_actors.metrics.observe_many`), the consumed counter, progress.
         """
         consumer = self.consumer
         processor = consumer._processor
         timeout = consumer._processing_timeout
         histogram = consumer._metric("mq_processing_duration", part.tp.topic)
-        observe = histogram.observe if histogram is not None else None
+        timings: list[float] | None = [] if histogram is not None else None
         decode = Message.from_record
         perf_counter = time.perf_counter
         queue = part.queue
@@ -538,8 +539,8 @@ class _Session:
                         finally:
                             reset_trace_id(token)
                         now = perf_counter()
-                        if observe is not None:
-                            observe(now - start)
+                        if timings is not None:
+                            timings.append(now - start)
                         if error is None:
                             succeeded += 1
                         else:
@@ -555,6 +556,8 @@ class _Session:
                 progress()
                 if self._space_waiting:
                     self._space_lot.unpark_all()
+            if timings:
+                observe_many(histogram, timings)
             if succeeded and histogram is not None:
                 consumer._metric("mq_messages_consumed", part.tp.topic).inc(succeeded)
 

@@ -190,3 +190,44 @@ def test_render_and_content_type() -> None:
     body = m.render()
     assert isinstance(body, bytes)
     assert b"# TYPE gochat_cache_hits_total counter" in body
+
+
+def test_observe_many_counts_as_observe_one_by_one() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from gochat_actors.metrics import observe_many
+
+    values = [0.0, 0.0005, 0.001, 0.0010001, 0.005, 0.02, 0.5, 1e9]
+    one, many = CollectorRegistry(), CollectorRegistry()
+    buckets = (0.001, 0.005, 0.01, 0.1)
+    by_one = Histogram("h", "h", ["t"], registry=one, buckets=buckets).labels("a")
+    by_many = Histogram("h", "h", ["t"], registry=many, buckets=buckets).labels("a")
+    for value in values:
+        by_one.observe(value)
+    observe_many(by_many, values)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for metric in registry.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(many) == samples(one)
+    assert samples(many)[("h_bucket", "0.001")] == 3  # a bound itself counts in its bucket
+
+
+def test_observe_many_falls_back_to_observe_for_other_histograms() -> None:
+    from gochat_actors.metrics import observe_many
+
+    class Plain:
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def observe(self, value: float) -> None:
+            self.seen.append(value)
+
+    plain = Plain()
+    observe_many(plain, [0.1, 0.2])
+    assert plain.seen == [0.1, 0.2]
