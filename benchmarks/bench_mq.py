@@ -382,7 +382,11 @@ def main() -> None:
             "after one warm-up message; consume rows read a topic filled beforehand the "
             "same way for both (untimed), in a new consumer group, and stop their clock "
             "only once all is processed and committed. Ours runs on trio with aiokafka on "
-            "the trio-asyncio bridge, the peer on plain asyncio. Median of "
+            "the trio-asyncio bridge, the peer on plain asyncio; ours raises aiokafka's "
+            "stream-reader limit to 1 MiB (gochat_actors.mq READER_LIMIT: on the bridge a "
+            "socket's pause and resume cost a trio task each), the peer keeps aiokafka's "
+            "64 KiB (under plain asyncio the larger limit helps it too, by 0-20% in runs "
+            "here, within the noise). Median of "
             f"{rounds} rounds, each contender in a fresh interpreter, order rotated each "
             "round."
         ),

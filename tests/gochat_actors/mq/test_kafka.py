@@ -316,3 +316,20 @@ async def test_paused_broker_makes_the_consumer_not_ready(
 
 def _ready(sup: Supervisor, child: str) -> bool:
     return not any(r.startswith(child + ":") for r in sup.health().reasons)
+
+
+def test_aiokafka_connections_get_a_reader_limit_the_bridge_can_afford() -> None:
+    import aiokafka.conn
+
+    from gochat_actors.mq._kafka import READER_LIMIT, KafkaBackend
+
+    before = aiokafka.conn.READER_LIMIT
+    try:
+        aiokafka.conn.READER_LIMIT = 2**16  # aiokafka's own
+        KafkaBackend(MQSettings(brokers="127.0.0.1:9092"), Bridge()).client_options()
+        assert aiokafka.conn.READER_LIMIT == READER_LIMIT
+        aiokafka.conn.READER_LIMIT = READER_LIMIT * 4  # someone set more: left as it is
+        KafkaBackend(MQSettings(brokers="127.0.0.1:9092"), Bridge()).client_options()
+        assert aiokafka.conn.READER_LIMIT == READER_LIMIT * 4
+    finally:
+        aiokafka.conn.READER_LIMIT = before
