@@ -4,7 +4,7 @@ A :class:`Bridge` is a plain object; its :meth:`Bridge.run` is a supervision chi
 opens a trio-asyncio loop and holds it until cancelled. Any trio task (the opener's
 siblings included, not only its descendants) then runs asyncio code on that loop with
 :meth:`Bridge.run_asyncio`, because the loop is passed explicitly
-(``loop.run_aio_coroutine``), never looked up from the caller's context.
+(``loop.create_task``), never looked up from the caller's context.
 
 A crossing costs ~25 us on these machines, ~120 us around a database round trip: cross
 once per unit of work (a transaction, a poll batch), with an ``async def`` that does the

@@ -265,3 +265,39 @@ async def test_can_run_again_after_stopping_but_not_twice_at_once() -> None:
             with pytest.raises(BridgeError, match="already running"):
                 await nursery.start(bridge.run)
             nursery.cancel_scope.cancel()
+
+
+async def test_ready_callbacks_run_in_order_and_a_callback_storm_does_not_starve_trio() -> None:
+    bridge = Bridge()
+    order: list[int] = []
+    storm_runs = 0
+    trio_turns = 0
+    stop = False
+
+    def storm() -> None:  # asyncio side: reschedules itself as long as it may
+        nonlocal storm_runs
+        storm_runs += 1
+        if not stop:
+            asyncio.get_running_loop().call_soon(storm)
+
+    async def schedule() -> None:
+        loop = asyncio.get_running_loop()
+        for n in range(200):  # more than one batch of ready callbacks
+            loop.call_soon(order.append, n)
+        loop.call_soon(storm)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        await bridge.run_asyncio(schedule)
+        while not storm_runs:
+            await trio.lowlevel.checkpoint()
+        before = storm_runs
+        while trio_turns < 50:  # a trio task keeps getting its turns during the storm
+            await trio.lowlevel.checkpoint()
+            trio_turns += 1
+        during = storm_runs - before
+        stop = True
+        await bridge.run_asyncio(asyncio.sleep, 0)
+        nursery.cancel_scope.cancel()
+    assert order == list(range(200))
+    assert during > 10 * trio_turns  # many asyncio callbacks per trio round, not one
