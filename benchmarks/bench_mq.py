@@ -384,9 +384,9 @@ def main() -> None:
             "only once all is processed and committed. Ours runs on trio with aiokafka on "
             "the trio-asyncio bridge, the peer on plain asyncio; ours raises aiokafka's "
             "stream-reader limit to 1 MiB (READER_LIMIT in gochat_actors/mq/_kafka.py: on "
-            "the bridge a socket's pause and resume cost a trio task each), the peer keeps aiokafka's "
-            "64 KiB (under plain asyncio the larger limit helps it too, by 0-20% in runs "
-            "here, within the noise). Median of "
+            "the bridge a socket's pause and resume cost a trio task each), the peer keeps "
+            "aiokafka's 64 KiB (under plain asyncio the larger limit helps it too, by "
+            "0-20% in runs here, within the noise). Median of "
             f"{rounds} rounds, each contender in a fresh interpreter, order rotated each "
             "round."
         ),
