@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 
 import pytest
 import trio
@@ -301,3 +302,77 @@ async def test_ready_callbacks_run_in_order_and_a_callback_storm_does_not_starve
         nursery.cancel_scope.cancel()
     assert order == list(range(200))
     assert during > 10 * trio_turns  # many asyncio callbacks per trio round, not one
+
+
+async def test_timers_fire_while_the_loop_waits_for_callbacks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bridge = Bridge()
+    fired: list[float] = []
+
+    async def later() -> None:  # asyncio side: a timer, then a long idle wait
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        loop.call_later(5.0, lambda: fired.append(loop.time() - start))
+        await asyncio.sleep(30.0)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        await bridge.run_asyncio(later)
+        nursery.cancel_scope.cancel()
+    assert fired == [pytest.approx(5.0)]
+
+
+async def test_a_socket_read_queues_one_callback_and_unread_data_is_offered_again() -> None:
+    bridge = Bridge()
+    ours, theirs = socket.socketpair()
+    lazy, prod = socket.socketpair()
+    lazy.setblocking(False)
+    queued: list[object] = []
+    offers = 0
+
+    async def echo_back(rounds: int) -> None:  # asyncio side: a stream, a read per round
+        reader, writer = await asyncio.open_connection(sock=ours)
+        for _ in range(rounds):
+            writer.write(await reader.readexactly(4))
+        writer.close()
+
+    def lazy_reader(sock: socket.socket, got: asyncio.Future[bytes]) -> None:
+        nonlocal offers
+        offers += 1  # leaves the data unread twice: asyncio offers it again
+        if offers == 3:
+            got.get_loop().remove_reader(sock)
+            got.set_result(sock.recv(4))
+
+    async def read_lazily(sock: socket.socket) -> bytes:
+        got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_reader(sock, lazy_reader, sock, got)
+        return await got
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        loop = bridge.loop
+        queue_handle = loop._queue_handle  # type: ignore[attr-defined]
+
+        def counting(handle: object) -> object:
+            queued.append(handle)
+            return queue_handle(handle)
+
+        loop._queue_handle = counting  # type: ignore[attr-defined]
+        rounds = 50
+        nursery.start_soon(functools.partial(bridge.run_asyncio, echo_back, rounds))
+        sock = trio.socket.from_stdlib_socket(theirs)
+        for n in range(rounds):
+            await sock.send(n.to_bytes(4, "big"))
+            assert await sock.recv(4) == n.to_bytes(4, "big")
+        per_read = len(queued) / rounds
+        del loop._queue_handle  # type: ignore[attr-defined]
+        prod.send(b"ping")
+        assert await bridge.run_asyncio(read_lazily, lazy) == b"ping"
+        nursery.cancel_scope.cancel()
+    for each in (sock, lazy, prod):
+        each.close()
+    # the read wakes the reading task: one callback (trio-asyncio's own reader task
+    # queued a second one per read, to wait for the first)
+    assert per_read < 1.5
+    assert offers == 3
