@@ -132,11 +132,28 @@ def _tune_loop(loop: Any) -> None:
                 handle._raise(exc)
 
     loop._main_loop_one = step
-    loop._io_task = io_task
+    if _same_io_task(loop._io_task):
+        loop._io_task = io_task
     if not loop.get_debug():
         # trio-asyncio checks every callback (inspect.iscoroutinefunction & co) on each
         # call_soon; asyncio's own loop does that only in debug mode, and so do we.
         loop._check_callback = _no_check
+
+
+def _same_io_task(original: Callable[..., Any]) -> bool:
+    """True when the loop's reader/writer task is the one ours replaces (trio-asyncio
+    0.15-0.16: ``(fd, handle, wait_ready)`` with a ScopedHandle that has ``_scope`` and
+    ``_raise``)."""
+    import inspect
+
+    from trio_asyncio._handles import ScopedHandle
+
+    try:
+        names = list(inspect.signature(original).parameters)
+    except (TypeError, ValueError):  # pragma: no cover - not introspectable
+        return False
+    handle_has = hasattr(ScopedHandle, "_raise") and "_scope" in ScopedHandle.__slots__
+    return names == ["fd", "handle", "wait_ready"] and handle_has
 
 
 def _no_check(callback: object, method: str) -> None:
