@@ -57,7 +57,7 @@ def _tune_loop(loop: Any) -> None:
     trio-asyncio's loop takes one callback from its queue per trio scheduling round (and
     opens a timeout scope for each); a 3-statement transaction crossing the bridge per
     statement then takes ~24 rounds instead of ~16. Here a step gives trio its turn once
-    (the loop's own step when it has to wait: timers, the queue), then runs the callbacks
+    (the loop's own step when a timer is pending), then runs the callbacks
     already queued, in order, up to :data:`CALLBACK_BATCH`. Timers, trio-task handles and
     the stop handle are handled as the loop does. With no timer pending, the wait for
     a callback opens no cancel scope (the loop's own step opens one per wait). Reader and
@@ -142,7 +142,7 @@ def _tune_loop(loop: Any) -> None:
 
 def _same_io_task(original: Callable[..., Any]) -> bool:
     """True when the loop's reader/writer task is the one ours replaces (trio-asyncio
-    0.15-0.16: ``(fd, handle, wait_ready)`` with a ScopedHandle that has ``_scope`` and
+    0.16: ``(fd, handle, wait_ready)`` with a ScopedHandle that has ``_scope`` and
     ``_raise``)."""
     import inspect
 
