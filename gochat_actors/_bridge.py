@@ -60,7 +60,8 @@ def _tune_loop(loop: Any) -> None:
     (the loop's own step when a timer is pending), then runs the callbacks
     already queued, in order, up to :data:`CALLBACK_BATCH`. Timers, trio-task handles and
     the stop handle are handled as the loop does. With no timer pending, the wait for
-    a callback opens no cancel scope (the loop's own step opens one per wait). Reader and
+    a callback opens no cancel scope (the loop's own step opens one per wait), and a
+    cancelled timer at the head of the heap is dropped rather than waited for. Reader and
     writer tasks run their callback once per readiness, without trio-asyncio's
     ``synchronize()`` after it (a queued callback and a task wake-up per socket read);
     as in asyncio, a callback that leaves data unread is called again. A trio-asyncio
@@ -88,6 +89,10 @@ def _tune_loop(loop: Any) -> None:
                 library.name = previous
 
     async def step(no_wait: bool = False) -> None:
+        while timers and timers[0]._cancelled:
+            # As asyncio's loop: a cancelled timer is dropped, not waited for (aiomysql's
+            # connect leaves its 10 s timeout in the heap, cancelled).
+            heapq.heappop(timers)
         if timers and timers[0]._when <= loop.time():
             await loop_step(no_wait)  # runs the due timer
         else:

@@ -323,6 +323,23 @@ async def test_timers_fire_while_the_loop_waits_for_callbacks(
     assert fired == [pytest.approx(5.0)]
 
 
+async def test_a_cancelled_timer_is_dropped_not_waited_for() -> None:
+    bridge = Bridge()
+
+    async def time_out_early() -> None:  # as aiomysql's connect: wait_for, done in time
+        await asyncio.wait_for(asyncio.sleep(0), timeout=1000.0)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        loop = bridge.loop
+        await bridge.run_asyncio(time_out_early)
+        await bridge.run_asyncio(asyncio.sleep, 0)  # the loop steps again
+        # Left in the heap, the cancelled timer would make every wait for a callback
+        # a timed one (a cancel scope each) for the next 1000 s, as asyncio's loop does not.
+        assert loop._timers == []  # type: ignore[attr-defined]
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_socket_read_queues_one_callback_and_unread_data_is_offered_again() -> None:
     bridge = Bridge()
     ours, theirs = socket.socketpair()
