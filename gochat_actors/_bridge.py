@@ -22,7 +22,9 @@ after each read (together ~10% of a database crossing's CPU).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
 
@@ -42,7 +44,7 @@ CALLBACK_BATCH = 64
 """Most asyncio callbacks the loop runs in one trio scheduling round (then trio tasks
 get their turn: asyncio code that keeps scheduling callbacks cannot starve them)."""
 
-_LOOP_INTERNALS = ("_main_loop_one", "_io_task", "_q_recv", "_timers", "_nursery")
+_LOOP_INTERNALS = ("_main_loop_one", "_io_task", "_q_recv", "_q_send", "_timers", "_nursery")
 
 
 async def _call(async_fn: Callable[[Unpack[PosArgsT]], Awaitable[T]], args: tuple[*PosArgsT]) -> T:
@@ -50,7 +52,46 @@ async def _call(async_fn: Callable[[Unpack[PosArgsT]], Awaitable[T]], args: tupl
     return await async_fn(*args)
 
 
-def _tune_loop(loop: Any) -> None:
+class _TimerWaker:
+    """Ends the loop's wait for a callback when its first timer is due: one task whose
+    one cancel scope is moved when the first timer changes, where trio-asyncio opens a
+    timeout scope for every wait (a tenth of a crossing's CPU while any timer is pending:
+    aiokafka always has one)."""
+
+    __slots__ = ("_deadline", "_scope", "_send", "running")
+
+    def __init__(self, send: trio.MemorySendChannel[Any]) -> None:
+        self._send = send
+        self._deadline = math.inf
+        self._scope: trio.CancelScope | None = None
+        self.running = False
+
+    def arm(self, deadline: float) -> None:
+        """Wake the loop at ``deadline`` (trio time) unless it has woken before."""
+        if deadline != self._deadline:
+            self._deadline = deadline
+            if self._scope is not None:
+                self._scope.deadline = deadline
+
+    async def run(self) -> None:
+        self.running = True
+        try:
+            while True:
+                with trio.CancelScope(deadline=self._deadline) as self._scope:
+                    await trio.sleep_forever()
+                self._scope, self._deadline = None, math.inf  # the next wait re-arms it
+                self._nudge()
+        finally:
+            self.running, self._scope = False, None
+            self._nudge()  # a wait it was to end now waits with a timeout of its own
+
+    def _nudge(self) -> None:
+        # the loop's step returns on None; a full queue wakes it anyway
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self._send.send_nowait(None)
+
+
+def _tune_loop(loop: Any) -> _TimerWaker | None:
     """Make ``loop`` run the asyncio callbacks ready now in one trio step, not one each,
     and drop two per-callback costs of trio-asyncio's loop.
 
@@ -65,17 +106,23 @@ def _tune_loop(loop: Any) -> None:
     writer tasks run their callback once per readiness, without trio-asyncio's
     ``synchronize()`` after it (a queued callback and a task wake-up per socket read);
     as in asyncio, a callback that leaves data unread is called again. A trio-asyncio
-    whose internals differ (a new release) is left as it is.
+    whose internals differ (a new release) is left as it is (None is returned).
+
+    While the returned :class:`_TimerWaker` runs (the caller starts it), the wait for a
+    callback opens no cancel scope with a timer pending either: the waker ends it.
     """
     import sniffio
     from trio_asyncio._handles import AsyncHandle
 
     if not all(hasattr(loop, name) for name in _LOOP_INTERNALS):
-        return  # pragma: no cover - a trio-asyncio release we do not know
+        return None  # pragma: no cover - a trio-asyncio release we do not know
     loop_step = loop._main_loop_one
+    waker = _TimerWaker(loop._q_send)
     queue, timers, library = loop._q_recv, loop._timers, sniffio.thread_local
 
     async def dispatch(handle: Any) -> None:
+        if handle is None:  # the waker's nudge: a timer is due
+            return
         if isinstance(handle, asyncio.TimerHandle):
             heapq.heappush(timers, handle)
         elif isinstance(handle, AsyncHandle):  # starts a trio task
@@ -100,11 +147,13 @@ def _tune_loop(loop: Any) -> None:
             try:
                 handle = queue.receive_nowait()
             except trio.WouldBlock:
-                if timers or no_wait:
+                if no_wait or (timers and not waker.running):
                     await loop_step(no_wait)  # waits for a callback or the next timer
                 else:
-                    # No timer: wait for a callback with no deadline (the loop's own step
-                    # opens a cancel scope for each wait: a tenth of a crossing's CPU).
+                    # Wait for a callback with no cancel scope (the loop's own step opens
+                    # one per wait: a tenth of a crossing's CPU); the waker ends the wait
+                    # when the first timer is due.
+                    waker.arm(timers[0]._when if timers else math.inf)
                     handle = await queue.receive()
             else:
                 await trio.lowlevel.cancel_shielded_checkpoint()  # trio's turn
@@ -143,6 +192,7 @@ def _tune_loop(loop: Any) -> None:
         # trio-asyncio checks every callback (inspect.iscoroutinefunction & co) on each
         # call_soon; asyncio's own loop does that only in debug mode, and so do we.
         loop._check_callback = _no_check
+    return waker
 
 
 def _same_io_task(original: Callable[..., Any]) -> bool:
@@ -207,8 +257,10 @@ class Bridge:
             raise BridgeError("this Bridge is already running")
         self._opening = True  # set before the first await: two run() can't both pass
         try:
-            async with trio_asyncio.open_loop() as loop:
-                _tune_loop(loop)
+            async with trio_asyncio.open_loop() as loop, trio.open_nursery() as nursery:
+                waker = _tune_loop(loop)
+                if waker is not None:  # ends before the loop closes: it then waits as before
+                    nursery.start_soon(waker.run)
                 self._set_loop(loop)
                 try:
                     task_status.started(self)

@@ -323,6 +323,64 @@ async def test_timers_fire_while_the_loop_waits_for_callbacks(
     assert fired == [pytest.approx(5.0)]
 
 
+async def test_timers_fire_in_order_as_they_are_added_moved_and_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bridge = Bridge()
+    fired: list[tuple[str, float]] = []
+
+    def add(name: str, delay: float) -> asyncio.TimerHandle:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        return loop.call_later(delay, lambda: fired.append((name, loop.time() - start)))
+
+    async def timers() -> None:
+        late = add("late", 10.0)
+        await asyncio.sleep(1.0)  # the loop now waits for "late"
+        add("early", 2.0)  # an earlier first timer while it waits
+        doomed = add("doomed", 0.5)
+        await asyncio.sleep(0.25)
+        doomed.cancel()  # the first timer cancelled while the loop waits for it
+        await asyncio.sleep(20.0)
+        assert not late.cancelled()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        start = trio.current_time()
+        await bridge.run_asyncio(timers)
+        assert trio.current_time() - start == pytest.approx(21.25)
+        nursery.cancel_scope.cancel()
+    assert [name for name, _ in fired] == ["early", "late"]  # "doomed" never fired
+    assert [after for _, after in fired] == pytest.approx([2.0, 10.0])
+
+
+async def test_waiting_with_a_timer_pending_opens_no_cancel_scope(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bridge = Bridge()
+    timeouts = 0
+    move_on_after = trio.move_on_after
+
+    def counting(seconds: float, *, shield: bool = False) -> trio.CancelScope:
+        nonlocal timeouts
+        timeouts += 1
+        return move_on_after(seconds, shield=shield)
+
+    async def arm() -> None:  # as aiokafka's heartbeat: a timer always pending
+        asyncio.get_running_loop().call_later(1000.0, lambda: None)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        await bridge.run_asyncio(arm)
+        monkeypatch.setattr(trio, "move_on_after", counting)  # trio-asyncio's wait uses it
+        for _ in range(50):
+            await bridge.run_asyncio(asyncio.sleep, 0)
+        monkeypatch.undo()
+        nursery.cancel_scope.cancel()
+    # trio-asyncio's own step opens one per wait for a callback (50+ here)
+    assert timeouts == 0
+
+
 async def test_a_cancelled_timer_is_dropped_not_waited_for() -> None:
     bridge = Bridge()
 
