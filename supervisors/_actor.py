@@ -229,7 +229,11 @@ class _ActorRunner(Generic[A]):
                 kind, payload, reply = await receive.receive()
                 mailbox.depth -= 1
                 if mailbox.filter is not None:
-                    payload = await mailbox.filter(kind, payload)
+                    try:
+                        payload = await mailbox.filter(kind, payload)
+                    except BaseException:  # killed while a fault held it: not handled yet
+                        _requeue(mailbox, path, (kind, payload, reply))
+                        raise
                     if payload is _DROP:
                         continue
                 if reply is not None:
@@ -258,6 +262,18 @@ class _ActorRunner(Generic[A]):
                 reason = None
             with cleanup_scope():
                 await actor.terminate(reason)
+
+
+def _requeue(mailbox: Mailbox, path: str, item: tuple[int, Any, _Reply | None]) -> None:
+    """Put back a message taken but not handled, for the next incarnation (at the end of
+    the mailbox); if it is full, a call gets :class:`ActorCrashed` rather than no answer."""
+    try:
+        mailbox._put_nowait(item)
+    except trio.WouldBlock:
+        reply = item[2]
+        if reply is not None:
+            crashed = ActorCrashed(f"actor {path!r} stopped before handling this call")
+            reply.deliver(outcome.Error(crashed))
 
 
 class _Drop:

@@ -31,7 +31,8 @@ class KillAt:
 @dataclass(frozen=True, slots=True)
 class DelayMessages:
     """Hold each of the next ``count`` messages to actor ``path`` (from ``start`` seconds
-    into the plan) for ``delay`` seconds before it is handled."""
+    into the plan) for ``delay`` seconds before it is handled. A message held when its
+    actor stops goes back to the end of the mailbox, for the next incarnation."""
 
     path: str
     delay: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -129,6 +130,36 @@ async def test_fault_plan_drop_delay_and_kill(autojump_clock: trio.testing.MockC
         "delay call to c1 by 2s",
         "kill g/c2",
     ]
+
+
+async def test_a_message_held_by_a_delay_when_its_actor_is_killed_is_not_lost(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ledger = Ledger()
+    held = [DelayMessages(name, delay=2.0, count=1) for name in ("c0", "c1")]
+    plan = FaultPlan([*held, KillAt(1.0, "c0"), KillAt(1.0, "c1")])
+    async with open_supervisor([*counters(ledger), plan.spec()]) as sup:
+        whereis("c0").cast_nowait("held")
+        start = trio.current_time()
+        # held at the kill, then handled (and answered) by the next incarnation
+        assert await whereis("c1").call("get", timeout=5) == 0
+        assert trio.current_time() - start == pytest.approx(1.0)
+        assert await whereis("c0").call("get", timeout=5) == 1
+        assert [info.restarts for info in sup.which_children()[:2]] == [1, 1]
+    assert ledger.twice == []
+
+
+async def test_a_held_call_that_cannot_go_back_to_a_full_mailbox_gets_actor_crashed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ledger = Ledger()
+    plan = FaultPlan([DelayMessages("c", delay=2.0, count=1, kind="call"), KillAt(1.0, "c")])
+    spec = actor_spec("c", Counter, "c", ledger, mailbox_size=1)
+    async with open_supervisor([spec, plan.spec()]), trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(whereis("c").cast, "fills the mailbox"))
+        with pytest.raises(ActorCrashed, match="stopped before handling this call"):
+            await whereis("c").call("get", timeout=5)
+        assert await whereis("c").call("get", timeout=5) == 1  # the cast was handled
 
 
 def test_fault_plan_bad_input() -> None:
