@@ -341,7 +341,10 @@ def main() -> None:
             "costs a trio task hop each way, a new asyncio task and a greenlet: ours uses "
             "~1.3-1.4x the peer's CPU per 3-INSERT transaction (time.process_time). The "
             "shared MariaDB is also used by other test runs on a 2-core machine whose speed "
-            "drifts: single runs vary by 20-30%."
+            "drifts: single runs vary by 20-30%. The ratio falls on a slower CPU (the "
+            "peer's time is mostly the server's; ours adds the crossings' CPU): the "
+            "3-INSERT row was 0.90x on a host where an empty crossing takes ~19 us, 0.77x on "
+            "one about four times slower (~78 us per crossing)."
         ),
     )
 

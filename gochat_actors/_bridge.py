@@ -14,9 +14,10 @@ longer gap). Cross once per unit of work (a transaction, a poll batch), with an
 trio-asyncio runs one asyncio callback per trio scheduling round; the bridge makes its
 loop run the callbacks that are ready back to back (up to :data:`CALLBACK_BATCH`, as
 asyncio's own loop does), which saves a third of the rounds a crossing with I/O takes.
-It also makes the loop wait for callbacks without a cancel scope when no timer is
-pending, and its socket reader tasks skip the extra queued callback trio-asyncio adds
-after each read (together ~10% of a database crossing's CPU).
+It also makes the loop wait for callbacks without a cancel scope per wait (a waker task
+ends the wait when the first timer is due; cancelled timers are dropped), and its socket
+reader tasks skip the extra queued callback trio-asyncio adds after each read (together
+~10% of a database crossing's CPU).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def _tune_loop(loop: Any) -> _TimerWaker | None:
     trio-asyncio's loop takes one callback from its queue per trio scheduling round (and
     opens a timeout scope for each); a 3-statement transaction crossing the bridge per
     statement then takes ~24 rounds instead of ~16. Here a step gives trio its turn once
-    (the loop's own step when a timer is pending), then runs the callbacks
+    (the loop's own step when a timer is due), then runs the callbacks
     already queued, in order, up to :data:`CALLBACK_BATCH`. Timers, trio-task handles and
     the stop handle are handled as the loop does. With no timer pending, the wait for
     a callback opens no cancel scope (the loop's own step opens one per wait), and a
