@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import pytest
@@ -156,7 +155,7 @@ async def test_a_held_call_that_cannot_go_back_to_a_full_mailbox_gets_actor_cras
     plan = FaultPlan([DelayMessages("c", delay=2.0, count=1, kind="call"), KillAt(1.0, "c")])
     spec = actor_spec("c", Counter, "c", ledger, mailbox_size=1)
     async with open_supervisor([spec, plan.spec()]), trio.open_nursery() as nursery:
-        nursery.start_soon(functools.partial(whereis("c").cast, "fills the mailbox"))
+        nursery.start_soon(whereis("c").cast, "fills the mailbox")
         with pytest.raises(ActorCrashed, match="stopped before handling this call"):
             await whereis("c").call("get", timeout=5)
         assert await whereis("c").call("get", timeout=5) == 1  # the cast was handled
