@@ -6,28 +6,31 @@ siblings included, not only its descendants) then runs asyncio code on that loop
 :meth:`Bridge.run_asyncio`, because the loop is passed explicitly
 (``loop.create_task``), never looked up from the caller's context.
 
-A crossing costs ~19 us on these machines with nothing inside; around a database round
-trip each extra crossing adds ~100 us to a transaction (the server answers later after a
-longer gap). Cross once per unit of work (a transaction, a poll batch), with an
+A crossing costs ~10-40 us with nothing inside, depending on the host's CPU; around a
+database round trip each extra crossing adds more (the task's steps, the session's
+bookkeeping). Cross once per unit of work (a transaction, a poll batch), with an
 ``async def`` that does the whole unit on the asyncio side.
 
-trio-asyncio runs one asyncio callback per trio scheduling round; the bridge makes its
-loop run the callbacks that are ready back to back (up to :data:`CALLBACK_BATCH`, as
-asyncio's own loop does), which saves a third of the rounds a crossing with I/O takes.
-It also makes the loop wait for callbacks without a cancel scope per wait (a waker task
-ends the wait when the first timer is due; cancelled timers are dropped), and its socket
-reader tasks skip the extra queued callback trio-asyncio adds after each read (together
-~10% of a database crossing's CPU).
+trio-asyncio runs one asyncio callback per trio scheduling round, in its loop's own
+task; the bridge makes the callbacks that are ready run back to back (up to
+:data:`CALLBACK_BATCH`, as asyncio's own loop does), and lets other trio tasks run them
+too: a crossing runs its asyncio task's first step in the caller's task, and a socket
+read runs what it makes ready (the waiting task's next step, its done callbacks) in the
+reader task. A crossing with I/O then takes two trio scheduling rounds where
+trio-asyncio takes six (a 3-INSERT transaction: 8 rounds, not 24). The loop also waits
+for callbacks without a cancel scope per wait (a waker task ends the wait when the
+first timer is due; cancelled timers are dropped), and its socket reader tasks skip the
+extra queued callback trio-asyncio adds after each read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import heapq
 import math
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
 
 import trio
 
@@ -53,16 +56,164 @@ async def _call(async_fn: Callable[[Unpack[PosArgsT]], Awaitable[T]], args: tupl
     return await async_fn(*args)
 
 
+class _ReadyQueue:
+    """The loop's queue of ready handles, in place of trio-asyncio's trio memory channel
+    (same ``send_nowait``/``receive_nowait``/``receive``), which any trio task may also
+    run from: :meth:`run_ready`.
+
+    A crossing then runs its asyncio task's first step in the caller's trio task, and a
+    socket read runs the callbacks it makes ready (the waiting task's next step, its
+    done callbacks) in the reader task, instead of waking the loop's task for each: two
+    trio scheduling rounds per crossing with I/O where there were four. Only plain
+    ``call_soon`` handles are run so; a timer, a trio-task handle or the loop's stop are
+    left, in order, to the loop's task.
+    """
+
+    __slots__ = ("_current_loop", "_data", "_exit", "_held", "_library", "_loop", "_waiter")
+
+    def __init__(self, loop: Any) -> None:
+        import sniffio
+        from trio_asyncio import current_loop
+        from trio_asyncio._base import TrioAsyncioExit
+
+        self._data: collections.deque[Any] = collections.deque()
+        self._held = 0  # > 0: a task is about to run the queue itself; do not wake the loop
+        self._loop = loop
+        self._waiter: trio.lowlevel.Task | None = None  # the loop's task, while it waits
+        self._current_loop, self._exit, self._library = (
+            current_loop,
+            TrioAsyncioExit,
+            sniffio.thread_local,
+        )
+
+    # -- the channel interface trio-asyncio uses --------------------------------------
+    def send_nowait(self, handle: Any) -> None:
+        self._data.append(handle)
+        if not self._held:
+            self.wake()
+
+    def receive_nowait(self) -> Any:
+        try:
+            return self._data.popleft()
+        except IndexError:
+            raise trio.WouldBlock from None
+
+    async def receive(self) -> Any:
+        """The next handle; None when woken with none (a timer is due, or another task
+        ran what woke it)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._data:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+            if not self._data:
+                return None
+        return self._data.popleft()
+
+    def wake(self) -> None:
+        """End the loop's wait for a handle, if it waits (it looks at its timers again)."""
+        task = self._waiter
+        if task is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(task)
+
+    # -- running from any trio task ----------------------------------------------------
+    def hold(self) -> None:
+        """Handles queued from now on do not wake the loop's task: the caller runs them
+        with :meth:`run_ready`, then calls :meth:`release`."""
+        self._held += 1
+
+    def release(self) -> None:
+        self._held -= 1
+        if not self._held and self._data:
+            self.wake()  # what run_ready left: the loop's task runs it
+
+    async def cross(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` as an asyncio task on the loop, its first step here, and wait for
+        its end: :func:`trio_asyncio.run_aio_future`'s contract (a trio cancellation
+        cancels the task and arrives once it has ended; its CancelledError otherwise),
+        without a round trip to the loop's task to start it or to hear that it ended."""
+        waiter: trio.lowlevel.Task | None = None
+
+        def done(_: object) -> None:
+            nonlocal waiter
+            if waiter is not None:
+                task_, waiter = waiter, None
+                trio.lowlevel.reschedule(task_)
+
+        self._held += 1
+        try:
+            try:
+                task: asyncio.Task[T] = self._loop.create_task(coro)
+            except BaseException:
+                coro.close()  # the loop closed: no "never awaited" warning
+                raise
+            task.add_done_callback(done)
+            self.run_ready()  # the task's first step
+        finally:
+            self.release()
+        if task.done():  # it did no I/O: it ended here
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return task.result()
+        raise_cancel: Callable[[], NoReturn] | None = None
+
+        def abort(raise_cancel_: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
+            nonlocal raise_cancel
+            raise_cancel = raise_cancel_
+            task.cancel()  # then wait for it to end (its cleanup runs)
+            return trio.lowlevel.Abort.FAILED
+
+        waiter = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        if raise_cancel is not None and task.cancelled():
+            try:
+                task.result()
+            except asyncio.CancelledError:
+                raise_cancel()  # trio.Cancelled, its cause the task's CancelledError
+        return task.result()
+
+    def run_ready(self) -> None:
+        """Run the plain callbacks at the head of the queue here, in order (up to
+        :data:`CALLBACK_BATCH`), as the loop's task would; stop at any other handle."""
+        data = self._data
+        if not data or type(data[0]) is not asyncio.Handle:
+            return
+        library, current_loop = self._library, self._current_loop
+        token = current_loop.set(self._loop)  # get_running_loop() looks at the trio task
+        previous, library.name = library.name, "asyncio"
+        try:
+            for _ in range(CALLBACK_BATCH):
+                if not data or type(data[0]) is not asyncio.Handle:
+                    return
+                handle = data.popleft()
+                if handle._cancelled:
+                    continue
+                try:
+                    handle._run()
+                except self._exit:  # the loop's stop: its own task must run it
+                    data.appendleft(handle)
+                    return
+        finally:
+            library.name = previous
+            current_loop.reset(token)
+
+
 class _TimerWaker:
     """Ends the loop's wait for a callback when its first timer is due: one task whose
     one cancel scope is moved when the first timer changes, where trio-asyncio opens a
     timeout scope for every wait (a tenth of a crossing's CPU while any timer is pending:
     aiokafka always has one)."""
 
-    __slots__ = ("_deadline", "_scope", "_send", "running")
+    __slots__ = ("_deadline", "_queue", "_scope", "running")
 
-    def __init__(self, send: trio.MemorySendChannel[Any]) -> None:
-        self._send = send
+    def __init__(self, queue: _ReadyQueue) -> None:
+        self._queue = queue
         self._deadline = math.inf
         self._scope: trio.CancelScope | None = None
         self.running = False
@@ -81,18 +232,20 @@ class _TimerWaker:
                 with trio.CancelScope(deadline=self._deadline) as self._scope:
                     await trio.sleep_forever()
                 self._scope, self._deadline = None, math.inf  # the next wait re-arms it
-                self._nudge()
+                self._queue.wake()
         finally:
             self.running, self._scope = False, None
-            self._nudge()  # a wait it was to end now waits with a timeout of its own
-
-    def _nudge(self) -> None:
-        # the loop's step returns on None; a full queue wakes it anyway
-        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
-            self._send.send_nowait(None)
+            self._queue.wake()  # a wait it was to end now waits with a timeout of its own
 
 
-def _tune_loop(loop: Any) -> _TimerWaker | None:
+class _Tuning(NamedTuple):
+    """What :func:`_tune_loop` put in place: the waker to start, the queue to run from."""
+
+    waker: _TimerWaker
+    ready: _ReadyQueue
+
+
+def _tune_loop(loop: Any) -> _Tuning | None:
     """Make ``loop`` run the asyncio callbacks ready now in one trio step, not one each,
     and drop two per-callback costs of trio-asyncio's loop.
 
@@ -110,7 +263,9 @@ def _tune_loop(loop: Any) -> _TimerWaker | None:
     whose internals differ (a new release) is left as it is (None is returned).
 
     While the returned :class:`_TimerWaker` runs (the caller starts it), the wait for a
-    callback opens no cancel scope with a timer pending either: the waker ends it.
+    callback opens no cancel scope with a timer pending either: the waker ends it. The
+    loop's queue becomes a :class:`_ReadyQueue`, which reader tasks (and
+    :meth:`Bridge.run_asyncio`) run from themselves.
     """
     import sniffio
     from trio_asyncio._handles import AsyncHandle
@@ -118,8 +273,17 @@ def _tune_loop(loop: Any) -> _TimerWaker | None:
     if not all(hasattr(loop, name) for name in _LOOP_INTERNALS):
         return None  # pragma: no cover - a trio-asyncio release we do not know
     loop_step = loop._main_loop_one
-    waker = _TimerWaker(loop._q_send)
-    queue, timers, library = loop._q_recv, loop._timers, sniffio.thread_local
+    queue = _ReadyQueue(loop)
+    old_send, old_receive = loop._q_send, loop._q_recv
+    while True:  # what is queued already keeps its place
+        try:
+            queue.send_nowait(old_receive.receive_nowait())
+        except trio.WouldBlock:
+            break
+    loop._q_send = loop._q_recv = queue
+    old_send.send_nowait(None)  # the loop's task, if it waits on the old channel, looks again
+    waker = _TimerWaker(queue)
+    timers, library = loop._timers, sniffio.thread_local
 
     async def dispatch(handle: Any) -> None:
         if handle is None:  # the waker's nudge: a timer is due
@@ -182,7 +346,14 @@ def _tune_loop(loop: Any) -> _TimerWaker | None:
                         raise
                     if handle._cancelled:
                         break
-                    handle._run()
+                    # What the read makes ready (the waiting task's next step, its done
+                    # callbacks) runs here, not one trio round later in the loop's task.
+                    queue.hold()
+                    try:
+                        handle._run()
+                        queue.run_ready()
+                    finally:
+                        queue.release()
             except Exception as exc:
                 handle._raise(exc)
 
@@ -193,7 +364,7 @@ def _tune_loop(loop: Any) -> _TimerWaker | None:
         # trio-asyncio checks every callback (inspect.iscoroutinefunction & co) on each
         # call_soon; asyncio's own loop does that only in debug mode, and so do we.
         loop._check_callback = _no_check
-    return waker
+    return _Tuning(waker, queue)
 
 
 def _same_io_task(original: Callable[..., Any]) -> bool:
@@ -235,6 +406,7 @@ class Bridge:
 
     def __init__(self) -> None:
         self._loop: TrioEventLoop | None = None
+        self._ready: _ReadyQueue | None = None  # the tuned loop's queue
         self._opening = False
         self._state_changed = trio.lowlevel.ParkingLot()
 
@@ -259,21 +431,21 @@ class Bridge:
         self._opening = True  # set before the first await: two run() can't both pass
         try:
             async with trio_asyncio.open_loop() as loop, trio.open_nursery() as nursery:
-                waker = _tune_loop(loop)
-                if waker is not None:  # ends before the loop closes: it then waits as before
-                    nursery.start_soon(waker.run)
-                self._set_loop(loop)
+                tuning = _tune_loop(loop)
+                if tuning is not None:  # ends before the loop closes: it then waits as before
+                    nursery.start_soon(tuning.waker.run)
+                self._set_loop(loop, tuning.ready if tuning else None)
                 try:
                     task_status.started(self)
                     await trio.sleep_forever()
                 finally:
-                    self._set_loop(None)
+                    self._set_loop(None, None)
         finally:
             self._opening = False
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _set_loop(self, loop: TrioEventLoop | None) -> None:
-        self._loop = loop
+    def _set_loop(self, loop: TrioEventLoop | None, ready: _ReadyQueue | None) -> None:
+        self._loop, self._ready = loop, ready
         self._state_changed.unpark_all()
 
     @property
@@ -333,16 +505,22 @@ class Bridge:
         loop = self._loop
         if loop is None:
             raise BridgeNotRunning("the asyncio bridge is not running")
-        from trio_asyncio import run_aio_future  # loaded by run(): a dict lookup
-
+        ready = self._ready
+        if ready is not None:
+            await trio.lowlevel.checkpoint_if_cancelled()  # before the task's first step
         coro = _call(async_fn, args)
         try:
-            try:
-                task = loop.create_task(coro)
-            except BaseException:
-                coro.close()  # the loop closed: no "never awaited" warning
-                raise
-            result: T = await run_aio_future(task)
+            if ready is not None:
+                result: T = await ready.cross(coro)
+            else:  # an untuned loop (a trio-asyncio release we do not know)
+                from trio_asyncio import run_aio_future  # loaded by run(): a dict lookup
+
+                try:
+                    task = loop.create_task(coro)
+                except BaseException:
+                    coro.close()  # the loop closed: no "never awaited" warning
+                    raise
+                result = await run_aio_future(task)
         except asyncio.CancelledError as exc:
             # Not our cancellation (that arrives as trio.Cancelled): the loop is closing,
             # or someone cancelled the task on the asyncio side.

@@ -451,3 +451,93 @@ async def test_a_socket_read_queues_one_callback_and_unread_data_is_offered_agai
     # queued a second one per read, to wait for the first)
     assert per_read < 1.5
     assert offers == 3
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the steps of trio tasks whose name contains ``part``."""
+
+    def __init__(self, part: str) -> None:
+        self.part, self.steps = part, 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.part in task.name:
+            self.steps += 1
+
+
+async def test_a_crossing_and_the_read_it_waits_for_run_without_the_loops_task() -> None:
+    bridge = Bridge()
+    ours, theirs = socket.socketpair()
+    loop_task = _TaskSteps("_main_loop")
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(sock=ours)
+
+    async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> int:
+        writer.write(n.to_bytes(4, "big"))
+        return int.from_bytes(await reader.readexactly(4), "big")
+
+    async def close(writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    async def echo(sock: trio.socket.SocketType) -> None:
+        while data := await sock.recv(4):
+            await sock.send(data)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        reader, writer = await bridge.run_asyncio(connect)
+        nursery.start_soon(echo, trio.socket.from_stdlib_socket(theirs))
+        trio.lowlevel.add_instrument(loop_task)
+        answers = [await bridge.run_asyncio(ask, reader, writer, n) for n in range(50)]
+        trio.lowlevel.remove_instrument(loop_task)
+        await bridge.run_asyncio(close, writer)
+        nursery.cancel_scope.cancel()
+    theirs.close()
+    assert answers == list(range(50))
+    # the task's first step runs in the caller, what the read makes ready in the reader
+    # task (trio-asyncio wakes its loop's task twice per crossing: 100 steps here)
+    assert loop_task.steps == 0
+
+
+async def test_callbacks_keep_their_order_around_a_trio_task_handle() -> None:
+    bridge = Bridge()
+    order: list[int] = []
+
+    async def two() -> None:
+        order.append(2)
+
+    async def schedule() -> None:  # its first step runs in the calling trio task
+        loop = asyncio.get_running_loop()
+        loop.call_soon(order.append, 1)
+        started = bridge.loop.trio_as_future(two)  # type: ignore[attr-defined]
+        loop.call_soon(order.append, 3)
+        await started
+        await asyncio.sleep(0)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        await bridge.run_asyncio(schedule)
+        nursery.cancel_scope.cancel()
+    assert order == [1, 2, 3]
+
+
+async def test_a_crossing_without_io_is_a_checkpoint_and_a_cancelled_caller_starts_nothing() -> (
+    None
+):
+    bridge = Bridge()
+    ran: list[str] = []
+
+    async def note(what: str) -> str:
+        ran.append(what)
+        return what
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        with trio.testing.assert_checkpoints():
+            assert await bridge.run_asyncio(note, "done at once") == "done at once"
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await bridge.run_asyncio(note, "never")
+        nursery.cancel_scope.cancel()
+    assert scope.cancelled_caught
+    assert ran == ["done at once"]
