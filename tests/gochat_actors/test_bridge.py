@@ -514,8 +514,16 @@ async def test_callbacks_keep_their_order_around_a_trio_task_handle() -> None:
         await started
         await asyncio.sleep(0)
 
+    class RunQueueOnSpawn(trio.abc.Instrument):
+        """Another task runs the queue just as the trio task is spawned, not started."""
+
+        def task_spawned(self, task: trio.lowlevel.Task) -> None:
+            if task.name.endswith("two"):
+                bridge._ready.run_ready()  # type: ignore[union-attr]
+
     async with trio.open_nursery() as nursery:
         await nursery.start(bridge.run)
+        trio.lowlevel.add_instrument(RunQueueOnSpawn())
         await bridge.run_asyncio(schedule)
         nursery.cancel_scope.cancel()
     assert order == [1, 2, 3]
