@@ -338,13 +338,16 @@ def main() -> None:
             "(pool_reset_on_return=None, docs/db.md): 4 round trips per 3-INSERT "
             "transaction where SQLAlchemy's default makes 5 (counted with strace); the rows "
             "'peer without pool reset' give the peer the same setting. Each crossing "
-            "costs a trio task hop each way, a new asyncio task and a greenlet: ours uses "
-            "~1.3-1.4x the peer's CPU per 3-INSERT transaction (time.process_time). The "
-            "shared MariaDB is also used by other test runs on a 2-core machine whose speed "
-            "drifts: single runs vary by 20-30%. The ratio falls on a slower CPU (the "
-            "peer's time is mostly the server's; ours adds the crossings' CPU): the "
-            "3-INSERT row was 0.90x on a host where an empty crossing takes ~19 us, 0.77x on "
-            "one about four times slower (~78 us per crossing)."
+            "makes a new asyncio task and a greenlet; the bridge runs the task's first step "
+            "in the calling trio task and what a socket read makes ready in the reader task, "
+            "so a statement costs two trio scheduling rounds (four before 2026-12-06, six "
+            "with trio-asyncio as it comes). The shared MariaDB is also used by other test "
+            "runs on a 2-core machine whose speed drifts: single runs vary by 20-30%, "
+            "medians of 9 by 5-10%. The ratio falls on a slower CPU (the peer's time is "
+            "mostly the server's; ours adds the crossings' CPU): on a host where an empty "
+            "crossing took ~78 us the 3-INSERT row was 0.77x with four rounds per statement "
+            "and 0.83-0.87x with two (an empty crossing ~36 us there now); on one about "
+            "four times faster it was 0.90x with four."
         ),
     )
 

@@ -389,7 +389,10 @@ def main() -> None:
             "0-20% in runs here, within the noise). Median of "
             f"{rounds} rounds, each contender in a fresh interpreter, order rotated each "
             "round. The consume ratio falls on a slower CPU: 0.84x on a host where an empty "
-            "bridge crossing takes ~19 us, 0.75x on one about four times slower (~78 us)."
+            "bridge crossing takes ~19 us, 0.69-0.75x on one about four times slower "
+            "(~78 us; ~36 us since the bridge runs ready callbacks in any trio task, "
+            "which left consume where it was: 62.7k against 63.7k msg/s, 4 A/B runs; "
+            "the consumer's per-message work on the trio side dominates there)."
         ),
     )
 
