@@ -290,7 +290,8 @@ def _tune_loop(loop: Any) -> _Tuning | None:
     writer tasks run their callback once per readiness, without trio-asyncio's
     ``synchronize()`` after it (a queued callback and a task wake-up per socket read);
     as in asyncio, a callback that leaves data unread is called again. A trio-asyncio
-    whose internals differ (a new release) is left as it is (None is returned).
+    whose internals differ (a new release) is left as it is (None is returned); the
+    dependency is capped at the releases this was checked against (0.15, 0.16).
 
     While the returned :class:`_TimerWaker` runs (the caller starts it), the wait for a
     callback opens no cancel scope with a timer pending either: the waker ends it. The
