@@ -231,3 +231,34 @@ def test_observe_many_falls_back_to_observe_for_other_histograms() -> None:
     plain = Plain()
     observe_many(plain, [0.1, 0.2])
     assert plain.seen == [0.1, 0.2]
+
+
+def test_timings_are_held_then_seen_by_any_scrape_or_folded_every_fold_at() -> None:
+    from prometheus_client import generate_latest
+
+    from gochat_actors.metrics._metrics import FOLD_AT
+
+    m = Metrics()
+    child = m.db_query_duration.labels(operation="select", table="rooms")
+    labels = {"operation": "select", "table": "rooms"}
+    count = "gochat_db_query_duration_seconds_count"
+    with m.time_db_query("select", "rooms"):
+        pass
+    assert child._sum.get() == 0  # held: no histogram lock taken for it yet
+    assert m.registry.get_sample_value(count, labels) == 1  # a scrape folds it first
+    with m.time_db_query("select", "rooms"):
+        pass
+    # a scrape restricted by name (prometheus_client's ?name[]=) folds them too
+    only = m.registry.restricted_registry([count])
+    assert b'table="rooms"} 2.0' in generate_latest(only)
+    for _ in range(FOLD_AT):  # with no scrape at all, every FOLD_AT timings are folded
+        with m.time_cache_op("get", "user:1"):
+            pass
+    cache = m.cache_operation_duration.labels(op="get", prefix="user")
+    assert cache._sum.get() > 0
+    assert (
+        m.registry.get_sample_value(
+            "gochat_cache_operation_duration_seconds_count", {"op": "get", "prefix": "user"}
+        )
+        == FOLD_AT
+    )
