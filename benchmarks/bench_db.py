@@ -346,8 +346,9 @@ def main() -> None:
             "medians of 9 by 5-10%. The ratio falls on a slower CPU (the peer's time is "
             "mostly the server's; ours adds the crossings' CPU): on a host where an empty "
             "crossing took ~78 us the 3-INSERT row was 0.77x with four rounds per statement "
-            "and 0.83-0.87x with two (an empty crossing ~36 us there now); on one about "
-            "four times faster it was 0.90x with four."
+            "and 0.80-0.87x with two (six runs through the day, the peer's own rate "
+            "drifting from 319 to 414 tx/s; an empty crossing ~35 us there now); on one "
+            "about four times faster it was 0.90x with four."
         ),
     )
 
