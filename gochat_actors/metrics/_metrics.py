@@ -100,7 +100,6 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.namespace = namespace
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        self._db_series: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._timings = _Timings()
         ns, reg = namespace, self.registry
         histogram = self._timings.histogram  # folds the pending timings before a scrape
@@ -310,13 +309,11 @@ class Metrics:
             with metrics.time_db_query("insert", "messages"):
                 await conn.execute(stmt)
         """
-        series = self._db_series.get((operation, table))
-        if series is None:
-            series = self._db_series[operation, table] = (
-                self._series(self.db_query_duration, operation, table),
-                self._series(self.db_query_errors, operation, table),
-            )
-        return _Timer(self._timings, *series)
+        return _Timer(
+            self._timings,
+            self._series(self.db_query_duration, operation, table),
+            self._series(self.db_query_errors, operation, table),
+        )
 
     def time_mq_processing(self, topic: str) -> _Timer:
         """Observe the processing time of one consumed message.
@@ -423,11 +420,7 @@ class _Timings:
                 histogram, value = items.popleft()
             except IndexError:
                 break
-            values = by_series.get(histogram)
-            if values is None:
-                by_series[histogram] = [value]
-            else:
-                values.append(value)
+            by_series.setdefault(histogram, []).append(value)
         for histogram, values in by_series.items():
             observe_many(histogram, values)
 
