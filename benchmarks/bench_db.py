@@ -343,12 +343,11 @@ def main() -> None:
             "so a statement costs two trio scheduling rounds (four before 2026-12-06, six "
             "with trio-asyncio as it comes). The shared MariaDB is also used by other test "
             "runs on a 2-core machine whose speed drifts: single runs vary by 20-30%, "
-            "medians of 9 by 5-10%. The ratio falls on a slower CPU (the peer's time is "
-            "mostly the server's; ours adds the crossings' CPU): on a host where an empty "
-            "crossing took ~78 us the 3-INSERT row was 0.77x with four rounds per statement "
-            "and 0.80-0.87x with two (six runs through the day, the peer's own rate "
-            "drifting from 319 to 414 tx/s; an empty crossing ~35 us there now); on one "
-            "about four times faster it was 0.90x with four."
+            "medians of 9 by 5-10%. Three runs on 2026-12-06 on a host where an empty "
+            "crossing takes 12-15 us of CPU: 3-INSERT 0.91x, 0.97x, 1.01x; SELECT 1 1.06-1.12x. "
+            "The ratio falls on a slower CPU (the peer's time is mostly the server's; ours "
+            "adds the crossings' CPU): on a host where an empty crossing took ~35 us the "
+            "3-INSERT row was 0.80-0.87x (six runs through a day)."
         ),
     )
 

@@ -388,11 +388,12 @@ def main() -> None:
             "aiokafka's 64 KiB (under plain asyncio the larger limit helps it too, by "
             "0-20% in runs here, within the noise). Median of "
             f"{rounds} rounds, each contender in a fresh interpreter, order rotated each "
-            "round. The consume ratio falls on a slower CPU: 0.84x on a host where an empty "
-            "bridge crossing takes ~19 us, 0.69-0.75x on one about four times slower "
-            "(~78 us; ~36 us since the bridge runs ready callbacks in any trio task, "
-            "which left consume where it was: 62.7k against 63.7k msg/s, 4 A/B runs; "
-            "the consumer's per-message work on the trio side dominates there)."
+            "round. Consume was 0.84x on a host where an empty bridge crossing took ~19 us, "
+            "0.69-0.75x on one about four times slower, 0.695x on 2026-12-06's host "
+            "(crossing 12-15 us). There the gap is the garbage collector: with gc disabled "
+            "in both, ours consumed at 82-92k msg/s against 77-78k; with it on, ours runs "
+            "~175 young and one full collection in the consume phase against the peer's "
+            "~17 and none (docs/mq.md)."
         ),
     )
 
