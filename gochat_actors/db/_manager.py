@@ -5,7 +5,8 @@ The tree ``spec()`` returns::
     db                    a supervisor (or just the primary child, when alone)
      ├── bridge           only when no Bridge was given: the asyncio loop
      ├── primary          engine for the primary; SELECT 1 every probe_interval -> health
-     ├── replica-0        engine + probe: SELECT 1, SHOW REPLICA STATUS every probe_interval
+     ├── replica-0        engine + probe: SELECT 1, SHOW REPLICA STATUS every probe_interval,
+     │                    and at once when a read has waited half an interval
      └── replica-1        ... ejected on failure / lag > max_lag, re-admitted when healthy
 
 Reads go to an admitted replica (round robin), else to the primary; a session that
@@ -113,7 +114,28 @@ class _Replica:
     lag: float | None = None
     reason: str = "not probed yet"
     warned_unknown: bool = False
-    inflight: set[trio.CancelScope] = field(default_factory=set)
+    inflight: dict[trio.CancelScope, float] = field(default_factory=dict)
+    """Calls waiting on this replica, each with the time it started (oldest first)."""
+    probe_started: float = -math.inf
+    """When the last probe started: the replica answered at or after it, if it passed."""
+    wake: trio.Event = field(default_factory=trio.Event)
+    """Set when a call starts with none in flight: the probe child recomputes its wait."""
+
+    def call_started(self, scope: trio.CancelScope) -> None:
+        """A read (or its rollback) starts waiting here: ``scope`` is cancelled on ejection."""
+        self.inflight[scope] = trio.current_time()
+        if len(self.inflight) == 1:
+            self.wake.set()
+
+    def call_ended(self, scope: trio.CancelScope) -> None:
+        self.inflight.pop(scope, None)
+
+    def unanswered_since(self) -> float | None:
+        """Since when the oldest call in flight has waited without the replica answering
+        a probe (``None`` with no call in flight)."""
+        for started in self.inflight.values():  # insertion order: the oldest first
+            return max(started, self.probe_started)
+        return None
 
 
 def assess_replica(status: ReplicaStatus, max_lag: float) -> tuple[bool, str]:
@@ -304,10 +326,12 @@ class DBManager:
             await self._probe(replica, server)
             task_status.started()
             interval = self._settings.probe_interval
-            next_probe = trio.current_time()
+            next_probe = trio.current_time() + interval
             while True:
-                next_probe = max(next_probe + interval, trio.current_time())
-                await trio.sleep_until(next_probe)
+                await self._probe_due(replica, next_probe)
+                now = trio.current_time()
+                if now >= next_probe:
+                    next_probe = max(next_probe + interval, now)
                 await self._probe(replica, server)
                 progress()
         finally:
@@ -316,7 +340,24 @@ class DBManager:
             with cleanup_scope():
                 await server.aclose()
 
+    async def _probe_due(self, replica: _Replica, next_probe: float) -> None:
+        """Sleep until ``next_probe``, or until a call has waited on the replica for a
+        probe timeout since it last answered: then it is probed at once, so that no call
+        waits on a hung replica for more than one ``probe_interval`` before it is ejected
+        (and the call runs again elsewhere)."""
+        while True:
+            replica.wake = trio.Event()
+            deadline = next_probe
+            waiting = replica.unanswered_since()
+            if waiting is not None:
+                deadline = min(deadline, waiting + self._probe_timeout)
+            if trio.current_time() >= deadline:
+                return
+            with trio.move_on_at(deadline):
+                await replica.wake.wait()
+
     async def _probe(self, replica: _Replica, server: DBServer) -> None:
+        replica.probe_started = trio.current_time()
         status: ReplicaStatus | None = None
         with trio.move_on_after(self._probe_timeout) as scope:
             try:

@@ -139,6 +139,8 @@ class MemoryServer(PauseSwitch):
         """While True every call fails with "can't connect" (2003): unreachable."""
         self.latency = 0.0
         """Seconds each call takes (on the trio clock)."""
+        self.statement_latency = 0.0
+        """Extra seconds each statement takes, probes not slowed: a long query."""
         self.delay = 0.0
         """Replicas: seconds before a write committed on the primary is applied here."""
         self.calls = 0
@@ -320,6 +322,8 @@ class _MemoryHandle:
         return self._session
 
     async def call(self, fn: Callable[[Session, *Ts], T], *args: *Ts) -> T:
+        if self._server.statement_latency > 0:
+            await trio.sleep(self._server.statement_latency)
         await self._server._gate("statement")
         if not self._session.in_transaction():
             self._server._catch_up()

@@ -285,7 +285,7 @@ class DBSession:
             reason = "ejected"
             if replica.admitted:
                 scope = trio.CancelScope()
-                replica.inflight.add(scope)
+                replica.call_started(scope)
                 try:
                     with scope:
                         return await handle.call(fn, *args)
@@ -293,7 +293,7 @@ class DBSession:
                     reason = f"read failed: {exc}"
                     self._db._eject(replica, reason)
                 finally:
-                    replica.inflight.discard(scope)
+                    replica.call_ended(scope)
             await self._failover(replica, reason)
 
     async def _attach(self, server: DBServer, replica: _Replica | None) -> None:
@@ -366,7 +366,7 @@ class DBSession:
         done = False
         with cleanup_scope(timeout=ROLLBACK_TIMEOUT) as scope:
             if replica is not None:
-                replica.inflight.add(scope)
+                replica.call_started(scope)
             try:
                 await handle.finish(commit=False)
                 done = True
@@ -376,7 +376,7 @@ class DBSession:
                 _log.warning("db.rollback_failed", server=self._server_name(), error=str(exc))
             finally:
                 if replica is not None:
-                    replica.inflight.discard(scope)
+                    replica.call_ended(scope)
         if done:
             self._detach()
             return

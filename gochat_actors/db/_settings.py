@@ -31,7 +31,11 @@ class DBSettings(Section):
     replicas: Annotated[tuple[DBUrl, ...], NoDecode, BeforeValidator(split_list)] = Field(
         default=(), description="Read replica URLs (same schemes). Empty: reads go to the primary."
     )
-    pool_size: int = Field(default=10, ge=1, description="Connections per engine.")
+    pool_size: int = Field(
+        default=10,
+        ge=1,
+        description="Connections per engine (MySQL: one more per server, for its probes).",
+    )
     probe_interval: PositiveSeconds = Field(
         default=2.0, description="Seconds between replica health probes."
     )

@@ -22,6 +22,10 @@ only then disposes of the engine. The asyncio loop can close first (the bridge s
 a guard task on the loop then does the same while the loop still runs. A connection
 comes back to the pool without a ROLLBACK unless it is inside a transaction, so a
 cancellation never lands in a pool reset.
+
+A MySQL server's probes (``ping``, ``probe``) have a connection of their own, outside the
+pool: a pool that its sessions hold to the last connection is not a server that does not
+answer, and must not eject a replica or mark the primary down.
 """
 
 from __future__ import annotations
@@ -123,6 +127,7 @@ class SQLAlchemyServer:
         self._pool_size = pool_size
         self._metrics = metrics
         self._engine: AsyncEngine | None = None
+        self._probe_engine: AsyncEngine | None = None  # MySQL: the probes' one connection
         self._status_query = 0  # index into _STATUS_QUERIES that works here
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the engine lives on
         self._guard: asyncio.Task[None] | None = None
@@ -164,6 +169,9 @@ class SQLAlchemyServer:
             )
         try:
             engine = create_async_engine(self.url.reveal(), **options)
+            if not self.sqlite:
+                options["pool_size"] = 1
+                self._probe_engine = create_async_engine(self.url.reveal(), **options)
         except ImportError as exc:  # the driver is an optional dependency
             mysql = self.url.scheme.startswith("mysql")
             hint = "pip install 'gochat-actors[mysql]'" if mysql else "pip install aiosqlite"
@@ -219,7 +227,7 @@ class SQLAlchemyServer:
         except DBError:  # the loop is gone: its guard closed what it could
             pass
         finally:
-            self._engine = None
+            self._engine = self._probe_engine = None
 
     def _forget(self, handle: _Handle, *, orphan: bool = False) -> None:
         self._handles.discard(handle)
@@ -250,6 +258,9 @@ class SQLAlchemyServer:
         busy = closed.count(False)
         if busy:
             _log.warning("db.sessions_abandoned", server=self.name, count=busy)
+        probes, self._probe_engine = self._probe_engine, None
+        if probes is not None:
+            await probes.dispose()
         await engine.dispose()
         if self._guard is not None and self._guard is not asyncio.current_task():
             self._guard.cancel()
@@ -269,16 +280,22 @@ class SQLAlchemyServer:
             raise
 
     # -- probes ----------------------------------------------------------------------
+    @property
+    def _probes(self) -> AsyncEngine:
+        """The probes' engine: their own connection on MySQL, the pool on SQLite."""
+        engine = self.engine  # raises before open()
+        return self._probe_engine or engine
+
     async def ping(self) -> None:
-        """``SELECT 1`` on a pooled connection."""
-        await self._cross(_ping, self.engine)
+        """``SELECT 1`` on the probes' connection."""
+        await self._cross(_ping, self._probes)
 
     async def probe(self) -> ReplicaStatus:
         """``SELECT 1`` then ``SHOW REPLICA STATUS`` (or ``SHOW SLAVE STATUS``)."""
         if self.sqlite:
             await self.ping()
             return ReplicaStatus(is_replica=False, io_running=False, sql_running=False, lag=None)
-        status: ReplicaStatus = await self._cross(self._probe, self.engine)
+        status: ReplicaStatus = await self._cross(self._probe, self._probes)
         return status
 
     async def _probe(self, engine: AsyncEngine) -> ReplicaStatus:

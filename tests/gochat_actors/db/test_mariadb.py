@@ -102,7 +102,7 @@ async def test_paused_replica_reads_go_elsewhere_and_none_fails(pair_db: PairDB)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(keep_reading)
-                # One probe interval to the next probe, half of one for it to time out.
+                # A read waits half an interval, the probe it calls half an interval more.
                 await wait_for(lambda: not admitted(db), "the paused replica's ejection", 5.0)
                 count = len(served)
                 await wait_for(lambda: len(served) >= count + 3, "reads after the ejection")
@@ -113,6 +113,33 @@ async def test_paused_replica_reads_go_elsewhere_and_none_fails(pair_db: PairDB)
         assert served[-1][0] == "primary"
         await wait_for(lambda: admitted(db), "the resumed replica's re-admission")
         assert (await read_note_ids(db))[0] == "replica-0"
+
+
+async def test_a_pool_held_to_its_last_connection_ejects_nothing(pair_db: PairDB) -> None:
+    # The probes have a connection of their own: a full pool is not a server gone quiet,
+    # even with a read waiting for a connection (which calls a probe every half interval).
+    async with running(pair_db.settings(sticky_seconds=0.0, pool_size=1)) as db:
+        await wait_for(lambda: admitted(db), "the replica to be admitted")
+        await make_notes(db, pair_db)
+        replica = db._replicas[0]
+        served: list[tuple[str, list[int]]] = []
+        async with trio.open_nursery() as nursery, db.transaction() as writing:
+            await writing.execute(text("UPDATE notes SET n = n + 1 WHERE id = 1"))
+            async with db.reader() as reading:
+                await reading.execute(text("SELECT 1"))  # both pools are now empty
+                nursery.start_soon(read_into, served, db)
+                held_from = trio.current_time()
+                await wait_for(
+                    lambda: replica.probe_started > held_from + 2.0, "probes with the pools held"
+                )
+                assert admitted(db)
+                assert db._primary_ok
+                assert not served  # still waiting for the replica's one connection
+        assert served == [("replica-0", [1, 2])]
+
+
+async def read_into(served: list[tuple[str, list[int]]], db: DBManager) -> None:
+    served.append(await read_note_ids(db))
 
 
 async def test_sql_thread_stopped_ejects_and_restarted_readmits(pair_db: PairDB) -> None:

@@ -144,7 +144,9 @@ async def test_paused_replica_is_ejected_and_reads_in_flight_go_elsewhere(
     memdb = MemoryDB()
     async with running(memdb, replicas=1, sticky_seconds=0.0) as (db, _, _):
         await insert(db, 1)
-        await trio.sleep(INTERVAL)
+        probes = memdb.replica(0).calls
+        await wait_until(lambda: memdb.replica(0).calls > probes, within=INTERVAL * 2, step=0.001)
+        # Paused just after a probe passed: the next one is a whole interval away.
         served: list[tuple[str, list[int]]] = []
 
         async def reader() -> None:
@@ -157,8 +159,8 @@ async def test_paused_replica_is_ejected_and_reads_in_flight_go_elsewhere(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(reader)
             took = await wait_until(lambda: not admitted(db), within=10)
-        # The next probe (within one interval) times out after half an interval.
-        assert took <= INTERVAL * 1.5 + 0.01
+        # The first read waits half an interval, the probe it calls half an interval more.
+        assert took <= INTERVAL + 0.01
         assert len(served) == 40  # no read failed
         assert all(ids == [1] for _, ids in served)
         ejected_at = paused_at + took
@@ -167,6 +169,27 @@ async def test_paused_replica_is_ejected_and_reads_in_flight_go_elsewhere(
         assert trio.current_time() > ejected_at
         memdb.replica(0).resume()
         await wait_until(lambda: admitted(db) == ["replica-0"], within=INTERVAL * 2)
+
+
+async def test_a_long_read_calls_extra_probes_and_stays_on_its_healthy_replica(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, replicas=1, sticky_seconds=0.0) as (db, _, events):
+        await insert(db, 1)
+        await wait_until(lambda: admitted(db) == ["replica-0"], within=INTERVAL * 2)
+        replica = memdb.replica(0)
+        replica.statement_latency = INTERVAL * 3
+        calls, started = replica.calls, trio.current_time()
+        assert await read_ids(db) == ("replica-0", [1])
+        took = trio.current_time() - started
+        probes = replica.calls - calls - 1  # less the read itself
+        # While the read waits, a probe every half interval (not one per interval), each
+        # answered at once: no ejection, the read ends where it started.
+        assert took == pytest.approx(INTERVAL * 3)
+        assert 6 <= probes <= 8
+        assert admitted(db) == ["replica-0"]
+        assert not [e for e in events if isinstance(e, HealthChanged) and e.status != Health.OK]
 
 
 async def test_unreachable_replica_fails_over_at_once(
