@@ -9,18 +9,34 @@ caller gets :class:`ActorCrashed` at once (the crash is ``__cause__``).
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import math
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import outcome
 import trio
 
-from ._child import _current_child, cleanup_scope
-from ._exceptions import ActorCrashed, CallTimeout, ChildNotFound, MailboxFull
+from ._child import ChildState, _current_child, cleanup_scope
+from ._exceptions import (
+    ActorCrashed,
+    ActorStopped,
+    CallTimeout,
+    CallToSelf,
+    ChildNotFound,
+    MailboxFull,
+)
 from ._registry import current_registry
 from ._spec import ChildSpec
 
+if TYPE_CHECKING:
+    from ._child import Child
+
 __all__ = ["Actor", "ActorRef", "Mailbox", "actor_spec", "whereis"]
+
+_log = logging.getLogger("supervisors")
 
 DEFAULT_CALL_TIMEOUT = 5.0
 
@@ -29,16 +45,25 @@ A = TypeVar("A", bound="Actor")
 _CALL = 0
 _CAST = 1
 
+# States after which no incarnation will take messages until the child is started again.
+_DOWN = (ChildState.TERMINATED, ChildState.STOPPED, ChildState.FAILED)
+
+# (mailbox, task) of the actor incarnation the current task runs in (or was started by).
+_current_actor: contextvars.ContextVar[tuple[Mailbox, trio.lowlevel.Task] | None] = (
+    contextvars.ContextVar("supervisors_current_actor", default=None)
+)
+
 
 class _Reply:
     """A one-shot reply slot: the caller parks on it, the actor reschedules it."""
 
-    __slots__ = ("abandoned", "result", "task")
+    __slots__ = ("abandoned", "result", "scope", "task")
 
     def __init__(self) -> None:
         self.task: trio.lowlevel.Task | None = None
         self.result: outcome.Outcome[Any] | None = None
         self.abandoned = False
+        self.scope: trio.CancelScope | None = None  # a wait for mailbox space
 
     def deliver(self, result: outcome.Outcome[Any]) -> None:
         if self.abandoned or self.result is not None:
@@ -66,6 +91,9 @@ class _Reply:
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
 
+_Item = tuple[int, Any, _Reply | None]
+
+
 class Mailbox:
     """A bounded queue of messages for one actor; it outlives the actor's incarnations.
 
@@ -74,24 +102,43 @@ class Mailbox:
     :attr:`filter` to delay or drop messages.
     """
 
-    __slots__ = ("_receive", "_send", "depth", "filter", "peak", "size")
+    __slots__ = (
+        "_busy",
+        "_calls",
+        "_down",
+        "_held",
+        "_receive",
+        "_send",
+        "depth",
+        "filter",
+        "peak",
+        "size",
+    )
 
     def __init__(self, size: int) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ValueError(f"mailbox_size must be an int >= 1, got {size!r}")
         self.size = size
-        self._send, self._receive = trio.open_memory_channel[tuple[int, Any, _Reply | None]](size)
+        self._send, self._receive = trio.open_memory_channel[_Item](size)
         self.depth = 0
         self.peak = 0
         self.filter: Callable[[int, Any], Awaitable[Any]] | None = None
+        # Messages an incarnation took but died before handling: first in line for the
+        # next one, in their order (never dropped, whatever the mailbox holds).
+        self._held: deque[_Item] = deque()
+        self._calls: set[_Reply] = set()  # calls not answered yet, to fail when down
+        self._down: str | None = None  # why no incarnation will take messages
+        self._busy: _Reply | None = None  # the call being handled
 
-    def _put_nowait(self, item: tuple[int, Any, _Reply | None]) -> None:
+    def _put_nowait(self, item: _Item) -> None:
         self._send.send_nowait(item)
         depth = self.depth = self.depth + 1
         if depth > self.peak:
             self.peak = depth
 
-    async def _put(self, item: tuple[int, Any, _Reply | None]) -> None:
+    async def _put(self, item: _Item) -> None:
+        # trio's rule: an operation that raises Cancelled had no effect.
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             self._put_nowait(item)
         except trio.WouldBlock:
@@ -104,7 +151,50 @@ class Mailbox:
                 self.depth -= 1
                 raise
         else:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _hold(self, item: _Item) -> None:
+        """Put back, first in line, a message taken but not handled."""
+        self._held.appendleft(item)
+        depth = self.depth = self.depth + 1
+        if depth > self.peak:
+            self.peak = depth
+
+    def _watch_child(self, child: Child) -> None:
+        """Called on each state change of the actor's child (see ``Child.state``)."""
+        state = child.state
+        if state not in _DOWN:
+            self._down = None
+            return
+        sup = root = child.sup
+        while root.parent is not None:
+            root = root.parent.supervisor
+        if not sup._accepting and root._accepting:
+            # A nested supervisor stopping all its children in a tree that goes on: it
+            # may well be restarted (and this actor with it), so callers wait for that,
+            # up to their timeout.
+            return
+        self._down = f"actor {child.path!r} is {state.value}"
+        if not self._calls:
+            return
+        error = outcome.Error(ActorStopped(f"{self._down}: the call was not handled"))
+        for reply in list(self._calls):
+            if reply is self._busy:  # an overstaying incarnation is still on it
+                continue
+            reply.deliver(error)
+            if reply.scope is not None:  # waiting for space that nobody will make
+                reply.scope.cancel()
+
+
+def _inside(ancestor: trio.lowlevel.Task) -> bool:
+    """Whether the current task is ``ancestor`` or runs in a nursery it opened."""
+    task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+    while task is not None:
+        if task is ancestor:
+            return True
+        nursery = task.parent_nursery
+        task = nursery.parent_task if nursery is not None else None
+    return False
 
 
 class ActorRef:
@@ -136,22 +226,43 @@ class ActorRef:
         """Send ``request`` and wait for the reply (``handle_call``'s return value).
 
         Raises :class:`CallTimeout` after ``timeout`` seconds (waiting for mailbox space
-        counts), :class:`ActorCrashed` at once if the actor crashes while handling it.
+        counts), :class:`ActorCrashed` at once if the actor crashes while handling it,
+        :class:`ActorStopped` at once if the actor stops for good before taking it, and
+        :class:`CallToSelf` at once when the actor calls itself. A request the actor had
+        not taken when its caller left (timeout, cancellation) is skipped: no effect.
         """
-        reply = _Reply()
         mailbox = self._mailbox
+        if mailbox._down is not None:
+            await trio.lowlevel.checkpoint()
+            raise ActorStopped(f"{mailbox._down}: the call was not handled")
+        owner = _current_actor.get()
+        if owner is not None and owner[0] is mailbox and _inside(owner[1]):
+            raise CallToSelf(
+                f"actor {self.path!r} called itself: it cannot answer while it waits "
+                "(handle the request directly, or cast to yourself)"
+            )
+        reply = _Reply()
         item = (_CALL, request, reply)
-        with trio.move_on_after(timeout):
-            try:
-                mailbox._put_nowait(item)  # no extra yield: reply.wait() checkpoints
-            except trio.WouldBlock:
-                await mailbox._put(item)
-            return await reply.wait()
+        calls = mailbox._calls
+        calls.add(reply)
+        try:
+            with trio.move_on_after(timeout):
+                try:
+                    mailbox._put_nowait(item)  # no extra yield: reply.wait() checkpoints
+                except trio.WouldBlock:
+                    with trio.CancelScope() as reply.scope:
+                        await mailbox._put(item)
+                return await reply.wait()
+        finally:
+            calls.discard(reply)
         reply.abandoned = True
         raise CallTimeout(f"no reply from actor {self.path!r} within {timeout:g}s")
 
     async def cast(self, message: Any) -> None:
-        """Queue ``message`` for ``handle_cast``; waits while the mailbox is full."""
+        """Queue ``message`` for ``handle_cast``; waits while the mailbox is full.
+
+        Cancelled, it has had no effect (the message is not queued).
+        """
         await self._mailbox._put((_CAST, message, None))
 
     def cast_nowait(self, message: Any) -> None:
@@ -170,7 +281,9 @@ class Actor:
     ``init(*args)`` runs before the actor is ready; ``handle_call`` returns the reply;
     ``handle_cast`` handles a one-way message; ``terminate(reason)`` runs on the way
     out (bounded by the child's shutdown budget) with the exception that ended it, or
-    ``None`` on a normal stop. ``self.ref`` is the actor's own :class:`ActorRef`.
+    ``None`` on a normal stop. As in OTP, ``terminate`` does not run when ``init``
+    failed, and an error in ``terminate`` is logged, never put in place of the real one.
+    ``self.ref`` is the actor's own :class:`ActorRef`.
 
     Example::
 
@@ -214,66 +327,89 @@ class _ActorRunner(Generic[A]):
     ) -> None:
         handle = _current_child.get()
         path = handle.path if handle is not None else self.cls.__name__
-        ref = ActorRef(path, self.mailbox)
+        mailbox = self.mailbox
+        ref = ActorRef(path, mailbox)
         actor = self.cls()
         actor.ref = ref
-        reason: BaseException | None = None
-        mailbox = self.mailbox
-        receive = mailbox._receive
+        _current_actor.set((mailbox, trio.lowlevel.current_task()))
+        scope = handle.scope if handle is not None else None
+        held = mailbox._held
+        receive = mailbox._receive.receive
         current: _Reply | None = None
         track = handle is not None and handle.child.spec.stall_timeout is not None
+        await actor.init(*self.args)  # if it fails, terminate() does not run (OTP)
         try:
-            await actor.init(*self.args)
             task_status.started(ref)
             while True:
-                kind, payload, reply = await receive.receive()
+                if held:
+                    await trio.lowlevel.checkpoint()
+                    item = held.popleft()
+                else:
+                    item = await receive()
                 mailbox.depth -= 1
+                kind, payload, reply = item
+                if scope.cancel_called if scope is not None else _cancel_pending():
+                    # Killed or stopped after the message was handed over but before this
+                    # incarnation ran again: it was not handled, so it is not lost.
+                    mailbox._hold(item)
+                    await trio.lowlevel.checkpoint()  # raises Cancelled
+                    continue
+                if reply is not None and (reply.abandoned or reply.result is not None):
+                    continue  # its caller left (timeout, cancellation) or was failed
                 if mailbox.filter is not None:
                     try:
                         payload = await mailbox.filter(kind, payload)
                     except BaseException:  # killed while a fault held it: not handled yet
-                        _requeue(mailbox, path, (kind, payload, reply))
+                        mailbox._hold(item)
                         raise
-                    if payload is _DROP:
+                    if payload is _DROP or (
+                        reply is not None and (reply.abandoned or reply.result is not None)
+                    ):
                         continue
                 if reply is not None:
-                    current = reply
+                    current = mailbox._busy = reply
                     result = await actor.handle_call(payload)
-                    current = None
+                    current = mailbox._busy = None
                     reply.deliver(outcome.Value(result))
                 else:
                     await actor.handle_cast(payload)
                 if track and handle is not None:
                     handle.last_progress = trio.current_time()
         except BaseException as exc:
-            reason = exc
+            mailbox._busy = None
+            injected = handle._injected if handle is not None else None
             if current is not None:
-                crashed = ActorCrashed(
-                    f"actor {path!r} crashed while handling this call: {type(exc).__name__}"
-                    + (f": {exc}" if str(exc) else "")
-                )
-                crashed.__cause__ = exc
-                current.deliver(outcome.Error(crashed))
-            raise
-        finally:
-            if handle is not None and handle._injected is not None:
-                reason = handle._injected
+                current.deliver(outcome.Error(_crashed(path, exc, injected)))
+            if injected is not None:
+                reason: BaseException | None = injected
             elif handle is not None and handle.stopping:
                 reason = None
-            with cleanup_scope():
-                await actor.terminate(reason)
+            else:
+                reason = exc
+            try:
+                with cleanup_scope():
+                    await actor.terminate(reason)
+            except Exception:
+                _log.exception("actor %r: terminate() failed (the real exit reason stands)", path)
+            raise
 
 
-def _requeue(mailbox: Mailbox, path: str, item: tuple[int, Any, _Reply | None]) -> None:
-    """Put back a message taken but not handled, for the next incarnation (at the end of
-    the mailbox); if it is full, a call gets :class:`ActorCrashed` rather than no answer."""
-    try:
-        mailbox._put_nowait(item)
-    except trio.WouldBlock:
-        reply = item[2]
-        if reply is not None:
-            crashed = ActorCrashed(f"actor {path!r} stopped before handling this call")
-            reply.deliver(outcome.Error(crashed))
+def _cancel_pending() -> bool:
+    return trio.current_effective_deadline() == -math.inf
+
+
+def _crashed(path: str, exc: BaseException, injected: BaseException | None) -> ActorCrashed:
+    """The error for the caller whose call was being handled when the actor died."""
+    cause = injected if injected is not None else exc
+    if isinstance(cause, trio.Cancelled):
+        return ActorCrashed(f"actor {path!r} was stopped while handling this call")
+    text = str(cause)
+    crashed = ActorCrashed(
+        f"actor {path!r} crashed while handling this call: {type(cause).__name__}"
+        + (f": {text}" if text else "")
+    )
+    crashed.__cause__ = cause
+    return crashed
 
 
 class _Drop:

@@ -7,6 +7,7 @@ import contextvars
 import enum
 import math
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -83,6 +84,8 @@ class Child:
     """A supervisor's record of one child spec, across its incarnations (private)."""
 
     __slots__ = (
+        "_state",
+        "_watch",
         "attempt",
         "handle",
         "health",
@@ -96,7 +99,6 @@ class Child:
         "restarts",
         "spec",
         "started_at",
-        "state",
         "sup",
     )
 
@@ -105,6 +107,10 @@ class Child:
         self.spec = spec
         self.order = order
         self.path = path
+        mailbox = spec.meta.get("mailbox")
+        self.mailbox: MailboxStats | None = mailbox if hasattr(mailbox, "depth") else None
+        # An actor's mailbox follows its child's state: callers fail fast once it is down.
+        self._watch: Callable[[Child], None] | None = getattr(mailbox, "_watch_child", None)
         self.state = ChildState.STARTING
         self.restarts = 0
         self.attempt = 0
@@ -115,8 +121,16 @@ class Child:
         self.restart_at = math.inf
         self.health = Health.OK
         self.health_reason = ""
-        mailbox = spec.meta.get("mailbox")
-        self.mailbox: MailboxStats | None = mailbox if hasattr(mailbox, "depth") else None
+
+    @property
+    def state(self) -> ChildState:
+        return self._state
+
+    @state.setter
+    def state(self, value: ChildState) -> None:
+        self._state = value
+        if self._watch is not None:
+            self._watch(self)
 
     @property
     def id(self) -> str:

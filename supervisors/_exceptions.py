@@ -10,6 +10,8 @@
      └── ActorError
           ├── CallTimeout (+TimeoutError)   no reply within the call's timeout
           ├── ActorCrashed              the actor crashed while handling this call
+          ├── ActorStopped              the actor stopped for good before handling it
+          ├── CallToSelf (+RuntimeError)  an actor called itself: that would deadlock
           └── MailboxFull               cast_nowait() on a full mailbox
 
     Stalled, Killed                 reasons injected into a child (not SupervisorErrors:
@@ -24,7 +26,9 @@ from __future__ import annotations
 __all__ = [
     "ActorCrashed",
     "ActorError",
+    "ActorStopped",
     "CallTimeout",
+    "CallToSelf",
     "ChildNotFound",
     "ChildStartError",
     "Killed",
@@ -90,6 +94,16 @@ class CallTimeout(ActorError, TimeoutError):
 
 class ActorCrashed(ActorError):
     """The actor crashed while handling this call; ``__cause__`` is the crash."""
+
+
+class ActorStopped(ActorError):
+    """The actor stopped for good (terminated, stopped, or its tree shut down) before it
+    took this call: the call had no effect. Calls to it fail at once until it runs again."""
+
+
+class CallToSelf(ActorError, RuntimeError):
+    """An actor (or a task it started) called its own ``ActorRef``: it would wait for
+    itself, so the call fails at once instead of timing out."""
 
 
 class MailboxFull(ActorError):

@@ -32,7 +32,7 @@ class KillAt:
 class DelayMessages:
     """Hold each of the next ``count`` messages to actor ``path`` (from ``start`` seconds
     into the plan) for ``delay`` seconds before it is handled. A message held when its
-    actor stops goes back to the end of the mailbox, for the next incarnation."""
+    actor stops is handled first by the next incarnation."""
 
     path: str
     delay: float

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import NoneType
 from typing import Any
 
 import pytest
@@ -14,10 +16,15 @@ from supervisors import (
     Actor,
     ActorCrashed,
     ActorRef,
+    ActorStopped,
     Backoff,
     CallTimeout,
+    CallToSelf,
+    ChildExited,
     ChildNotFound,
     ChildSpec,
+    ChildStartError,
+    ChildState,
     MailboxFull,
     SupervisorNotRunning,
     actor_spec,
@@ -28,7 +35,7 @@ from supervisors import (
 )
 from supervisors.testing import kill
 
-from ._helpers import Boom
+from ._helpers import Boom, Recorder, until
 
 
 class Counter(Actor):
@@ -278,3 +285,221 @@ async def test_snapshot_is_json_and_renders(autojump_clock: trio.testing.MockClo
     assert "writer" in text
     assert "↻1" in text
     assert "mailbox 0/10 peak 1" in text
+    # docs/actors.md shows this very tree: it must be what the code prints
+    page = (Path(__file__).parents[2] / "docs" / "actors.md").read_text()
+    assert "\n".join(line.rstrip() for line in text.strip().splitlines()) in page
+
+
+async def test_a_cancelled_cast_has_no_effect(autojump_clock: trio.testing.MockClock) -> None:
+    store: dict[str, int] = {}
+    async with open_supervisor([actor_spec("c", Counter, 0, store)]):
+        ref = whereis("c")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await ref.cast("count")
+        assert scope.cancelled_caught
+        assert ref.mailbox.depth == 0
+        await ref.call(("get", None))
+        assert store == {}
+
+
+async def test_a_cast_queued_to_an_idle_actor_just_before_a_kill_survives(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Writer(Actor):
+        async def init(self, store: list[Any]) -> None:
+            self.store = store
+
+        async def handle_cast(self, message: Any) -> None:
+            await trio.lowlevel.checkpoint()  # as a real write would
+            self.store.append(message)
+
+        async def handle_call(self, request: Any) -> Any:
+            return len(self.store)
+
+    store: list[Any] = []
+    async with open_supervisor([actor_spec("w", Writer, store)]) as sup:
+        ref = whereis("w")
+        await trio.sleep(1)  # the actor waits on its empty mailbox
+        ref.cast_nowait("queued")  # handed straight to the waiting actor...
+        kill(sup, "w")  # ...which is killed before it runs again
+        assert await ref.call("sync") == 1
+        assert store == ["queued"]
+        assert sup.which_children()[0].restarts == 1
+
+
+async def test_a_killed_call_has_the_kill_exception_as_cause(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_supervisor([actor_spec("c", Counter, 0)]) as sup, trio.open_nursery() as n:
+        ref = whereis("c")
+
+        async def killer() -> None:
+            await trio.sleep(1)
+            kill(sup, "c", ConnectionError("chaos"))
+
+        n.start_soon(killer)
+        with pytest.raises(ActorCrashed, match="ConnectionError: chaos") as info:
+            await ref.call(("block", None), timeout=30)
+        assert isinstance(info.value.__cause__, ConnectionError)
+
+
+class Recursive(Counter):
+    async def handle_call(self, request: Any) -> Any:
+        if request == "self":
+            return await self.ref.call(("get", None))
+        if request == "self-from-a-task":
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.ref.call, ("get", None))
+        return await super().handle_call(request)
+
+
+async def test_a_call_to_itself_fails_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_supervisor([actor_spec("r", Recursive, 0)]):
+        ref = whereis("r")
+        for request in ("self", "self-from-a-task"):
+            t0 = trio.current_time()
+            with pytest.raises(ActorCrashed) as info:
+                await ref.call(request, timeout=30)
+            assert trio.current_time() == t0
+            assert isinstance(collapse(info.value.__cause__), CallToSelf)
+        assert await ref.call(("get", None)) == 0
+
+
+def collapse(exc: BaseException | None) -> BaseException | None:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def test_callers_queued_at_a_terminated_actor_fail_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_supervisor([actor_spec("c", Counter, 0)]) as sup:
+        ref = whereis("c")
+        failures: list[BaseException] = []
+
+        async def caller(request: Any) -> None:
+            try:
+                await ref.call(request, timeout=30)
+            except (ActorCrashed, ActorStopped) as exc:
+                failures.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(caller, ("block", None))
+            await trio.sleep(1)
+            nursery.start_soon(caller, ("add", 1))  # queued behind the blocked call
+            await trio.sleep(1)
+            t0 = trio.current_time()
+            await sup.terminate_child("c")
+        assert trio.current_time() == t0
+        assert [type(e) for e in failures] == [ActorCrashed, ActorStopped]
+        with pytest.raises(ActorStopped, match="actor 'c' is terminated"):
+            await ref.call(("get", None), timeout=30)
+        assert trio.current_time() == t0
+        await sup.restart_child("c")
+        assert await ref.call(("get", None)) == 0  # the failed call had no effect
+
+
+async def test_a_caller_waiting_on_a_full_mailbox_of_a_terminated_actor_fails_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_supervisor([actor_spec("c", Counter, 0, mailbox_size=1)]) as sup:
+        ref = whereis("c")
+        failures: list[type[BaseException]] = []
+
+        async def caller(request: Any) -> None:
+            try:
+                await ref.call(request, timeout=30)
+            except (ActorCrashed, ActorStopped) as exc:
+                failures.append(type(exc))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(caller, ("block", None))
+            await trio.sleep(1)
+            ref.cast_nowait("count")  # fills the mailbox
+            nursery.start_soon(caller, ("add", 1))  # waits for space
+            await trio.sleep(1)
+            t0 = trio.current_time()
+            await sup.terminate_child("c")
+        assert trio.current_time() == t0
+        assert failures == [ActorCrashed, ActorStopped]
+
+
+async def test_terminate_does_not_run_after_a_failed_init(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    terminated: list[BaseException | None] = []
+
+    class FailsInit(Actor):
+        async def init(self) -> None:
+            raise ValueError("no config")
+
+        async def terminate(self, reason: BaseException | None) -> None:
+            terminated.append(reason)
+            raise KeyError("terminate assumed init had run")
+
+    async with open_supervisor() as sup:
+        with pytest.raises(ChildStartError) as info:
+            await sup.start_child(actor_spec("f", FailsInit))
+    assert isinstance(info.value.__cause__, ValueError)
+    assert terminated == []
+
+
+async def test_an_error_in_terminate_never_replaces_the_real_one(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BadTerminate(Counter):
+        async def terminate(self, reason: BaseException | None) -> None:
+            raise KeyError("cleanup bug")
+
+    rec = Recorder()
+    async with open_supervisor([actor_spec("b", BadTerminate, 0)], on_event=rec):
+        with pytest.raises(ActorCrashed) as info:
+            await whereis("b").call(("boom", None))
+        assert isinstance(info.value.__cause__, Boom)
+        await whereis("b").call(("get", None))
+    exits = rec.of(ChildExited)
+    assert [type(e.exception) for e in exits] == [Boom, NoneType]
+    assert "terminate() failed" in caplog.text
+
+
+async def test_a_call_its_caller_left_before_the_actor_took_it_has_no_effect(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Tally(Actor):
+        async def init(self) -> None:
+            self.n = 0
+
+        async def handle_call(self, request: Any) -> Any:
+            if request == "slow":
+                await trio.sleep(2)
+            else:
+                self.n += request
+            return self.n
+
+    async with open_supervisor([actor_spec("t", Tally)]), trio.open_nursery() as nursery:
+        ref = whereis("t")
+        nursery.start_soon(ref.call, "slow")  # busy until t=2
+        await trio.sleep(1)
+        with pytest.raises(CallTimeout):
+            await ref.call(5, timeout=0.5)  # left at t=1.5, still queued
+        with trio.move_on_after(0.25):
+            await ref.call(7)  # cancelled at t=1.75, still queued
+        assert await ref.call(0) == 0
+
+
+async def test_callers_wait_for_an_actor_whose_supervisor_restarts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backoff = Backoff(initial=1.0, maximum=1.0, jitter=0.0)
+    children = [supervisor_spec("g", [actor_spec("c", Counter, 0)])]
+    async with open_supervisor(children, backoff=backoff) as sup:
+        ref = whereis("g/c")
+        t0 = trio.current_time()
+        kill(sup, "g")
+        await until(sup, lambda: sup.which_children()[0].state is ChildState.RESTARTING)
+        assert await ref.call(("add", 2), timeout=5) == 2  # queued, answered after restart
+        assert trio.current_time() - t0 == pytest.approx(1.0)
+    with pytest.raises(ActorStopped):  # the whole tree has stopped
+        await ref.call(("get", None))

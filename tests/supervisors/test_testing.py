@@ -148,17 +148,38 @@ async def test_a_message_held_by_a_delay_when_its_actor_is_killed_is_not_lost(
     assert ledger.twice == []
 
 
-async def test_a_held_call_that_cannot_go_back_to_a_full_mailbox_gets_actor_crashed(
+def held_at_a_kill(kind: str) -> tuple[Ledger, list[Any]]:
+    """Actor ``c`` (mailbox of 1) whose next ``kind`` message is held 2 s by a delay,
+    and killed 1 s into the plan."""
+    ledger = Ledger()
+    plan = FaultPlan([DelayMessages("c", delay=2.0, count=1, kind=kind), KillAt(1.0, "c")])
+    return ledger, [actor_spec("c", Counter, "c", ledger, mailbox_size=1), plan.spec()]
+
+
+async def test_a_held_call_goes_back_first_in_line_even_with_a_full_mailbox(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    ledger = Ledger()
-    plan = FaultPlan([DelayMessages("c", delay=2.0, count=1, kind="call"), KillAt(1.0, "c")])
-    spec = actor_spec("c", Counter, "c", ledger, mailbox_size=1)
-    async with open_supervisor([spec, plan.spec()]), trio.open_nursery() as nursery:
+    _, specs = held_at_a_kill("call")
+    async with open_supervisor(specs), trio.open_nursery() as nursery:
         nursery.start_soon(whereis("c").cast, "fills the mailbox")
-        with pytest.raises(ActorCrashed, match="stopped before handling this call"):
-            await whereis("c").call("get", timeout=5)
+        t0 = trio.current_time()
+        # held at the kill, answered first by the next incarnation (before the cast)
+        assert await whereis("c").call("get", timeout=5) == 0
+        assert trio.current_time() - t0 == pytest.approx(1.0)
         assert await whereis("c").call("get", timeout=5) == 1  # the cast was handled
+
+
+async def test_a_cast_held_by_a_delay_survives_a_kill_with_a_full_mailbox(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ledger, specs = held_at_a_kill("cast")
+    async with open_supervisor(specs) as sup:
+        whereis("c").cast_nowait("held")  # taken and held by the delay
+        await trio.sleep(0.5)
+        whereis("c").cast_nowait("fills the mailbox")
+        assert await whereis("c").call("get", timeout=5) == 2  # both handled, none lost
+        assert sup.which_children()[0].restarts == 1
+    assert ledger.counted == {"c": 2}
 
 
 def test_fault_plan_bad_input() -> None:
