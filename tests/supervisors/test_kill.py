@@ -6,7 +6,16 @@ import pytest
 import trio
 import trio.testing
 
-from supervisors import ChildExited, ChildNotFound, ChildSpec, ExitReason, Killed, open_supervisor
+from supervisors import (
+    Backoff,
+    ChildExited,
+    ChildNotFound,
+    ChildSpec,
+    ChildState,
+    ExitReason,
+    Killed,
+    open_supervisor,
+)
 from supervisors import supervisor_spec as nested
 from supervisors.testing import kill
 
@@ -40,3 +49,31 @@ async def test_kill_default_exception_and_bad_paths(autojump_clock: trio.testing
         with pytest.raises(ChildNotFound, match="not a supervisor"):
             kill(sup, "a/b")
     assert isinstance(rec.of(ChildExited)[0].exception, Killed)
+
+
+async def test_kill_refuses_what_is_not_an_exception(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ctl = Controlled()
+    async with open_supervisor([ChildSpec("a", ctl, args=("a",))]) as sup:
+        for exc in (KeyboardInterrupt(), SystemExit(1), trio.Cancelled._create()):
+            with pytest.raises(TypeError, match="kill\\(\\) takes an Exception"):
+                kill(sup, "a", exc)  # type: ignore[arg-type]
+        assert sup.which_children()[0].restarts == 0
+        assert ctl.starts["a"] == 1
+
+
+async def test_kill_of_a_child_between_incarnations_returns_false(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ctl = Controlled()
+    backoff = Backoff(initial=5.0, maximum=5.0, jitter=0.0)
+    children = [ChildSpec("a", ctl, args=("a",)), nested("g", [ChildSpec("b", ctl, args=("b",))])]
+    async with open_supervisor(children, backoff=backoff) as sup:
+        assert kill(sup, "a")
+        assert kill(sup, "g")
+        await until(sup, lambda: sup.which_children()[1].state is ChildState.RESTARTING)
+        assert kill(sup, "a") is False  # waiting out its backoff
+        assert kill(sup, "g/b") is False  # its supervisor is waiting out its backoff
+        with pytest.raises(ChildNotFound):
+            kill(sup, "nope")
