@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,23 +10,27 @@ import trio
 
 from .._child import ChildState, current_child
 from .._exceptions import Killed
-from .._registry import current_registry
 from .._spec import ChildSpec
+from ._tree import matches, tree_registry
 
 __all__ = ["ChaosMonkey"]
-
-
-def _matches(path: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
 class ChaosMonkey:
     """Kills a random running child of its tree about ``rate`` times a second.
 
     Intervals are exponential and the victims are drawn from ``random.Random(seed)``,
-    so under a ``MockClock`` the same seed replays the same kills. ``include`` and
-    ``exclude`` are glob patterns on child paths (``"db/*"``); the monkey never kills
-    itself. :attr:`kills` lists ``(time, path)`` of every kill.
+    so under a ``MockClock`` the same seed replays the same kills. The stream belongs to
+    the monkey, not to one incarnation: a restarted monkey goes on with its next draw
+    and its next kill time (make a new ``ChaosMonkey`` to replay from the start).
+
+    ``include`` and ``exclude`` are globs on child paths: ``*`` and ``?`` stay within
+    one level (``"db/*"`` is db's children), ``**`` crosses levels (the default
+    ``include`` is ``("**",)``: everything). An ``exclude`` also covers the subtree:
+    ``exclude=["db"]`` protects db and all below it. The monkey never kills itself, its
+    own supervisors (that would kill it too) or a chaos child (``kind="chaos"``: other
+    monkeys, fault plans). :attr:`kills` lists ``(time, path)`` of every kill, ``time``
+    being ``trio.current_time()``.
 
     Example::
 
@@ -40,9 +43,9 @@ class ChaosMonkey:
         rate: float,
         *,
         seed: int | None = None,
-        include: Sequence[str] = ("*",),
+        include: Sequence[str] = ("**",),
         exclude: Sequence[str] = (),
-        exception: Callable[[str], BaseException] | None = None,
+        exception: Callable[[str], Exception] | None = None,
         max_kills: int | None = None,
     ) -> None:
         if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
@@ -58,6 +61,8 @@ class ChaosMonkey:
         self.exception = exception or (lambda path: Killed(f"chaos monkey killed {path!r}"))
         self.max_kills = max_kills
         self.kills: list[tuple[float, str]] = []
+        self._rng = random.Random(seed)
+        self._next_at: float | None = None  # the drawn time of the next kill
 
     def spec(self, id: str = "chaos", **spec_options: Any) -> ChildSpec:
         """The child that runs the monkey (not significant for readiness)."""
@@ -67,15 +72,19 @@ class ChaosMonkey:
 
     def candidates(self, own_path: str) -> list[str]:
         """The paths the monkey may kill right now, sorted."""
-        registry = current_registry()
+        registry = tree_registry()
         found = []
         for path in registry.paths():
             if path == own_path or path.startswith(own_path + "/"):
-                continue
-            if not _matches(path, self.include) or _matches(path, self.exclude):
+                continue  # itself (and anything it might run)
+            if own_path.startswith(path + "/"):
+                continue  # its own supervisors: killing one kills the monkey
+            if not matches(path, self.include) or matches(path, self.exclude, subtree=True):
                 continue
             child = registry.get(path)
             if child is None or child.state is not ChildState.RUNNING:
+                continue
+            if child.spec.kind == "chaos":
                 continue
             if child.handle is None or child.handle.finished or child.handle.stopping:
                 continue
@@ -86,17 +95,28 @@ class ChaosMonkey:
         self, *, task_status: trio.TaskStatus[ChaosMonkey] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Kill children until stopped (or until ``max_kills``)."""
-        rng = random.Random(self.seed)
+        rng = self._rng
         own_path = current_child().path
+        registry = tree_registry()
         task_status.started(self)
         while self.max_kills is None or len(self.kills) < self.max_kills:
-            await trio.sleep(rng.expovariate(self.rate))
+            if self._next_at is None:
+                # Drawn at once after the previous kill, before anything can stop the
+                # monkey, so the timeline does not depend on when it is restarted.
+                self._next_at = trio.current_time() + rng.expovariate(self.rate)
+            await trio.sleep_until(self._next_at)
+            self._next_at = None
             choices = self.candidates(own_path)
             if not choices:
                 continue
             path = rng.choice(choices)
-            child = current_registry().get(path)
+            child = registry.get(path)
             handle = child.handle if child is not None else None
-            if handle is not None and handle.inject(self.exception(path)):
+            exc = self.exception(path)
+            if not isinstance(exc, Exception):
+                raise TypeError(
+                    f"ChaosMonkey exception factory must return an Exception, got {exc!r}"
+                )
+            if handle is not None and handle.inject(exc):
                 self.kills.append((trio.current_time(), path))
         await trio.sleep_forever()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from .._actor import _DROP, Mailbox
+from .._child import ChildState
+from .._events import ChildStarted, Event
 from .._exceptions import ChildNotFound, Killed
-from .._registry import current_registry
-from .._spec import ChildSpec
+from .._registry import Registry
+from .._spec import ChildSpec, Restart
+from ._tree import tree_registry, tree_root
 
 __all__ = ["DelayMessages", "DropMessages", "FaultPlan", "KillAt"]
 
@@ -21,7 +25,11 @@ ANY, CALL, CAST = "any", "call", "cast"
 
 @dataclass(frozen=True, slots=True)
 class KillAt:
-    """Kill the child at ``path`` ``at`` seconds after the plan starts."""
+    """Kill the child at ``path`` ``at`` seconds after the plan starts.
+
+    If it is not running then (starting, restarting), the kill lands on its next
+    incarnation as soon as that one runs.
+    """
 
     at: float
     path: str
@@ -44,7 +52,8 @@ class DelayMessages:
 @dataclass(frozen=True, slots=True)
 class DropMessages:
     """Drop the next ``count`` messages to actor ``path`` (from ``start`` seconds into the
-    plan). Dropping a ``call`` makes its caller time out (``kind="call"``)."""
+    plan), of any kind unless ``kind`` is ``"call"`` or ``"cast"``. A dropped call makes
+    its caller time out."""
 
     path: str
     count: int = 1
@@ -56,19 +65,15 @@ Fault = KillAt | DelayMessages | DropMessages
 
 
 @dataclass
-class _Active:
-    fault: DelayMessages | DropMessages
-    remaining: int
-    start: float
-
-
-@dataclass
 class FaultPlan:
     """A replayable list of faults, run as a child of the tree it targets.
 
-    Times are virtual seconds from the plan's start; under ``MockClock`` the same plan
-    (or the same seed for :meth:`random`) gives the same run. :attr:`applied` records
-    ``(time, description)`` for each fault that took effect.
+    Times are virtual seconds from the plan's first start (:attr:`started_at`, a
+    ``trio.current_time()``); under ``MockClock`` the same plan (or the same seed for
+    :meth:`random`) gives the same run. The plan keeps its schedule across restarts of
+    its child: a restarted plan goes on where it was and never applies a fault twice.
+    :attr:`applied` records ``(time, description)`` for each effect, ``time`` on the same
+    base as the faults' times; :attr:`pending` lists the faults not (fully) applied yet.
 
     Example::
 
@@ -78,6 +83,10 @@ class FaultPlan:
 
     faults: Sequence[Fault]
     applied: list[tuple[float, str]] = field(default_factory=list)
+    started_at: float | None = field(default=None, init=False)
+    _left: list[int] = field(default_factory=list, init=False, repr=False)
+    _mailboxes: dict[int, Mailbox] = field(default_factory=dict, init=False, repr=False)
+    _aim: tuple[str, ...] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.faults = tuple(self.faults)
@@ -91,14 +100,30 @@ class FaultPlan:
                     raise ValueError(f"{type(fault).__name__}.count must be >= 1")
                 if fault.kind not in (ANY, CALL, CAST):
                     raise ValueError(f"{type(fault).__name__}.kind must be any/call/cast")
+        self._left = [1 if isinstance(f, KillAt) else f.count for f in self.faults]
+
+    @property
+    def pending(self) -> list[Fault]:
+        """The faults that have not (fully) taken effect yet."""
+        return [f for f, left in zip(self.faults, self._left, strict=True) if left > 0]
 
     @classmethod
     def random(
         cls, seed: int, paths: Iterable[str], *, duration: float = 10.0, faults: int = 5
     ) -> FaultPlan:
-        """A plan of ``faults`` faults over ``duration`` seconds, drawn from ``seed``."""
+        """A plan of ``faults`` faults over ``duration`` seconds, drawn from ``seed``.
+
+        Kills may hit any of ``paths``; delays and drops only actors. Which paths are
+        actors is known once the plan starts in its tree: a message fault drawn for a
+        path that is not an actor (a supervisor, a plain worker) is then aimed at an
+        actor among ``paths`` (the same one for the same seed and tree), or becomes a
+        kill at its start time when none of ``paths`` is an actor. :attr:`faults` is
+        final from the plan's first start.
+        """
         rng = random.Random(seed)
         targets = sorted(paths)
+        if not targets:
+            raise ValueError("FaultPlan.random needs at least one path")
         plan: list[Fault] = []
         for _ in range(faults):
             path = rng.choice(targets)
@@ -114,64 +139,134 @@ class FaultPlan:
                 plan.append(
                     DropMessages(path, rng.randint(1, 2), at, rng.choice((ANY, CALL, CAST)))
                 )
-        return cls(plan)
+        made = cls(plan)
+        made._aim = tuple(targets)
+        return made
 
     def spec(self, id: str = "faults", **spec_options: Any) -> ChildSpec:
-        """The child that executes the plan (not significant, never restarted)."""
-        from .._spec import Restart
+        """The child that executes the plan (not significant for readiness).
 
+        It is ``TRANSIENT``: stopped with its siblings (a ``ONE_FOR_ALL`` restart) it
+        comes back and goes on with its schedule; once done it just waits.
+        """
         spec_options.setdefault("significant", False)
         spec_options.setdefault("kind", "chaos")
-        spec_options.setdefault("restart", Restart.TEMPORARY)
+        spec_options.setdefault("restart", Restart.TRANSIENT)
         return ChildSpec(id, self.run, **spec_options)
 
     async def run(
         self, *, task_status: trio.TaskStatus[FaultPlan] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Install the message faults, then kill at the planned times."""
-        t0 = trio.current_time()
-        registry = current_registry()
-        by_mailbox: dict[int, tuple[Mailbox, list[_Active]]] = {}
-        for fault in self.faults:
-            if isinstance(fault, KillAt):
-                continue
-            mailbox = registry.lookup(fault.path).spec.meta.get("mailbox")
-            if not isinstance(mailbox, Mailbox):
-                raise ChildNotFound(f"fault plan: {fault.path!r} is not an actor")
-            entry = by_mailbox.setdefault(id(mailbox), (mailbox, []))
-            entry[1].append(_Active(fault, fault.count, t0 + fault.start))
-        for mailbox, active in by_mailbox.values():
-            mailbox.filter = self._filter(active)
+        registry = tree_registry()
+        if self.started_at is None:
+            self._resolve(registry)
+            self.started_at = trio.current_time()
+        t0 = self.started_at
+        filters: dict[int, tuple[Mailbox, Callable[[int, Any], Any]]] = {}
+        by_mailbox: dict[int, list[int]] = {}
+        for index, mailbox in self._mailboxes.items():
+            by_mailbox.setdefault(id(mailbox), []).append(index)
+        for key, indexes in by_mailbox.items():
+            mailbox = self._mailboxes[indexes[0]]
+            message_filter = self._filter(indexes)
+            mailbox.filter = message_filter
+            filters[key] = (mailbox, message_filter)
         task_status.started(self)
         try:
-            for fault in sorted(
-                (f for f in self.faults if isinstance(f, KillAt)), key=lambda f: f.at
-            ):
-                await trio.sleep_until(t0 + fault.at)
-                target = registry.get(fault.path)
-                handle = target.handle if target is not None else None
-                if handle is not None and handle.inject(Killed(f"{fault.message}: {fault.path!r}")):
-                    self.applied.append((trio.current_time() - t0, f"kill {fault.path}"))
+            kills = sorted((f.at, i) for i, f in enumerate(self.faults) if isinstance(f, KillAt))
+            for at, index in kills:
+                if self._left[index] > 0:
+                    await trio.sleep_until(t0 + at)
+                    await self._kill(index, registry)
             await trio.sleep_forever()
         finally:
-            for mailbox, _ in by_mailbox.values():
-                mailbox.filter = None
+            for mailbox, message_filter in filters.values():
+                if mailbox.filter is message_filter:
+                    mailbox.filter = None
 
-    def _filter(self, active: list[_Active]) -> Any:
-        applied = self.applied
+    def _resolve(self, registry: Registry) -> None:
+        """First start: find the targeted mailboxes (and aim a random plan's message
+        faults at actors)."""
+
+        def mailbox_of(path: str) -> Mailbox | None:
+            child = registry.get(path)
+            mailbox = child.spec.meta.get("mailbox") if child is not None else None
+            return mailbox if isinstance(mailbox, Mailbox) else None
+
+        if self._aim is not None:
+            actors = [p for p in self._aim if mailbox_of(p) is not None]
+            faults: list[Fault] = []
+            for index, fault in enumerate(self.faults):
+                if isinstance(fault, KillAt) or mailbox_of(fault.path) is not None:
+                    faults.append(fault)
+                elif actors:
+                    faults.append(dataclasses.replace(fault, path=actors[index % len(actors)]))
+                else:
+                    faults.append(KillAt(fault.start, fault.path))
+            self.faults = tuple(faults)
+            self._left = [1 if isinstance(f, KillAt) else f.count for f in self.faults]
+        for index, fault in enumerate(self.faults):
+            if isinstance(fault, KillAt):
+                continue
+            registry.lookup(fault.path)  # ChildNotFound names a path not in the tree
+            mailbox = mailbox_of(fault.path)
+            if mailbox is None:
+                raise ChildNotFound(f"fault plan: {fault.path!r} is not an actor")
+            self._mailboxes[index] = mailbox
+
+    async def _kill(self, index: int, registry: Registry) -> None:
+        """Kill the target of fault ``index`` now, or as soon as it runs."""
+        fault = self.faults[index]
+        assert isinstance(fault, KillAt)
+        started = trio.Event()
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, ChildStarted):
+                started.set()
+
+        unsubscribe = tree_root().subscribe(on_event)
+        try:
+            while True:
+                child = registry.get(fault.path)
+                handle = child.handle if child is not None else None
+                if (
+                    child is not None
+                    and handle is not None
+                    and child.state is ChildState.RUNNING
+                    and handle.inject(Killed(f"{fault.message}: {fault.path!r}"))
+                ):
+                    self._record(f"kill {fault.path}")
+                    self._left[index] = 0
+                    return
+                await started.wait()
+                started = trio.Event()
+        finally:
+            unsubscribe()
+
+    def _record(self, text: str) -> None:
+        assert self.started_at is not None
+        self.applied.append((round(trio.current_time() - self.started_at, 9), text))
+
+    def _filter(self, indexes: list[int]) -> Callable[[int, Any], Any]:
+        faults = self.faults
+        left = self._left
+        assert self.started_at is not None
+        t0 = self.started_at
 
         async def message_filter(kind: int, payload: Any) -> Any:
             now = trio.current_time()
             name = CALL if kind == 0 else CAST
-            for entry in active:
-                fault = entry.fault
-                if entry.remaining <= 0 or now < entry.start or fault.kind not in (ANY, name):
+            for index in indexes:
+                fault = faults[index]
+                assert isinstance(fault, DelayMessages | DropMessages)
+                if left[index] <= 0 or now < t0 + fault.start or fault.kind not in (ANY, name):
                     continue
-                entry.remaining -= 1
+                left[index] -= 1
                 if isinstance(fault, DropMessages):
-                    applied.append((now, f"drop {name} to {fault.path}"))
+                    self._record(f"drop {name} to {fault.path}")
                     return _DROP
-                applied.append((now, f"delay {name} to {fault.path} by {fault.delay:g}s"))
+                self._record(f"delay {name} to {fault.path} by {fault.delay:g}s")
                 await trio.sleep(fault.delay)
             return payload
 

@@ -32,25 +32,36 @@ async def supervisor() -> AsyncIterator[Supervisor]:
 
 @pytest.fixture
 def chaos(supervisor: Supervisor) -> ChaosFactory:
-    """``await chaos(rate, seed=0, include=..., exclude=...)`` starts a ChaosMonkey child
+    """``await chaos(rate, seed=..., include=..., exclude=...)`` starts a ChaosMonkey child
     in the ``supervisor`` fixture's tree and returns it.
+
+    It may be called more than once in a test: the monkeys are the children ``chaos``,
+    ``chaos-2``, ``chaos-3``... (or pass ``id=``), seeded 0, 1, 2... unless ``seed`` is
+    given. A monkey never kills another one.
 
     Example::
 
         async def test_survives(supervisor, chaos, autojump_clock):
             monkey = await chaos(rate=5.0, seed=3)
     """
+    started: list[ChaosMonkey] = []
 
     async def start(
         rate: float,
         *,
-        seed: int | None = 0,
-        include: Sequence[str] = ("*",),
+        seed: int | None = None,
+        include: Sequence[str] = ("**",),
         exclude: Sequence[str] = (),
+        id: str | None = None,
         **options: Any,
     ) -> ChaosMonkey:
-        monkey = ChaosMonkey(rate, seed=seed, include=include, exclude=exclude, **options)
-        started: ChaosMonkey = await supervisor.start_child(monkey.spec())
-        return started
+        n = len(started)
+        monkey = ChaosMonkey(
+            rate, seed=n if seed is None else seed, include=include, exclude=exclude, **options
+        )
+        child_id = id if id is not None else ("chaos" if n == 0 else f"chaos-{n + 1}")
+        result: ChaosMonkey = await supervisor.start_child(monkey.spec(child_id))
+        started.append(monkey)
+        return result
 
     return start

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
+import random
+import re
 from typing import Any
 
 import pytest
@@ -13,11 +17,22 @@ from hypothesis import strategies as st
 from supervisors import (
     Actor,
     ActorCrashed,
+    ActorStopped,
     Backoff,
     CallTimeout,
+    ChildExited,
+    ChildSpec,
+    ChildStarted,
+    ChildStartFailed,
     ChildState,
+    Event,
+    ExitReason,
+    Health,
+    HealthChanged,
     MailboxFull,
+    Strategy,
     Supervisor,
+    SupervisorStopped,
     actor_spec,
     open_supervisor,
     supervisor_spec,
@@ -31,8 +46,9 @@ from supervisors.testing import (
     FaultPlan,
     KillAt,
 )
+from supervisors.testing._tree import matches
 
-from ._helpers import until
+from ._helpers import Recorder, until
 
 
 class Ledger:
@@ -191,33 +207,66 @@ def test_fault_plan_bad_input() -> None:
         FaultPlan([DropMessages("x", kind="both")])
 
 
-async def _chaos_run(seed: int) -> str:
+def planned_effects(plan: FaultPlan) -> int:
+    """How many rows ``plan.applied`` gets once every fault has taken effect."""
+    return sum(1 if isinstance(f, KillAt) else f.count for f in plan.faults)
+
+
+async def _drive(name: str) -> None:
+    """Steady traffic to one actor (casts and calls), so message faults have something
+    to act on; one task per actor keeps each actor's message order deterministic."""
+    ref = whereis(name)
+    for i in range(10_000):
+        with contextlib.suppress(MailboxFull):
+            ref.cast_nowait(i)
+        with contextlib.suppress(CallTimeout, ActorCrashed, ActorStopped):
+            await ref.call("get", timeout=0.5)
+        await trio.sleep(0.05)
+
+
+async def _chaos_run(seed: int) -> tuple[str, FaultPlan]:
     ledger = Ledger()
     trace = EventTrace()
     monkey = ChaosMonkey(rate=3.0, seed=seed)
     plan = FaultPlan.random(seed, NAMES, duration=8.0, faults=6)
     backoff = Backoff(initial=0.05, maximum=1.0, jitter=0.5)
     with trio.move_on_after(10):
-        async with open_supervisor(
-            [*counters(ledger), monkey.spec(), plan.spec()],
-            max_restarts=10_000,
-            max_seconds=1,
-            backoff=backoff,
-            seed=seed,
-            on_event=trace,
+        async with (
+            open_supervisor(
+                [*counters(ledger), monkey.spec(), plan.spec()],
+                max_restarts=10_000,
+                max_seconds=1,
+                backoff=backoff,
+                seed=seed,
+                on_event=trace,
+            ),
+            trio.open_nursery() as nursery,
         ):
-            await trio.sleep_forever()
-    return trace.digest()
+            for name in NAMES:
+                nursery.start_soon(_drive, name)
+    return trace.digest(), plan
+
+
+def _replay(seed: int) -> tuple[str, FaultPlan]:
+    return trio.run(_chaos_run, seed, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def test_the_same_seed_replays_the_same_trace_20_times() -> None:
-    digests = {
-        trio.run(_chaos_run, 42, clock=trio.testing.MockClock(autojump_threshold=0))
-        for _ in range(20)
-    }
-    assert len(digests) == 1
-    other = trio.run(_chaos_run, 43, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert other not in digests
+    runs = [_replay(42) for _ in range(20)]
+    assert len({digest for digest, _ in runs}) == 1
+    for _, plan in runs:  # the plan really ran: every planned fault took effect
+        assert plan.pending == []
+        assert len(plan.applied) == planned_effects(plan)
+    assert len({tuple(plan.applied) for _, plan in runs}) == 1
+    other, _ = _replay(43)
+    assert other != runs[0][0]
+
+
+@pytest.mark.parametrize("seed", [43, 1, 2, 3])
+def test_the_chaos_run_applies_every_planned_fault(seed: int) -> None:
+    _, plan = _replay(seed)
+    assert plan.pending == []
+    assert len(plan.applied) == planned_effects(plan)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -271,3 +320,171 @@ async def test_plugin_fixtures(
     await trio.sleep(20)
     assert monkey.kills
     assert ledger.twice == []
+
+
+async def _worker(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    task_status.started()
+    await trio.sleep_forever()
+
+
+async def test_the_monkey_never_kills_its_ancestors(autojump_clock: trio.testing.MockClock) -> None:
+    monkey = ChaosMonkey(rate=5.0, seed=1)
+    inner = supervisor_spec(
+        "g",
+        [ChildSpec("w", _worker), monkey.spec()],
+        max_restarts=10_000,
+        max_seconds=1,
+    )
+    outer = supervisor_spec("top", [inner], max_restarts=10_000, max_seconds=1)
+    async with open_supervisor([outer, ChildSpec("x", _worker)], max_restarts=10_000):
+        await trio.sleep(20)
+    victims = {path for _, path in monkey.kills}
+    assert victims == {"top/g/w", "x"}
+
+
+async def test_a_restarted_monkey_continues_its_random_stream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    monkey = ChaosMonkey(rate=2.0, seed=3, max_kills=12)
+    children = [ChildSpec("a", _worker), ChildSpec("b", _worker), monkey.spec()]
+    async with open_supervisor(
+        children, strategy=Strategy.ONE_FOR_ALL, max_restarts=10_000, max_seconds=1
+    ) as sup:
+        t0 = trio.current_time()
+        await until(sup, lambda: len(monkey.kills) == 12)
+    # every kill restarts the monkey too; its draws go on as if it never had been
+    rng = random.Random(3)
+    expected: list[tuple[Any, str]] = []
+    at = 0.0
+    for _ in range(12):
+        at += rng.expovariate(2.0)
+        expected.append((pytest.approx(at), rng.choice(["a", "b"])))
+    assert [(t - t0, path) for t, path in monkey.kills] == expected
+
+
+async def test_the_monkey_never_kills_chaos_children(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = FaultPlan([KillAt(100.0, "w")])
+    first, second = ChaosMonkey(rate=5.0, seed=2), ChaosMonkey(rate=5.0, seed=4)
+    children = [ChildSpec("w", _worker), plan.spec(), first.spec(), second.spec("chaos-2")]
+    async with open_supervisor(children, max_restarts=10_000, max_seconds=1):
+        await trio.sleep(20)
+    assert {path for _, path in first.kills + second.kills} == {"w"}
+
+
+async def test_a_restarted_plan_keeps_its_schedule(autojump_clock: trio.testing.MockClock) -> None:
+    rec = Recorder()
+    plan = FaultPlan([KillAt(1.0, "a"), KillAt(3.0, "b")])
+    children = [ChildSpec("a", _worker), ChildSpec("b", _worker), plan.spec()]
+    async with open_supervisor(
+        children, strategy=Strategy.ONE_FOR_ALL, max_restarts=100, on_event=rec
+    ):
+        t0 = trio.current_time()
+        await trio.sleep(10)  # each kill restarts the plan too (ONE_FOR_ALL)
+    kills = [(e.path, e.time - t0) for e in rec.of(ChildExited) if e.reason is ExitReason.KILLED]
+    assert kills == [("a", 1.0), ("b", 3.0)]
+    assert plan.applied == [(1.0, "kill a"), (3.0, "kill b")]
+    assert plan.pending == []
+
+
+async def test_plan_applied_times_share_one_base(autojump_clock: trio.testing.MockClock) -> None:
+    ledger = Ledger()
+    plan = FaultPlan([DropMessages("c0", start=2.0, kind="call"), KillAt(3.0, "c0")])
+    async with open_supervisor(counters(ledger)[:1]) as sup:
+        await trio.sleep(5)
+        await sup.start_child(plan.spec())
+        assert plan.started_at == trio.current_time()
+        await trio.sleep(2.5)
+        with pytest.raises(CallTimeout):
+            await whereis("c0").call("get", timeout=0.25)
+        await trio.sleep(1)
+    assert plan.applied == [(2.5, "drop call to c0"), (3.0, "kill c0")]
+
+
+async def test_include_exclude_globs(autojump_clock: trio.testing.MockClock) -> None:
+    def pick(**options: Any) -> list[str]:
+        return ChaosMonkey(1.0, **options).candidates("chaos")
+
+    async with open_supervisor(counters(Ledger())):
+        assert pick() == ["c0", "c1", "g", "g/c2", "g/c3"]
+        assert pick(include=["*"]) == ["c0", "c1", "g"]  # `*` stays within one level
+        assert pick(include=["g/*"]) == ["g/c2", "g/c3"]
+        assert pick(include=["**"], exclude=["g"]) == ["c0", "c1"]  # g and its subtree
+        assert pick(include=["c?", "g/c[3-9]"]) == ["c0", "c1", "g/c3"]
+
+
+@given(
+    path=st.lists(st.text("ab", max_size=3), min_size=1, max_size=3).map("/".join),
+    pattern=st.text("ab*?/", max_size=6),
+)
+def test_globs_match_level_by_level_as_fnmatch(path: str, pattern: str) -> None:
+    # `*` and `?` never match "/": a glob matches iff the path has as many levels and
+    # each level matches as fnmatch would match it
+    levels, globs = path.split("/"), pattern.split("/")
+    expected = len(levels) == len(globs) and all(
+        fnmatch.fnmatchcase(level, glob) for level, glob in zip(levels, globs, strict=True)
+    )
+    assert matches(path, [re.sub(r"\*+", "*", pattern)]) == expected
+
+
+async def test_the_chaos_fixture_can_start_two_monkeys(
+    supervisor: Supervisor, chaos: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    ledger = Ledger()
+    for spec in counters(ledger)[:2]:
+        await supervisor.start_child(spec)
+    first = await chaos(rate=1.0, include=["c0"])
+    second = await chaos(rate=1.0, include=["c1"])
+    await trio.sleep(20)
+    assert {path for _, path in first.kills} == {"c0"}
+    assert {path for _, path in second.kills} == {"c1"}
+    assert [info.id for info in supervisor.which_children()] == ["c0", "c1", "chaos", "chaos-2"]
+
+
+async def test_a_random_plan_aims_message_faults_at_actors_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    paths = ["g", "c0"]
+
+    def aims_at_g(seed: int) -> bool:
+        return any(
+            isinstance(f, DelayMessages | DropMessages) and f.path == "g"
+            for f in FaultPlan.random(seed, paths, faults=6).faults
+        )
+
+    seed = next(s for s in range(100) if aims_at_g(s))
+    plan = FaultPlan.random(seed, paths, faults=6)
+    async with open_supervisor([*counters(Ledger()), plan.spec()]):
+        message_faults = [f for f in plan.faults if isinstance(f, DelayMessages | DropMessages)]
+        assert message_faults
+        assert {f.path for f in message_faults} == {"c0"}
+        assert len(plan.faults) == 6
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (
+            HealthChanged(supervisor="", time=0, child="a", status=Health.DEGRADED, reason=""),
+            HealthChanged(supervisor="", time=0, child="a", status=Health.FAILED, reason=""),
+        ),
+        (
+            ChildStartFailed(supervisor="", time=0, child="a", exception=ValueError()),
+            ChildStartFailed(supervisor="", time=0, child="a", exception=KeyError()),
+        ),
+        (
+            SupervisorStopped(supervisor="", time=0, reason="shutdown"),
+            SupervisorStopped(supervisor="", time=0, reason="cancelled"),
+        ),
+        (
+            ChildStarted(supervisor="", time=0, child="a", incarnation=1),
+            ChildStarted(supervisor="", time=0, child="a", incarnation=2),
+        ),
+    ],
+)
+def test_the_trace_digest_tells_runs_apart(one: Event, other: Event) -> None:
+    first, second = EventTrace(), EventTrace()
+    first(one)
+    second(other)
+    assert first.digest() != second.digest()
