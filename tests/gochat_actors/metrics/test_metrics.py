@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -262,3 +264,40 @@ def test_timings_are_held_then_seen_by_any_scrape_or_folded_every_fold_at() -> N
         )
         == FOLD_AT
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=20),
+)
+def test_observe_many_matches_observe_for_any_float_nan_and_infinities_included(
+    values: list[float],
+) -> None:
+    # Regression (issue 27 point 30): NaN went into the first bucket (bisect puts it at 0)
+    # where observe() counts it in no bucket at all.
+    import math
+
+    from prometheus_client import Histogram
+
+    from gochat_actors.metrics import observe_many
+
+    one, many = CollectorRegistry(), CollectorRegistry()
+    buckets = (0.001, 0.005, 0.01, 0.1)
+    by_one = Histogram("h", "h", ["t"], registry=one, buckets=buckets).labels("a")
+    by_many = Histogram("h", "h", ["t"], registry=many, buckets=buckets).labels("a")
+    for v in values:
+        by_one.observe(v)
+    observe_many(by_many, values)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], str]:
+        # repr: NaN equals NaN, and -0.0 vs 0.0 would show
+        return {
+            (s.name, s.labels.get("le", "")): repr(s.value)
+            for metric in registry.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(many) == samples(one)
+    if values and all(math.isnan(v) for v in values):
+        assert samples(many)[("h_count", "")] == "0.0"
