@@ -13,7 +13,7 @@ Example::
 
 from ._configure import configure, get_logger, is_configured, reset
 from ._events import EVENT_LOGGER_NAME, event_logger
-from ._processors import SECRET_KEYS, add_service, order_keys, redact_secrets
+from ._processors import SECRET_KEYS, add_service, is_secret_key, order_keys, redact_secrets
 from ._settings import LogFormat, LogLevel, LogSettings
 from ._trace import (
     TRACE_ID_KEY,
@@ -41,6 +41,7 @@ __all__ = [
     "event_logger",
     "get_logger",
     "is_configured",
+    "is_secret_key",
     "new_trace_id",
     "order_keys",
     "redact_secrets",

@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "gochat_actors._dsn",
     "gochat_actors.config._sources",
+    "gochat_actors.log._processors",
     "gochat_actors.log._trace",
     "gochat_actors.metrics._metrics",
 ]
