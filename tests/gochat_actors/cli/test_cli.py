@@ -194,3 +194,20 @@ def test_the_docstring_examples_of_the_tree_module() -> None:
     result = doctest.testmod(_tree)
     assert (result.attempted, result.failed) == (1, 0)
     assert _tree.tree_url("http://h:1/debug/tree/") == "http://h:1/debug/tree"
+
+
+def test_check_config_catches_a_log_output_in_a_missing_directory(tmp_path: Path) -> None:
+    # Regression (issue 22 point 4): check-config passed it; the service then failed at start.
+    missing = tmp_path / "no-such-dir" / "x.log"
+    path = tmp_path / "chat.toml"
+    path.write_text(f'[log]\noutputs = ["stdout", "{missing}"]\n', encoding="utf-8")
+    result = cli("check-config", str(path))
+    assert result.returncode == 1, result.stdout
+    [row] = [line for line in result.stderr.splitlines() if "log.outputs" in line]
+    assert f"file {path}" in row
+    assert "directory does not" in row  # the table may wrap the end
+    as_json = cli("check-config", "--json", str(path))
+    assert as_json.returncode == 1
+    [problem] = json.loads(as_json.stdout)["problems"]
+    assert problem["path"] == "log.outputs"
+    assert problem["message"] == f"{missing}: directory does not exist ({missing.parent})"
