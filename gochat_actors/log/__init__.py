@@ -11,7 +11,7 @@ Example::
         logger.info("message stored", conversation=cid)
 """
 
-from ._configure import configure, get_logger, is_configured, reset
+from ._configure import configure, configured, get_logger, is_configured, reset
 from ._events import EVENT_LOGGER_NAME, event_logger
 from ._processors import SECRET_KEYS, add_service, is_secret_key, order_keys, redact_secrets
 from ._settings import LogFormat, LogLevel, LogSettings
@@ -37,6 +37,7 @@ __all__ = [
     "add_service",
     "bind_trace_id",
     "configure",
+    "configured",
     "current_trace_id",
     "event_logger",
     "get_logger",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,33 @@ def test_check_config_catches_a_log_output_in_a_missing_directory(tmp_path: Path
     [problem] = json.loads(as_json.stdout)["problems"]
     assert problem["path"] == "log.outputs"
     assert problem["message"] == f"{missing}: directory does not exist ({missing.parent})"
+
+
+def test_demo_with_a_busy_http_port_prints_one_line_and_exits_1() -> None:
+    # Regression (issue 22 point 3): the demo printed an 85-115 line ExceptionGroup.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = ("demo", "--no-live", "--duration", "0.5", "--chaos", "0")
+        result = cli(*args, GOCHAT_HTTP__PORT=str(port), GOCHAT_LOG__OUTPUTS="stdout")
+        debug = cli(*args, GOCHAT_HTTP__PORT=str(port), GOCHAT_LOG__LEVEL="debug")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("gochat-actors demo: cannot start: ")
+    assert f"127.0.0.1:{port}: Address already in use" in line
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    assert debug.stderr.splitlines()[-1].startswith("gochat-actors demo: cannot start: ")
+
+
+def test_demo_with_invalid_settings_lists_the_problems_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD)
+    result = cli("demo", "--no-live", "--duration", "0.5", "--config", str(bad))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == "gochat-actors demo: invalid settings: 3 problems in settings:"
+    assert any("db.pool_sise" in line and "unknown key" in line for line in lines)
