@@ -165,12 +165,22 @@ def test_tree_reports_an_unreachable_url_and_exits_1() -> None:
 
 
 def test_demo_runs_and_exits_0() -> None:
+    # Regression (issue 28): the stdout checks sat under an `if` that was never true.
     result = cli("demo", "--no-live", "--duration", "0.5", "--chaos", "0")
     assert result.returncode == 0, result.stderr
-    demo_exists = Path(__file__).resolve().parents[3].joinpath("gochat_actors", "demo").is_dir()
-    if not demo_exists:  # the stand-in: the smallest supervised tree
-        assert "greeter" in result.stdout
-        assert "counter" in result.stdout
+    rows = {}
+    for line in result.stdout.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) == 2:
+            rows[cells[0]] = cells[1]
+    assert "summary" in result.stdout
+    assert int(rows["sent"]) > 0
+    assert int(rows["persisted"]) > 0
+    assert rows["lost"] == "0"
+    assert rows["duplicate ids"] == "0"
+    assert rows["verdict"].startswith("ok")
+    logs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert any(line["event"] == "service starting" for line in logs)  # [log]: JSON on stdout
 
 
 def test_the_console_script_is_installed() -> None:
