@@ -173,7 +173,9 @@ class _Saved:
 def configured(settings: LogSettings | None = None, *, service: str = "gochat") -> Iterator[None]:
     """:func:`configure` for the ``with`` block; on exit the logging configuration in
     force before (another one, or none) is back: its outputs, levels and structlog's
-    configuration. ``open_service`` configures logging this way.
+    configuration. ``open_service`` configures logging this way. Logging is one per
+    process: nested blocks restore in turn; of two services whose lives overlap without
+    nesting, the one that exits first puts back what was there before it started.
 
     Raises :class:`OSError` if a file output cannot be opened (nothing is changed then).
 
