@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
@@ -17,30 +19,77 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, SecretStr
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-__all__ = ["MASK", "Dsn", "DsnSchemes", "mask_urls"]
+__all__ = ["MASK", "Dsn", "DsnSchemes", "is_secret_name", "mask_urls"]
 
 MASK = "***"
 """What a masked password looks like."""
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*$")
-_SECRET_QUERY = re.compile(
-    r"([?&](?:password|passwd|pwd|secret|token|sasl_password)=)[^&#]*", re.IGNORECASE
+# A secret name is one whose words (split at _ - . and camelCase) hold one of these:
+# as a part of a word (db_password, dbpassword), as a whole word, or as a word's end.
+_SECRET_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "apikey",
+    "authorization",
+    "credential",
+    "privatekey",
 )
+_SECRET_WORDS = frozenset({"pwd", "token", "auth", "cookie", "sessionid"})
+_SECRET_ENDINGS = ("token", "cookie")
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+# name=value in a URL query or free text: after ? & ; a space, a quote or the start.
+_PARAM = re.compile(r"""(^|[?&;\s'"(,])([A-Za-z][\w.\-]*)=([^&#\s'"]*)""")
 # Any "scheme://user:password@" inside free text (log messages, driver errors).
 _URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)([^\s/]+)@")
 
 
+@lru_cache(maxsize=4096)
+def is_secret_name(name: str) -> bool:
+    """Whether a key or parameter ``name`` names a secret: one of its words (split at
+    ``_ - .`` and camelCase) contains ``password``, ``passwd``, ``passphrase``,
+    ``secret``, ``apikey``, ``authorization``, ``credential`` or ``privatekey``, is
+    ``pwd``, ``auth``, ``sessionid``, or ends with ``token`` or ``cookie``. Adjacent words
+    count together too (``api_key``, ``private-key``).
+
+    Example::
+
+        >>> [is_secret_name(n) for n in ("db_password", "accessToken", "x-api-key", "tokens")]
+        [True, True, True, False]
+    """
+    words = [w.lower() for w in _WORD.findall(name)]
+    words += [a + b for a, b in pairwise(words)]
+    return any(
+        w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS) or any(p in w for p in _SECRET_PARTS)
+        for w in words
+    )
+
+
+def _mask_param(match: re.Match[str]) -> str:
+    if not match.group(3) or match.group(3) == MASK or not is_secret_name(match.group(2)):
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}={MASK}"
+
+
 def mask_urls(text: str) -> str:
-    """Mask the password of every ``scheme://user:password@host`` URL inside ``text``.
+    """Mask the secrets of free text: the password of every ``scheme://user:password@host``
+    URL, and the value of every secret-named ``name=value`` (a URL's query parameter
+    ``?password=...``, or a ``token=...`` in a message; see :func:`is_secret_name`).
 
     Example::
 
         >>> mask_urls("connect to redis://:hunter2@cache:6379/0 failed")
         'connect to redis://:***@cache:6379/0 failed'
+        >>> mask_urls("GET /login?user=ann&password=hunter2")
+        'GET /login?user=ann&password=***'
     """
-    if "://" not in text:
-        return text
-    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    if "=" in text:
+        text = _PARAM.sub(_mask_param, text)
+    return text
 
 
 class Dsn:
@@ -76,10 +125,8 @@ class Dsn:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            # urllib's messages never echo the URL, but say nothing about the rule
-            if "out of range" in str(exc) or "Port" in str(exc):
-                raise ValueError("port must be an integer in 1..65535") from None
-            raise ValueError(f"malformed URL ({exc})") from None
+            # Never urllib's text: it quotes the part in [ ], which may be a password.
+            raise ValueError(_urllib_problem(url, str(exc))) from None
         if not _SCHEME.match(parts.scheme):
             raise ValueError("malformed URL scheme")
         if port == 0:
@@ -194,9 +241,21 @@ class Dsn:
         return value
 
 
+def _urllib_problem(url: str, message: str) -> str:
+    if "out of range" in message or "Port" in message:
+        return "port must be an integer in 1..65535"
+    netloc = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+    userinfo = netloc.rpartition("@")[0]
+    if "[" in userinfo or "]" in userinfo:
+        return "malformed URL: [ or ] in the user or password (percent-encode them: %5B %5D)"
+    if "[" in netloc or "]" in netloc:
+        return "malformed URL: [ ] around the host must hold an IPv6 address ([::1])"
+    return "malformed URL"
+
+
 def _masked_url(url: str, parts: SplitResult) -> str:
     # Edit the original text (urlunsplit would normalize it: "memory://" -> "memory:").
-    if parts.password is None and not _SECRET_QUERY.search(url):
+    if parts.password is None and "=" not in url:
         return url
     scheme, _, tail = url.partition("://")
     end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
@@ -204,7 +263,7 @@ def _masked_url(url: str, parts: SplitResult) -> str:
     if parts.password is not None:
         userinfo, _, hostport = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
-    rest = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}{MASK}", rest)
+    rest = _PARAM.sub(_mask_param, rest)
     return f"{scheme}://{netloc}{rest}"
 
 

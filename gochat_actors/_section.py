@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-__all__ = ["NonNegativeSeconds", "PositiveSeconds", "Section", "cross_field_error", "split_list"]
+__all__ = [
+    "NonNegativeSeconds",
+    "PositiveSeconds",
+    "Section",
+    "cross_field_error",
+    "raise_cross_field_errors",
+    "split_list",
+]
 
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 """A duration in seconds, > 0 and finite."""
@@ -39,6 +47,22 @@ def cross_field_error(fields: tuple[str, ...], message: str) -> PydanticCustomEr
         raise cross_field_error(("margin", "lease_ttl"), "margin must be < lease_ttl")
     """
     return PydanticCustomError("gochat_cross_field", message, {"fields": fields})
+
+
+def raise_cross_field_errors(model: BaseModel, errors: Sequence[PydanticCustomError]) -> None:
+    """Raise every error of ``errors`` at once (nothing when it is empty), from a model
+    validator that checks several rules: each is reported, not only the first.
+
+    Example::
+
+        problems = []
+        if self.margin >= self.lease_ttl:
+            problems.append(cross_field_error(("margin", "lease_ttl"), "margin < lease_ttl"))
+        raise_cross_field_errors(self, problems)
+    """
+    if errors:
+        details = [InitErrorDetails(type=error, loc=(), input=None) for error in errors]
+        raise ValidationError.from_exception_data(type(model).__name__, details)
 
 
 def split_list(value: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +83,29 @@ def test_workflow_runs_make_test_with_the_servers() -> None:
 
 
 def test_ci_run_calls_make_test() -> None:
-    """`.ci/run` runs exactly the README's test command."""
+    """`.ci/run` runs exactly the README's test command, with CI=1 exported."""
     script = (ROOT / ".ci" / "run").read_text()
     commands = [
         line.strip()
         for line in script.splitlines()
         if line.strip() and not line.lstrip().startswith(("#", "set ", "cd "))
     ]
-    assert commands == ["exec make test"]
+    assert commands == ["export CI=1", "exec make test"]
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_ci_run_exports_ci_even_when_the_runner_forgets(tmp_path: Path) -> None:
+    """Regression (issue 28): with CI unset, a missing server made tests skip silently."""
+    fake = tmp_path / "make"
+    fake.write_text('#!/bin/sh\necho "CI=${CI-unset} $*"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PATH"] = f"{tmp_path}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(
+        [str(ROOT / ".ci" / "run")], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "CI=1 test"
 
 
 def test_mkdocs_nav_lists_every_page() -> None:

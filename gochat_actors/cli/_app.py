@@ -72,11 +72,16 @@ def demo_command(
         Path | None, typer.Option(help="Also write the summary as JSON to this file.")
     ] = None,
 ) -> None:
-    """Run the demo chat backend: embedded defaults, or real servers with --config."""
-    from ..demo import main as demo_main
+    """Run the demo chat backend: embedded defaults, or real servers with --config.
 
-    raise typer.Exit(
-        demo_main(
+    When it cannot start (invalid settings, a busy HTTP port...), print one line and
+    exit with code 1 (with the traceback at [log] level debug).
+    """
+    from ..demo import main as demo_main
+    from ..service import exit_on_startup_error
+
+    try:
+        code = demo_main(
             config=config,
             duration=duration,
             chaos=chaos,
@@ -88,7 +93,20 @@ def demo_command(
             sent_file=sent_file,
             summary_json=summary_json,
         )
-    )
+    except Exception as exc:  # an ExceptionGroup too
+        exit_on_startup_error(exc, name="gochat-actors demo", debug=_debug_level(config))
+        raise
+    raise typer.Exit(code)
+
+
+def _debug_level(config: Path | None) -> bool:
+    """Whether the settings the demo ran with ask for debug logs (then tracebacks show)."""
+    from ..config import load_settings
+
+    try:
+        return load_settings(config).log.level == "debug"
+    except Exception:
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from ..metrics._settings import MetricsSettings
 from ..mq._settings import MQSettings
 from ..service._settings import ServiceSettings
 from ._load import CONFIG_ENV_VAR, load_settings
+from ._runtime import check_runtime
 from ._settings import Settings
 from ._sources import (
     SettingSource,
@@ -47,6 +48,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "SettingsProblem",
+    "check_runtime",
     "env_var_name",
     "explain_settings",
     "load_settings",

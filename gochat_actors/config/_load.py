@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from pydantic_settings import EnvSettingsSource, TomlConfigSettingsSource
 
 from .._exceptions import SettingsError, SettingsProblem
@@ -56,13 +57,16 @@ def load_settings(path: str | os.PathLike[str] | None = None, /, **overrides: An
 
     merged: dict[str, Any] = {}
     provenance: dict[Path_, SettingSource] = {}
+    sections: dict[str, SettingSource] = {}  # who last gave each section (for errors)
     for data, source_of in layers:
-        _merge(merged, provenance, data, source_of)
+        _merge(merged, provenance, data, source_of, sections)
 
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        problems.extend(_problems_from(exc, provenance))
+        errors = exc.errors(include_url=False, include_input=False)
+        errors += _hidden_cross_field_errors(errors, merged)
+        problems.extend(_problems_from(errors, provenance, sections))
         settings = None
     if problems or settings is None:
         raise SettingsError(problems)
@@ -89,7 +93,11 @@ def _read_file(
         problems.append(SettingsProblem("config", named_by, f"no such file: {file_path}"))
         return None
     try:
+        _check_utf8(file_path.read_bytes())
         data = TomlConfigSettingsSource(Settings, toml_file=file_path)()
+    except UnicodeDecodeError as exc:
+        problems.append(SettingsProblem("config", str(source), str(exc.reason)))
+        return None
     except tomllib.TOMLDecodeError as exc:
         problems.append(SettingsProblem("config", str(source), f"not valid TOML: {exc}"))
         return None
@@ -97,6 +105,20 @@ def _read_file(
         problems.append(SettingsProblem("config", str(source), f"cannot read: {exc.strerror}"))
         return None
     return data, lambda _path: source
+
+
+def _check_utf8(raw: bytes) -> None:
+    """Raise UnicodeDecodeError whose ``reason`` says where (TOML files are UTF-8)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        reason = (
+            f"not UTF-8 text (TOML files must be UTF-8): byte 0x{raw[exc.start]:02x} "
+            f"at line {line}, column {column}"
+        )
+        raise UnicodeDecodeError("utf-8", raw, exc.start, exc.end, reason) from None
 
 
 class _EnvSource(EnvSettingsSource):
@@ -120,6 +142,7 @@ def _read_env(
         problems.append(SettingsProblem("env", f"env {ENV_PREFIX}*", str(exc)))
         data = {}
     actual_names = {name.lower(): name for name in os.environ}
+    data = _with_unknown_env_sections(data, actual_names)
 
     def source_of(path: Path_) -> SettingSource:
         # the most specific variable that exists: GOCHAT_DB__POOL_SIZE, else GOCHAT_DB
@@ -130,6 +153,26 @@ def _read_env(
         return SettingSource("env", (ENV_PREFIX + ENV_NESTED_DELIMITER.join(path)).upper())
 
     return data, source_of
+
+
+def _with_unknown_env_sections(
+    data: Mapping[str, Any], actual_names: Mapping[str, str]
+) -> dict[str, Any]:
+    """``data`` plus the ``GOCHAT_<SECTION>__<FIELD>`` variables whose section is unknown
+    (pydantic-settings reads only known ones): validation then reports each of them.
+    Variables without ``__`` (``GOCHAT_CONFIG``) are not settings."""
+    out = dict(data)
+    prefix, delimiter = ENV_PREFIX.lower(), ENV_NESTED_DELIMITER
+    for lowered, name in sorted(actual_names.items()):
+        if not lowered.startswith(prefix):
+            continue
+        section, nested, field = lowered[len(prefix) :].partition(delimiter)
+        if not nested or not section or section in Settings.model_fields:
+            continue
+        target = out.setdefault(section, {})
+        if isinstance(target, dict):
+            target[field] = os.environ[name]
+    return out
 
 
 def _overrides_as_dicts(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -151,8 +194,10 @@ def _merge(
     provenance: dict[Path_, SettingSource],
     data: Mapping[str, Any],
     source_of: Callable[[Path_], SettingSource],
+    sections: dict[str, SettingSource],
 ) -> None:
     for section, value in data.items():
+        sections[section] = source_of((section,))
         if isinstance(value, Mapping):
             target = merged.get(section)
             if not isinstance(target, dict):
@@ -198,11 +243,44 @@ def _effective_sources(provenance: Mapping[Path_, SettingSource]) -> dict[str, S
     return out
 
 
+def _hidden_cross_field_errors(
+    errors: Sequence[ErrorDetails], merged: Mapping[str, Any]
+) -> list[ErrorDetails]:
+    """The rules across fields that a field error of the same section kept from running
+    (a model validator runs only once every field is valid): the section is validated
+    again without its invalid fields, and a rule is kept when none of its fields was
+    invalid (a rule about an invalid field would be judged on the default instead)."""
+    invalid: dict[str, set[str]] = {}
+    for error in errors:
+        if error["type"] != "gochat_cross_field" and len(error["loc"]) >= 2:
+            invalid.setdefault(str(error["loc"][0]), set()).add(str(error["loc"][1]))
+    found: list[ErrorDetails] = []
+    for section, fields in invalid.items():
+        field = Settings.model_fields.get(section)
+        given = merged.get(section)
+        model = field.annotation if field is not None else None
+        if not isinstance(given, Mapping) or not isinstance(model, type):
+            continue
+        if not issubclass(model, BaseModel):
+            continue
+        try:
+            model.model_validate({k: v for k, v in given.items() if k not in fields})
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False, include_input=False):
+                rule_fields = set((error.get("ctx") or {}).get("fields", ()))
+                if error["type"] == "gochat_cross_field" and not rule_fields & fields:
+                    error["loc"] = (section, *error["loc"])
+                    found.append(error)
+    return found
+
+
 def _problems_from(
-    exc: ValidationError, provenance: Mapping[Path_, SettingSource]
+    errors: Sequence[ErrorDetails],
+    provenance: Mapping[Path_, SettingSource],
+    sections: Mapping[str, SettingSource],
 ) -> list[SettingsProblem]:
     problems: list[SettingsProblem] = []
-    for error in exc.errors(include_url=False, include_input=False):
+    for error in errors:
         loc = tuple(str(part) for part in error["loc"])
         kind = error["type"]
         message = error["msg"]
@@ -215,6 +293,8 @@ def _problems_from(
             problems.append(SettingsProblem(".".join(given[0]), ", ".join(seen), message))
             continue
         source = _source_for(provenance, loc)
+        if source == DEFAULT and len(loc) == 1 and loc[0] in sections:
+            source = sections[loc[0]]  # a section given with no field: foo={}, [foo]
         if kind == "extra_forbidden":
             message = "unknown section" if len(loc) == 1 else "unknown key"
         elif source.kind == "env" and kind in ("list_type", "tuple_type", "dict_type"):

@@ -7,7 +7,13 @@ from typing import Annotated, Self
 from pydantic import Field, model_validator
 
 from .._dsn import Dsn, DsnSchemes
-from .._section import NonNegativeSeconds, PositiveSeconds, Section, cross_field_error
+from .._section import (
+    NonNegativeSeconds,
+    PositiveSeconds,
+    Section,
+    cross_field_error,
+    raise_cross_field_errors,
+)
 
 __all__ = ["EtcdUrl", "IdGenSettings"]
 
@@ -60,18 +66,26 @@ class IdGenSettings(Section):
 
     @model_validator(mode="after")
     def _check_layout(self) -> Self:
+        problems = []  # every rule that fails is reported, not only the first
         total = self.timestamp_bits + self.machine_bits + self.sequence_bits
         if total != 63:
-            raise cross_field_error(
-                ("timestamp_bits", "machine_bits", "sequence_bits"),
-                f"timestamp_bits + machine_bits + sequence_bits must be 63, not {total}",
+            problems.append(
+                cross_field_error(
+                    ("timestamp_bits", "machine_bits", "sequence_bits"),
+                    f"timestamp_bits + machine_bits + sequence_bits must be 63, not {total}",
+                )
             )
         if self.machine_id > self.max_machine_id:
-            raise cross_field_error(
-                ("machine_id", "machine_bits"),
-                f"machine_id must be <= {self.max_machine_id} "
-                f"with machine_bits={self.machine_bits}",
+            problems.append(
+                cross_field_error(
+                    ("machine_id", "machine_bits"),
+                    f"machine_id must be <= {self.max_machine_id} "
+                    f"with machine_bits={self.machine_bits}",
+                )
             )
         if self.margin >= self.lease_ttl:
-            raise cross_field_error(("margin", "lease_ttl"), "margin must be < lease_ttl")
+            problems.append(
+                cross_field_error(("margin", "lease_ttl"), "margin must be < lease_ttl")
+            )
+        raise_cross_field_errors(self, problems)
         return self

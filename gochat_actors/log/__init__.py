@@ -11,9 +11,9 @@ Example::
         logger.info("message stored", conversation=cid)
 """
 
-from ._configure import configure, get_logger, is_configured, reset
+from ._configure import configure, configured, get_logger, is_configured, reset
 from ._events import EVENT_LOGGER_NAME, event_logger
-from ._processors import SECRET_KEYS, add_service, order_keys, redact_secrets
+from ._processors import SECRET_KEYS, add_service, is_secret_key, order_keys, redact_secrets
 from ._settings import LogFormat, LogLevel, LogSettings
 from ._trace import (
     TRACE_ID_KEY,
@@ -37,10 +37,12 @@ __all__ = [
     "add_service",
     "bind_trace_id",
     "configure",
+    "configured",
     "current_trace_id",
     "event_logger",
     "get_logger",
     "is_configured",
+    "is_secret_key",
     "new_trace_id",
     "order_keys",
     "redact_secrets",

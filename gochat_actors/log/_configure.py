@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal, TextIO, cast
 
 import structlog
@@ -13,7 +16,7 @@ from structlog.typing import EventDict, Processor
 from ._processors import add_service, order_keys, redact_secrets
 from ._settings import LogSettings
 
-__all__ = ["configure", "get_logger", "is_configured", "reset"]
+__all__ = ["configure", "configured", "get_logger", "is_configured", "reset"]
 
 _extra_adder = structlog.stdlib.ExtraAdder()
 
@@ -73,7 +76,13 @@ class _FileHandler(logging.FileHandler, _Handler):
     pass
 
 
-_state: dict[str, Any] = {"root_level": None}
+# The levels configure() changed, as they were before the first configure() (None: not
+# changed), for reset() to put back.
+_state: dict[str, Any] = {"root_level": None, "quiet_levels": None}
+
+# Libraries whose info lines are one per request (httpx: one per etcd call): shown from
+# warning up, unless the level is debug.
+_CHATTY = ("httpx",)
 
 
 def configure(settings: LogSettings | None = None, *, service: str = "gochat") -> None:
@@ -82,8 +91,10 @@ def configure(settings: LogSettings | None = None, *, service: str = "gochat") -
     Every line (structlog's and stdlib's: aiokafka, SQLAlchemy...) gets ``timestamp``
     (ISO 8601, UTC), ``level``, ``event``, ``service``, ``logger``, the bound
     ``trace_id``, and goes to each of ``settings.outputs`` as JSON (``format="json"``)
-    or for humans (``"console"``). Secrets are masked. Calling it again replaces the
-    previous outputs (no handler piles up); :func:`reset` undoes it.
+    or for humans (``"console"``). Secrets are masked. httpx's one-line-per-request
+    ``info`` lines show only at ``debug`` level. Calling it again replaces the previous
+    outputs (no handler piles up); :func:`reset` undoes it; :func:`configured` restores
+    what was there before.
 
     Raises :class:`OSError` if a file output cannot be opened (nothing is changed then).
 
@@ -101,9 +112,13 @@ def configure(settings: LogSettings | None = None, *, service: str = "gochat") -
     _remove_handlers(root)
     if _state["root_level"] is None:
         _state["root_level"] = root.level
+    if _state["quiet_levels"] is None:
+        _state["quiet_levels"] = {name: logging.getLogger(name).level for name in _CHATTY}
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(settings.level.upper())
+    for name, level in _state["quiet_levels"].items():
+        logging.getLogger(name).setLevel(level if settings.level == "debug" else logging.WARNING)
 
     structlog.configure(
         processors=[
@@ -138,7 +153,73 @@ def reset() -> None:
     if _state["root_level"] is not None:
         root.setLevel(_state["root_level"])
         _state["root_level"] = None
+    if _state["quiet_levels"] is not None:
+        for name, level in _state["quiet_levels"].items():
+            logging.getLogger(name).setLevel(level)
+        _state["quiet_levels"] = None
     structlog.reset_defaults()
+
+
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    handlers: list[logging.Handler]
+    root_level: int
+    levels: dict[str, int]
+    state: dict[str, Any]
+    structlog_config: dict[str, Any] | None
+
+
+@contextmanager
+def configured(settings: LogSettings | None = None, *, service: str = "gochat") -> Iterator[None]:
+    """:func:`configure` for the ``with`` block; on exit the logging configuration in
+    force before (another one, or none) is back: its outputs, levels and structlog's
+    configuration. ``open_service`` configures logging this way. Logging is one per
+    process: nested blocks restore in turn; of two services whose lives overlap without
+    nesting, the one that exits first puts back what was there before it started.
+
+    Raises :class:`OSError` if a file output cannot be opened (nothing is changed then).
+
+    Example::
+
+        with configured(settings.log, service="chat-gateway"):
+            get_logger(__name__).info("in the service's format")
+        # back to the configuration (or the absence of one) from before
+    """
+    root = logging.getLogger()
+    saved = _Saved(
+        handlers=[h for h in root.handlers if isinstance(h, _Handler)],
+        root_level=root.level,
+        levels={name: logging.getLogger(name).level for name in _CHATTY},
+        state=dict(_state),
+        structlog_config=structlog.get_config() if structlog.is_configured() else None,
+    )
+    for handler in saved.handlers:
+        root.removeHandler(handler)  # kept open: they come back on exit
+    try:
+        configure(settings, service=service)
+    except BaseException:
+        _restore(saved)
+        raise
+    try:
+        yield
+    finally:
+        _restore(saved)
+
+
+def _restore(saved: _Saved) -> None:
+    root = logging.getLogger()
+    _remove_handlers(root)
+    for handler in saved.handlers:
+        root.addHandler(handler)
+    root.setLevel(saved.root_level)
+    for name, level in saved.levels.items():
+        logging.getLogger(name).setLevel(level)
+    _state.clear()
+    _state.update(saved.state)
+    if saved.structlog_config is None:
+        structlog.reset_defaults()
+    else:
+        structlog.configure(**saved.structlog_config)
 
 
 def is_configured() -> bool:

@@ -8,17 +8,52 @@ from typing import Any
 from pydantic import SecretStr
 from structlog.typing import EventDict, WrappedLogger
 
-from .._dsn import Dsn, mask_urls
+from .._dsn import Dsn, is_secret_name, mask_urls
 
-__all__ = ["SECRET_KEYS", "add_service", "order_keys", "redact_secrets"]
+__all__ = ["SECRET_KEYS", "add_service", "is_secret_key", "order_keys", "redact_secrets"]
 
 SECRET_KEYS = frozenset(
-    {"password", "passwd", "pwd", "secret", "token", "sasl_password", "authorization", "api_key"}
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "secret",
+        "token",
+        "auth",
+        "authorization",
+        "apikey",
+        "api_key",
+        "credential",
+        "private_key",
+        "cookie",
+        "sessionid",
+    }
 )
-"""Event keys whose values are always masked, whatever they hold."""
+"""Secret key names: these, and every key :func:`is_secret_key` accepts (``db_password``,
+``accessToken``, ``x-api-key``, ``client_secret``...)."""
 
 _MASKED = "**********"
 _FIRST_KEYS = ("timestamp", "level", "event", "service", "trace_id", "logger")
+_MAX_DEPTH = 32  # deeper than this, a value is masked as its (masked) repr
+_CLEAR = (int, float, bool, type(None))  # never a credential, shown under any key
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether values logged under ``key`` are masked: a word of the key (split at
+    ``_ - .`` and camelCase) contains ``password``, ``passwd``, ``passphrase``, ``secret``,
+    ``apikey``, ``authorization``, ``credential`` or ``privatekey``, is ``pwd``, ``auth``
+    or ``sessionid``, or ends with ``token`` or ``cookie``.
+
+    Numbers, booleans and None are shown under any key: no credential is a number,
+    while a lock's fencing token (``token=42``) and ``max_tokens=100`` are.
+
+    Example::
+
+        >>> [is_secret_key(k) for k in ("db_password", "accessToken", "fence", "tokens")]
+        [True, True, False, False]
+    """
+    return is_secret_name(key)
 
 
 def add_service(service: str) -> Callable[[WrappedLogger, str, EventDict], EventDict]:
@@ -36,23 +71,58 @@ def add_service(service: str) -> Callable[[WrappedLogger, str, EventDict], Event
     return processor
 
 
-def _redact(key: str, value: Any, depth: int) -> Any:
-    if key.lower() in SECRET_KEYS and value not in (None, ""):
+def _field(key: str, value: Any, depth: int, path: frozenset[int]) -> Any:
+    if isinstance(value, _CLEAR):
+        return value
+    if is_secret_name(key) and not (isinstance(value, str) and not value):
         return _MASKED
+    return _redact(value, depth, path)
+
+
+def _redact(value: Any, depth: int, path: frozenset[int]) -> Any:
     if isinstance(value, str):
         return mask_urls(value)
+    if isinstance(value, _CLEAR):
+        return value
     if isinstance(value, (SecretStr, Dsn)):
         return str(value)
-    if depth > 0 and isinstance(value, Mapping):
-        return {k: _redact(str(k), v, depth - 1) for k, v in value.items()}
-    if depth > 0 and isinstance(value, (list, tuple)):
-        return [_redact("", v, depth - 1) for v in value]
-    return value
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", "surrogateescape")
+        masked = mask_urls(text)
+        return value if masked == text else masked.encode("utf-8", "surrogateescape")
+    if depth <= 0 or id(value) in path:
+        return _redact_repr(value)
+    inner, depth = path | {id(value)}, depth - 1
+    if isinstance(value, Mapping):
+        return {k: _field(str(k), v, depth, inner) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_redact(v, depth, inner) for v in value]
+        if isinstance(value, list):
+            return items
+        if isinstance(value, tuple):
+            make = getattr(value, "_make", None)  # a namedtuple keeps its fields
+            return make(items) if make is not None else tuple(items)
+        return frozenset(items) if isinstance(value, frozenset) else set(items)
+    return _redact_repr(value)
+
+
+def _redact_repr(value: Any) -> Any:
+    # What the renderers would print (JSON and console both fall back to repr): masked
+    # when it shows a secret, else the object itself, untouched.
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} (repr failed)>"
+    masked = mask_urls(text)
+    return value if masked == text else masked
 
 
 def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """Mask secrets: values of secret-named keys, passwords inside URLs (in any string,
-    tracebacks included), ``SecretStr`` and ``Dsn`` values; two levels into dicts/lists.
+    """Mask secrets: values of secret-named keys (:func:`is_secret_key`; numbers stay
+    in clear), URL passwords and secret query parameters in any string (tracebacks
+    included), ``SecretStr`` and ``Dsn`` values, and any other object whose ``repr``
+    (what the renderers print) shows one, such as an exception; at any depth of dicts,
+    lists, tuples, sets and bytes.
 
     Example::
 
@@ -60,7 +130,7 @@ def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDic
         # {'event': 'connect', 'password': '**********'}
     """
     for key, value in event_dict.items():
-        event_dict[key] = _redact(key, value, 2)
+        event_dict[key] = _field(key, value, _MAX_DEPTH, frozenset())
     return event_dict
 
 

@@ -355,6 +355,7 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
     """``histogram.observe(v)`` for each value, in one pass: the values are counted per
     bucket first, then each touched bucket (and the sum) is updated once. For a hot path
     that times many small things (a consumer's messages) and records them per batch.
+    Counts exactly as ``observe`` does, NaN included (in the sum, in no bucket).
 
     Example::
 
@@ -369,7 +370,8 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
         return
     counts = [0] * len(bounds)
     for value in values:
-        counts[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe()
+        if value == value:  # NaN (never equal to itself) lands in no bucket, as in observe()
+            counts[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe()
     total.inc(sum(values))
     for bucket, count in zip(buckets, counts, strict=True):
         if count:

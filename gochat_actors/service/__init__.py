@@ -8,7 +8,17 @@ Example::
         print(service.ids.next_id())
 """
 
-from ._service import COMPONENTS, Service, open_service, run
+from ._run import exit_on_startup_error, run, startup_error
+from ._service import COMPONENTS, Service, open_service, untraced
 from ._settings import ServiceSettings
 
-__all__ = ["COMPONENTS", "Service", "ServiceSettings", "open_service", "run"]
+__all__ = [
+    "COMPONENTS",
+    "Service",
+    "ServiceSettings",
+    "exit_on_startup_error",
+    "open_service",
+    "run",
+    "startup_error",
+    "untraced",
+]

@@ -1,33 +1,33 @@
-"""``open_service(settings)``: the standard tree, and ``run(main)`` for a service's main."""
+"""``open_service(settings)``: the standard tree."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import dataclasses
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+import structlog
 import trio
 
-import supervisors
 from supervisors import ChildSpec, Supervisor, open_supervisor
 
 from .._bridge import Bridge
-from .._exceptions import ComponentUnavailable
+from .._exceptions import ComponentUnavailable, SettingsError
 from ..cache import Cache
 from ..db import DBManager
 from ..http import HTTPEndpoints
 from ..idgen import IdGenerator
 from ..lock import Locks
-from ..log import configure, event_logger, get_logger
+from ..log import TRACE_ID_KEY, configured, event_logger, get_logger
 from ..metrics import Metrics, RuntimeMetrics
 from ..mq import Producer, consumer_spec
 
 if TYPE_CHECKING:  # config imports this package (for ServiceSettings): import it lazily
     from ..config import Settings
 
-__all__ = ["COMPONENTS", "Service", "open_service", "run"]
-
-T = TypeVar("T")
+__all__ = ["COMPONENTS", "Service", "open_service", "untraced"]
 
 COMPONENTS = ("http", "db", "cache", "locks", "ids", "producer")
 """The components ``open_service`` can start, besides the bridge, logs and metrics."""
@@ -108,9 +108,10 @@ class Service:
     async def add_child(self, spec: ChildSpec) -> Any:
         """Start one of the service's own children (an actor, a consumer) in the tree.
 
-        Returns what the child gave to ``task_status.started()``.
+        Returns what the child gave to ``task_status.started()``. The child runs with
+        no trace ID bound (see :func:`untraced`), whatever the caller has bound.
         """
-        return await self.supervisor.start_child(spec)
+        return await self.supervisor.start_child(untraced(spec))
 
     def consumer_spec(self, id: str, **options: Any) -> ChildSpec:
         """:func:`gochat_actors.mq.consumer_spec` with this service's settings, bridge and
@@ -128,10 +129,53 @@ class Service:
         return consumer_spec(id, **options)
 
 
-def _log_child(settings: Settings) -> ChildSpec:
+def untraced(spec: ChildSpec) -> ChildSpec:
+    """``spec`` whose child starts every life with no trace ID bound.
+
+    trio gives a new task a copy of the context of the task that starts it: a child
+    started while a request's trace ID is bound would carry it for its whole first life
+    (and its restarts, started by the supervisor, would not). A child is not part of
+    any one request: each life starts untraced, and binds its own per unit of work.
+    ``open_service`` applies it to every child, and ``Service.add_child`` too.
+
+    Example::
+
+        await sup.start_child(untraced(ChildSpec("worker", worker)))
+    """
+    target = spec.target
+    takes_status = _takes_task_status(target)
+
+    async def run_untraced(
+        *args: Any, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        # this task's own copy of the context: the starter's binding is untouched
+        structlog.contextvars.unbind_contextvars(TRACE_ID_KEY)
+        if takes_status:
+            await target(*args, task_status=task_status)
+        else:
+            task_status.started()
+            await target(*args)
+
+    run_untraced.__name__ = run_untraced.__qualname__ = getattr(target, "__name__", spec.id)
+    return dataclasses.replace(spec, target=run_untraced)
+
+
+def _takes_task_status(target: Callable[..., Any]) -> bool:
+    # as the supervisor decides: a task_status keyword (or **kwargs); odd callables do
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return True
+    return "task_status" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+
+
+def _log_child(settings: Settings, components: Iterable[str]) -> ChildSpec:
+    # Logging itself is configured by open_service before anything runs (so that no line
+    # escapes [log]); this child says the service is starting, and what it starts.
     async def log_setup(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        configure(settings.log, service=settings.service.name)
-        get_logger("gochat_actors.service").info("service starting", components=list(COMPONENTS))
+        get_logger("gochat_actors.service").info("service starting", components=list(components))
         task_status.started()
         await trio.sleep_forever()
 
@@ -158,9 +202,9 @@ async def open_service(
         async with open_service(load_settings("app.toml")) as service:
             i = service.ids.next_id()
     """
-    if settings is None:
-        from ..config import load_settings
+    from ..config import check_runtime, load_settings
 
+    if settings is None:
         settings = load_settings()
     wanted = tuple(COMPONENTS if components is None else components)
     unknown = sorted(set(wanted) - set(COMPONENTS))
@@ -168,13 +212,30 @@ async def open_service(
         raise ValueError(f"unknown components {unknown}; choose from {list(COMPONENTS)}")
     if not settings.http.enabled:
         wanted = tuple(c for c in wanted if c != "http")
+    problems = check_runtime(settings)
+    if problems:
+        raise SettingsError(problems)
+    # Logging first, so that every line (the components' constructors', the bridge's)
+    # follows [log]; the configuration from before is back when the service exits.
+    with configured(settings.log, service=settings.service.name):
+        async with _open_tree(settings, wanted, children, supervisor_options) as service:
+            yield service
+
+
+@asynccontextmanager
+async def _open_tree(
+    settings: Settings,
+    wanted: tuple[str, ...],
+    children: Iterable[ChildSpec],
+    supervisor_options: dict[str, Any],
+) -> AsyncIterator[Service]:
     metrics = Metrics(namespace=settings.metrics.namespace)
     used: Metrics | None = metrics if settings.metrics.enabled else None
     bridge = Bridge()
     built: dict[str, Any] = {}
     specs: list[ChildSpec] = [
         ChildSpec("bridge", bridge.run, shutdown=5.0),
-        _log_child(settings),
+        _log_child(settings, [c for c in COMPONENTS if c in wanted]),
     ]
     if used is not None:
         specs.append(RuntimeMetrics(metrics).spec("metrics"))
@@ -204,31 +265,5 @@ async def open_service(
     specs.extend(children)
     supervisor_options.setdefault("name", settings.service.name)
     supervisor_options.setdefault("on_event", event_logger())
-    async with open_supervisor(specs, **supervisor_options) as sup:
+    async with open_supervisor([untraced(s) for s in specs], **supervisor_options) as sup:
         yield Service(settings, sup, metrics, bridge, built)
-
-
-def run(
-    main: Callable[[Service], Awaitable[T]],
-    settings: Settings | None = None,
-    **service_options: Any,
-) -> T | None:
-    """Run ``main(service)`` inside :func:`open_service`, under trio, until it returns or
-    SIGINT/SIGTERM stops it gracefully (a second signal: at once). Returns ``main``'s
-    result, or ``None`` when a signal stopped it.
-
-    Example::
-
-        async def main(service: Service) -> None:
-            await service.add_child(my_spec)
-            await trio.sleep_forever()
-
-        if __name__ == "__main__":
-            gochat_actors.run(main)
-    """
-
-    async def service_main() -> T:
-        async with open_service(settings, **service_options) as service:
-            return await main(service)
-
-    return supervisors.run(service_main)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -164,12 +165,22 @@ def test_tree_reports_an_unreachable_url_and_exits_1() -> None:
 
 
 def test_demo_runs_and_exits_0() -> None:
+    # Regression (issue 28): the stdout checks sat under an `if` that was never true.
     result = cli("demo", "--no-live", "--duration", "0.5", "--chaos", "0")
     assert result.returncode == 0, result.stderr
-    demo_exists = Path(__file__).resolve().parents[3].joinpath("gochat_actors", "demo").is_dir()
-    if not demo_exists:  # the stand-in: the smallest supervised tree
-        assert "greeter" in result.stdout
-        assert "counter" in result.stdout
+    rows = {}
+    for line in result.stdout.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) == 2:
+            rows[cells[0]] = cells[1]
+    assert "summary" in result.stdout
+    assert int(rows["sent"]) > 0
+    assert int(rows["persisted"]) > 0
+    assert rows["lost"] == "0"
+    assert rows["duplicate ids"] == "0"
+    assert rows["verdict"].startswith("ok")
+    logs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert any(line["event"] == "service starting" for line in logs)  # [log]: JSON on stdout
 
 
 def test_the_console_script_is_installed() -> None:
@@ -194,3 +205,50 @@ def test_the_docstring_examples_of_the_tree_module() -> None:
     result = doctest.testmod(_tree)
     assert (result.attempted, result.failed) == (1, 0)
     assert _tree.tree_url("http://h:1/debug/tree/") == "http://h:1/debug/tree"
+
+
+def test_check_config_catches_a_log_output_in_a_missing_directory(tmp_path: Path) -> None:
+    # Regression (issue 22 point 4): check-config passed it; the service then failed at start.
+    missing = tmp_path / "no-such-dir" / "x.log"
+    path = tmp_path / "chat.toml"
+    path.write_text(f'[log]\noutputs = ["stdout", "{missing}"]\n', encoding="utf-8")
+    result = cli("check-config", str(path))
+    assert result.returncode == 1, result.stdout
+    [row] = [line for line in result.stderr.splitlines() if "log.outputs" in line]
+    assert f"file {path}" in row
+    assert "directory does not" in row  # the table may wrap the end
+    as_json = cli("check-config", "--json", str(path))
+    assert as_json.returncode == 1
+    [problem] = json.loads(as_json.stdout)["problems"]
+    assert problem["path"] == "log.outputs"
+    assert problem["message"] == f"{missing}: directory does not exist ({missing.parent})"
+
+
+def test_demo_with_a_busy_http_port_prints_one_line_and_exits_1() -> None:
+    # Regression (issue 22 point 3): the demo printed an 85-115 line ExceptionGroup.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = ("demo", "--no-live", "--duration", "0.5", "--chaos", "0")
+        result = cli(*args, GOCHAT_HTTP__PORT=str(port), GOCHAT_LOG__OUTPUTS="stdout")
+        debug = cli(*args, GOCHAT_HTTP__PORT=str(port), GOCHAT_LOG__LEVEL="debug")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("gochat-actors demo: cannot start: ")
+    assert f"127.0.0.1:{port}: Address already in use" in line
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    assert debug.stderr.splitlines()[-1].startswith("gochat-actors demo: cannot start: ")
+
+
+def test_demo_with_invalid_settings_lists_the_problems_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD)
+    result = cli("demo", "--no-live", "--duration", "0.5", "--config", str(bad))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == "gochat-actors demo: invalid settings: 3 problems in settings:"
+    assert any("db.pool_sise" in line and "unknown key" in line for line in lines)

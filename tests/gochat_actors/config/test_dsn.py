@@ -51,12 +51,19 @@ def test_empty_dsn_is_falsy() -> None:
         ("redis://h:0/0", "1..65535"),
         ("redis://h:port/0", "1..65535"),
         ("9redis://h", "scheme"),
+        ("redis://:hunter2[pw]@h:6379/0", "percent-encode"),
+        ("redis://:hun[ter2@h/0", "percent-encode"),
+        ("redis://:a]b[c@h/0", "percent-encode"),
+        ("redis://:p@[::1/0", "IPv6"),
     ],
 )
 def test_malformed(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as exc:
         Dsn(url)
     assert url not in str(exc.value)
+    # Regression (issue 22 point 5): urllib's message quoted the part in [ ], a password.
+    for part in ("pw", "hunter2", "ter2", "c@h", "b"):
+        assert f"'{part}'" not in str(exc.value)
 
 
 def test_equality_and_hash() -> None:

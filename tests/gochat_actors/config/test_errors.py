@@ -205,3 +205,90 @@ def test_settings_error_pickles_and_shows_its_public_path() -> None:
     assert copy.problems == error.problems
     assert str(copy) == str(error) == "1 problem in settings:\n  http.port: too big [override]"
     assert SettingsError.__module__ == "gochat_actors"
+
+
+def test_an_unknown_section_given_as_an_override_is_reported_as_override() -> None:
+    # Regression (issue 27 point 32): an empty unknown section was reported as [default].
+    with pytest.raises(SettingsError) as exc:
+        load_settings(foo={})
+    problem = problems_of(exc)["foo"]
+    assert (problem.message, problem.source) == ("unknown section", "override")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(foo={"x": 1})
+    assert problems_of(exc)["foo"].source == "override"
+
+
+def test_an_empty_unknown_section_in_the_file_is_reported_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text("[nosuch]\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(path)
+    assert problems_of(exc)["nosuch"].source == f"file {path}"
+
+
+def test_an_unknown_section_in_the_environment_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression (issue 27, docs/config.md): GOCHAT_FOO__BAR=1 was silently ignored.
+    monkeypatch.setenv("GOCHAT_FOO__BAR", "1")
+    monkeypatch.setenv("gochat_Cahce__url", "memory://")  # a typo of a section, any case
+    monkeypatch.setenv("GOCHAT_CONFIG_DIR", "/etc")  # no "__": not a setting, ignored
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    problems = problems_of(exc)
+    assert set(problems) == {"foo", "cahce"}
+    assert (problems["foo"].message, problems["foo"].source) == (
+        "unknown section",
+        "env GOCHAT_FOO__BAR",
+    )
+    assert problems["cahce"].source == "env gochat_Cahce__url"
+
+
+def test_a_toml_file_that_is_not_utf8_is_a_settings_problem_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    # Regression (issue 22 point 4): a raw UnicodeDecodeError escaped load_settings.
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[service]\nname = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(SettingsError) as exc:
+        load_settings(path, http={"port": -1})
+    problems = problems_of(exc)
+    assert problems["config"].source == f"file {path}"
+    assert "UTF-8" in problems["config"].message
+    assert "line 2" in problems["config"].message
+    assert "http.port" in problems  # reported with the other problems
+
+
+def test_cross_field_problems_are_reported_with_field_errors_of_the_same_section() -> None:
+    # Regression (issue 22 point 4): a field error in [idgen] or [mq] hid the rules
+    # across fields of that section.
+    with pytest.raises(SettingsError) as exc:
+        load_settings(
+            idgen={"machine_bits": 11, "key_prefix": ""},
+            mq={"sasl_username": "u", "client_id": ""},
+        )
+    problems = problems_of(exc)
+    assert "at least 1 character" in problems["idgen.key_prefix"].message
+    assert "must be 63" in problems["idgen.machine_bits"].message
+    assert "at least 1 character" in problems["mq.client_id"].message
+    assert "not SASL" in problems["mq.sasl_username"].message  # the field the user set
+
+
+def test_a_rule_about_a_field_that_is_itself_invalid_is_not_reported() -> None:
+    # lease_ttl is invalid: "margin < lease_ttl" would be checked against its default.
+    with pytest.raises(SettingsError) as exc:
+        load_settings(idgen={"lease_ttl": -1, "margin": 30})
+    assert [p.path for p in exc.value.problems] == ["idgen.lease_ttl"]
+
+
+def test_every_cross_field_problem_of_idgen_at_once() -> None:
+    # Regression (issue 22 point 4): only the first rule that failed was reported.
+    with pytest.raises(SettingsError) as exc:
+        load_settings(
+            idgen={"timestamp_bits": 40, "machine_id": 5000, "margin": 20, "lease_ttl": 10}
+        )
+    messages = [p.message for p in exc.value.problems]
+    assert any("must be 63" in m for m in messages), messages
+    assert any("machine_id must be <= 1023" in m for m in messages), messages
+    assert any("margin must be < lease_ttl" in m for m in messages), messages
+    assert {p.source for p in exc.value.problems} == {"override"}

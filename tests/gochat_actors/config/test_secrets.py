@@ -87,3 +87,15 @@ def test_secret_query_parameters_are_masked() -> None:
     assert DB_PASSWORD not in str(dsn)
     assert str(dsn).endswith("charset=utf8&password=***")
     assert DB_PASSWORD in dsn.reveal()
+
+
+def test_a_password_with_brackets_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression (issue 22 point 5): "malformed URL ('hunter2pw' does not appear to be an
+    # IPv4 or IPv6 address)" showed the password.
+    monkeypatch.setenv("GOCHAT_CACHE__URL", "redis://:x[hunter2pw]@127.0.0.1:6379/0")
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    [problem] = exc.value.problems
+    assert problem.path == "cache.url"
+    assert "hunter2pw" not in str(exc.value)
+    assert "percent-encode" in problem.message

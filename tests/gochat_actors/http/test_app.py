@@ -97,3 +97,14 @@ def test_redact_masks_urls_everywhere_and_keeps_json_valid() -> None:
         "mailbox": {"size": "inf", "depth": 2},
     }
     json.dumps(clean, allow_nan=False)
+
+
+def test_redact_masks_secret_query_parameters_in_last_error() -> None:
+    # Regression (issue 22 point 5): only user:pw@ was masked, not ?password=...
+    doc = {
+        "last_error": "OSError: cannot reach http://etcd:2379/v3?password=Pa55-w0rd&x=1",
+        "health": {"reason": "PING failed: redis://h/0?token=Pa55-w0rd"},
+    }
+    clean = redact(doc)
+    assert "Pa55-w0rd" not in json.dumps(clean)
+    assert clean["last_error"] == "OSError: cannot reach http://etcd:2379/v3?password=***&x=1"

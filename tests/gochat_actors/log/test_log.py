@@ -300,3 +300,51 @@ def test_a_logger_used_under_one_configuration_follows_the_next() -> None:
     with structlog.testing.capture_logs() as logs:
         logger.warning("seen by capture_logs")
     assert [entry["event"] for entry in logs] == ["seen by capture_logs"]
+
+
+def test_httpx_request_lines_are_quiet_unless_debug(capsys: pytest.CaptureFixture[str]) -> None:
+    # Regression (issue 22 point 8): httpx wrote one info line per etcd request.
+    httpx_logger = logging.getLogger("httpx")
+    before = httpx_logger.level
+    log.configure(LogSettings())
+    httpx_logger.info("HTTP Request: POST http://127.0.0.1:2379/v3/kv/range")
+    httpx_logger.warning("kept")
+    assert [line["event"] for line in json_lines(capsys.readouterr().out)] == ["kept"]
+    log.configure(LogSettings(level="debug"))
+    httpx_logger.info("HTTP Request: at debug level")
+    assert [line["event"] for line in json_lines(capsys.readouterr().out)] == [
+        "HTTP Request: at debug level"
+    ]
+    log.reset()
+    assert httpx_logger.level == before
+
+
+def test_configured_restores_what_was_there_before(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import structlog
+
+    root = logging.getLogger()
+    before_handlers, before_level = list(root.handlers), root.level
+    with log.configured(LogSettings(outputs=(str(tmp_path / "a.log"),))):
+        assert log.is_configured()
+    assert list(root.handlers) == before_handlers
+    assert root.level == before_level
+    assert not structlog.is_configured()
+
+    log.configure(LogSettings(format="console"), service="outer")
+    outer = ours()
+    config = structlog.get_config()
+    with log.configured(LogSettings(level="debug", outputs=("stderr",)), service="inner"):
+        log.get_logger("x").debug("inner line")
+        with log.configured(LogSettings(outputs=(str(tmp_path / "b.log"),))):
+            log.get_logger("x").info("innermost")
+        log.get_logger("x").debug("inner again")
+    log.get_logger("x").info("outer line")
+    assert ours() == outer
+    assert structlog.get_config() == config
+    captured = capsys.readouterr()
+    assert [line["event"] for line in json_lines(captured.err)] == ["inner line", "inner again"]
+    assert "outer line" in captured.out
+    assert "service=outer" in captured.out
+    assert "innermost" in (tmp_path / "b.log").read_text(encoding="utf-8")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -192,12 +197,13 @@ def test_render_and_content_type() -> None:
     assert b"# TYPE gochat_cache_hits_total counter" in body
 
 
-def test_observe_many_counts_as_observe_one_by_one() -> None:
-    from prometheus_client import CollectorRegistry, Histogram
+def observed_both_ways(values: list[float]) -> tuple[dict[Any, str], dict[Any, str]]:
+    """The samples of a histogram fed ``values`` by observe() one by one, and by
+    observe_many(); repr'd so that NaN equals NaN and -0.0 shows."""
+    from prometheus_client import Histogram
 
     from gochat_actors.metrics import observe_many
 
-    values = [0.0, 0.0005, 0.001, 0.0010001, 0.005, 0.02, 0.5, 1e9]
     one, many = CollectorRegistry(), CollectorRegistry()
     buckets = (0.001, 0.005, 0.01, 0.1)
     by_one = Histogram("h", "h", ["t"], registry=one, buckets=buckets).labels("a")
@@ -206,16 +212,21 @@ def test_observe_many_counts_as_observe_one_by_one() -> None:
         by_one.observe(value)
     observe_many(by_many, values)
 
-    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], str]:
         return {
-            (s.name, s.labels.get("le", "")): s.value
+            (s.name, s.labels.get("le", "")): repr(s.value)
             for metric in registry.collect()
             for s in metric.samples
             if not s.name.endswith("_created")
         }
 
-    assert samples(many) == samples(one)
-    assert samples(many)[("h_bucket", "0.001")] == 3  # a bound itself counts in its bucket
+    return samples(one), samples(many)
+
+
+def test_observe_many_counts_as_observe_one_by_one() -> None:
+    one, many = observed_both_ways([0.0, 0.0005, 0.001, 0.0010001, 0.005, 0.02, 0.5, 1e9])
+    assert many == one
+    assert many[("h_bucket", "0.001")] == "3.0"  # a bound itself counts in its bucket
 
 
 def test_observe_many_falls_back_to_observe_for_other_histograms() -> None:
@@ -262,3 +273,18 @@ def test_timings_are_held_then_seen_by_any_scrape_or_folded_every_fold_at() -> N
         )
         == FOLD_AT
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=20),
+)
+def test_observe_many_matches_observe_for_any_float_nan_and_infinities_included(
+    values: list[float],
+) -> None:
+    # Regression (issue 27 point 30): NaN went into the first bucket (bisect puts it at 0)
+    # where observe() counts it in no bucket at all.
+    one, many = observed_both_ways(values)
+    assert many == one
+    if values and all(math.isnan(v) for v in values):
+        assert many[("h_count", "")] == "0.0"

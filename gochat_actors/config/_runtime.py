@@ -1,0 +1,45 @@
+"""``check_runtime``: what only this machine can tell about valid settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .._exceptions import SettingsProblem
+from ._settings import Settings
+from ._sources import settings_sources
+
+__all__ = ["check_runtime"]
+
+
+def check_runtime(settings: Settings) -> list[SettingsProblem]:
+    """The problems of ``settings`` that depend on this machine, which
+    :func:`load_settings` leaves alone (a file may be checked on one machine and used on
+    another): a ``log.outputs`` file whose directory is missing or not writable, or
+    that is a directory. ``gochat-actors check-config`` reports them; ``open_service``
+    refuses to start with them (:class:`~gochat_actors.SettingsError`).
+
+    Example::
+
+        problems = check_runtime(load_settings("chat.toml"))   # [] when all is well
+    """
+    source = str(settings_sources(settings)["log.outputs"])
+    problems: list[SettingsProblem] = []
+    for output in settings.log.outputs:
+        if output in ("stdout", "stderr"):
+            continue
+        why = _unwritable(Path(output))
+        if why:
+            problems.append(SettingsProblem("log.outputs", source, f"{output}: {why}"))
+    return problems
+
+
+def _unwritable(path: Path) -> str:
+    if path.is_dir():
+        return "is a directory"
+    if path.exists():
+        return "" if os.access(path, os.W_OK) else "not writable"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"directory does not exist ({parent})"
+    return "" if os.access(parent, os.W_OK | os.X_OK) else f"directory not writable ({parent})"

@@ -1,0 +1,198 @@
+"""redact_secrets: what is masked in a log event, and what is deliberately left in clear."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gochat_actors import log
+from gochat_actors._dsn import mask_urls
+from gochat_actors.log import SECRET_KEYS, LogSettings, is_secret_key, redact_secrets
+
+PW = "Hunter2-pw"
+URL = f"redis://:{PW}@cache:6379/0"
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    log.reset()
+
+
+def redact(**fields: Any) -> Any:
+    return redact_secrets(None, "info", {"event": "e", **fields})
+
+
+def test_an_exception_logged_as_a_field_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    # Regression (issue 27 point 31): the renderer's repr() of the exception was never masked.
+    log.configure(LogSettings())
+    log.get_logger("x").error("cache down", error=ConnectionError(f"refused {URL}"))
+    out = capsys.readouterr().out
+    assert PW not in out
+    [line] = [json.loads(text) for text in out.splitlines()]
+    assert line["error"] == "ConnectionError('refused redis://:***@cache:6379/0')"
+
+
+def test_any_object_whose_repr_carries_a_password_is_masked() -> None:
+    class Client:
+        def __repr__(self) -> str:
+            return f"<Client {URL}>"
+
+    class Harmless:
+        pass
+
+    harmless = Harmless()
+    out = redact(client=Client(), other=harmless, n=3, ok=True, none=None, f=1.5)
+    assert out["client"] == "<Client redis://:***@cache:6379/0>"
+    assert out["other"] is harmless  # left as it is when its repr shows no secret
+    assert (out["n"], out["ok"], out["none"], out["f"]) == (3, True, None, 1.5)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password",
+        "db_password",
+        "DB_PASSWORD",
+        "dbPassword",
+        "access_token",
+        "accessToken",
+        "refresh-token",
+        "client_secret",
+        "x-api-key",
+        "api_key",
+        "apikey",
+        "Authorization",
+        "proxy_authorization",
+        "sasl_password",
+        "passwd",
+        "pwd",
+        "private_key",
+        "credentials",
+        "cookie",
+        "set-cookie",
+        "passphrase",
+    ],
+)
+def test_keys_that_contain_a_secret_word_are_masked(key: str) -> None:
+    # Regression (issue 27 point 31): only exact names were masked.
+    assert is_secret_key(key)
+    assert redact(**{key: "s3cret-value"})[key] == "**********"
+    assert redact(nested={key: "s3cret-value"})["nested"][key] == "**********"
+
+
+def test_every_listed_secret_key_is_secret() -> None:
+    assert all(is_secret_key(key) for key in SECRET_KEYS)
+
+
+@pytest.mark.parametrize(
+    "key", ["event", "user", "room", "cwd", "keyboard", "tokenizer_name", "author", "fence"]
+)
+def test_other_keys_are_not_secret(key: str) -> None:
+    assert not is_secret_key(key)
+    assert redact(**{key: "value"})[key] == "value"
+
+
+def test_numbers_under_a_secret_word_stay_in_clear_fencing_tokens_are_not_secrets() -> None:
+    # Issue 22 point 5: the lock-lost warning logs the fencing token (an int): no
+    # credential is a number, while fencing tokens and token counts are.
+    out = redact(token=42, fencing_token=7, max_tokens=100, password_set=True, password=None)
+    assert out == {
+        "event": "e",
+        "token": 42,
+        "fencing_token": 7,
+        "max_tokens": 100,
+        "password_set": True,
+        "password": None,
+    }
+    assert redact(token="42")["token"] == "**********"  # a string is masked: it may be one
+
+
+def test_lock_lost_warning_shows_the_token(capsys: pytest.CaptureFixture[str]) -> None:
+    log.configure(LogSettings())
+    log.get_logger("gochat_actors.lock").warning("lock lost", lock="room:1", token=17, reason="x")
+    [line] = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert line["token"] == 17
+
+
+def test_strings_nested_any_depth_sets_tuples_and_bytes_are_masked() -> None:
+    # Regression (issue 27 point 31): past two levels, and in sets and bytes, nothing was masked.
+    deep: Any = URL
+    for _ in range(10):
+        deep = {"level": [deep]}
+    out = redact(
+        deep=deep,
+        a_set={URL, "plain"},
+        a_frozenset=frozenset({URL}),
+        a_tuple=("x", (URL,)),
+        a_list=[[[[URL]]]],
+        raw=URL.encode(),
+        raw_in_list=[bytearray(URL.encode())],
+        by_key={"nested": {"deeper": {"db_password": "Plain-pw"}}},
+    )
+    text = repr(out)
+    assert PW not in text
+    assert "Plain-pw" not in text
+    assert out["a_set"] == {"redis://:***@cache:6379/0", "plain"}
+    assert out["a_frozenset"] == frozenset({"redis://:***@cache:6379/0"})
+    assert out["a_tuple"] == ("x", ("redis://:***@cache:6379/0",))
+    assert out["raw"] == b"redis://:***@cache:6379/0"
+    inner = out["deep"]
+    for _ in range(10):
+        inner = inner["level"][0]
+    assert inner == "redis://:***@cache:6379/0"
+
+
+def test_containers_without_secrets_are_left_as_they_are() -> None:
+    data = {"a": [1, 2, (3, "x")], "b": b"\xff\x00bytes", "c": {"d"}}
+    out = redact(data=data)
+    assert out["data"] == data
+
+
+def test_a_cycle_does_not_hang() -> None:
+    loop: list[Any] = [URL]
+    loop.append(loop)
+    out = redact(loop=loop)
+    assert PW not in repr(out)
+
+
+def test_stdlib_extra_fields_are_masked_too(capsys: pytest.CaptureFixture[str]) -> None:
+    log.configure(LogSettings())
+    logging.getLogger("aiomysql").warning("x", extra={"db_password": PW, "err": OSError(URL)})
+    out = capsys.readouterr().out
+    assert PW not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"GET http://h/login?password={PW}&user=ann",
+        f"kafka://h:9092/?sasl_password={PW}",
+        f"connect mysql+aiomysql://app@db/chat?charset=utf8&password={PW} failed",
+        f"https://api/x?access_token={PW}#frag",
+        f"https://api/x?API_KEY={PW} done",
+    ],
+)
+def test_free_text_masks_secret_query_parameters(text: str) -> None:
+    # Regression (issue 22 point 5): only user:pw@ was masked in free text.
+    masked = mask_urls(text)
+    assert PW not in masked
+    assert "=***" in masked
+    assert redact(msg=text)["msg"] == masked
+
+
+def test_free_text_masking_keeps_other_query_parameters() -> None:
+    text = "GET http://h/x?user=ann&tokens_left=3&page=2&token=abc and a=b"
+    assert mask_urls(text) == "GET http://h/x?user=ann&tokens_left=3&page=2&token=*** and a=b"
+
+
+@given(st.text())
+def test_masking_never_raises_and_is_idempotent(text: str) -> None:
+    once = mask_urls(text)
+    assert mask_urls(once) == once
