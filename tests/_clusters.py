@@ -37,7 +37,6 @@ from typing import Any
 
 import pymysql
 import pytest
-import trustme
 
 from tests._private import free_port, require_binary
 from tests._servers import HOST, RespValue, _Resp, in_ci
@@ -350,6 +349,8 @@ class TLSFiles:
 
 def make_tls_files(directory: Path) -> TLSFiles:
     """Write a fresh CA, server and client certificate (ECDSA) into ``directory``."""
+    import trustme  # here, not at the top: conftest imports this module in every session
+
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(organization_name="gochat-actors tests")
     server = ca.issue_cert(HOST, "localhost", common_name="localhost")
