@@ -12,6 +12,18 @@ from collections.abc import Iterator
 import pytest
 
 from tests import _servers
+from tests._clusters import (
+    EtcdCluster,
+    MariaDBTLS,
+    RedisCluster,
+    RedisSentinel,
+    RedisTLS,
+    etcd_cluster_running,
+    mariadb_tls_running,
+    redis_cluster_running,
+    redis_sentinel_running,
+    redis_tls_running,
+)
 from tests._private import (
     PrivateServer,
     private_etcd_server,
@@ -138,4 +150,56 @@ def private_tansu() -> Iterator[PrivateServer]:
     """A private Tansu broker on a free port (``.address`` is its bootstrap), to pause or
     kill (never the shared one)."""
     with private_tansu_server() as server:
+        yield server
+
+
+# ---- clustered servers (issue 20): private, on free ports; see tests/_clusters.py ----
+
+
+@pytest.fixture
+def etcd_cluster() -> Iterator[EtcdCluster]:
+    """Three private etcd members: ``url`` lists them; kill, pause, restart, move the leader."""
+    with etcd_cluster_running() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def etcd_auth_cluster() -> Iterator[EtcdCluster]:
+    """``etcd_cluster`` with auth enabled: user ``root``, password ``pw``."""
+    with etcd_cluster_running(auth=True) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def etcd_tls_cluster() -> Iterator[EtcdCluster]:
+    """``etcd_cluster`` on https; ``tls`` has the CA and the (required) client certificate."""
+    with etcd_cluster_running(tls=True) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_sentinel() -> Iterator[RedisSentinel]:
+    """A private master, replica and 3 sentinels: ``kill_master()``, ``wait_failover()``."""
+    with redis_sentinel_running() as setup:
+        yield setup
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A private 3-master Redis Cluster, shared by the session: never kill or pause it."""
+    with redis_cluster_running() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_tls() -> Iterator[RedisTLS]:
+    """A private TLS-only redis-server (client certificate required), shared by the session."""
+    with redis_tls_running() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_tls() -> Iterator[MariaDBTLS]:
+    """A private mariadbd with TLS, shared by the session; ``create_database()``, ``url()``."""
+    with mariadb_tls_running() as server:
         yield server
