@@ -27,13 +27,13 @@ from typing import Any, NoReturn
 
 import trio
 
-from supervisors import Backoff, ChildSpec, Health, cleanup_scope, progress
+from supervisors import Backoff, ChildSpec, cleanup_scope, progress
 
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MessageTooLarge, MQError, MQUnavailable
 from ..log import get_logger, new_trace_id, reset_trace_id, set_trace_id, trace_context
 from ..metrics import Metrics, observe_many
-from ._connect import BrokerWatch, Connection, set_child_health
+from ._connect import BrokerWatch, Connection
 from ._memory import MemoryBroker
 from ._message import (
     DLQ_ATTEMPTS,
@@ -43,6 +43,7 @@ from ._message import (
     DLQ_ORIGINAL_OFFSET,
     DLQ_ORIGINAL_PARTITION,
     DLQ_ORIGINAL_TOPIC,
+    TIMESTAMP_HEADER,
     TRACE_ID_HEADER,
     Message,
 )
@@ -397,7 +398,9 @@ class _Session:
         self, partitions: frozenset[TopicPartition], epoch: int
     ) -> dict[TopicPartition, int]:
         self.min_epoch = max(self.min_epoch, epoch)
-        states = [p for p in (self.parts.pop(tp, None) for tp in partitions) if p is not None]
+        # The partitions stay in ``parts`` until their work is done and their offsets
+        # taken: a stop meanwhile (the final commit) still commits what they finished.
+        states = [p for p in (self.parts.get(tp) for tp in partitions) if p is not None]
         for part in states:
             part.revoked = True
             self.buffered -= len(part.queue)
@@ -417,6 +420,9 @@ class _Session:
         offsets = {
             p.tp: p.position for p in states if p.position is not None and p.position != p.committed
         }
+        for part in states:
+            if self.parts.get(part.tp) is part:
+                del self.parts[part.tp]
         self._forget_lag([p.tp for p in states])
         _log.info(
             "mq partitions revoked",
@@ -430,7 +436,7 @@ class _Session:
     # -- dispatch ------------------------------------------------------------------------
     def _part(self, tp: TopicPartition) -> _Partition:
         part = self.parts.get(tp)
-        if part is None:
+        if part is None or part.revoked:  # a revoked partition given back: a new state
             part = self.parts[tp] = _Partition(tp)
         return part
 
@@ -439,7 +445,9 @@ class _Session:
         async for batch in self._receive:
             if batch.epoch < self.min_epoch:
                 continue  # polled before a rebalance: those partitions were handed back
-            while self.buffered >= limit:
+            # Room for the whole batch (or an empty queue): max_buffered is a real bound.
+            count = sum(len(records) for records in batch.records.values())
+            while self.buffered and self.buffered + count > limit:
                 self._space_waiting = True
                 try:
                     await self._space_lot.park()
@@ -625,7 +633,9 @@ class _Session:
         if topic is None:
             _log.error("mq message skipped: it failed and there is no dead-letter topic", **where)
             return
-        headers: list[tuple[str, bytes]] = []
+        # The message as it was: its headers (a null-valued one too) and its value (a
+        # tombstone stays None), so a replay gives back what was consumed.
+        headers: list[tuple[str, bytes | None]] = []
         pairs: Iterable[object] = record.headers  # checked: it may be what failed to decode
         for pair in pairs:
             if not (isinstance(pair, tuple) and len(pair) == 2):
@@ -633,13 +643,16 @@ class _Session:
             name, data = pair
             if (
                 isinstance(name, str)
-                and isinstance(data, bytes)
+                and (data is None or isinstance(data, bytes))
                 and name not in DLQ_HEADERS
                 and name != TRACE_ID_HEADER
             ):
                 headers.append((name, data))
         if trace_id is None:
             trace_id = new_trace_id()
+        now = time.time()
+        if not any(name == TIMESTAMP_HEADER for name, _ in headers):
+            headers.append((TIMESTAMP_HEADER, b"%d" % int(now)))
         headers += [
             (TRACE_ID_HEADER, trace_id.encode()),
             (DLQ_ORIGINAL_TOPIC, record.topic.encode()),
@@ -653,10 +666,10 @@ class _Session:
         value: object = record.value
         out = OutgoingRecord(
             topic,
-            value if isinstance(value, bytes) else b"",
+            value if isinstance(value, bytes) else None,
             key if isinstance(key, bytes) else None,
-            tuple(headers),
-            int(time.time() * 1000),
+            tuple(headers),  # type: ignore[arg-type]  # a null header stays null
+            int(now * 1000),
         )
         failures = 0
         with trace_context(trace_id):
@@ -684,10 +697,10 @@ class _Session:
                         dlq_error=f"{type(send_error).__name__}: {send_error}",
                         **where,
                     )
-                    set_child_health(Health.DEGRADED, f"dead-letter topic {topic!r} unavailable")
+                    self.watch.degrade(f"dead-letter topic {topic!r} unavailable")
                     await trio.sleep(delay)
             if failures:
-                set_child_health(Health.OK)
+                self.watch.degrade("")
             consumer._dead_lettered += 1
             counter = consumer._metric("mq_dead_lettered", record.topic)
             if counter is not None:
@@ -717,7 +730,7 @@ class _Session:
             moved = [
                 (p, p.position)
                 for p in self.parts.values()
-                if p.position is not None and p.position != p.committed and not p.revoked
+                if p.position is not None and p.position != p.committed
             ]
             if moved:
                 offsets = {p.tp: pos for p, pos in moved}
