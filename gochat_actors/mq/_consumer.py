@@ -23,11 +23,19 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import trio
 
-from supervisors import Backoff, ChildSpec, cleanup_scope, progress
+from supervisors import (
+    Backoff,
+    ChildHandle,
+    ChildSpec,
+    Supervisor,
+    cleanup_scope,
+    current_child,
+    progress,
+)
 
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MessageTooLarge, MQError, MQUnavailable
@@ -76,6 +84,27 @@ def _is_async_callable(obj: object) -> bool:
     return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
         getattr(obj, "__call__", None)  # noqa: B004
     )
+
+
+_WORKERS = "workers"
+
+
+class _Started:
+    """The task status the nested workers supervisor reports to: once the workers run,
+    the consumer actor is ready (with the Consumer as its value)."""
+
+    def __init__(self, status: trio.TaskStatus[Consumer], consumer: Consumer) -> None:
+        self._status = status
+        self._consumer = consumer
+
+    def started(self, value: object = None) -> None:
+        self._status.started(self._consumer)
+        _log.info(
+            "mq consumer started",
+            group=self._consumer.group_id,
+            topics=list(self._consumer.topics),
+            concurrency=self._consumer._concurrency,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,21 +327,26 @@ class Consumer:
             session = _Session(self, backend, group, watch)
             self._session = session
             self._sessions += 1
+            # This actor owns the group membership (poll loop, dispatch, commits); the
+            # processing runs in a child of its own ("workers"): killing that child
+            # cancels the messages in flight (they go back to their queues) and costs
+            # no group rejoin.
+            workers = Supervisor(
+                [ChildSpec(_WORKERS, session.run_workers, shutdown=1.0)],
+                max_restarts=5,
+                max_seconds=10.0,
+                backoff=Backoff(initial=0.05, maximum=1.0, jitter=0.2),
+                name=_WORKERS,
+            )
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(session.dispatch)
-                    for _ in range(self._concurrency):
-                        nursery.start_soon(session.work)
                     nursery.start_soon(session.tick)
                     nursery.start_soon(watch.run, backend)
-                    task_status.started(self)
-                    _log.info(
-                        "mq consumer started",
-                        group=self.group_id,
-                        topics=list(self.topics),
-                        concurrency=self._concurrency,
-                    )
-                    await group.run(session)
+                    nursery.start_soon(group.run, session)
+                    # the nested supervisor runs in this task: its child is ours
+                    status = cast("trio.TaskStatus[Supervisor]", _Started(task_status, self))
+                    await workers.run(task_status=status)
             finally:
                 session.close()
                 with cleanup_scope():
@@ -382,6 +416,20 @@ class _Session:
         self._space_waiting = False
         self._commit_lock = trio.Lock()
         self._lag_labels: set[TopicPartition] = set()
+        # The consumer actor's handle: the workers child reports progress to it (the
+        # stall watchdog is the actor's), None outside a supervised child.
+        self._owner: ChildHandle | None
+        try:
+            self._owner = current_child()
+        except RuntimeError:
+            self._owner = None
+
+    def progress(self) -> None:
+        """Feed the consumer actor's stall watchdog (from any of its tasks or children)."""
+        if self._owner is not None:
+            self._owner.progress()
+        else:
+            progress()
 
     # -- GroupHandler (called from the backend's tasks) -------------------------------
     def deliver_nowait(self, batch: Batch) -> bool:
@@ -476,6 +524,22 @@ class _Session:
                     self._ready_lot.unpark()
 
     # -- workers ---------------------------------------------------------------------
+    async def run_workers(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The ``workers`` child: ``concurrency`` workers over the partition queues. A new
+        incarnation first schedules every partition with messages waiting (those the
+        previous one was processing when it was killed went back to their queues)."""
+        for part in self.parts.values():
+            if part.queue and not (part.scheduled or part.busy or part.revoked):
+                part.scheduled = True
+                self._ready.append(part)
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.consumer._concurrency):
+                nursery.start_soon(self.work)
+            task_status.started()
+            self._ready_lot.unpark_all()
+
     async def work(self) -> NoReturn:
         while True:
             while not self._ready:
@@ -518,13 +582,14 @@ class _Session:
         perf_counter = time.perf_counter
         queue = part.queue
         done = succeeded = 0
+        unfinished: RawRecord | None = None  # taken from the queue, not finished yet
         try:
             with trio.CancelScope() as scope:
                 part.scope = scope
                 now = perf_counter()
                 until = now + _SLICE
                 while queue and not part.revoked and now < until:
-                    record = queue.popleft()
+                    record = unfinished = queue.popleft()
                     self.buffered -= 1
                     part.in_flight = True
                     try:
@@ -557,11 +622,17 @@ class _Session:
                             now = perf_counter()
                     part.in_flight = False
                     part.position = record.offset + 1
+                    unfinished = None
                     done += 1
         finally:
+            if unfinished is not None and not part.revoked:
+                # cancelled mid-message (the workers child was killed): it goes back to
+                # the front of its queue, for the next incarnation
+                queue.appendleft(unfinished)
+                self.buffered += 1
             if done:
                 consumer._processed += done
-                progress()
+                self.progress()
                 if self._space_waiting:
                     self._space_lot.unpark_all()
             if timings:
@@ -717,7 +788,7 @@ class _Session:
                 if not self._commit_lock.locked():  # a commit may hang on a hung broker
                     nursery.start_soon(self.commit)
                 if not self.watch.reachable or self._idle():
-                    progress()
+                    self.progress()
 
     def _idle(self) -> bool:
         if self.buffered or self._receive.statistics().current_buffer_used:

@@ -50,6 +50,10 @@ a trio task and each pause cancels one, about eight times per MiB fetched, which
 consumer ~10% of its throughput; at 1 MiB a connection pauses at 2 MiB buffered. It is
 aiokafka's module-wide setting: other aiokafka clients in the process get it too."""
 _CLOSE_TIMEOUT = 5.0
+JOIN_GRACE = 1.0
+"""Seconds a closing group member waits for a group join (or rebalance) in progress to
+end by itself before giving it up: a broker may hold a JoinGroup for up to the
+rebalance timeout, and a consumer being stopped must not wait that long."""
 _TOPIC_EXISTS = 36
 
 
@@ -77,6 +81,37 @@ async def _close_quietly(client: Any, what: str) -> None:
         await asyncio.wait_for(closer(), _CLOSE_TIMEOUT)
     except Exception as exc:
         _log.warning("mq close failed", client=what, error=f"{type(exc).__name__}: {exc}")
+
+
+async def _stop_member(consumer: Any) -> None:
+    """Stop a group member (asyncio side) within about :data:`JOIN_GRACE` even while its
+    coordinator waits on a group join: then the join is given up (the coordinator's task
+    cancelled), the member leaves the group if it had joined one (a LeaveGroup request
+    the broker answers or not), and its connections are closed as ``stop()`` would."""
+    stopping = asyncio.ensure_future(consumer.stop())
+    done, _ = await asyncio.wait([stopping], timeout=JOIN_GRACE)
+    if done:
+        stopping.result()
+        return
+    coordinator = getattr(consumer, "_coordinator", None)
+    task = getattr(coordinator, "_coordination_task", None)
+    if task is not None and not task.done():
+        task.cancel()  # stop() awaits it: it now ends at once, with CancelledError
+    try:
+        await asyncio.wait_for(asyncio.shield(stopping), _CLOSE_TIMEOUT)
+        return
+    except asyncio.CancelledError:
+        if not stopping.cancelled():
+            raise  # we are cancelled ourselves
+    # stop() ended at the coordinator: finish what it skipped (aiokafka's own steps;
+    # the leave is sent only by a member that had joined a generation)
+    if coordinator is not None:
+        await coordinator._stop_heartbeat_task()
+        await coordinator._stop_commit_offsets_refresh_task()
+        await coordinator._maybe_leave_group()
+    if getattr(consumer, "_fetcher", None) is not None:
+        await consumer._fetcher.close()
+    await consumer._client.close()
 
 
 async def _started(client: Any, what: str) -> Any:
@@ -525,7 +560,15 @@ class KafkaGroupConsumer:
         self._closed = True
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await self._bridge.run_asyncio(_close_quietly, consumer, "consumer")
+            await self._bridge.run_asyncio(_close_member, consumer)
+
+
+async def _close_member(consumer: Any) -> None:
+    """:func:`_stop_member`, never raising a broker error (logged) nor hanging."""
+    try:
+        await asyncio.wait_for(_stop_member(consumer), JOIN_GRACE + 2 * _CLOSE_TIMEOUT)
+    except Exception as exc:
+        _log.warning("mq close failed", client="consumer", error=f"{type(exc).__name__}: {exc}")
 
 
 async def _deliver_boxed(handler: GroupHandler, box: list[Batch]) -> None:

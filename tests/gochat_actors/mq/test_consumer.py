@@ -684,3 +684,37 @@ def test_max_poll_interval_is_checked() -> None:
     assert ConsumerOptions(max_poll_interval=42.0).max_poll_interval == 42.0
     with pytest.raises(ValueError, match="max_poll_interval"):
         ConsumerOptions(max_poll_interval=0)
+
+
+# -- issue 22 point 1: the processing child dies, the group membership stays ------------
+
+
+async def test_killing_the_workers_costs_no_rejoin_and_loses_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The consumer actor owns the membership; its ``workers`` child processes. Killing
+    the workers mid-message puts that message back and restarts only them: same group
+    generation, same session, every message processed, commits never past the work."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 2000, partitions=4)
+    seen = Counter[int]()
+
+    async def process(msg: Message) -> None:
+        await trio.sleep(0.01)
+        seen[int(msg.value or b"")] += 1
+
+    consumer = make(broker, process, commit_interval=0.1)
+    async with open_supervisor([consumer.spec("c")]) as sup:
+        await wait_for(lambda: consumer.statistics().processed >= 20)
+        generation = broker._groups["g"].generation
+        for _ in range(5):  # 2000 x 10 ms over 4 partitions: about 5 s of work
+            await wait_for(lambda: consumer.statistics().in_flight > 0)
+            assert kill(sup, "c/workers", RuntimeError("chaos"))
+            await trio.sleep(0.2)
+        assert len(seen) < 2000, "the kills landed while there was work"
+        await wait_for(lambda: len(seen) == 2000)
+        assert broker._groups["g"].generation == generation, "no rebalance"
+        assert consumer.statistics().sessions == 1, "the actor itself never restarted"
+        await trio.sleep(0.5)
+        assert committed(broker) == ends(broker)
+    assert set(seen) == set(range(2000))

@@ -10,7 +10,14 @@ import gc
 import trio
 
 from gochat_actors import Bridge
-from gochat_actors.mq import Consumer, Message, MQSettings, Producer, TopicPartition
+from gochat_actors.mq import (
+    Consumer,
+    ConsumerOptions,
+    Message,
+    MQSettings,
+    Producer,
+    TopicPartition,
+)
 from supervisors import open_supervisor
 from tests._servers import TopicFactory
 from tests.gochat_actors.mq.conftest import FAST
@@ -209,3 +216,42 @@ async def test_max_poll_interval_reaches_aiokafka(
         assert session is not None
         aio = session.group._consumer  # type: ignore[attr-defined]
         assert aio._coordinator._max_poll_interval == 42.0
+
+
+async def test_a_consumer_stopped_mid_join_exits_promptly(
+    bridge: Bridge, kafka_settings: MQSettings, kafka_topic_factory: TopicFactory,
+    kafka_group_id: str,
+) -> None:  # fmt: skip
+    """Stopped 0.5 s into its group join (which the broker holds for seconds with the
+    default rebalance timeout), a consumer exits within about JOIN_GRACE, not when the
+    join returns; a new member of the group then joins and gets the partition."""
+    from gochat_actors.mq._kafka import JOIN_GRACE
+
+    topic = kafka_topic_factory("mid-join")
+    producer = Producer(kafka_settings, bridge=bridge)
+    options = ConsumerOptions(poll_timeout=0.2)  # default session/rebalance timeouts
+
+    async def process(msg: Message) -> None:
+        pass
+
+    def member() -> Consumer:
+        return Consumer(
+            topics=[topic], group_id=kafka_group_id, processor=process,
+            settings=kafka_settings, bridge=bridge, options=options,
+        )  # fmt: skip
+
+    first, second = member(), member()
+    async with open_supervisor([producer.spec()]) as sup:
+        await producer.create_topic(topic, 1)
+        await sup.start_child(first.spec("first"))
+        await trio.sleep(0.5)  # into the join
+        assert not first.statistics().assigned, "still joining"
+        start = trio.current_time()
+        await sup.terminate_child("first")
+        took = trio.current_time() - start
+        start = trio.current_time()
+        await sup.start_child(second.spec("second"))
+        await wait_for(lambda: len(second.statistics().assigned) == 1, 60)
+        joined = trio.current_time() - start
+    print(f"stopped mid-join in {took:.2f}s; the next member joined in {joined:.2f}s")
+    assert took < JOIN_GRACE + 1.5, f"took {took:.2f}s"
