@@ -159,35 +159,35 @@ def _view(
     )
 
 
-async def _drain(demo: ChatDemo) -> list[int]:
-    """Wait until every acknowledged message is in the database (or the drain times out)."""
-    missing: list[int] = list(demo.ledger.sent)
-    with trio.move_on_after(DRAIN_TIMEOUT):
+async def _missing(demo: ChatDemo, timeout: float, *, until_none: bool) -> list[int] | None:
+    """The acknowledged ids not in the database: the first answer (``until_none=False``)
+    or the last one once it is empty or ``timeout`` passed; None if the database never
+    answered (a component still healing is asked again)."""
+    missing: list[int] | None = None
+    with trio.move_on_after(timeout):
         while True:
             try:
                 missing = await demo.unpersisted()
-            except Exception as exc:  # a component still healing: try again
-                log.get_logger("gochat_actors.demo").info("drain check failed", error=str(exc))
+            except Exception as exc:
+                log.get_logger("gochat_actors.demo").info("database check failed", error=str(exc))
             else:
-                if not missing:
+                if not (until_none and missing):
                     break
             await trio.sleep(0.5)
     return missing
 
 
+async def _drain(demo: ChatDemo) -> list[int]:
+    """Wait until every acknowledged message is in the database (or the drain times out)."""
+    missing = await _missing(demo, DRAIN_TIMEOUT, until_none=True)
+    return list(demo.ledger.sent) if missing is None else missing
+
+
 async def _persisted_now(demo: ChatDemo, timeout: float = 10.0) -> int | None:
     """How many of the messages sent so far are in the database now (None: the database
     did not answer within ``timeout``)."""
-    with trio.move_on_after(timeout):
-        while True:
-            try:
-                missing = await demo.unpersisted()
-            except Exception as exc:  # a component still healing: try again
-                log.get_logger("gochat_actors.demo").info("progress check failed", error=str(exc))
-            else:
-                return len(demo.ledger.sent) - len(missing)
-            await trio.sleep(0.5)
-    return None
+    missing = await _missing(demo, timeout, until_none=False)
+    return None if missing is None else len(demo.ledger.sent) - len(missing)
 
 
 async def _wait_healthy(service: Service, timeout: float = 30.0) -> bool:
