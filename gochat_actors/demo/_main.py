@@ -35,7 +35,7 @@ CHAOS_EXCLUDE = ("http", "log", "metrics", "chaos", "bridge")
 MIN_PROGRESS = 0.8
 """The verdict's progress rule: at least this share of the messages sent during the run
 must be persisted before the run ends (not only in the drain after it)."""
-MAX_P99_MS = 15_000.0
+MAX_P99_MS = 20_000.0
 """The verdict's latency rule: p99 send-to-persist latency at most this (milliseconds)."""
 
 ROWS: dict[str, str] = {
