@@ -51,16 +51,42 @@ def tree_command(
     raise typer.Exit(watch_tree(url, interval=interval, once=once, timeout=timeout))
 
 
-@app.command("demo")
+def _demo_epilog() -> str:
+    from ..demo import ROWS
+
+    lines = ["The summary's rows:"] + [f"{row}: {text}." for row, text in ROWS.items()]
+    return "\n\n".join(lines)
+
+
+def _help(ctx: typer.Context, value: bool) -> None:
+    if value:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+
+
+@app.command("demo", add_help_option=False, epilog=_demo_epilog())
 def demo_command(
-    config: Annotated[Path | None, typer.Option(help="TOML settings file.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML settings file.", show_default="the embedded defaults"),
+    ] = None,
     duration: Annotated[
-        float | None, typer.Option(min=0.0, help="Stop after this many seconds; print a summary.")
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Stop after this many seconds; print a summary.",
+            show_default="run until Ctrl-C, no summary",
+        ),
     ] = None,
     chaos: Annotated[
-        float | None, typer.Option(min=0.0, help="Kill a random actor this often (per second).")
+        float | None,
+        typer.Option(
+            min=0.0, help="Kill a random actor this often (per second).", show_default="off"
+        ),
     ] = None,
-    live: Annotated[bool, typer.Option("--live/--no-live", help="Draw the live tree.")] = True,
+    live: Annotated[
+        bool, typer.Option("--live/--no-live", help="Draw the live tree.", metavar="")
+    ] = True,
     rate: Annotated[float, typer.Option(min=0.1, help="Messages sent per second.")] = 200.0,
     rooms: Annotated[int, typer.Option(min=1, help="Chat rooms.")] = 8,
     seed: Annotated[int | None, typer.Option(help="Seed of the rooms and the chaos.")] = None,
@@ -71,9 +97,21 @@ def demo_command(
     summary_json: Annotated[
         Path | None, typer.Option(help="Also write the summary as JSON to this file.")
     ] = None,
+    _help_option: Annotated[
+        bool,
+        typer.Option(
+            "--help",
+            is_eager=True,
+            expose_value=False,
+            callback=_help,
+            metavar="",
+            help="Show this message and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Run the demo chat backend: embedded defaults, or real servers with --config.
 
+    The verdict is ok when nothing was lost or duplicated and the system kept up.
     When it cannot start (invalid settings, a busy HTTP port...), print one line and
     exit with code 1 (with the traceback at [log] level debug).
     """

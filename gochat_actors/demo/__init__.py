@@ -13,6 +13,6 @@ Example::
 """
 
 from ._chat import ChatDemo, Ledger
-from ._main import Summary, main, run_demo
+from ._main import ROWS, Summary, main, run_demo
 
-__all__ = ["ChatDemo", "Ledger", "Summary", "main", "run_demo"]
+__all__ = ["ROWS", "ChatDemo", "Ledger", "Summary", "main", "run_demo"]

@@ -27,7 +27,7 @@ from .._exceptions import (
     LockNotAcquired,
     MQError,
 )
-from ..mq import Message
+from ..mq import ConsumerOptions, Message
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -215,6 +215,13 @@ class ChatDemo:
             retries=5,
             retry_backoff=Backoff(initial=0.05, maximum=1.0, jitter=0.2),
             dead_letter_topic=DEAD_LETTERS,
+            # A member restarted by the chaos rejoins in about a second, not the 3-5 s a
+            # 30 s rebalance timeout costs on the test broker: processing here takes
+            # milliseconds, so a short revoke budget and rebalance timeout are enough.
+            revoke_timeout=0.5,
+            options=ConsumerOptions(
+                session_timeout=3.0, heartbeat_interval=0.3, rebalance_timeout=1.0
+            ),
         )
         return [
             persister,

@@ -26,11 +26,43 @@ from ..config import Settings, load_settings
 from ..service import Service, open_service
 from ._chat import ChatDemo, percentile
 
-__all__ = ["Summary", "main", "run_demo"]
+__all__ = ["ROWS", "Summary", "main", "run_demo"]
 
 DRAIN_TIMEOUT = 60.0
-LIVE_LOG = "gochat-demo.log"
+LIVE_LOG = Path(".state") / "gochat-demo.log"
+"""Where the log goes while the live view is drawn (git-ignored; each run starts it anew)."""
 CHAOS_EXCLUDE = ("http", "log", "metrics", "chaos", "bridge")
+MIN_PROGRESS = 0.8
+"""The verdict's progress rule: at least this share of the messages sent during the run
+must be persisted before the run ends (not only in the drain after it)."""
+MAX_P99_MS = 20_000.0
+"""The verdict's latency rule: p99 send-to-persist latency at most this (milliseconds)."""
+
+ROWS: dict[str, str] = {
+    "sent": "messages this process sent that the broker acknowledged",
+    "persisted": "of those, how many are in the database at the end (after the drain)",
+    "lost": "acknowledged but not in the database after the drain: must be 0",
+    "duplicate ids": "Snowflake ids issued twice: must be 0",
+    "redelivered": "messages delivered again after a kill or rebalance (stored once)",
+    "restarts": "actor restarts (the chaos kills and what they cascade to)",
+    "chaos kills": "actors the chaos monkey killed",
+    "compactions": "runs of the lock-guarded singleton compactor",
+    "compactor overlaps": "times two compactors ran at once: must be 0",
+    "p50 ms / p99 ms": "send-to-persist latency of the messages persisted here",
+    "seconds": "length of the run (the drain not included)",
+    "persisted here": "messages this process's consumer inserted (with several instances "
+    "sharing the group, each persists a share, its own and others' messages)",
+    "persisted in run": "messages sent that were already in the database when the run "
+    f"ended: the verdict wants at least {MIN_PROGRESS:.0%} of sent",
+    "machine ids": "the Snowflake machine ids this process's messages carry (a new one "
+    "after its etcd lease was lost)",
+    "healthy at end": "the tree was live and ready again after the chaos stopped",
+    "overstayed": "children that did not stop within their shutdown budget: must be none",
+    "verdict": "ok: nothing lost, no duplicate id, no compactor overlap, healthy at the "
+    f"end, nothing overstayed, >= {MIN_PROGRESS:.0%} persisted during the run and p99 <= "
+    f"{MAX_P99_MS:.0f} ms",
+}
+"""What each row of the summary means (the demo's docs and ``--help`` say the same)."""
 
 
 @dataclass(frozen=True)
@@ -53,15 +85,27 @@ class Summary:
     machine_ids: tuple[int, ...] = ()
     healthy_at_end: bool = True
     overstayed: tuple[str, ...] = ()
+    persisted_in_run: int | None = None  # None: not measured (counts as kept up)
+
+    @property
+    def kept_up(self) -> bool:
+        """Progress during the run: enough persisted before it ended, p99 within bound."""
+        measured = self.persisted_in_run is not None and self.sent > 0
+        if measured and (self.persisted_in_run or 0) < MIN_PROGRESS * self.sent:
+            return False
+        return not self.p99_ms > MAX_P99_MS  # NaN (nothing persisted) is judged above
 
     @property
     def ok(self) -> bool:
+        """Nothing lost or duplicated, no compactor overlap, healthy at the end, nothing
+        overstayed, and the system kept up while it ran (:attr:`kept_up`)."""
         return (
             self.lost == 0
             and self.duplicate_ids == 0
             and self.compactor_overlaps == 0
             and self.healthy_at_end
             and not self.overstayed
+            and self.kept_up
         )
 
     def table(self) -> Table:
@@ -69,16 +113,22 @@ class Summary:
         for key, value in asdict(self).items():
             bad = key in ("lost", "duplicate_ids", "compactor_overlaps", "overstayed") and value
             bad = bad or (key == "healthy_at_end" and not value)
+            bad = bad or (key in ("persisted_in_run", "p99_ms") and not self.kept_up)
             text = f"{value:.1f}" if isinstance(value, float) else str(value)
             table.add_row(key.replace("_", " "), f"[red]{text}[/red]" if bad else text)
         table.add_row("verdict", "[green]ok[/green]" if self.ok else "[red]FAILED[/red]")
         return table
 
 
-def _stats(demo: ChatDemo, started: float, monkey: ChaosMonkey | None) -> Table:
+def _stats(
+    demo: ChatDemo, started: float, monkey: ChaosMonkey | None, duration: float | None = None
+) -> Table:
     ledger = demo.ledger
-    elapsed = max(1e-9, trio.current_time() - started)
+    now = trio.current_time()
+    elapsed = max(1e-9, now - started)
     table = Table(show_header=False, box=None)
+    if duration is not None:
+        table.add_row("time left", f"{max(0.0, started + duration - now):.0f} s of {duration:g}")
     table.add_row("sent", f"{len(ledger.sent)}  ({len(ledger.sent) / elapsed:.0f}/s)")
     table.add_row("persisted here", f"{ledger.persisted}  (redelivered {ledger.redelivered})")
     table.add_row(
@@ -94,29 +144,50 @@ def _stats(demo: ChatDemo, started: float, monkey: ChaosMonkey | None) -> Table:
     return table
 
 
-def _view(service: Service, demo: ChatDemo, started: float, monkey: ChaosMonkey | None) -> Group:
+def _view(
+    service: Service,
+    demo: ChatDemo,
+    started: float,
+    monkey: ChaosMonkey | None,
+    duration: float | None = None,
+) -> Group:
     health = service.supervisor.health()
     title = "[green]ready[/green]" if health.ready else "[yellow]healing[/yellow]"
     return Group(
         Panel(render_tree(service.supervisor.snapshot()), title=f"supervision tree: {title}"),
-        Panel(_stats(demo, started, monkey), title="throughput"),
+        Panel(_stats(demo, started, monkey, duration), title="throughput"),
     )
+
+
+async def _missing(demo: ChatDemo, timeout: float, *, until_none: bool) -> list[int] | None:
+    """The acknowledged ids not in the database: the first answer (``until_none=False``)
+    or the last one once it is empty or ``timeout`` passed; None if the database never
+    answered (a component still healing is asked again)."""
+    missing: list[int] | None = None
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                missing = await demo.unpersisted()
+            except Exception as exc:
+                log.get_logger("gochat_actors.demo").info("database check failed", error=str(exc))
+            else:
+                if not (until_none and missing):
+                    break
+            await trio.sleep(0.5)
+    return missing
 
 
 async def _drain(demo: ChatDemo) -> list[int]:
     """Wait until every acknowledged message is in the database (or the drain times out)."""
-    missing: list[int] = list(demo.ledger.sent)
-    with trio.move_on_after(DRAIN_TIMEOUT):
-        while True:
-            try:
-                missing = await demo.unpersisted()
-            except Exception as exc:  # a component still healing: try again
-                log.get_logger("gochat_actors.demo").info("drain check failed", error=str(exc))
-            else:
-                if not missing:
-                    break
-            await trio.sleep(0.5)
-    return missing
+    missing = await _missing(demo, DRAIN_TIMEOUT, until_none=True)
+    return list(demo.ledger.sent) if missing is None else missing
+
+
+async def _persisted_now(demo: ChatDemo, timeout: float = 10.0) -> int | None:
+    """How many of the messages sent so far are in the database now (None: the database
+    did not answer within ``timeout``)."""
+    missing = await _missing(demo, timeout, until_none=False)
+    return None if missing is None else len(demo.ledger.sent) - len(missing)
 
 
 async def _wait_healthy(service: Service, timeout: float = 30.0) -> bool:
@@ -168,16 +239,17 @@ async def run_demo(
                 if live:
                     with Live(console=console, refresh_per_second=4, transient=False) as view:
                         while True:
-                            view.update(_view(service, demo, started, monkey))
+                            view.update(_view(service, demo, started, monkey, duration))
                             await trio.sleep(0.25)
                 else:
                     while True:
                         await trio.sleep(5.0)
-                        console.print(_stats(demo, started, monkey))
+                        console.print(_stats(demo, started, monkey, duration))
             seconds = trio.current_time() - started
             if monkey is not None:
                 await service.supervisor.terminate_child("chaos")
             demo.sending = False
+            persisted_in_run = await _persisted_now(demo)
             missing = await _drain(demo)
             healthy = await _wait_healthy(service)
             ledger = demo.ledger
@@ -197,6 +269,7 @@ async def run_demo(
                 persisted_here=ledger.persisted,
                 machine_ids=tuple(sorted({service.ids.parse(i).machine_id for i in ledger.sent})),
                 healthy_at_end=healthy,
+                persisted_in_run=persisted_in_run,
             )
         finally:
             demo.close()
@@ -242,8 +315,10 @@ def main(
         live = False
     # Log lines would scroll the live view away: while it is drawn, they go to a file.
     if live and set(settings.log.outputs) & {"stdout", "stderr"}:
+        LIVE_LOG.parent.mkdir(parents=True, exist_ok=True)
+        LIVE_LOG.write_text("")  # this run's lines only
         settings = settings.model_copy(
-            update={"log": settings.log.model_copy(update={"outputs": (LIVE_LOG,)})}
+            update={"log": settings.log.model_copy(update={"outputs": (str(LIVE_LOG),)})}
         )
         console.print(f"logs: {LIVE_LOG}")
     summary = supervisors.run(

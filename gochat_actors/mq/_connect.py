@@ -172,6 +172,25 @@ class BrokerWatch:
         self.interval = interval
         self.timeout = timeout
         self.reachable = True
+        self._degraded = ""
+
+    def degrade(self, reason: str) -> None:
+        """Report ``Health.DEGRADED`` for ``reason`` (``""``: cleared, ``OK``), but only
+        while the broker answers: an unreachable broker's ``FAILED`` stays until it does.
+
+        Example::
+
+            watch.degrade("dead-letter topic 'chat.dlq' unavailable")
+        """
+        self._degraded = reason
+        if self.reachable:
+            self._report_ok()
+
+    def _report_ok(self) -> None:
+        if self._degraded:
+            set_child_health(Health.DEGRADED, self._degraded)
+        else:
+            set_child_health(Health.OK)
 
     async def check(self, backend: MQBackend) -> bool:
         """One ping; update ``reachable`` and the child's health; return ``reachable``."""
@@ -187,7 +206,7 @@ class BrokerWatch:
         if reachable != self.reachable:
             if reachable:
                 _log.info("mq broker reachable again", actor=self.what)
-                set_child_health(Health.OK)
+                self._report_ok()
             else:
                 _log.warning("mq broker unreachable", actor=self.what, error=error)
                 set_child_health(Health.FAILED, f"broker unreachable: {error}")

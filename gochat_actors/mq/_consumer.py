@@ -23,17 +23,25 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import trio
 
-from supervisors import Backoff, ChildSpec, Health, cleanup_scope, progress
+from supervisors import (
+    Backoff,
+    ChildHandle,
+    ChildSpec,
+    Supervisor,
+    cleanup_scope,
+    current_child,
+    progress,
+)
 
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MessageTooLarge, MQError, MQUnavailable
 from ..log import get_logger, new_trace_id, reset_trace_id, set_trace_id, trace_context
 from ..metrics import Metrics, observe_many
-from ._connect import BrokerWatch, Connection, set_child_health
+from ._connect import BrokerWatch, Connection
 from ._memory import MemoryBroker
 from ._message import (
     DLQ_ATTEMPTS,
@@ -43,6 +51,7 @@ from ._message import (
     DLQ_ORIGINAL_OFFSET,
     DLQ_ORIGINAL_PARTITION,
     DLQ_ORIGINAL_TOPIC,
+    TIMESTAMP_HEADER,
     TRACE_ID_HEADER,
     Message,
 )
@@ -75,6 +84,27 @@ def _is_async_callable(obj: object) -> bool:
     return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
         getattr(obj, "__call__", None)  # noqa: B004
     )
+
+
+_WORKERS = "workers"
+
+
+class _Started:
+    """The task status the nested workers supervisor reports to: once the workers run,
+    the consumer actor is ready (with the Consumer as its value)."""
+
+    def __init__(self, status: trio.TaskStatus[Consumer], consumer: Consumer) -> None:
+        self._status = status
+        self._consumer = consumer
+
+    def started(self, value: object = None) -> None:
+        self._status.started(self._consumer)
+        _log.info(
+            "mq consumer started",
+            group=self._consumer.group_id,
+            topics=list(self._consumer.topics),
+            concurrency=self._consumer._concurrency,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,21 +327,26 @@ class Consumer:
             session = _Session(self, backend, group, watch)
             self._session = session
             self._sessions += 1
+            # This actor owns the group membership (poll loop, dispatch, commits); the
+            # processing runs in a child of its own ("workers"): killing that child
+            # cancels the messages in flight (they go back to their queues) and costs
+            # no group rejoin.
+            workers = Supervisor(
+                [ChildSpec(_WORKERS, session.run_workers, shutdown=1.0)],
+                max_restarts=5,
+                max_seconds=10.0,
+                backoff=Backoff(initial=0.05, maximum=1.0, jitter=0.2),
+                name=_WORKERS,
+            )
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(session.dispatch)
-                    for _ in range(self._concurrency):
-                        nursery.start_soon(session.work)
                     nursery.start_soon(session.tick)
                     nursery.start_soon(watch.run, backend)
-                    task_status.started(self)
-                    _log.info(
-                        "mq consumer started",
-                        group=self.group_id,
-                        topics=list(self.topics),
-                        concurrency=self._concurrency,
-                    )
-                    await group.run(session)
+                    nursery.start_soon(group.run, session)
+                    # the nested supervisor runs in this task: its child is ours
+                    status = cast("trio.TaskStatus[Supervisor]", _Started(task_status, self))
+                    await workers.run(task_status=status)
             finally:
                 session.close()
                 with cleanup_scope():
@@ -381,6 +416,20 @@ class _Session:
         self._space_waiting = False
         self._commit_lock = trio.Lock()
         self._lag_labels: set[TopicPartition] = set()
+        # The consumer actor's handle: the workers child reports progress to it (the
+        # stall watchdog is the actor's), None outside a supervised child.
+        self._owner: ChildHandle | None
+        try:
+            self._owner = current_child()
+        except RuntimeError:
+            self._owner = None
+
+    def progress(self) -> None:
+        """Feed the consumer actor's stall watchdog (from any of its tasks or children)."""
+        if self._owner is not None:
+            self._owner.progress()
+        else:
+            progress()
 
     # -- GroupHandler (called from the backend's tasks) -------------------------------
     def deliver_nowait(self, batch: Batch) -> bool:
@@ -397,7 +446,9 @@ class _Session:
         self, partitions: frozenset[TopicPartition], epoch: int
     ) -> dict[TopicPartition, int]:
         self.min_epoch = max(self.min_epoch, epoch)
-        states = [p for p in (self.parts.pop(tp, None) for tp in partitions) if p is not None]
+        # The partitions stay in ``parts`` until their work is done and their offsets
+        # taken: a stop meanwhile (the final commit) still commits what they finished.
+        states = [p for p in (self.parts.get(tp) for tp in partitions) if p is not None]
         for part in states:
             part.revoked = True
             self.buffered -= len(part.queue)
@@ -417,6 +468,9 @@ class _Session:
         offsets = {
             p.tp: p.position for p in states if p.position is not None and p.position != p.committed
         }
+        for part in states:
+            if self.parts.get(part.tp) is part:
+                del self.parts[part.tp]
         self._forget_lag([p.tp for p in states])
         _log.info(
             "mq partitions revoked",
@@ -430,7 +484,7 @@ class _Session:
     # -- dispatch ------------------------------------------------------------------------
     def _part(self, tp: TopicPartition) -> _Partition:
         part = self.parts.get(tp)
-        if part is None:
+        if part is None or part.revoked:  # a revoked partition given back: a new state
             part = self.parts[tp] = _Partition(tp)
         return part
 
@@ -439,7 +493,9 @@ class _Session:
         async for batch in self._receive:
             if batch.epoch < self.min_epoch:
                 continue  # polled before a rebalance: those partitions were handed back
-            while self.buffered >= limit:
+            # Room for the whole batch (or an empty queue): max_buffered is a real bound.
+            count = sum(len(records) for records in batch.records.values())
+            while self.buffered and self.buffered + count > limit:
                 self._space_waiting = True
                 try:
                     await self._space_lot.park()
@@ -468,6 +524,22 @@ class _Session:
                     self._ready_lot.unpark()
 
     # -- workers ---------------------------------------------------------------------
+    async def run_workers(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The ``workers`` child: ``concurrency`` workers over the partition queues. A new
+        incarnation first schedules every partition with messages waiting (those the
+        previous one was processing when it was killed went back to their queues)."""
+        for part in self.parts.values():
+            if part.queue and not (part.scheduled or part.busy or part.revoked):
+                part.scheduled = True
+                self._ready.append(part)
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.consumer._concurrency):
+                nursery.start_soon(self.work)
+            task_status.started()
+            self._ready_lot.unpark_all()
+
     async def work(self) -> NoReturn:
         while True:
             while not self._ready:
@@ -510,13 +582,14 @@ class _Session:
         perf_counter = time.perf_counter
         queue = part.queue
         done = succeeded = 0
+        unfinished: RawRecord | None = None  # taken from the queue, not finished yet
         try:
             with trio.CancelScope() as scope:
                 part.scope = scope
                 now = perf_counter()
                 until = now + _SLICE
                 while queue and not part.revoked and now < until:
-                    record = queue.popleft()
+                    record = unfinished = queue.popleft()
                     self.buffered -= 1
                     part.in_flight = True
                     try:
@@ -549,11 +622,17 @@ class _Session:
                             now = perf_counter()
                     part.in_flight = False
                     part.position = record.offset + 1
+                    unfinished = None
                     done += 1
         finally:
+            if unfinished is not None and not part.revoked:
+                # cancelled mid-message (the workers child was killed): it goes back to
+                # the front of its queue, for the next incarnation
+                queue.appendleft(unfinished)
+                self.buffered += 1
             if done:
                 consumer._processed += done
-                progress()
+                self.progress()
                 if self._space_waiting:
                     self._space_lot.unpark_all()
             if timings:
@@ -625,7 +704,9 @@ class _Session:
         if topic is None:
             _log.error("mq message skipped: it failed and there is no dead-letter topic", **where)
             return
-        headers: list[tuple[str, bytes]] = []
+        # The message as it was: its headers (a null-valued one too) and its value (a
+        # tombstone stays None), so a replay gives back what was consumed.
+        headers: list[tuple[str, bytes | None]] = []
         pairs: Iterable[object] = record.headers  # checked: it may be what failed to decode
         for pair in pairs:
             if not (isinstance(pair, tuple) and len(pair) == 2):
@@ -633,13 +714,16 @@ class _Session:
             name, data = pair
             if (
                 isinstance(name, str)
-                and isinstance(data, bytes)
+                and (data is None or isinstance(data, bytes))
                 and name not in DLQ_HEADERS
                 and name != TRACE_ID_HEADER
             ):
                 headers.append((name, data))
         if trace_id is None:
             trace_id = new_trace_id()
+        now = time.time()
+        if not any(name == TIMESTAMP_HEADER for name, _ in headers):
+            headers.append((TIMESTAMP_HEADER, b"%d" % int(now)))
         headers += [
             (TRACE_ID_HEADER, trace_id.encode()),
             (DLQ_ORIGINAL_TOPIC, record.topic.encode()),
@@ -653,10 +737,10 @@ class _Session:
         value: object = record.value
         out = OutgoingRecord(
             topic,
-            value if isinstance(value, bytes) else b"",
+            value if isinstance(value, bytes) else None,
             key if isinstance(key, bytes) else None,
-            tuple(headers),
-            int(time.time() * 1000),
+            tuple(headers),  # type: ignore[arg-type]  # a null header stays null
+            int(now * 1000),
         )
         failures = 0
         with trace_context(trace_id):
@@ -684,10 +768,10 @@ class _Session:
                         dlq_error=f"{type(send_error).__name__}: {send_error}",
                         **where,
                     )
-                    set_child_health(Health.DEGRADED, f"dead-letter topic {topic!r} unavailable")
+                    self.watch.degrade(f"dead-letter topic {topic!r} unavailable")
                     await trio.sleep(delay)
             if failures:
-                set_child_health(Health.OK)
+                self.watch.degrade("")
             consumer._dead_lettered += 1
             counter = consumer._metric("mq_dead_lettered", record.topic)
             if counter is not None:
@@ -704,7 +788,7 @@ class _Session:
                 if not self._commit_lock.locked():  # a commit may hang on a hung broker
                     nursery.start_soon(self.commit)
                 if not self.watch.reachable or self._idle():
-                    progress()
+                    self.progress()
 
     def _idle(self) -> bool:
         if self.buffered or self._receive.statistics().current_buffer_used:
@@ -717,7 +801,7 @@ class _Session:
             moved = [
                 (p, p.position)
                 for p in self.parts.values()
-                if p.position is not None and p.position != p.committed and not p.revoked
+                if p.position is not None and p.position != p.committed
             ]
             if moved:
                 offsets = {p.tp: pos for p, pos in moved}

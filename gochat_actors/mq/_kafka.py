@@ -50,6 +50,10 @@ a trio task and each pause cancels one, about eight times per MiB fetched, which
 consumer ~10% of its throughput; at 1 MiB a connection pauses at 2 MiB buffered. It is
 aiokafka's module-wide setting: other aiokafka clients in the process get it too."""
 _CLOSE_TIMEOUT = 5.0
+JOIN_GRACE = 1.0
+"""Seconds a closing group member waits for a group join (or rebalance) in progress to
+end by itself before giving it up: a broker may hold a JoinGroup for up to the
+rebalance timeout, and a consumer being stopped must not wait that long."""
 _TOPIC_EXISTS = 36
 
 
@@ -77,6 +81,37 @@ async def _close_quietly(client: Any, what: str) -> None:
         await asyncio.wait_for(closer(), _CLOSE_TIMEOUT)
     except Exception as exc:
         _log.warning("mq close failed", client=what, error=f"{type(exc).__name__}: {exc}")
+
+
+async def _stop_member(consumer: Any) -> None:
+    """Stop a group member (asyncio side) within about :data:`JOIN_GRACE` even while its
+    coordinator waits on a group join: then the join is given up (the coordinator's task
+    cancelled), the member leaves the group if it had joined one (a LeaveGroup request
+    the broker answers or not), and its connections are closed as ``stop()`` would."""
+    stopping = asyncio.ensure_future(consumer.stop())
+    done, _ = await asyncio.wait([stopping], timeout=JOIN_GRACE)
+    if done:
+        stopping.result()
+        return
+    coordinator = getattr(consumer, "_coordinator", None)
+    task = getattr(coordinator, "_coordination_task", None)
+    if task is not None and not task.done():
+        task.cancel()  # stop() awaits it: it now ends at once, with CancelledError
+    try:
+        await asyncio.wait_for(asyncio.shield(stopping), _CLOSE_TIMEOUT)
+        return
+    except asyncio.CancelledError:
+        if not stopping.cancelled():
+            raise  # we are cancelled ourselves
+    # stop() ended at the coordinator: finish what it skipped (aiokafka's own steps;
+    # the leave is sent only by a member that had joined a generation)
+    if coordinator is not None:
+        await coordinator._stop_heartbeat_task()
+        await coordinator._stop_commit_offsets_refresh_task()
+        await coordinator._maybe_leave_group()
+    if getattr(consumer, "_fetcher", None) is not None:
+        await consumer._fetcher.close()
+    await consumer._client.close()
 
 
 async def _started(client: Any, what: str) -> Any:
@@ -122,6 +157,10 @@ class KafkaBackend:
         self._offsets: Any = None
         self._partitions: dict[str, list[int]] = {}
         self._closed = False
+        # The admin client and the offsets consumer are shared by the calls that use
+        # them: one call at a time (created once, never re-assigned under another call).
+        self._admin_lock: asyncio.Lock | None = None
+        self._offsets_lock: asyncio.Lock | None = None
 
     def client_options(self) -> dict[str, Any]:
         """The connection keyword arguments every aiokafka client here gets (and
@@ -285,6 +324,12 @@ class KafkaBackend:
                 for i in indexes:
                     results[i] = err
                 continue
+            if meta is None:  # acks=0: the broker does not answer, so no offset is known
+                for i in indexes:
+                    results[i] = RecordMetadata(
+                        topic, partition, -1, records[i].timestamp_ms / 1000
+                    )
+                continue
             broker_time = meta.timestamp if meta.timestamp not in (None, -1) else None
             for j, i in enumerate(indexes):
                 ts = broker_time if broker_time is not None else records[i].timestamp_ms
@@ -299,10 +344,17 @@ class KafkaBackend:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
         self._require()
-        with kafka_errors("create_topic"):
-            if self._admin is None:
-                self._admin = await _started(AIOKafkaAdminClient(**self.client_options()), "admin")
-            response = await self._admin.create_topics([NewTopic(topic, partitions, 1)])
+        if self._admin_lock is None:
+            self._admin_lock = asyncio.Lock()
+        async with self._admin_lock:
+            with kafka_errors("create_topic"):
+                if self._admin is None:
+                    admin = await _started(AIOKafkaAdminClient(**self.client_options()), "admin")
+                    if self._closed:  # closed while it started: nobody else will close it
+                        await _close_quietly(admin, "admin")
+                        raise MQUnavailable("create_topic: the Kafka backend is closed")
+                    self._admin = admin
+                response = await self._admin.create_topics([NewTopic(topic, partitions, 1)])
         for name, code, message in response.topic_errors:
             if code not in (0, _TOPIC_EXISTS):
                 raise MQError(f"create_topic {name!r}: error {code}: {message}")
@@ -322,14 +374,27 @@ class KafkaBackend:
         return await self._bridge.run_asyncio(self._end_offsets_aio, list(partitions))
 
     async def _end_offsets_aio(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        from aiokafka import AIOKafkaConsumer
 
         self._require()
+        if self._offsets_lock is None:
+            self._offsets_lock = asyncio.Lock()
+        async with self._offsets_lock:
+            return await self._end_offsets_locked(partitions)
+
+    async def _end_offsets_locked(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        from aiokafka import AIOKafkaConsumer
+
         with kafka_errors("end_offsets"):
             if self._offsets is None:
-                self._offsets = await _started(
+                offsets = await _started(
                     AIOKafkaConsumer(**self.client_options(), enable_auto_commit=False), "offsets"
                 )
+                if self._closed:  # closed while it started: nobody else will close it
+                    await _close_quietly(offsets, "offsets")
+                    raise MQUnavailable("end_offsets: the Kafka backend is closed")
+                self._offsets = offsets
             consumer = self._offsets
             tps = [_aio_tp(tp) for tp in partitions]
             listed = await consumer.end_offsets(tps)
@@ -397,6 +462,9 @@ class KafkaGroupConsumer:
         self._options = options
         self._consumer: Any = None
         self._epoch = 0
+        # What the group assigned in the current epoch (the listener's word, not
+        # ``consumer.assignment()``, which still lists the old partitions mid-rebalance).
+        self._assigned: frozenset[Any] = frozenset()
         self._closed = False
 
     async def _start_aio(self) -> None:
@@ -414,6 +482,7 @@ class KafkaGroupConsumer:
             session_timeout_ms=_ms(o.session_timeout),
             heartbeat_interval_ms=_ms(o.heartbeat_interval),
             rebalance_timeout_ms=_ms(o.rebalance_timeout),
+            max_poll_interval_ms=_ms(o.max_poll_interval),
         )
         self._consumer = await _started(consumer, "consumer")
 
@@ -432,12 +501,19 @@ class KafkaGroupConsumer:
         while True:
             with kafka_errors("poll"):
                 data = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            # The epoch after the poll: aiokafka returns no records mid-rebalance, and a
+            # poll that spans one returns the new assignment's records.
+            epoch = self._epoch
+            # Watermarks of the partitions the listener announced: mid-rebalance an empty
+            # poll still sees the old assignment, whose partitions would come back as
+            # phantoms. (Records need no filter: aiokafka returns none mid-rebalance, and
+            # some right after the new assignment, before its listener call.)
             highwater = {}
-            for tp in consumer.assignment():
+            for tp in self._assigned:
                 mark = consumer.highwater(tp)
                 if mark is not None:
                     highwater[tp] = mark
-            batch = Batch(self._epoch, data, highwater)
+            batch = Batch(epoch, data, highwater)
             # This code runs inside trio (trio-asyncio's loop is a trio task), so a sync
             # trio call is fine: no crossing while the consumer keeps up.
             if not handler.deliver_nowait(batch):
@@ -450,16 +526,24 @@ class KafkaGroupConsumer:
     async def _on_revoked(self, handler: GroupHandler, revoked: Any) -> None:
         """aiokafka's coordinator task, before a rebalance: hand back the partitions."""
         self._epoch += 1  # first, synchronously: every batch polled before is now stale
+        self._assigned = frozenset()
         if not revoked:
             return
+        # The consumer as it is now: aclose() may drop our reference meanwhile, but its
+        # stop() waits for this listener, so the commit below still goes out.
+        consumer = self._consumer
         tps = frozenset(TopicPartition(tp.topic, tp.partition) for tp in revoked)
         offsets = await self._bridge.run_trio(handler.revoke, tps, self._epoch)
-        if offsets:
+        if offsets and consumer is not None:
             try:
                 with kafka_errors("commit"):
-                    await self._consumer.commit({_aio_tp(tp): off for tp, off in offsets.items()})
+                    await consumer.commit({_aio_tp(tp): off for tp, off in offsets.items()})
             except MQError as exc:
                 _log.warning("mq commit on revoke failed", group=self._group_id, error=str(exc))
+
+    def _on_assigned(self, assigned: Any) -> None:
+        """aiokafka's coordinator task, after a rebalance: the new epoch's partitions."""
+        self._assigned = frozenset(assigned)
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if self._consumer is None:
@@ -476,7 +560,15 @@ class KafkaGroupConsumer:
         self._closed = True
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await self._bridge.run_asyncio(_close_quietly, consumer, "consumer")
+            await self._bridge.run_asyncio(_close_member, consumer)
+
+
+async def _close_member(consumer: Any) -> None:
+    """:func:`_stop_member`, never raising a broker error (logged) nor hanging."""
+    try:
+        await asyncio.wait_for(_stop_member(consumer), JOIN_GRACE + 2 * _CLOSE_TIMEOUT)
+    except Exception as exc:
+        _log.warning("mq close failed", client="consumer", error=f"{type(exc).__name__}: {exc}")
 
 
 async def _deliver_boxed(handler: GroupHandler, box: list[Batch]) -> None:
@@ -492,6 +584,7 @@ def _listener(owner: KafkaGroupConsumer, handler: GroupHandler) -> Any:
             await owner._on_revoked(handler, revoked)
 
         async def on_partitions_assigned(self, assigned: Any) -> None:
+            owner._on_assigned(assigned)
             _log.info(
                 "mq partitions assigned",
                 group=owner._group_id,

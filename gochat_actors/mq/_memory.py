@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 import trio
@@ -84,6 +84,7 @@ class MemoryBroker(PauseSwitch):
         self._groups: dict[str, _Group] = {}
         self._changed = trio.Event()
         self._down = False
+        self._produce_delay: Callable[[Sequence[OutgoingRecord]], float] | None = None
 
     # -- faults (pause/resume come from PauseSwitch: producers wait, fetches stop) ----
     def set_down(self, down: bool = True) -> None:
@@ -97,6 +98,32 @@ class MemoryBroker(PauseSwitch):
         """
         self._down = down
         self._notify()
+
+    def set_produce_delay(
+        self, delay: float | Callable[[Sequence[OutgoingRecord]], float] | None
+    ) -> None:
+        """Apply each produced batch ``delay`` seconds after it arrives (a callable gets
+        the batch and returns its delay; ``None`` or 0: at once). The batch is applied
+        even if its client gave up waiting meanwhile, as a broker applies a request it
+        received: what a test needs for late replies and reordered flights.
+
+        Example::
+
+            broker.set_produce_delay(lambda records: 5.0 if records[0].value == b"x" else 0)
+        """
+        if delay is None or callable(delay):
+            self._produce_delay = delay
+        else:
+            seconds = float(delay)
+            self._produce_delay = lambda _records: seconds
+
+    async def _apply_late(self, records: Sequence[OutgoingRecord]) -> None:
+        """Wait the produce delay of ``records``, shielded: a request the broker got is
+        applied whether or not its client still waits."""
+        delay = self._produce_delay(records) if self._produce_delay is not None else 0.0
+        if delay > 0:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(delay)
 
     async def _gate(self, *, wait_while_down: bool = False) -> None:
         """Checkpoint; then wait while paused; while down, raise (a client call) or wait
@@ -480,6 +507,7 @@ class MemoryBackend:
     ) -> list[RecordMetadata | Exception]:
         self._check_open()
         await self.broker._gate()
+        await self.broker._apply_late(records)
         return self.broker.append(records, max_message_bytes=self._max_message_bytes)
 
     async def create_topic(self, topic: str, partitions: int = 1) -> None:

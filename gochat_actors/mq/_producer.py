@@ -44,6 +44,21 @@ def _fresh(err: Exception) -> Exception:
     return copy
 
 
+def _partial(
+    error: Exception, topic: str, total: int, acked: int, failed: int, unsent: int
+) -> Exception:
+    """``send_many``'s error: the first failure's type and text, and what became of the
+    call's other values (acknowledged, failed with it, never sent)."""
+    text = (
+        f"send_many to {topic!r}: {acked} of {total} acknowledged, {failed} failed, "
+        f"{unsent} not sent; first failure: {error}"
+    )
+    try:
+        return type(error)(text)
+    except Exception:  # an exception class with an unusual __init__
+        return _fresh(error)
+
+
 def _log_send_failure(record: OutgoingRecord, error: Exception) -> None:
     trace_id = next((v for k, v in record.headers if k == TRACE_ID_HEADER), b"")
     _log.error(
@@ -201,9 +216,9 @@ class _Sender:
         self._work.set()
         return pending
 
-    async def send(self, records: list[OutgoingRecord], deadline: float) -> _Pending:
-        """Queue ``records`` (at most ``max_batch``), waiting for room up to ``deadline``,
-        and wait for their results."""
+    async def queue(self, records: list[OutgoingRecord], deadline: float) -> _Pending | None:
+        """Queue ``records`` (at most ``max_batch``), waiting for room up to ``deadline``.
+        None: this incarnation is stopping (queue them on the next one)."""
         pending = self.enqueue(records, deadline)
         if pending is None:
             limit = self._producer._max_pending
@@ -211,14 +226,13 @@ class _Sender:
                 while self._queued + len(records) > limit and self._queued and not self._closed:
                     await self._space.park()
             if self._closed:
-                raise MQUnavailable("the producer is stopping")
+                return None
             pending = self.enqueue(records, deadline)
             if pending is None:  # still no room at the deadline: never queued, never sent
                 raise MQTimeout(
                     f"send to {records[0].topic!r}: no room in the queue within the timeout "
                     f"(max_pending={limit}); not sent"
                 )
-        await pending.wait()
         return pending
 
     @staticmethod
@@ -267,10 +281,7 @@ class _Sender:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._reap)
                     while True:
-                        while not self._queue:
-                            if self._closed:
-                                self._reaper_scope.cancel()  # flights in progress finish
-                                break
+                        while not self._queue and not self._closed:
                             await self._work.wait()
                             self._work = trio.Event()
                         if not self._queue:
@@ -279,6 +290,11 @@ class _Sender:
                             await self._flight_done.park()
                         self._in_flight += 1
                         nursery.start_soon(self._flush, self._take())
+                    # Stopping: the reaper keeps timing sends out until the last flight
+                    # is back (a send's timeout holds during a shutdown flush too).
+                    while self._in_flight:
+                        await self._flight_done.park()
+                    self._reaper_scope.cancel()
         finally:
             for pending in self._queue:
                 pending.fail(MQUnavailable("the producer stopped before sending"))
@@ -492,7 +508,8 @@ class Producer:
         sender = self._slot.value or await self._slot.get(wait)
         pending = sender.enqueue([record], deadline)
         if pending is None:
-            pending = await sender.send([record], deadline)
+            pending = await self._queue([record], deadline, sender)
+            await pending.wait()
         else:  # waiting inline: on the per-message path each coroutine level costs
             pending.task = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(pending.abort)
@@ -515,8 +532,13 @@ class Producer:
         The bulk form of :meth:`send` (one task, one wait for the lot): ``keys`` pairs
         with ``values`` (same length), ``headers`` go on every message, and they all
         carry one ``trace_id`` (the current one, or one new one). Returns the metadata in
-        order. If any message fails, the first error is raised once all are done; the
-        others may have been delivered (sending the lot again duplicates those).
+        order. The values land in input order (per partition): past ``max_batch`` they
+        go in chunks, each sent once the one before is acknowledged.
+
+        If a chunk fails, no later chunk is sent and the first failure's type is raised
+        (:class:`MQTimeout`: the chunk may still be delivered; :class:`MQUnavailable`...)
+        once that chunk is done, its text saying how many values were acknowledged,
+        failed and not sent (sending the lot again duplicates the acknowledged ones).
 
         Example::
 
@@ -542,24 +564,43 @@ class Producer:
             self._check_size(record)
         wait = self._timeout if timeout is None else timeout
         deadline = trio.current_time() + wait
-        sender = self._slot.value or await self._slot.get(wait)
-        step = self._max_batch
+        # One chunk (max_batch records) at a time, each queued once the one before is
+        # acknowledged: flights run concurrently and a broker may apply them in any
+        # order, so this is what keeps one call's values in input order per partition.
         results: list[RecordMetadata] = []
-        async with trio.open_nursery() as nursery:
-            chunks: list[Results] = []
-
-            async def one(chunk: list[OutgoingRecord], into: Results) -> None:
-                into.extend((await sender.send(chunk, deadline)).mine())
-
-            for at in range(0, len(records), step):
-                chunks.append([])
-                nursery.start_soon(one, records[at : at + step], chunks[-1])
-        for chunk_results in chunks:
-            for result in chunk_results:
-                if isinstance(result, Exception):
-                    raise _fresh(result)
-                results.append(result)
+        total = len(records)
+        step = self._max_batch
+        for at in range(0, total, step):
+            chunk = records[at : at + step]
+            try:
+                left = max(0.0, deadline - trio.current_time())
+                sender = self._slot.value or await self._slot.get(left)
+                pending = sender.enqueue(chunk, deadline) or await self._queue(
+                    chunk, deadline, sender
+                )
+            except MQError as exc:
+                raise _partial(exc, topic, total, len(results), 0, total - at) from exc
+            await pending.wait()
+            mine = pending.mine()
+            failed = [r for r in mine if isinstance(r, Exception)]
+            if failed:
+                ok = len(mine) - len(failed)
+                raise _partial(
+                    failed[0], topic, total, len(results) + ok, len(failed), total - at - len(chunk)
+                ) from failed[0]
+            results.extend(mine)  # type: ignore[arg-type]  # no Exception among them
         return results
+
+    async def _queue(
+        self, records: list[OutgoingRecord], deadline: float, sender: _Sender
+    ) -> _Pending:
+        """Queue ``records``, waiting for room; when the incarnation stops meanwhile,
+        on the next one (up to ``deadline``: then the slot's ``MQUnavailable``)."""
+        while True:
+            pending = await sender.queue(records, deadline)
+            if pending is not None:
+                return pending
+            sender = await self._slot.get(max(0.0, deadline - trio.current_time()))
 
     def _check_size(self, record: OutgoingRecord) -> None:
         limit = self._conn.max_message_bytes

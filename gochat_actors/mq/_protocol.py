@@ -65,6 +65,7 @@ class RecordMetadata(NamedTuple):
 
 class OutgoingRecord(NamedTuple):
     """A record to produce, headers already complete (``trace_id``, ``timestamp``).
+    A dead letter may carry a ``None`` header value (Kafka's null header, kept as it was).
 
     ``partition=None`` lets the backend choose: murmur2 of the key (Kafka's default
     partitioner), or one partition per batch for records without a key.
@@ -86,7 +87,7 @@ class OutgoingRecord(NamedTuple):
         """Bytes of key, value and headers (what ``max_message_bytes`` limits)."""
         size = len(self.key or b"") + len(self.value or b"")
         for name, value in self.headers:
-            size += len(name) + len(value)
+            size += len(name) + len(value or b"")
         return size
 
 
@@ -133,7 +134,11 @@ class Batch:
 @dataclass(frozen=True, slots=True)
 class ConsumerOptions:
     """Group-consumer tuning. Timeouts in seconds; the in-memory broker ignores the
-    session and heartbeat settings (its members never time out).
+    session, heartbeat and poll-interval settings (its members never time out).
+
+    ``max_poll_interval`` is Kafka's ``max.poll.interval.ms``: a member whose poll loop
+    is held back longer (backpressure: the consumer is full) drops out of the group
+    and its partitions go to the others until it polls again.
 
     ``auto_offset_reset`` is where a group starts on a partition it never committed:
     ``"earliest"`` (nothing produced before the group's first start is skipped) or
@@ -151,6 +156,7 @@ class ConsumerOptions:
     heartbeat_interval: float = 1.0
     rebalance_timeout: float = 30.0
     request_timeout: float = 30.0
+    max_poll_interval: float = 300.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_records, int) or self.max_records < 1:
@@ -165,6 +171,7 @@ class ConsumerOptions:
             "heartbeat_interval",
             "rebalance_timeout",
             "request_timeout",
+            "max_poll_interval",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:

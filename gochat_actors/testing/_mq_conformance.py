@@ -142,9 +142,19 @@ async def running(
 
 
 async def check_ping(backend: MQBackend) -> None:
-    """The broker answers a ping."""
+    """The broker answers a ping; once the backend is closed, a ping raises ``MQError``
+    (at once, not after a hang): a ping that cannot fail proves nothing. Closing is
+    idempotent, so the backend's owner may close it again."""
     with trio.fail_after(_WAIT):
         await backend.ping()
+        await backend.aclose()
+        try:
+            await backend.ping()
+        except MQError:
+            pass
+        else:
+            raise AssertionError("ping on a closed backend returned: it can never fail")
+        await backend.aclose()
 
 
 async def check_create_topic(backend: MQBackend) -> None:

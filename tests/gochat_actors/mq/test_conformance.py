@@ -115,3 +115,20 @@ async def test_closed_backends_are_unavailable(kafka_bootstrap: str, bridge: Bri
         pass
     with pytest.raises(MQUnavailable):
         await kafka.ping()
+
+
+class _AlwaysAnswers(_RecordingBackend):
+    """A backend whose ping never fails, even closed: what check_ping must reject."""
+
+    async def ping(self) -> None:
+        pass
+
+
+async def test_check_ping_rejects_a_ping_that_cannot_fail(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from gochat_actors.testing._mq_conformance import check_ping
+
+    async with Connection(MQSettings(), broker=MemoryBroker()).connect() as backend:
+        with pytest.raises(AssertionError, match="can never fail"):
+            await check_ping(_AlwaysAnswers(backend, []))

@@ -519,3 +519,202 @@ async def test_replaying_the_dead_letter_topic(autojump_clock: trio.testing.Mock
     headers = dict(replayed.headers)
     assert headers["trace_id"] == b"t-1", "the replay joins the original trace"
     assert not set(DLQ_HEADERS) & set(headers)
+
+
+# -- issue 27: stop during a rebalance, readiness during dead-letter retries, DLQ fidelity --
+
+
+async def test_stopping_during_a_revoke_commits_the_revoked_partitions(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Stopped while a rebalance waits for its in-flight work: the final commit still
+    covers the partitions being revoked (only the message in flight is redelivered)."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 6, partitions=2)  # p0: 0 2 4, p1: 1 3 5
+    stuck = trio.Event()
+
+    async def first(msg: Message) -> None:
+        if (msg.partition, msg.offset) == (0, 2):
+            stuck.set()
+            await trio.sleep_forever()
+
+    async def second(msg: Message) -> None:
+        pass
+
+    a = make(broker, first, revoke_timeout=30.0, commit_interval=1000.0)
+    b = make(broker, second, commit_interval=1000.0)
+    async with open_supervisor([a.spec("a")]) as sup:
+        await stuck.wait()
+        tp0, tp1 = TopicPartition("chat", 0), TopicPartition("chat", 1)
+
+        def finished() -> bool:
+            parts = a._session.parts if a._session is not None else {}
+            return tp0 in parts and tp1 in parts and (
+                parts[tp0].position, parts[tp1].position) == (2, 3)
+
+        await wait_for(finished)
+        await sup.start_child(b.spec("b"))
+        await trio.sleep(1.0)  # a's revoke is waiting for offset 2 of partition 0
+        await sup.terminate_child("a")
+        assert committed(broker, partitions=2) == [2, 3]
+
+
+async def test_never_ready_while_the_broker_is_down_and_a_dead_letter_retries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A dead-letter send retried while the broker is down reports DEGRADED only while
+    the broker answers: it never covers the broker watch's FAILED."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 1, partitions=1)
+    release = trio.Event()
+
+    async def process(msg: Message) -> None:
+        await release.wait()
+        raise ValueError("poison")
+
+    consumer = make(
+        broker,
+        process,
+        retries=0,
+        dead_letter_topic="chat.dlq",
+        retry_backoff=Backoff(initial=0.3, maximum=0.3, jitter=0.0),
+        probe_interval=1.0,
+        request_timeout=1.0,
+    )
+    async with open_supervisor([consumer.spec("c", stall_timeout=1000.0)]) as sup:
+        await wait_for(lambda: consumer.statistics().in_flight == 1)
+        broker.set_down()
+        await wait_for(lambda: not sup.health().ready)
+        release.set()
+        for _ in range(40):  # 4 s: a dozen dead-letter attempts, four broker pings
+            await trio.sleep(0.1)
+            assert not sup.health().ready, sup.health().reasons
+        broker.set_down(False)
+        await wait_for(lambda: consumer.statistics().dead_lettered == 1)
+        await wait_for(lambda: sup.health().ready)
+
+
+async def test_dead_lettering_keeps_tombstones_and_null_headers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A tombstone (value None) stays None in the dead-letter topic, a header whose value
+    is null stays, and the dead letter carries a timestamp header."""
+    broker = MemoryBroker()
+    broker.create_topic("chat", 1)
+    null_header: tuple[str, bytes] = ("deleted-by", None)  # type: ignore[assignment]
+    broker.append(
+        [OutgoingRecord("chat", None, b"user:7", (("trace_id", b"t-1"), null_header), 5, 0)]
+    )
+
+    async def process(msg: Message) -> None:
+        raise ValueError("cannot delete")
+
+    consumer = make(broker, process, retries=0, dead_letter_topic="chat.dlq")
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: consumer.statistics().dead_lettered == 1)
+    [dead] = broker.records("chat.dlq")
+    assert dead.value is None
+    assert dead.key == b"user:7"
+    headers: list[tuple[str, bytes | None]] = list(dead.headers)
+    assert ("deleted-by", None) in headers
+    assert dict(headers)["trace_id"] == b"t-1"
+    assert (dict(headers)["timestamp"] or b"").isdigit()
+
+
+async def test_fetched_messages_stay_within_the_stated_bound(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """docs/mq.md's bound: at most max_buffered wait in the partition queues (never
+    max_buffered plus most of a batch), max_buffered + 6 x max_records + concurrency
+    held in all."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 3000, partitions=2)
+    gate = trio.Event()
+
+    async def process(msg: Message) -> None:
+        await gate.wait()
+
+    consumer = make(broker, process, max_buffered=50, concurrency=2)
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: consumer.statistics().in_flight == 2)
+        await trio.testing.wait_all_tasks_blocked()
+        session = consumer._session
+        assert session is not None
+        held = session.buffered + consumer.statistics().in_flight
+        held += sum(
+            len(r) for b in session._receive._state.data for r in b.records.values()
+        )
+        assert session.buffered <= 50
+        assert held <= 50 + 6 * OPTIONS.max_records + 2
+        gate.set()
+        await wait_for(lambda: consumer.statistics().processed == 3000)
+
+
+class StopTheProcess(BaseException):
+    """Not an Exception: what a processor raises to stop everything."""
+
+
+async def test_a_processor_base_exception_stops_the_tree_uncommitted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A processor's BaseException is no processing failure: no retry, no dead letter,
+    its message not committed, and it goes up through the supervisor untouched."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 3, partitions=1)
+    attempts: list[int] = []
+
+    async def process(msg: Message) -> None:
+        attempts.append(msg.offset)
+        if msg.offset == 1:
+            raise StopTheProcess
+
+    consumer = make(broker, process, dead_letter_topic="chat.dlq", commit_interval=0.1)
+    with pytest.raises(BaseException) as caught:  # noqa: PT011  # checked just below
+        async with open_supervisor([consumer.spec("c")]):
+            await trio.sleep_forever()
+    assert caught.group_contains(StopTheProcess) if isinstance(
+        caught.value, BaseExceptionGroup
+    ) else isinstance(caught.value, StopTheProcess)
+    assert attempts == [0, 1], "not retried"
+    assert broker.records("chat.dlq") == [], "not dead-lettered"
+    assert committed(broker, partitions=1) == [1], "committed up to it, not past it"
+
+
+def test_max_poll_interval_is_checked() -> None:
+    assert ConsumerOptions(max_poll_interval=42.0).max_poll_interval == 42.0
+    with pytest.raises(ValueError, match="max_poll_interval"):
+        ConsumerOptions(max_poll_interval=0)
+
+
+# -- issue 22 point 1: the processing child dies, the group membership stays ------------
+
+
+async def test_killing_the_workers_costs_no_rejoin_and_loses_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The consumer actor owns the membership; its ``workers`` child processes. Killing
+    the workers mid-message puts that message back and restarts only them: same group
+    generation, same session, every message processed, commits never past the work."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 2000, partitions=4)
+    seen = Counter[int]()
+
+    async def process(msg: Message) -> None:
+        await trio.sleep(0.01)
+        seen[int(msg.value or b"")] += 1
+
+    consumer = make(broker, process, commit_interval=0.1)
+    async with open_supervisor([consumer.spec("c")]) as sup:
+        await wait_for(lambda: consumer.statistics().processed >= 20)
+        generation = broker._groups["g"].generation
+        for _ in range(5):  # 2000 x 10 ms over 4 partitions: about 5 s of work
+            await wait_for(lambda: consumer.statistics().in_flight > 0)
+            assert kill(sup, "c/workers", RuntimeError("chaos"))
+            await trio.sleep(0.2)
+        assert len(seen) < 2000, "the kills landed while there was work"
+        await wait_for(lambda: len(seen) == 2000)
+        assert broker._groups["g"].generation == generation, "no rebalance"
+        assert consumer.statistics().sessions == 1, "the actor itself never restarted"
+        await trio.sleep(0.5)
+        assert committed(broker) == ends(broker)
+    assert set(seen) == set(range(2000))

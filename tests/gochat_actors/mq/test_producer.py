@@ -3,7 +3,7 @@ timeouts, restarts, flush on shutdown, readiness, metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 import trio
@@ -369,3 +369,116 @@ async def test_send_many(autojump_clock: trio.testing.MockClock) -> None:
         assert dict(stored.headers)["h"] == b"1"
         by_key.setdefault(key, set()).add(meta.partition)
     assert all(len(parts) == 1 for parts in by_key.values())
+
+
+# -- issue 27: send_many order and errors, restarts while waiting, shutdown timeouts ----
+
+
+def _first_batch_late(seconds: float) -> Callable[[Sequence[OutgoingRecord]], float]:
+    """A produce delay: the broker applies the first batch it gets ``seconds`` late."""
+    seen: list[int] = []
+
+    def delay(records: Sequence[OutgoingRecord]) -> float:
+        seen.append(len(records))
+        return seconds if len(seen) == 1 else 0.0
+
+    return delay
+
+
+async def test_send_many_lands_in_input_order_past_max_batch(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """More values than max_batch: one call's values land in input order, even when
+    the broker applies an earlier batch late."""
+    broker = MemoryBroker()
+    broker.create_topic("chat", 2)
+    broker.set_produce_delay(_first_batch_late(0.5))
+    producer = Producer(MQSettings(), broker=broker, max_batch=10, max_in_flight=4)
+    async with open_supervisor([producer.spec()]):
+        values = [b"%d" % n for n in range(35)]
+        keys = [b"room:%d" % (n % 3) for n in range(35)]
+        metas = await producer.send_many("chat", values, keys=keys)
+    for partition in (0, 1):
+        stored = [int(r.value or b"") for r in broker.records("chat", partition)]
+        assert stored == sorted(stored), f"partition {partition} out of order: {stored}"
+    assert [m.offset for m in metas if m.partition == 0] == sorted(
+        m.offset for m in metas if m.partition == 0
+    )
+
+
+async def test_send_many_timeout_is_one_mqtimeout_saying_what_was_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A chunk not acknowledged in time: MQTimeout (not an ExceptionGroup), raised
+    once the chunk in flight is done, saying how many were acknowledged and sent."""
+    broker = MemoryBroker()
+    producer = Producer(MQSettings(), broker=broker, max_batch=10, max_pending=10, max_in_flight=1)
+    async with open_supervisor([producer.spec()]):
+        await producer.send("chat", b"warm-up")
+        broker.set_produce_delay(_first_batch_late(5.0))
+        with pytest.raises(MQTimeout) as caught:
+            await producer.send_many("chat", [b"%d" % n for n in range(30)], timeout=2.0)
+        text = str(caught.value)
+        assert "0 of 30 acknowledged" in text
+        assert "20 not sent" in text
+        await trio.sleep(5.0)
+    stored = [r.value for r in broker.records("chat")]
+    assert stored == [b"warm-up"] + [b"%d" % n for n in range(10)], "late; the rest never sent"
+
+
+async def test_send_waiting_for_room_waits_for_the_next_incarnation(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A send waiting for queue room when the producer restarts goes to the next
+    incarnation (up to its timeout) instead of failing at once."""
+    broker = MemoryBroker()
+    producer = Producer(MQSettings(), broker=broker, max_pending=1, max_in_flight=1)
+    outcome: list[object] = []
+
+    async def send(value: bytes) -> None:
+        try:
+            outcome.append(await producer.send("chat", value, timeout=60.0))
+        except MQError as exc:
+            outcome.append(exc)
+
+    async with open_supervisor(
+        [producer.spec(shutdown=0.5)], backoff=Backoff(initial=1.0, maximum=1.0, jitter=0)
+    ) as sup, trio.open_nursery() as nursery:
+        broker.pause()
+        for value in (b"in-flight", b"queued", b"waiting"):
+            nursery.start_soon(send, value)
+            await trio.testing.wait_all_tasks_blocked()
+        kill(sup, "producer", RuntimeError("chaos"))
+        await trio.sleep(0.6)  # the killed incarnation gave up its two sends at its budget
+        assert len(outcome) == 2, outcome
+        broker.resume()
+    assert isinstance(outcome[-1], RecordMetadata), outcome
+    assert [r.value for r in broker.records("chat")][-1] == b"waiting"
+
+
+async def test_send_timeout_is_enforced_during_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A send in flight when the producer stops still times out at its own deadline."""
+    broker = MemoryBroker()
+    producer = Producer(MQSettings(), broker=broker)
+    ended: list[float] = []
+
+    async def send() -> None:
+        with pytest.raises(MQTimeout):
+            await producer.send("chat", b"x", timeout=1.0)
+        ended.append(trio.current_time())
+
+    async with (
+        trio.open_nursery() as outer,
+        open_supervisor([producer.spec(shutdown=10.0)]) as sup,
+    ):
+        broker.pause()
+        start = trio.current_time()
+        outer.start_soon(send)
+        await trio.testing.wait_all_tasks_blocked()
+        outer.start_soon(sup.shutdown)
+        await trio.sleep(5.0)
+        assert ended, "the send's 1 s timeout passed during the shutdown"
+        assert ended[0] - start == pytest.approx(1.0)
+        broker.resume()
