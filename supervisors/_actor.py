@@ -226,7 +226,11 @@ class _ActorRunner(Generic[A]):
             await actor.init(*self.args)
             task_status.started(ref)
             while True:
-                kind, payload, reply = await receive.receive()
+                if track and handle is not None:
+                    with handle.idle():  # an empty mailbox is no stall
+                        kind, payload, reply = await receive.receive()
+                else:
+                    kind, payload, reply = await receive.receive()
                 mailbox.depth -= 1
                 if mailbox.filter is not None:
                     try:

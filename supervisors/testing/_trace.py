@@ -5,7 +5,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from .._events import ChildExited, ChildRestarting, Event
+from .._events import (
+    ChildExited,
+    ChildRestarting,
+    ChildStarted,
+    ChildStartFailed,
+    Event,
+    HealthChanged,
+    SupervisorStopped,
+)
 
 __all__ = ["EventTrace"]
 
@@ -15,7 +23,9 @@ class EventTrace:
 
     :meth:`digest` hashes the trace with times relative to the first event and events
     that share one virtual instant put in a canonical order, so two runs from the same
-    seed under ``MockClock`` give the same digest.
+    seed under ``MockClock`` give the same digest. Each row records what tells runs
+    apart: exit reasons, exception types, incarnations, restart delays and causes,
+    health statuses, stop reasons.
 
     Example::
 
@@ -34,9 +44,20 @@ class EventTrace:
         path = getattr(event, "path", event.supervisor)
         detail = ""
         if isinstance(event, ChildExited):
-            detail = f"{event.reason.value}:{type(event.exception).__name__}:{event.will_restart}"
+            detail = (
+                f"{event.reason.value}:{type(event.exception).__name__}:{event.will_restart}"
+                f":{event.incarnation}"
+            )
         elif isinstance(event, ChildRestarting):
-            detail = f"{event.delay:.6f}:{event.cause}"
+            detail = f"{event.delay:.6f}:{event.cause}:{event.attempt}"
+        elif isinstance(event, ChildStarted):
+            detail = str(event.incarnation)
+        elif isinstance(event, ChildStartFailed):
+            detail = type(event.exception).__name__
+        elif isinstance(event, HealthChanged):
+            detail = f"{event.status.value}:{event.reason}"
+        elif isinstance(event, SupervisorStopped):
+            detail = event.reason
         self.rows.append((round(event.time - self._t0, 6), type(event).__name__, path, detail))
 
     def canonical(self) -> list[tuple[Any, ...]]:

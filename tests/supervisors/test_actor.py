@@ -251,10 +251,10 @@ def test_actor_spec_bad_input() -> None:
 
 async def test_snapshot_is_json(autojump_clock: trio.testing.MockClock) -> None:
     children = [
-        supervisor_spec("db", [actor_spec("writer", Counter, 3, mailbox_size=10)]),
+        supervisor_spec("db", [actor_spec("writer", Counter, 3, mailbox_size=10)], backoff=None),
         actor_spec("c", Counter, 0),
     ]
-    async with open_supervisor(children, name="app") as sup:
+    async with open_supervisor(children, name="app", backoff=None) as sup:
         whereis("c").cast_nowait("count")
         with pytest.raises(ActorCrashed):
             await whereis("writer").call(("boom", None))

@@ -137,7 +137,7 @@ async def test_a_message_held_by_a_delay_when_its_actor_is_killed_is_not_lost(
     ledger = Ledger()
     held = [DelayMessages(name, delay=2.0, count=1) for name in ("c0", "c1")]
     plan = FaultPlan([*held, KillAt(1.0, "c0"), KillAt(1.0, "c1")])
-    async with open_supervisor([*counters(ledger), plan.spec()]) as sup:
+    async with open_supervisor([*counters(ledger), plan.spec()], backoff=None) as sup:
         whereis("c0").cast_nowait("held")
         start = trio.current_time()
         # held at the kill, then handled (and answered) by the next incarnation

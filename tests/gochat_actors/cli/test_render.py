@@ -28,10 +28,10 @@ class Counter(Actor):
 
 async def test_the_docs_sample(autojump_clock: trio.testing.MockClock) -> None:
     children = [
-        supervisor_spec("db", [actor_spec("writer", Counter, 3, mailbox_size=10)]),
+        supervisor_spec("db", [actor_spec("writer", Counter, 3, mailbox_size=10)], backoff=None),
         actor_spec("c", Counter, 0),
     ]
-    async with open_supervisor(children, name="app") as sup:
+    async with open_supervisor(children, name="app", backoff=None) as sup:
         whereis("c").cast_nowait("count")
         with pytest.raises(ActorCrashed):
             await whereis("writer").call("boom")
