@@ -291,6 +291,7 @@ async def test_a_child_can_terminate_itself_at_once(autojump_clock: trio.testing
 
 
 async def test_a_child_can_restart_itself_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    go = trio.Event()
     runs = 0
 
     async def again(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -298,6 +299,7 @@ async def test_a_child_can_restart_itself_at_once(autojump_clock: trio.testing.M
         runs += 1
         task_status.started()
         if runs == 1:
+            await go.wait()
             me = supervisors.current_child()
             await me.supervisor.restart_child(me.id)
         await trio.sleep_forever()
@@ -305,10 +307,16 @@ async def test_a_child_can_restart_itself_at_once(autojump_clock: trio.testing.M
     rec = Recorder()
     async with open_supervisor([ChildSpec("r", again, shutdown=5.0)], on_event=rec) as sup:
         t0 = trio.current_time()
+        go.set()
         await until(sup, lambda: runs == 2 and state(sup, "r") is ChildState.RUNNING)
         assert trio.current_time() - t0 < 5.0
         assert sup.which_children()[0].restarts == 1
+        assert len(sup._restart_times) == 0  # a manual restart: not counted for intensity
     assert not rec.of(ChildOverstayed)
+    assert [(e.reason, e.will_restart) for e in rec.of(ChildExited)] == [
+        (ExitReason.SHUTDOWN, False),
+        (ExitReason.SHUTDOWN, False),
+    ]
 
 
 async def test_a_grandchild_not_yet_ready_may_not_call_the_root(
