@@ -91,7 +91,6 @@ class Child:
         "health",
         "health_reason",
         "incarnation",
-        "joined",
         "last_error",
         "mailbox",
         "order",
@@ -119,7 +118,6 @@ class Child:
         self.handle: ChildHandle | None = None
         self.restart_at = math.inf
         self.wave = 0  # the restart wave it waits in (see Supervisor._launch_due)
-        self.joined = True  # False until the first start through start_child is ready
         self.health = Health.OK
         self.health_reason = ""
         mailbox = spec.meta.get("mailbox")

@@ -138,6 +138,12 @@ def _by_order(child: Child) -> int:
     return child.order
 
 
+def _manual_start(child: Child) -> bool:
+    """Whether a caller (start_child, restart_child) waits for this child's start."""
+    handle = child.handle
+    return handle is not None and handle.manual and not handle._started and not handle._finished
+
+
 class Supervisor:
     """Runs children, restarts them by ``strategy``, and stops them in reverse order.
 
@@ -454,6 +460,7 @@ class Supervisor:
             with trio.CancelScope(shield=True):
                 if child.handle is handle and not handle.stopping:
                     await self._stop_child(child)
+                    child.state = ChildState.TERMINATED  # the caller gave up on it
             raise
         if handle._started:
             return handle._value
@@ -481,7 +488,6 @@ class Supervisor:
         now = trio.current_time()
         child.state = ChildState.RUNNING
         child.started_at = now
-        child.joined = True
         self._waiting.discard(child)
         if child.spec.stall_timeout is not None:
             self._arm_watchdog(child)
@@ -664,6 +670,8 @@ class Supervisor:
         handle = child.handle
         if handle is None or not handle._finished or handle.stopping or handle.claimed:
             return
+        if handle.manual and not handle._started:
+            return  # a failed start its caller reports
         handle.claimed = True
         if handle._exit_reason is ExitReason.START_FAILED:
             self._report_unhandled(child, handle, handle._exit_reason, handle._exit_exc)
@@ -766,6 +774,9 @@ class Supervisor:
         now = trio.current_time()
         seen: set[int] = set()
         for child in sorted(self._waiting, key=_by_order):
+            if child.state not in (ChildState.RESTARTING, ChildState.STARTING):
+                self._waiting.discard(child)  # taken over meanwhile (e.g. a failed restart_child)
+                continue
             if child.wave in seen:
                 continue  # an earlier member of its wave is not ready yet
             seen.add(child.wave)
@@ -945,8 +956,9 @@ class Supervisor:
     def _victims(self, child: Child) -> list[Child]:
         """The other children a failure of ``child`` stops and restarts, in start order:
         by strategy, plus whatever depends on them (transitively). Children stopped for
-        good (stopped, terminated, failed), being stopped by someone else, or whose first
-        start through ``start_child`` is still under way are left alone."""
+        good (stopped, terminated, failed), being stopped by someone else, or being
+        started by ``start_child`` / ``restart_child`` (a fresh incarnation anyway, whose
+        caller waits for it) are left alone."""
         children = self._children
         if self.strategy is Strategy.ONE_FOR_ALL:
             ids = {c for c in children if c != child.id}
@@ -969,7 +981,7 @@ class Supervisor:
             (
                 c
                 for c in (children.get(i) for i in ids)
-                if c is not None and c.state in wanted and c.joined
+                if c is not None and c.state in wanted and not _manual_start(c)
             ),
             key=_by_order,
         )
@@ -1056,7 +1068,7 @@ class Supervisor:
         Raises ``ValueError`` for a duplicate id or an unknown ``depends_on``,
         :class:`ChildStartError` (cause attached) if it fails before it is ready (the
         spec is then not kept), :class:`SupervisorNotRunning` if the supervisor stops
-        meanwhile. Until it is ready, a sibling's failure does not take it down.
+        meanwhile. Until it is ready, a sibling's failure leaves it alone.
 
         Example::
 
@@ -1071,7 +1083,6 @@ class Supervisor:
                 raise ValueError(f"duplicate child id {spec.id!r}")
             order_specs([spec], existing=list(self._children))
             child = self._add(spec)
-            child.joined = False
             handle = self._spawn(child, manual=True)
         try:
             return await self._await_start(child, handle)
@@ -1122,6 +1133,8 @@ class Supervisor:
     def _claim_as_unhandled(self, child: Child, handle: ChildHandle) -> None:
         """An exit still queued when a manual operation took the child over: report it
         (it is not restarted), and drop it from the queue's handling."""
+        if handle.manual and not handle._started:
+            return  # a failed start its caller reports
         if handle._finished and not handle.stopping and not handle.claimed:
             handle.claimed = True
             self._report_unhandled(child, handle, handle._exit_reason, handle._exit_exc)
@@ -1157,8 +1170,8 @@ class Supervisor:
         try:
             return await self._await_start(child, handle)
         except _StartFailed as failed:
-            if child.handle is handle:
-                child.state = ChildState.FAILED
+            if child.handle is handle and child.state in (ChildState.STARTING, ChildState.STOPPING):
+                child.state = ChildState.FAILED  # unless the loop took it over meanwhile
             raise ChildStartError(
                 child.path, f"child {child.path!r} failed to restart: {_describe(failed.exc)}"
             ) from failed.exc

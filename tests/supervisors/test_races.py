@@ -26,8 +26,8 @@ from supervisors.testing import kill
 from ._helpers import Boom, Controlled, Recorder, until
 
 
-def state(sup: Supervisor, child_id: str) -> ChildState:
-    return next(i.state for i in sup.which_children() if i.id == child_id)
+def state(sup: Supervisor, child_id: str) -> ChildState | None:
+    return next((i.state for i in sup.which_children() if i.id == child_id), None)
 
 
 async def stubborn(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -411,3 +411,68 @@ async def test_a_slow_start_does_not_delay_an_unrelated_restart(
             await until(sup, lambda: ctl.starts["a"] == 2)
             assert trio.current_time() - t0 == pytest.approx(1.0)
             assert state(sup, "slow") is ChildState.STARTING
+
+
+class GatedStart:
+    """A child whose every start waits for ``gate`` (re-armed by ``arm()``)."""
+
+    def __init__(self) -> None:
+        self.starts = 0
+        self.gate = trio.Event()
+
+    def arm(self) -> None:
+        self.gate = trio.Event()
+
+    async def __call__(
+        self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.starts += 1
+        await self.gate.wait()
+        task_status.started(self.starts)
+        await trio.sleep_forever()
+
+
+@pytest.mark.parametrize("operation", ["start_child", "restart_child"])
+async def test_a_start_a_caller_waits_for_is_left_alone_by_a_siblings_failure(
+    operation: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    ctl = Controlled()
+    gated = GatedStart()
+    gated.gate.set()
+    children = [ChildSpec("a", ctl, args=("a",))]
+    if operation == "restart_child":
+        children.append(ChildSpec("g", gated))
+    async with open_supervisor(children, strategy=Strategy.ONE_FOR_ALL, backoff=None) as sup:
+        gated.arm()
+        async with trio.open_nursery() as nursery:
+            values: list[int] = []
+
+            async def call() -> None:
+                if operation == "start_child":
+                    values.append(await sup.start_child(ChildSpec("g", gated)))
+                else:
+                    values.append(await sup.restart_child("g"))
+
+            nursery.start_soon(call)
+            await until(sup, lambda: state(sup, "g") is ChildState.STARTING)
+            ctl.crash("a")  # ONE_FOR_ALL: everyone else restarts, g's start goes on
+            await until(sup, lambda: ctl.starts["a"] == 2)
+            gated.gate.set()
+        assert values == [gated.starts]
+        assert state(sup, "g") is ChildState.RUNNING
+        assert gated.starts == (1 if operation == "start_child" else 2)
+
+
+async def test_a_restart_child_whose_caller_gives_up_leaves_the_child_terminated(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gated = GatedStart()
+    gated.gate.set()
+    async with open_supervisor([ChildSpec("g", gated)]) as sup:
+        gated.arm()
+        with trio.move_on_after(1):
+            await sup.restart_child("g")
+        assert state(sup, "g") is ChildState.TERMINATED
+        await trio.testing.wait_all_tasks_blocked()
+        assert state(sup, "g") is ChildState.TERMINATED
+        assert gated.starts == 2
