@@ -234,8 +234,13 @@ class ChildHandle:
         """Tell the supervisor this child is ready; ``value`` goes to whoever started it."""
         if self._started:
             raise RuntimeError(f"child {self.path!r} called task_status.started() twice")
-        if self._finished or self._ready.is_set() or self.stopping:
-            return  # the supervisor already gave up on this start
+        if (
+            self._finished
+            or self._ready.is_set()
+            or self.stopping
+            or trio.current_time() >= self.start_deadline
+        ):
+            return  # the supervisor already gave up on this start (or is about to)
         self._started = True
         self._value = value
         self.last_progress = trio.current_time()

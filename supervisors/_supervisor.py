@@ -872,7 +872,7 @@ class Supervisor:
             pending = dep.state is ChildState.RESTARTING and dep in self._waiting
             at = max(dep.restart_at, now) if pending else now
             wave = dep.wave if pending else self._new_wave()
-            self._schedule(child, at, 0.0, child.attempt, dep.path, wave, count=False)
+            self._schedule(child, at, 0.0, child.attempt, dep.path, wave)
             return
         times = self._restart_times
         times.append(now)

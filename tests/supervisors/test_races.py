@@ -17,6 +17,7 @@ from supervisors import (
     ExitReason,
     Strategy,
     Supervisor,
+    SupervisorError,
     SupervisorNotRunning,
     open_supervisor,
     supervisor_spec,
@@ -476,3 +477,73 @@ async def test_a_restart_child_whose_caller_gives_up_leaves_the_child_terminated
         await trio.testing.wait_all_tasks_blocked()
         assert state(sup, "g") is ChildState.TERMINATED
         assert gated.starts == 2
+
+
+async def test_terminate_child_cancels_a_pending_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ctl = Controlled()
+    backoff = supervisors.Backoff(initial=5.0, maximum=5.0, jitter=0.0)
+    async with open_supervisor([ChildSpec("a", ctl, args=("a",))], backoff=backoff) as sup:
+        ctl.crash("a")
+        await until(sup, lambda: state(sup, "a") is ChildState.RESTARTING)
+        with pytest.raises(SupervisorError, match="terminate_child"):
+            sup.delete_child("a")  # not while it is restarting
+        await sup.terminate_child("a")
+        await trio.sleep(10)  # past the backoff: a span in which nothing must happen
+        assert state(sup, "a") is ChildState.TERMINATED
+        assert ctl.starts["a"] == 1
+        sup.delete_child("a")
+
+
+async def test_start_child_racing_shutdown_raises_supervisor_not_running(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gated = GatedStart()  # never gets ready
+    sup = Supervisor()
+    errors: list[BaseException] = []
+
+    async def start() -> None:
+        try:
+            await sup.start_child(ChildSpec("g", gated, start_timeout=None))
+        except SupervisorNotRunning as exc:
+            errors.append(exc)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            nursery.start_soon(start)
+            await until(sup, lambda: state(sup, "g") is ChildState.STARTING)
+            await sup.shutdown()
+    assert len(errors) == 1
+    with pytest.raises(SupervisorNotRunning):
+        await sup.start_child(ChildSpec("h", gated))
+
+
+async def test_a_start_that_answers_after_its_deadline_is_not_taken(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def late(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.sleep(2.0)  # exactly at its start_timeout
+        task_status.started()
+        await trio.sleep_forever()
+
+    with pytest.raises(supervisors.ChildStartError, match="within 2s"):
+        async with open_supervisor([ChildSpec("late", late, start_timeout=2.0)]):
+            pass
+
+
+async def test_a_cascade_victim_counts_its_restart_but_not_toward_intensity(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ctl = Controlled()
+    children = [
+        ChildSpec("db", ctl, args=("db",)),
+        ChildSpec("repo", ctl, args=("repo",), depends_on=("db",)),
+    ]
+    async with open_supervisor(children, max_restarts=1, max_seconds=60, backoff=None) as sup:
+        ctl.crash("repo")  # both die at once: repo because db is going down
+        ctl.crash("db")
+        await until(sup, lambda: ctl.starts["repo"] == 2 and ctl.starts["db"] == 2)
+        assert [i.restarts for i in sup.which_children()] == [1, 1]
+        assert len(sup._restart_times) == 1
