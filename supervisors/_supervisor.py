@@ -56,6 +56,7 @@ from ._exceptions import (
 from ._health import Health, HealthReport
 from ._registry import Registry, _current_registry
 from ._spec import ChildSpec, Restart, Strategy, order_specs, takes_task_status
+from ._timer import StartTimer
 
 __all__ = ["DEFAULT_BACKOFF", "Supervisor", "open_supervisor", "supervisor_spec"]
 
@@ -229,6 +230,7 @@ class Supervisor:
         self._closing = False
         self._overstays: list[tuple[ChildHandle, float, float, float, tuple[str, ...]]] = []
         self._watchdog_scope: trio.CancelScope | None = None
+        self._start_timer = StartTimer()
         self._watchdog_wakeup = trio.Event()
         self._stall_children: set[Child] = set()
         self._parent: ChildHandle | None = None
@@ -357,6 +359,7 @@ class Supervisor:
                             await self._stop_all()
                     if self._watchdog_scope is not None:
                         self._watchdog_scope.cancel()
+                    self._start_timer.cancel()
         finally:
             self._finish(outcome)
         if error is not None:
@@ -444,6 +447,8 @@ class Supervisor:
         child.health = Health.OK
         child.health_reason = ""
         self._nursery.start_soon(self._child_main, child, handle, name=child.path)
+        if manual:
+            self._start_timer.watch(handle, self._nursery)
         return handle
 
     async def _await_start(self, child: Child, handle: ChildHandle) -> Any:
@@ -454,8 +459,7 @@ class Supervisor:
         If the caller is cancelled, the start is stopped too.
         """
         try:
-            with trio.move_on_at(handle.start_deadline):
-                await handle._ready.wait()
+            await handle._ready.wait()  # set by started(), the end of the task, or the timer
         except BaseException:
             with trio.CancelScope(shield=True):
                 if child.handle is handle and not handle.stopping:
@@ -496,7 +500,8 @@ class Supervisor:
                 supervisor=self.path, time=now, child=child.id, incarnation=child.incarnation
             )
         )
-        self._wakeup.set()  # the next member of its wave, or a dependent, may start now
+        if self._waiting:
+            self._wakeup.set()  # the next member of its wave, or a dependent, may start now
 
     def _publish_start_failed(self, child: Child, exc: BaseException) -> None:
         self._publish(
@@ -507,7 +512,8 @@ class Supervisor:
 
     async def _child_main(self, child: Child, handle: ChildHandle) -> None:
         _current_child.set(handle)
-        _current_registry.set(self._registry)  # whoever started it, it lives in this tree
+        if _current_registry.get() is not self._registry:  # whoever started it, it lives
+            _current_registry.set(self._registry)  # in this tree (no copy when inherited)
         handle.task = trio.lowlevel.current_task()
         spec = child.spec
         reason = ExitReason.NORMAL
@@ -520,7 +526,10 @@ class Supervisor:
                     else:
                         handle.started()
                         await spec.target(*spec.args)
-                except BaseException as raised:
+                except Exception as raised:
+                    exc = raised
+                    reason = ExitReason.EXCEPTION
+                except BaseExceptionGroup as raised:
                     failure = _failure(raised)
                     if failure is None:
                         raise
