@@ -94,10 +94,9 @@ def run(
     Once that is done, ``run`` raises ``SystemExit(128 + signal)`` (130 after SIGINT,
     143 after SIGTERM: what shells and process managers expect of a process a signal
     ended). A second signal cuts every bounded cleanup (:func:`cleanup_scope`,
-    :func:`to_thread`) short at once; if ``main`` has still not returned
-    :data:`FORCE_EXIT_AFTER` seconds later (a child shields itself or swallows
-    ``Cancelled``), or at a third signal, the process exits at once with
-    ``os._exit(128 + signal)``. Returns ``main``'s result when no signal stopped it;
+    :func:`to_thread`) short at once; if ``main`` has still not returned a second
+    later (a child shields itself or swallows ``Cancelled``), or at a third signal,
+    the process exits at once with ``os._exit(128 + signal)``. Returns ``main``'s result when no signal stopped it;
     an exception of ``main`` comes out as itself (not in an ``ExceptionGroup``).
     ``trio_options`` go to ``trio.run`` (e.g. ``clock=``).
 
