@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
@@ -41,6 +43,23 @@ async def stubborn(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNO
             await trio.sleep(3)
 
 
+def slow_cleanup(seconds: float, counter: list[int] | None = None) -> Any:
+    """A child ready at once whose cleanup (bounded by its budget) takes ``seconds``;
+    it appends to ``counter`` at each start."""
+
+    async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if counter is not None:
+            counter.append(1)
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            with supervisors.cleanup_scope():
+                await trio.sleep(seconds)
+
+    return child
+
+
 class SlowRestart:
     """Ready at once the first time; every later start waits for ``gate`` first."""
 
@@ -48,6 +67,10 @@ class SlowRestart:
         self.starts = 0
         self.gate = trio.Event()
         self.crash = trio.Event()
+
+    async def open_gate_after(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+        self.gate.set()
 
     async def __call__(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -138,12 +161,7 @@ async def test_terminate_child_wins_over_a_crash_still_queued(
         ctl.crash("a")
         await until(sup, lambda: (h := sup.child_handle("a")) is not None and h.finished)
         async with trio.open_nursery() as nursery:
-
-            async def open_the_gate() -> None:
-                await trio.sleep(1)
-                slow.gate.set()
-
-            nursery.start_soon(open_the_gate)
+            nursery.start_soon(slow.open_gate_after, 1)
             await sup.terminate_child("a")
             starts = ctl.starts["a"]
         await until(sup, lambda: state(sup, "slow") is ChildState.RUNNING)
@@ -179,19 +197,8 @@ async def test_restart_child_racing_shutdown_neither_hangs_nor_leaks(
 ) -> None:
     # Bug 10: shutdown hung with a leaked incarnation, or restart_child raised a raw
     # RuntimeError('Nursery is closed to new arrivals').
-    starts = 0
-
-    async def slow_stop(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        nonlocal starts
-        starts += 1
-        task_status.started()
-        try:
-            await trio.sleep_forever()
-        finally:
-            with supervisors.cleanup_scope():
-                await trio.sleep(1)
-
-    sup = Supervisor([ChildSpec("c", slow_stop, shutdown=5.0)])
+    starts: list[int] = []
+    sup = Supervisor([ChildSpec("c", slow_cleanup(1.0, starts), shutdown=5.0)])
     errors: list[BaseException] = []
 
     async def restart() -> None:
@@ -206,7 +213,7 @@ async def test_restart_child_racing_shutdown_neither_hangs_nor_leaks(
             nursery.start_soon(restart)
             await until(sup, lambda: state(sup, "c") is ChildState.STOPPING)
             sup.shutdown_nowait()
-    assert starts == 1
+    assert len(starts) == 1
     assert len(errors) == 1
     assert state(sup, "c") is ChildState.TERMINATED
 
@@ -364,17 +371,9 @@ async def test_a_child_that_dies_while_its_supervisor_stops_is_reported(
 ) -> None:
     # Bug 21: its exit was queued and never processed, so no ChildExited.
     ctl = Controlled()
-
-    async def slow(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        try:
-            await trio.sleep_forever()
-        finally:
-            with supervisors.cleanup_scope():
-                await trio.sleep(1)
-
     rec = Recorder()
-    sup = Supervisor([ChildSpec("a", ctl, args=("a",)), ChildSpec("b", slow)], on_event=rec)
+    children = [ChildSpec("a", ctl, args=("a",)), ChildSpec("b", slow_cleanup(1.0))]
+    sup = Supervisor(children, on_event=rec)
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
         sup.shutdown_nowait()
@@ -401,12 +400,7 @@ async def test_a_slow_start_does_not_delay_an_unrelated_restart(
         await until(sup, lambda: slow.starts == 2)
         t0 = trio.current_time()
         async with trio.open_nursery() as nursery:
-
-            async def open_the_gate() -> None:
-                await trio.sleep(5)
-                slow.gate.set()
-
-            nursery.start_soon(open_the_gate)
+            nursery.start_soon(slow.open_gate_after, 5)
             await trio.sleep(1)
             ctl.crash("a")
             await until(sup, lambda: ctl.starts["a"] == 2)
