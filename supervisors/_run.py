@@ -96,9 +96,10 @@ def run(
     ended). A second signal cuts every bounded cleanup (:func:`cleanup_scope`,
     :func:`to_thread`) short at once; if ``main`` has still not returned a second
     later (a child shields itself or swallows ``Cancelled``), or at a third signal,
-    the process exits at once with ``os._exit(128 + signal)``. Returns ``main``'s result when no signal stopped it;
-    an exception of ``main`` comes out as itself (not in an ``ExceptionGroup``).
-    ``trio_options`` go to ``trio.run`` (e.g. ``clock=``).
+    the process exits at once with ``os._exit(128 + signal)``. Returns ``main``'s
+    result when no signal stopped it; an exception of ``main`` comes out as itself
+    (not in an ``ExceptionGroup``). ``trio_options`` go to ``trio.run`` (e.g.
+    ``clock=``).
 
     Example::
 
