@@ -64,7 +64,6 @@ from ._exceptions import (
     SupervisorNotRunning,
 )
 from ._health import Health, HealthReport
-from ._render import render_tree
 from ._run import run
 from ._spec import ChildSpec, Restart, Strategy
 from ._supervisor import Supervisor, open_supervisor, supervisor_spec
@@ -120,7 +119,6 @@ __all__ = [
     "current_child",
     "open_supervisor",
     "progress",
-    "render_tree",
     "run",
     "set_health",
     "supervisor_spec",

@@ -344,6 +344,9 @@ class _ActorRunner(Generic[A]):
                 if held:
                     await trio.lowlevel.checkpoint()
                     item = held.popleft()
+                elif track and handle is not None:
+                    with handle.idle():  # an empty mailbox is no stall
+                        item = await receive()
                 else:
                     item = await receive()
                 mailbox.depth -= 1

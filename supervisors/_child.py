@@ -7,7 +7,8 @@ import contextvars
 import enum
 import math
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,14 +35,15 @@ __all__ = [
 
 
 class ChildState(enum.Enum):
-    """Where a child is in its life."""
+    """Where a child is in its life (the transitions are in docs/supervisors.md)."""
 
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    RESTARTING = "restarting"  # waiting for its backoff delay, or for a dependency
+    STARTING = "starting"  # an incarnation runs and has not called started() yet
+    RUNNING = "running"  # it called started()
+    STOPPING = "stopping"  # cancelled by its supervisor, within its shutdown budget
+    RESTARTING = "restarting"  # waiting for its backoff, its old incarnation's end, a
+    # dependency, or the earlier members of its restart wave
     STOPPED = "stopped"  # ended and not restarted (TRANSIENT after a normal return)
-    TERMINATED = "terminated"  # stopped on request (terminate_child), spec kept
+    TERMINATED = "terminated"  # stopped on request or at shutdown, spec kept
     FAILED = "failed"  # its start failed and it will not be retried
 
 
@@ -100,6 +102,7 @@ class Child:
         "spec",
         "started_at",
         "sup",
+        "wave",
     )
 
     def __init__(self, sup: Supervisor, spec: ChildSpec, order: int, path: str) -> None:
@@ -119,6 +122,7 @@ class Child:
         self.last_error: BaseException | None = None
         self.handle: ChildHandle | None = None
         self.restart_at = math.inf
+        self.wave = 0  # the restart wave it waits in (see Supervisor._launch_due)
         self.health = Health.OK
         self.health_reason = ""
 
@@ -170,16 +174,23 @@ class ChildHandle:
         "_abandoned",
         "_done",
         "_exit_exc",
+        "_exit_reason",
         "_finished",
+        "_idle",
         "_injected",
         "_injected_reason",
         "_ready",
         "_started",
         "_value",
+        "after_stop",
         "child",
+        "claimed",
         "incarnation",
         "last_progress",
+        "manual",
+        "overstay_reported",
         "scope",
+        "start_deadline",
         "stop_deadline",
         "stopping",
         "subtree",
@@ -204,6 +215,13 @@ class ChildHandle:
         self._injected: BaseException | None = None
         self._injected_reason = ExitReason.KILLED
         self._abandoned = 0
+        self._exit_reason = ExitReason.NORMAL
+        self._idle = 0
+        self.start_deadline = math.inf
+        self.manual = False  # a caller waits for its start (and reports its failure)
+        self.claimed = False  # its exit has been reported/handled
+        self.after_stop: ChildState | None = None  # set when it stopped itself
+        self.overstay_reported = False
 
     @property
     def id(self) -> str:
@@ -229,16 +247,42 @@ class ChildHandle:
         """Tell the supervisor this child is ready; ``value`` goes to whoever started it."""
         if self._started:
             raise RuntimeError(f"child {self.path!r} called task_status.started() twice")
-        if self._finished or self._ready.is_set():
-            return  # the supervisor already gave up on this start
+        if (
+            self._finished
+            or self._ready.is_set()
+            or self.stopping
+            or trio.current_time() >= self.start_deadline
+        ):
+            return  # the supervisor already gave up on this start (or is about to)
         self._started = True
         self._value = value
         self.last_progress = trio.current_time()
         self._ready.set()
+        self.child.sup._on_ready(self)
 
     def progress(self) -> None:
         """Report progress to the stall watchdog (cheap; call it once per unit of work)."""
         self.last_progress = trio.current_time()
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """Mark a wait for work (an empty inbox): the stall watchdog does not count the
+        time spent in it, and leaving it counts as progress.
+
+        Example::
+
+            me = supervisors.current_child()
+            while True:
+                with me.idle():
+                    job = await inbox.receive()
+                await handle(job)   # must make progress within stall_timeout
+        """
+        self._idle += 1
+        try:
+            yield
+        finally:
+            self._idle -= 1
+            self.last_progress = trio.current_time()
 
     def set_health(self, status: Health, reason: str = "") -> None:
         """Report this child's health; a change becomes a :class:`HealthChanged` event."""

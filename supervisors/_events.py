@@ -12,6 +12,7 @@ import enum
 import logging
 import math
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +83,13 @@ class SupervisorStarted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SupervisorStopped(Event):
-    """A supervisor has stopped all its children: ``reason`` is shutdown/escalated/error."""
+    """A supervisor has stopped all its children; the last event it sends.
+
+    ``reason``: ``"shutdown"`` (``shutdown()``, leaving ``open_supervisor``, or its
+    parent stopping it), ``"escalated"`` (it gave up: :class:`RestartIntensityExceeded`),
+    ``"start failed"`` (an initial child failed to start: :class:`ChildStartError`) or
+    ``"cancelled"`` (the scope running it was cancelled from outside).
+    """
 
     reason: str
 
@@ -187,9 +194,11 @@ class EventStream:
     """An async iterator over supervision events (see :meth:`Supervisor.events`).
 
     It subscribes when created, so no event is missed between creation and the first
-    ``__anext__``. It holds at most ``buffer`` undelivered events: a consumer that falls
-    further behind loses the oldest ones and :attr:`dropped` counts them (the supervisor
-    never waits for a slow reader). The stream ends when the supervisor stops.
+    ``__anext__``. It holds at most ``buffer`` undelivered events: a reader that falls
+    further behind loses the *oldest* ones and :attr:`dropped` counts them (the
+    supervisor never waits for a slow reader). The newest events are always kept, so
+    the stream always ends with the supervisor's ``ShutdownReport`` and
+    ``SupervisorStopped`` (with ``buffer >= 2``); then it ends.
 
     Example::
 
@@ -198,37 +207,47 @@ class EventStream:
                 print(event)
     """
 
-    def __init__(self, bus: EventBus, buffer: int) -> None:
-        self._send, self._receive = trio.open_memory_channel[Event](buffer)
+    def __init__(self, bus: EventBus, buffer: float) -> None:
+        self._queue: deque[Event] = deque()
+        self._buffer = buffer
+        self._lot = trio.lowlevel.ParkingLot()
+        self._ended = False
         self._bus = bus
         self.dropped = 0
         bus._streams.add(self)
 
     def _put(self, event: Event) -> None:
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
+        if self._ended:
+            return
+        self._queue.append(event)
+        if len(self._queue) > self._buffer:
+            self._queue.popleft()  # a slow reader loses the oldest, never the newest
             self.dropped += 1
-        except trio.ClosedResourceError:
-            pass
+        self._lot.unpark_all()
 
     def _close(self) -> None:
-        self._send.close()
+        self._ended = True
+        self._lot.unpark_all()
 
     def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> Event:
-        try:
-            return await self._receive.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._queue:
+            if self._ended:
+                raise StopAsyncIteration
+            await self._lot.park()
+        event = self._queue.popleft()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return event
 
     async def aclose(self) -> None:
-        """Unsubscribe and end the stream."""
+        """Unsubscribe and end the stream (undelivered events are discarded)."""
         self._bus._streams.discard(self)
-        self._send.close()
-        await self._receive.aclose()
+        self._queue.clear()
+        self._close()
+        await trio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> EventStream:
         return self
@@ -257,7 +276,7 @@ class EventBus:
         return unsubscribe
 
     def stream(self, buffer: int = 1000) -> EventStream:
-        return EventStream(self, buffer if buffer > 0 else math.inf)  # type: ignore[arg-type]
+        return EventStream(self, buffer if buffer > 0 else math.inf)
 
     @property
     def listened(self) -> bool:
@@ -283,5 +302,6 @@ class EventBus:
             bus = bus.parent
 
     def close_streams(self) -> None:
+        """End this bus's own streams (not those of the buses above it)."""
         for stream in tuple(self._streams):
             stream._close()

@@ -12,14 +12,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
-__all__ = ["ChildSpec", "Restart", "Strategy"]
+__all__ = ["DEFAULT_START_TIMEOUT", "ChildSpec", "Restart", "Strategy"]
+
+DEFAULT_START_TIMEOUT = 30.0
+"""Seconds a child has to call ``task_status.started()`` unless its spec says otherwise."""
 
 
 class Restart(enum.Enum):
     """When a child that stopped is started again.
 
     PERMANENT: always (a normal return is restarted too, and logged).
-    TRANSIENT: only after an exception. TEMPORARY: never.
+    TRANSIENT: only after an exception (and when a sibling's failure stops it).
+    TEMPORARY: never (a sibling's failure that stops it removes its spec, as in OTP).
     """
 
     PERMANENT = "permanent"
@@ -100,8 +104,12 @@ class ChildSpec:
     ``shutdown`` is the budget (seconds) for a graceful stop before the child is reported
     as overstaying. ``depends_on`` names siblings this child needs: when one of them
     fails, this child is stopped first and started again once it is ready.
-    ``stall_timeout`` arms the progress watchdog, ``start_timeout`` bounds start-up,
-    ``significant=False`` keeps the child out of readiness.
+    ``stall_timeout`` arms the progress watchdog; ``start_timeout`` bounds the time to
+    ``started()`` (default :data:`DEFAULT_START_TIMEOUT`; ``None``: no limit);
+    ``significant=False`` keeps the child out of readiness. ``kind`` is what
+    introspection shows (``"worker"``, ``"actor"``, ``"supervisor"``, ``"component"``,
+    ``"chaos"``, or your own word); ``meta`` is free data for tools (an actor's
+    ``"mailbox"`` there is shown by :meth:`Supervisor.snapshot`).
 
     Example::
 
@@ -117,7 +125,7 @@ class ChildSpec:
     depends_on: tuple[str, ...] = ()
     significant: bool = True
     stall_timeout: float | None = None
-    start_timeout: float | None = None
+    start_timeout: float | None = DEFAULT_START_TIMEOUT
     kind: str = "worker"
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 

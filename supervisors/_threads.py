@@ -23,7 +23,8 @@ async def to_thread(fn: Callable[..., T], *args: object) -> T:
     If the calling child is stopped meanwhile, the thread is given until the end of the
     child's shutdown budget; then it is abandoned (left to finish on its own, its result
     discarded) and the child is reported as having overstayed. Any other cancellation
-    abandons the thread at once, like ``trio.to_thread.run_sync(abandon_on_cancel=True)``.
+    (the caller's own timeout) abandons the thread at once, like
+    ``trio.to_thread.run_sync(abandon_on_cancel=True)``, and is no overstay.
 
     Example::
 
@@ -49,13 +50,12 @@ async def to_thread(fn: Callable[..., T], *args: object) -> T:
         await done.wait()
     except trio.Cancelled:
         handle = _current_child.get()
-        deadline = trio.current_time()
-        if handle is not None and handle.stopping:
-            deadline = handle.stop_deadline
-        with trio.move_on_at(deadline, shield=True) as scope:
+        if handle is None or not handle.stopping:
+            raise  # the caller's own timeout or cancellation: abandon the thread at once
+        with trio.move_on_at(handle.stop_deadline, shield=True) as scope:
             register_stop_scope(scope)
             await done.wait()
-        if not done.is_set() and handle is not None:
-            handle._abandoned += 1
+        if not done.is_set():
+            handle._abandoned += 1  # still running past the stop's deadline: an overstay
         raise
     return box[0].unwrap()

@@ -7,5 +7,6 @@ Example::
 """
 
 from ._app import app, main
+from ._render import render_tree
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "render_tree"]

@@ -17,11 +17,11 @@ from rich.panel import Panel
 from rich.table import Table
 
 import supervisors
-from supervisors import render_tree
 from supervisors.testing import ChaosMonkey
 
 from .. import log
 from .._dsn import Dsn
+from ..cli._render import render_tree
 from ..config import Settings, load_settings
 from ..service import Service, open_service
 from ._chat import ChatDemo, percentile

@@ -391,11 +391,15 @@ class IdGenerator:
         the lease alive, reacquires after a loss, and frees the ID when stopped.
 
         ``spec_options`` go to :class:`supervisors.ChildSpec` (``depends_on``, ``shutdown``).
+        Its ``start_timeout`` defaults to ``None``: a new owner is ready only once the wall
+        clock has passed the last timestamp its machine ID's previous owner used, which
+        takes as long as their clocks differ.
 
         Example::
 
             children.append(ids.spec("idgen"))
         """
+        spec_options.setdefault("start_timeout", None)
         return ChildSpec(id, self.run, **spec_options)
 
     async def run(

@@ -28,8 +28,10 @@ def run(
     **service_options: Any,
 ) -> T | None:
     """Run ``main(service)`` inside :func:`open_service`, under trio, until it returns or
-    SIGINT/SIGTERM stops it gracefully (a second signal: at once). Returns ``main``'s
-    result, or ``None`` when a signal stopped it.
+    SIGINT/SIGTERM stops it gracefully (a second signal: at once), with
+    :func:`supervisors.run`. Returns ``main``'s result; when a signal stopped it, raises
+    ``SystemExit(128 + signal)`` once the tree has stopped (exit code 130 after SIGINT,
+    143 after SIGTERM).
 
     ``settings`` defaults to :func:`~gochat_actors.load_settings` (the file named by
     ``$GOCHAT_CONFIG``, then the environment); ``service_options`` go to

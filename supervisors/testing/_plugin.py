@@ -21,12 +21,17 @@ ChaosFactory = Callable[..., Awaitable[ChaosMonkey]]
 async def supervisor() -> AsyncIterator[Supervisor]:
     """A running, empty root supervisor; add children with ``start_child``.
 
+    Made for chaos: it tolerates 1000 restarts a second and restarts at once
+    (``backoff=None``), so a test sees as many kills and restarts as possible.
+
     Example::
 
         async def test_it(supervisor):
             ref = await supervisor.start_child(actor_spec("c", Counter, 0))
     """
-    async with open_supervisor(name="test", max_restarts=1000, max_seconds=1.0) as sup:
+    async with open_supervisor(
+        name="test", max_restarts=1000, max_seconds=1.0, backoff=None
+    ) as sup:
         yield sup
 
 

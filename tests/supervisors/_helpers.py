@@ -64,10 +64,12 @@ class Controlled:
         self.crashers[name].set()
 
 
-async def until(sup: Supervisor, predicate: Callable[[], bool]) -> None:
-    """Wait until ``predicate()`` holds, re-checking it on every event of ``sup``'s tree.
-
-    The per-test timeout bounds the wait.
+async def until(
+    sup: Supervisor, predicate: Callable[[], bool], *, timeout: float = 60.0, poll: float = 0.01
+) -> None:
+    """Wait until ``predicate()`` holds, re-checking it on every event of ``sup``'s tree
+    and every ``poll`` seconds; ``TooSlowError`` after ``timeout`` seconds (virtual
+    under ``autojump_clock``, so a predicate that never holds fails fast, not hangs).
     """
     if predicate():
         return
@@ -79,6 +81,11 @@ async def until(sup: Supervisor, predicate: Callable[[], bool]) -> None:
 
     unsubscribe = sup.subscribe(check)
     try:
-        await reached.wait()
+        with trio.fail_after(timeout):
+            while not reached.is_set():
+                with trio.move_on_after(poll):
+                    await reached.wait()
+                if predicate():
+                    return
     finally:
         unsubscribe()

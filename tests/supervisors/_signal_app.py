@@ -1,8 +1,9 @@
 """A tiny service for the signal tests: a tree run by ``supervisors.run``.
 
-``python -m tests.supervisors._signal_app [slow]``: prints ``ready`` once the tree is
-up; on SIGTERM it stops gracefully and prints the stop order. With ``slow``, child "b"
-needs 60 s of (bounded) cleanup, so only a second signal ends it quickly.
+``python -m tests.supervisors._signal_app [slow|stuck]``: prints ``ready`` once the tree
+is up; on SIGTERM it stops gracefully and prints the stop order. With ``slow``, child
+"b" needs 60 s of (bounded) cleanup, so only a second signal ends it quickly. With
+``stuck``, child "b" shields its cleanup from cancellation: only a forced exit ends it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import supervisors
 from supervisors import ChildSpec, open_supervisor
 
 SLOW = "slow" in sys.argv[1:]
+STUCK = "stuck" in sys.argv[1:]
 
 
 async def child(
@@ -27,6 +29,9 @@ async def child(
         try:
             if SLOW and name == "b":
                 with supervisors.cleanup_scope():
+                    await trio.sleep(60)
+            if STUCK and name == "b":
+                with trio.CancelScope(shield=True):
                     await trio.sleep(60)
         finally:
             print(f"stopped {name}", flush=True)
@@ -49,5 +54,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    supervisors.run(main)
-    print("exited", flush=True)
+    try:
+        supervisors.run(main)
+    finally:
+        print("exited", flush=True)

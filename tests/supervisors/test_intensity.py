@@ -20,7 +20,7 @@ from supervisors import (
     supervisor_spec,
 )
 
-from ._helpers import Boom, Recorder
+from ._helpers import Boom, Recorder, until
 
 
 def crasher(period: float, log: list[float]) -> ChildSpec:
@@ -38,7 +38,9 @@ async def test_exceeding_the_window_escalates_with_the_cause(
 ) -> None:
     starts: list[float] = []
     with pytest.raises(RestartIntensityExceeded) as info:
-        async with open_supervisor([crasher(1.0, starts)], max_restarts=3, max_seconds=5.0):
+        async with open_supervisor(
+            [crasher(1.0, starts)], max_restarts=3, max_seconds=5.0, backoff=None
+        ):
             await trio.sleep_forever()
     # 3 restarts are allowed within 5 s; the 4th failure (at t0+4) is one too many.
     assert len(starts) == 4
@@ -53,7 +55,9 @@ async def test_failures_spread_wider_than_the_window_never_escalate(
     starts: list[float] = []
     # One failure every 3 s with max 2 in 5 s: the window never holds 3.
     with trio.move_on_after(60):
-        async with open_supervisor([crasher(3.0, starts)], max_restarts=2, max_seconds=5.0):
+        async with open_supervisor(
+            [crasher(3.0, starts)], max_restarts=2, max_seconds=5.0, backoff=None
+        ):
             await trio.sleep_forever()
     assert len(starts) == 20
 
@@ -62,7 +66,9 @@ async def test_window_edge_is_inclusive(autojump_clock: trio.testing.MockClock) 
     # Failures exactly max_seconds apart: the oldest is still inside the window (OTP's rule).
     starts: list[float] = []
     with pytest.raises(RestartIntensityExceeded):
-        async with open_supervisor([crasher(2.5, starts)], max_restarts=2, max_seconds=5.0):
+        async with open_supervisor(
+            [crasher(2.5, starts)], max_restarts=2, max_seconds=5.0, backoff=None
+        ):
             await trio.sleep_forever()
     assert len(starts) == 3
 
@@ -72,7 +78,7 @@ async def test_zero_restarts_escalates_on_first_failure(
 ) -> None:
     starts: list[float] = []
     with pytest.raises(RestartIntensityExceeded):
-        async with open_supervisor([crasher(1.0, starts)], max_restarts=0):
+        async with open_supervisor([crasher(1.0, starts)], max_restarts=0, backoff=None):
             await trio.sleep_forever()
     assert len(starts) == 1
 
@@ -138,9 +144,9 @@ async def test_escalation_three_levels_deep(autojump_clock: trio.testing.MockClo
     starts: list[float] = []
     leaf = crasher(1.0, starts)
     rec = Recorder()
-    level3 = supervisor_spec("l3", [leaf], max_restarts=1, max_seconds=10)
-    level2 = supervisor_spec("l2", [level3], max_restarts=1, max_seconds=100)
-    root = Supervisor([level2], max_restarts=1, max_seconds=1000)
+    level3 = supervisor_spec("l3", [leaf], max_restarts=1, max_seconds=10, backoff=None)
+    level2 = supervisor_spec("l2", [level3], max_restarts=1, max_seconds=100, backoff=None)
+    root = Supervisor([level2], max_restarts=1, max_seconds=1000, backoff=None)
     root.subscribe(rec)
     with pytest.raises(RestartIntensityExceeded) as info:
         await root.run()
@@ -167,7 +173,33 @@ async def test_the_failure_that_escalates_says_it_will_not_restart(
 
     rec = Recorder()
     with pytest.raises(RestartIntensityExceeded):
-        async with open_supervisor([crasher(1.0, [])], max_restarts=1, on_event=rec):
+        async with open_supervisor([crasher(1.0, [])], max_restarts=1, backoff=None, on_event=rec):
             await trio.sleep_forever()
     crashes = [e.will_restart for e in rec.of(ChildExited) if e.exception is not None]
     assert crashes == [True, False]
+
+
+def test_the_default_backoff_is_not_zero() -> None:
+    assert Supervisor().backoff == Backoff()
+    assert Backoff().initial > 0
+    assert Supervisor(backoff=None).backoff is None
+
+
+async def test_a_crash_is_restarted_after_the_default_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs: list[float] = []
+
+    async def crasher(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        runs.append(trio.current_time())
+        task_status.started()
+        if len(runs) == 1:
+            raise Boom("once")
+        await trio.sleep_forever()
+
+    rec = Recorder()
+    async with open_supervisor([ChildSpec("c", crasher)], on_event=rec) as sup:
+        await until(sup, lambda: len(runs) == 2)
+    low, high = Backoff().bounds(0)
+    assert 0 < low <= runs[1] - runs[0] <= high
+    assert rec.of(ChildRestarting)[0].delay == pytest.approx(runs[1] - runs[0])

@@ -75,5 +75,21 @@ async def test_kill_of_a_child_between_incarnations_returns_false(
         await until(sup, lambda: sup.which_children()[1].state is ChildState.RESTARTING)
         assert kill(sup, "a") is False  # waiting out its backoff
         assert kill(sup, "g/b") is False  # its supervisor is waiting out its backoff
+
+
+async def test_kill_of_a_child_waiting_out_its_backoff_returns_false(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Bug 26: it raised ChildNotFound where the docstring says it returns False.
+    ctl = Controlled()
+    backoff = Backoff(initial=10.0, maximum=10.0, jitter=0.0)
+    children = [ChildSpec("a", ctl, args=("a",)), nested("g", [ChildSpec("b", ctl, args=("b",))])]
+    async with open_supervisor(children, backoff=backoff) as sup:
+        ctl.crash("a")
+        await until(sup, lambda: sup.which_children()[0].state is ChildState.RESTARTING)
+        assert kill(sup, "a") is False
+        assert kill(sup, "g")
+        await until(sup, lambda: sup.which_children()[1].state is ChildState.RESTARTING)
+        assert kill(sup, "g/b") is False  # its supervisor is down: nothing runs there
         with pytest.raises(ChildNotFound):
             kill(sup, "nope")

@@ -10,6 +10,7 @@ import trio.testing
 
 import supervisors
 from supervisors import (
+    Actor,
     ChildExited,
     ChildNotFound,
     ChildSpec,
@@ -20,12 +21,17 @@ from supervisors import (
     Event,
     Health,
     HealthChanged,
+    RestartIntensityExceeded,
+    Supervisor,
     SupervisorError,
     SupervisorStopped,
+    actor_spec,
     component_spec,
     open_supervisor,
     supervisor_spec,
+    whereis,
 )
+from supervisors._spec import DEFAULT_START_TIMEOUT
 
 from ._helpers import Boom, Controlled, Recorder, until
 
@@ -292,7 +298,7 @@ async def test_component_lifecycle_and_health_polling(
         assert comp is factory.made[0]
         assert log == ["init x", "start"]
         comp.healthy = False
-        await trio.sleep(1.5)
+        await until(sup, lambda: not sup.health().ready)  # at the next poll
         assert sup.health().reasons == ("p: failed (ConnectionError: ping failed)",)
         assert not sup.health().ready
         await sup.restart_child("p")
@@ -319,6 +325,174 @@ async def test_child_calling_its_own_supervisor_before_ready_is_refused(
     assert "would wait for itself" in str(info.value.__cause__)
 
 
-async def test_set_health_outside_a_child_is_a_no_op() -> None:
-    supervisors.set_health(Health.FAILED, "not in a tree")  # must not raise
-    supervisors.progress()
+async def test_set_health_outside_a_child_is_a_no_op(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ctl = Controlled()
+    rec = Recorder()
+    async with open_supervisor([ChildSpec("a", ctl, args=("a",))], on_event=rec) as sup:
+        # In the block, but not inside a child: neither changes anything nor raises.
+        supervisors.set_health(Health.FAILED, "not in a tree")
+        supervisors.progress()
+        assert sup.health().ready
+        assert sup.which_children()[0].health is Health.OK
+        with pytest.raises(RuntimeError, match="not running inside a supervised child"):
+            supervisors.current_child()
+    assert rec.of(HealthChanged) == []
+
+
+class Echo(Actor):
+    async def handle_call(self, request: Any) -> Any:
+        return request
+
+
+async def test_a_child_started_from_outside_the_tree_sees_its_tree(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Bug 5: the child inherited the caller's context, so whereis() failed in it.
+    found: list[str] = []
+
+    async def looker(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        found.append(await whereis("echo").call("hi"))
+        task_status.started()
+        await trio.sleep_forever()
+
+    sup = Supervisor([actor_spec("echo", Echo)])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        await sup.start_child(ChildSpec("looker", looker))  # from no tree at all
+        # ... and from a child of another tree
+        async with open_supervisor([ChildSpec("caller", Caller(sup, looker))]):
+            pass
+        sup.shutdown_nowait()
+    assert found == ["hi", "hi"]
+
+
+class Caller:
+    def __init__(self, sup: Supervisor, target: Any) -> None:
+        self.sup = sup
+        self.target = target
+
+    async def __call__(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        await self.sup.start_child(ChildSpec("looker-2", self.target))
+        task_status.started()
+        await trio.sleep_forever()
+
+
+async def test_a_slow_reader_loses_the_oldest_events_and_gets_the_last(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Bug 6: the stream dropped the newest events, the final SupervisorStopped among them.
+    ctl = Controlled()
+    rec = Recorder()
+    async with open_supervisor(
+        [ChildSpec("a", ctl, args=("a",))], max_restarts=100, backoff=None
+    ) as sup:
+        stream = sup.events(buffer=3)
+        sup.subscribe(rec)
+        for n in range(3):
+            ctl.crash("a")
+            await until(sup, lambda n=n: ctl.starts["a"] == n + 2)  # type: ignore[misc]
+    with trio.fail_after(5):
+        events = [e async for e in stream]
+    assert events == rec.events[-3:]
+    assert type(events[-1]) is SupervisorStopped
+    assert stream.dropped == len(rec.events) - 3
+
+
+async def test_a_nested_supervisors_stream_ends_when_it_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Bug 7: only a root's streams were closed, so this one never ended.
+    ctl = Controlled()
+    inner = Supervisor([ChildSpec("leaf", ctl, args=("leaf",))], name="inner")
+    async with open_supervisor([ChildSpec("inner", inner.run, kind="supervisor")]):
+        stream = inner.events()
+    with trio.fail_after(5):
+        names = [type(e).__name__ async for e in stream]
+    assert names[-2:] == ["ShutdownReport", "SupervisorStopped"]
+
+
+async def crash_now(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    task_status.started()
+    raise Boom("always")
+
+
+async def test_stop_reasons(autojump_clock: trio.testing.MockClock) -> None:
+    ctl = Controlled()
+    rec = Recorder()
+    inner = supervisor_spec("inner", [ChildSpec("leaf", ctl, args=("leaf",))])
+    async with open_supervisor([inner], on_event=rec):
+        pass
+    with trio.move_on_after(1):
+        async with open_supervisor([ChildSpec("x", ctl, args=("x",))], on_event=rec):
+            await trio.sleep_forever()
+    ctl.fail_start["y"] = 1
+    with pytest.raises(ChildStartError):
+        async with open_supervisor([ChildSpec("y", ctl, args=("y",))], on_event=rec):
+            pass
+    with pytest.raises(RestartIntensityExceeded):
+        async with open_supervisor([ChildSpec("z", crash_now)], max_restarts=0, on_event=rec):
+            await trio.sleep_forever()
+    reasons = [(e.supervisor, e.reason) for e in rec.of(SupervisorStopped)]
+    assert reasons == [
+        ("inner", "shutdown"),  # stopped by its parent
+        ("", "shutdown"),
+        ("", "cancelled"),
+        ("", "start failed"),
+        ("", "escalated"),
+    ]
+
+
+def test_children_get_a_default_start_timeout() -> None:
+    async def worker() -> None:
+        pass
+
+    assert ChildSpec("w", worker).start_timeout == DEFAULT_START_TIMEOUT == 30.0
+    assert ChildSpec("w", worker, start_timeout=None).start_timeout is None
+    nested = supervisor_spec(
+        "s", [ChildSpec("a", worker, start_timeout=2.0), ChildSpec("b", worker, start_timeout=3.0)]
+    )
+    assert nested.start_timeout == 6.0  # theirs, one after the other, plus a second
+    assert supervisor_spec("s", [ChildSpec("a", worker, start_timeout=None)]).start_timeout is None
+    assert supervisor_spec("s", [], start_timeout=9.0).start_timeout == 9.0
+
+
+async def test_a_child_that_never_gets_ready_fails_after_the_default_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def never(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.sleep_forever()
+
+    t0 = trio.current_time()
+    with pytest.raises(ChildStartError, match="did not become ready within 30s"):
+        async with open_supervisor([ChildSpec("n", never)]):
+            pass
+    assert trio.current_time() - t0 == pytest.approx(30.0)
+
+
+async def test_a_restart_that_never_gets_ready_times_out_and_is_retried(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs = 0
+
+    async def hangs_once(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 2:
+            await trio.sleep_forever()  # the first restart never gets ready
+        task_status.started()
+        if runs == 1:
+            raise Boom("crash")
+        await trio.sleep_forever()
+
+    rec = Recorder()
+    async with open_supervisor(
+        [ChildSpec("h", hangs_once, start_timeout=4.0)], backoff=None, on_event=rec
+    ) as sup:
+        await until(sup, lambda: runs == 3 and sup.which_children()[0].state is ChildState.RUNNING)
+    failed = rec.of(ChildStartFailed)
+    assert [type(e.exception).__name__ for e in failed] == ["TimeoutError"]
+    assert failed[0].time == pytest.approx(4.0)

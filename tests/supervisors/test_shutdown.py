@@ -169,3 +169,25 @@ async def test_cancelling_the_owner_still_stops_in_order(
         async with open_supervisor([ChildSpec(n, ctl, args=(n,)) for n in "ab"]):
             await trio.sleep_forever()
     assert ctl.log == ["start a", "start b", "stop b", "stop a"]
+
+
+async def test_a_childs_own_timeout_around_to_thread_is_not_an_overstay() -> None:
+    # Bug 11: any cancellation of to_thread counted as abandonment at the stop.
+    release = threading.Event()
+    timed_out = trio.Event()
+
+    async def impatient(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        with trio.move_on_after(0.05):
+            await supervisors.to_thread(release.wait, 30)
+        timed_out.set()
+        await trio.sleep_forever()
+
+    try:
+        async with open_supervisor([ChildSpec("i", impatient)]) as sup:
+            with trio.fail_after(10):
+                await timed_out.wait()
+    finally:
+        release.set()
+    assert sup.shutdown_report is not None
+    assert sup.shutdown_report.clean

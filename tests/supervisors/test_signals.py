@@ -1,4 +1,5 @@
-"""SIGTERM turns into a graceful stop of the tree; a second signal cuts the budgets."""
+"""SIGTERM turns into a graceful stop of the tree and exit code 128+15; a second signal
+cuts the budgets, and forces the exit if a child still ignores cancellation."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ async def read_until(stream: trio.abc.ReceiveStream, marker: bytes, buf: bytearr
         buf += chunk
 
 
-async def test_sigterm_stops_the_tree_in_reverse_order_and_exits_0() -> None:
+async def test_sigterm_stops_the_tree_in_reverse_order_and_exits_143() -> None:
     proc, out = await start_app()
     buf = bytearray()
     with trio.fail_after(30):
@@ -39,7 +40,7 @@ async def test_sigterm_stops_the_tree_in_reverse_order_and_exits_0() -> None:
         await read_until(out, b"exited\n", buf)
         code = await proc.wait()
     text = buf.decode()
-    assert code == 0
+    assert code == 128 + signal.SIGTERM
     assert text.splitlines() == [
         "ready",
         "stopping",
@@ -61,10 +62,25 @@ async def test_second_signal_ends_the_budgets_at_once() -> None:
         proc.send_signal(signal.SIGINT)
         await read_until(out, b"exited\n", buf)
         code = await proc.wait()
-    assert code == 0
+    assert code == 128 + signal.SIGTERM  # the signal that stopped it
     assert buf.decode().splitlines()[-4:] == [
         "stopped b",
         "stopped a",
         "overstayed=[]",
         "exited",
     ]
+
+
+async def test_a_second_signal_forces_the_exit_past_a_child_that_ignores_cancellation() -> None:
+    proc, out = await start_app("stuck")
+    buf = bytearray()
+    with trio.fail_after(30):  # b shields its cleanup for 60 s within a 120 s budget
+        await read_until(out, b"ready\n", buf)
+        proc.send_signal(signal.SIGTERM)
+        await read_until(out, b"stopped c\n", buf)
+        proc.send_signal(signal.SIGINT)
+        code = await proc.wait()
+        buf += await out.receive_some() or b""
+    assert code == 128 + signal.SIGINT
+    assert b"stopped b" not in buf
+    assert b"exited" not in buf  # forced: nothing more ran

@@ -7,9 +7,11 @@ import trio
 import trio.testing
 
 from supervisors import (
+    Backoff,
     ChildExited,
     ChildRestarting,
     ChildSpec,
+    ChildStarted,
     ChildState,
     ExitReason,
     Restart,
@@ -195,3 +197,52 @@ async def test_exit_reasons_and_errors_are_recorded(
     assert exits[0].reason is ExitReason.EXCEPTION
     assert isinstance(exits[0].exception, Boom)
     assert exits[-1].reason is ExitReason.SHUTDOWN
+
+
+@pytest.mark.parametrize("strategy", [Strategy.ONE_FOR_ALL, Strategy.REST_FOR_ONE])
+async def test_a_siblings_failure_drops_temporary_children_and_restarts_transient_ones(
+    strategy: Strategy, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Bug 4: TEMPORARY children were restarted with their siblings (OTP drops them).
+    ctl = Controlled()
+    rec = Recorder()
+    children = [
+        ChildSpec("a", ctl, args=("a",)),
+        ChildSpec("tmp", ctl, args=("tmp",), restart=Restart.TEMPORARY),
+        ChildSpec("trans", ctl, args=("trans",), restart=Restart.TRANSIENT),
+    ]
+    async with open_supervisor(children, strategy=strategy, on_event=rec) as sup:
+        ctl.crash("a")
+        await until(sup, lambda: ctl.starts["a"] == 2 and ctl.starts["trans"] == 2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [i.id for i in sup.which_children()] == ["a", "trans"]
+        assert ctl.starts["tmp"] == 1
+    tmp_exit = next(e for e in rec.of(ChildExited) if e.child == "tmp")
+    assert (tmp_exit.reason, tmp_exit.will_restart) == (ExitReason.SHUTDOWN, False)
+    assert "tmp" not in {e.child for e in rec.of(ChildRestarting)}
+
+
+async def test_one_for_all_waits_out_the_backoff_then_starts_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Issue 28's mutant "ONE_FOR_ALL siblings restarted at once, skipping the backoff".
+    ctl = Controlled()
+    rec = Recorder()
+    backoff = Backoff(initial=2.0, maximum=8.0, multiplier=2.0, jitter=0.0)
+    async with open_supervisor(
+        specs(ctl, "a", "b", "c"), strategy=Strategy.ONE_FOR_ALL, backoff=backoff, on_event=rec
+    ) as sup:
+        for attempt, delay in enumerate([2.0, 4.0]):
+            rec.events.clear()
+            ctl.log.clear()
+            t0 = trio.current_time()
+            ctl.crash("b")
+            await until(sup, lambda a=attempt: all(ctl.starts[n] == a + 2 for n in "abc"))  # type: ignore[misc]
+            started = [(e.child, e.time - t0) for e in rec.of(ChildStarted)]
+            assert started == [("a", delay), ("b", delay), ("c", delay)]
+            assert [(e.child, e.delay, e.cause) for e in rec.of(ChildRestarting)] == [
+                ("b", delay, "b"),
+                ("a", delay, "b"),
+                ("c", delay, "b"),
+            ]
+            assert ctl.log == ["stop b", "stop c", "stop a", "start a", "start b", "start c"]

@@ -103,7 +103,7 @@ async def test_chaos_monkey_kills_and_the_tree_heals(
     ledger = Ledger()
     monkey = ChaosMonkey(rate=2.0, seed=11, exclude=["g"])
     async with open_supervisor(
-        [*counters(ledger), monkey.spec()], max_restarts=1000, max_seconds=1
+        [*counters(ledger), monkey.spec()], max_restarts=1000, max_seconds=1, backoff=None
     ) as sup:
         await trio.sleep(30)
         assert len(monkey.kills) > 20
@@ -153,7 +153,7 @@ async def test_a_message_held_by_a_delay_when_its_actor_is_killed_is_not_lost(
     ledger = Ledger()
     held = [DelayMessages(name, delay=2.0, count=1) for name in ("c0", "c1")]
     plan = FaultPlan([*held, KillAt(1.0, "c0"), KillAt(1.0, "c1")])
-    async with open_supervisor([*counters(ledger), plan.spec()]) as sup:
+    async with open_supervisor([*counters(ledger), plan.spec()], backoff=None) as sup:
         whereis("c0").cast_nowait("held")
         start = trio.current_time()
         # held at the kill, then handled (and answered) by the next incarnation
@@ -176,7 +176,7 @@ async def test_a_held_call_goes_back_first_in_line_even_with_a_full_mailbox(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     _, specs = held_at_a_kill("call")
-    async with open_supervisor(specs), trio.open_nursery() as nursery:
+    async with open_supervisor(specs, backoff=None), trio.open_nursery() as nursery:
         nursery.start_soon(whereis("c").cast, "fills the mailbox")
         t0 = trio.current_time()
         # held at the kill, answered first by the next incarnation (before the cast)
@@ -348,7 +348,7 @@ async def test_a_restarted_monkey_continues_its_random_stream(
     monkey = ChaosMonkey(rate=2.0, seed=3, max_kills=12)
     children = [ChildSpec("a", _worker), ChildSpec("b", _worker), monkey.spec()]
     async with open_supervisor(
-        children, strategy=Strategy.ONE_FOR_ALL, max_restarts=10_000, max_seconds=1
+        children, strategy=Strategy.ONE_FOR_ALL, max_restarts=10_000, max_seconds=1, backoff=None
     ) as sup:
         t0 = trio.current_time()
         await until(sup, lambda: len(monkey.kills) == 12)

@@ -117,8 +117,12 @@ async def test_run_stops_gracefully_on_sigterm() -> None:
         "async def main(service):\n"
         "    print('READY', service.ids.next_id() > 0, flush=True)\n"
         "    await trio.sleep_forever()\n"
-        "print('result', gochat_actors.run(main, gochat_actors.load_settings("
+        "try:\n"
+        "    print('result', gochat_actors.run(main, gochat_actors.load_settings("
         "http={'enabled': False}, log={'level': 'error'})), flush=True)\n"
+        "except SystemExit as exc:\n"
+        "    print('result exit', exc.code, flush=True)\n"
+        "    raise\n"
     )
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
@@ -135,9 +139,9 @@ async def test_run_stops_gracefully_on_sigterm() -> None:
             chunk = await proc.stdout.receive_some()
             assert chunk, buf
             buf += chunk
-        assert await proc.wait() == 0
+        assert await proc.wait() == 128 + signal.SIGTERM
     assert b"READY True" in buf
-    assert b"result None" in buf
+    assert b"result exit 143" in buf  # stopped gracefully, then the signal's exit code
 
 
 # -- logging, trace IDs and startup errors (issues 22 and 27) --------------------------

@@ -1,4 +1,7 @@
-"""Draw a :func:`snapshot` for a terminal with rich."""
+"""Draw a supervision tree's ``snapshot()`` for a terminal with rich.
+
+It lives here, not in :mod:`supervisors`, so that the runtime imports trio only.
+"""
 
 from __future__ import annotations
 
@@ -57,10 +60,14 @@ def _label(node: dict[str, Any]) -> str:
 
 
 def render_tree(snapshot: dict[str, Any]) -> Tree:
-    """A ``rich.tree.Tree`` of a :func:`snapshot`: colours for states, restart counts.
+    """A ``rich.tree.Tree`` of a ``Supervisor.snapshot()``: colours for states and
+    health, restart counts (``↻n``: how often that child was restarted; on the root,
+    the sum over its direct children), mailboxes, and the uptime of running children
+    (nested supervisors included).
 
     Example::
 
+        from gochat_actors.cli import render_tree
         rich.print(render_tree(sup.snapshot()))
     """
     from rich.tree import Tree
