@@ -6,7 +6,7 @@ Example::
     $ gochat-actors tree --url http://127.0.0.1:9464
 """
 
+from .._render import render_tree
 from ._app import app, main
-from ._render import render_tree
 
 __all__ = ["app", "main", "render_tree"]

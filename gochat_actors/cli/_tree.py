@@ -58,7 +58,7 @@ def fetch_tree(url: str, *, timeout: float = 5.0) -> dict[str, Any]:
 
 
 def _view(url: str, snapshot: dict[str, Any] | None, problem: str | None) -> RenderableType:
-    from ._render import render_tree
+    from .._render import render_tree
 
     stamp = time.strftime("%H:%M:%S")
     parts: list[RenderableType] = [Text(f"{url}  {stamp}", style="dim")]

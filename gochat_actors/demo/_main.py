@@ -21,7 +21,7 @@ from supervisors.testing import ChaosMonkey
 
 from .. import log
 from .._dsn import Dsn
-from ..cli._render import render_tree
+from .._render import render_tree
 from ..config import Settings, load_settings
 from ..service import Service, open_service
 from ._chat import ChatDemo, percentile
