@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 from collections.abc import Iterator
@@ -196,3 +197,21 @@ def test_free_text_masking_keeps_other_query_parameters() -> None:
 def test_masking_never_raises_and_is_idempotent(text: str) -> None:
     once = mask_urls(text)
     assert mask_urls(once) == once
+
+
+# -- found by an adversarial review: secrets the masking let through ---------------------
+
+
+def test_a_namedtuple_masks_its_secret_named_fields() -> None:
+    # A namedtuple is kept as one, and its fields are keys: a secret-named one is masked
+    # like a dict's (its values went through as they were).
+    creds = collections.namedtuple("creds", "user password token")
+    out = redact(creds=creds("ann", PW, 42), deeper=[{"c": creds("bob", PW, 7)}])
+    assert out["creds"] == creds("ann", "**********", 42)
+    assert out["deeper"][0]["c"] == creds("bob", "**********", 7)
+
+
+def test_dict_keys_are_masked_like_any_string() -> None:
+    # A dict keyed by URL (a status per server) showed the passwords of its keys.
+    out = redact(status={URL: "down", "plain": "up"})
+    assert out["status"] == {"redis://:***@cache:6379/0": "down", "plain": "up"}
