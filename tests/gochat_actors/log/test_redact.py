@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
 from typing import Any
 
+import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -209,6 +211,54 @@ def test_a_namedtuple_masks_its_secret_named_fields() -> None:
     out = redact(creds=creds("ann", PW, 42), deeper=[{"c": creds("bob", PW, 7)}])
     assert out["creds"] == creds("ann", "**********", 42)
     assert out["deeper"][0]["c"] == creds("bob", "**********", 7)
+
+
+@dataclasses.dataclass
+class _Login:
+    user: str
+    password: str
+
+
+class _LoginModel(pydantic.BaseModel):
+    user: str
+    api_key: str
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _Login("ann", PW),  # _Login(user='ann', password='...')
+        _LoginModel(user="ann", api_key=PW),  # user='ann' api_key='...'
+        ValueError(f"connect(host='db', password='{PW}')"),
+        ValueError(f'login failed for password="{PW} with spaces"'),
+        ValueError(f"bytes: password=b'{PW}'"),
+        ValueError({"user": "ann", "password": PW}),  # ValueError({'user': ..., 'password': ...})
+        OSError(f'etcd said {{"error": "x", "token": "{PW}"}}'),  # JSON text in a message
+    ],
+    ids=["dataclass", "pydantic", "kwargs", "double-quoted", "bytes", "dict-repr", "json"],
+)
+def test_secret_named_values_in_a_repr_are_masked_quoted_or_not(value: object) -> None:
+    # docs/config.md: "any other object whose repr shows a secret" is masked, and
+    # secret-named name=value pairs in any string. A repr quotes its values
+    # (password='...'), a dict or JSON shows 'password': '...': they went through.
+    out = redact(error=value)
+    assert PW not in repr(out)
+    assert "***" in repr(out)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("f(password='x', user='ann')", "f(password='***', user='ann')"),
+        ('{"password": "x y", "user": "ann"}', '{"password": "***", "user": "ann"}'),
+        ("{'token': 'abc', 'token_count': 3}", "{'token': '***', 'token_count': 3}"),
+        ("{'token': 42}", "{'token': 42}"),  # a number, as under a key
+        ("password=''", "password=''"),  # nothing to hide
+        ("password='it\\'s'", "password='***'"),
+    ],
+)
+def test_quoted_values_are_masked_whole(text: str, masked: str) -> None:
+    assert mask_urls(text) == masked
 
 
 def test_dict_keys_are_masked_like_any_string() -> None:
