@@ -42,9 +42,10 @@ _SECRET_ENDINGS = ("token", "cookie")
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 # A quoted value as reprs and JSON write it ('...', "...", b'...'), within one line.
 _QUOTED = r"b?'(?:[^'\\\n]|\\.)*'" + r'|b?"(?:[^"\\\n]|\\.)*"'
-# name=value in a URL query or free text: after ? & ; a space, a quote or the start. The
+# name=value in a URL query or fragment, or free text: after ? & ; # a space, a quote or
+# the start (#access_token=... is how OAuth's implicit flow hands a token over). The
 # value is quoted (a repr: password='...') or bare, up to & # a space or a quote.
-_PARAM = re.compile(rf"""(^|[?&;\s'"(,])([A-Za-z][\w.\-]*)=({_QUOTED}|b?['"]?[^&#\s'"]*)""")
+_PARAM = re.compile(rf"""(^|[?&;#\s'"(,])([A-Za-z][\w.\-]*)=({_QUOTED}|b?['"]?[^&#\s'"]*)""")
 _QUOTED_VALUE = re.compile(_QUOTED)
 _OPENING_QUOTE = re.compile(r"""b?['"]""")
 # 'name': 'value' in a dict's repr, "name": "value" in JSON (numbers are left alone).

@@ -90,3 +90,8 @@ def test_mask_urls_in_free_text() -> None:
     assert "hunter2" not in masked
     assert ":pw@" not in masked
     assert masked == "failed: mysql+aiomysql://root:***@db:3306/x; retry redis://:***@c/0 at 10:30"
+
+
+def test_a_secret_parameter_in_the_fragment_is_masked() -> None:
+    dsn = Dsn("https://h:2379/?user=ann#access_token=s3cret&x=1")
+    assert str(dsn) == "https://h:2379/?user=ann#access_token=***&x=1"

@@ -265,3 +265,15 @@ def test_dict_keys_are_masked_like_any_string() -> None:
     # A dict keyed by URL (a status per server) showed the passwords of its keys.
     out = redact(status={URL: "down", "plain": "up"})
     assert out["status"] == {"redis://:***@cache:6379/0": "down", "plain": "up"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"redirect to https://app/cb#access_token={PW}&expires_in=3600",
+        f"redis://:{PW}@cache:6379/0#password={PW}",
+    ],
+)
+def test_a_secret_in_a_url_fragment_is_masked(text: str) -> None:
+    # The OAuth implicit flow hands its token in the fragment (#access_token=...).
+    assert PW not in mask_urls(text)
