@@ -277,3 +277,14 @@ def test_dict_keys_are_masked_like_any_string() -> None:
 def test_a_secret_in_a_url_fragment_is_masked(text: str) -> None:
     # The OAuth implicit flow hands its token in the fragment (#access_token=...).
     assert PW not in mask_urls(text)
+
+
+@pytest.mark.timeout(20)
+def test_masking_a_long_run_of_url_characters_does_not_stall() -> None:
+    # A run of letters/digits in a line that holds '://' was scanned once per character
+    # (quadratic: 40 KB took seconds in the event loop; 1 MB would take many minutes).
+    # A hang guard, not a speed assertion: linear masking takes milliseconds here.
+    run = "ab12" * 250_000
+    assert mask_urls(f"{run}://:x") == f"{run}://:x"
+    assert mask_urls(f"x://:{run}") == f"x://:{run}"
+    assert mask_urls(f"redis://:{PW}@h {run}") == f"redis://:***@h {run}"
