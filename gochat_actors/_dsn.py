@@ -292,16 +292,26 @@ def _urllib_problem(url: str, message: str) -> str:
 
 def _masked_url(url: str, parts: SplitResult) -> str:
     # Edit the original text (urlunsplit would normalize it: "memory://" -> "memory:").
-    if parts.password is None and "=" not in url:
+    if parts.password is None and "=" not in url and "@" not in url:
         return url
     scheme, _, tail = url.partition("://")
-    end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
-    netloc, rest = tail[:end], tail[end:]
+    netloc, rest = _split_netloc(tail)
     if parts.password is not None:
         userinfo, _, hostport = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
+    elif ":" in netloc and "@" in rest:
+        # user:pass@ with a / ? or # left unencoded in pass: urllib ended the host there
+        # (and may have found a valid one). Mask up to the last '@' as the password.
+        userinfo, _, after = tail.rpartition("@")
+        hostport, rest = _split_netloc(after)
+        netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
     rest = _PARAM.sub(_mask_param, rest)
     return f"{scheme}://{netloc}{rest}"
+
+
+def _split_netloc(tail: str) -> tuple[str, str]:
+    end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
+    return tail[:end], tail[end:]
 
 
 _NETWORK_SCHEMES = frozenset(

@@ -95,3 +95,35 @@ def test_mask_urls_in_free_text() -> None:
 def test_a_secret_parameter_in_the_fragment_is_masked() -> None:
     dsn = Dsn("https://h:2379/?user=ann#access_token=s3cret&x=1")
     assert str(dsn) == "https://h:2379/?user=ann#access_token=***&x=1"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://root:#Secret1@etcd:2379", "http://root:***@etcd:2379"),
+        ("http://root:1234#pw@etcd:2379", "http://root:***@etcd:2379"),
+        ("http://root:2379/pw@etcd:2379", "http://root:***@etcd:2379"),
+        ("redis://default:80?pw@cache:6379/0", "redis://default:***@cache:6379/0"),
+        (
+            "mysql+aiomysql://app:/pw@db:3306/chat?password=x",
+            "mysql+aiomysql://app:***@db:3306/chat?password=***",
+        ),
+    ],
+)
+def test_a_password_with_an_unencoded_slash_question_mark_or_hash_never_shows(
+    url: str, shown: str
+) -> None:
+    # A / ? or # in a password must be percent-encoded; left as is, urllib ends the host
+    # there and may still find a valid URL (host 'root', port 1234 or none): the password
+    # was then printed as part of the path, query or fragment. What may be a password
+    # is masked (at worst, an '@' in a path is masked with it).
+    dsn = Dsn(url)
+    assert str(dsn) == shown
+    assert "pw" not in repr(dsn).replace("password", "")
+    assert "Secret1" not in repr(dsn)
+    assert dsn.reveal() == url
+
+
+def test_an_at_sign_in_the_path_of_a_url_without_user_is_left_alone() -> None:
+    assert str(Dsn("sqlite+aiosqlite:///data/a@b.db")) == "sqlite+aiosqlite:///data/a@b.db"
+    assert str(Dsn("http://etcd/v3@x")) == "http://etcd/v3@x"
