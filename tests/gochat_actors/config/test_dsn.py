@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import BaseModel
 
@@ -127,3 +129,70 @@ def test_a_password_with_an_unencoded_slash_question_mark_or_hash_never_shows(
 def test_an_at_sign_in_the_path_of_a_url_without_user_is_left_alone() -> None:
     assert str(Dsn("sqlite+aiosqlite:///data/a@b.db")) == "sqlite+aiosqlite:///data/a@b.db"
     assert str(Dsn("http://etcd/v3@x")) == "http://etcd/v3@x"
+
+
+# -- what mutation testing (mutmut) of _dsn.py found untested ------------------------------
+
+
+def test_an_empty_dsn_has_no_parts_and_prints_empty() -> None:
+    dsn = Dsn("")
+    assert (str(dsn), repr(dsn), dsn.masked, dsn.reveal()) == ("", "Dsn('')", "", "")
+    assert (dsn.port, dsn.host, dsn.username, dsn.password) == (None, None, None, None)
+    assert (dsn.path, dsn.database, dsn.query) == ("", "", {})
+
+
+def test_a_dsn_of_something_else_than_a_string_says_what_it_got() -> None:
+    with pytest.raises(TypeError, match=r"^Dsn expects a str, got int$"):
+        Dsn(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("127.0.0.1:6379", "not a URL: expected scheme://..."),
+        ("9redis://h", "malformed URL scheme"),
+        ("redis://h:0/0", "port must be an integer in 1..65535"),
+        ("redis://h:port/0", "port must be an integer in 1..65535"),
+        ("redis://h:65536/0", "port must be an integer in 1..65535"),
+        (
+            "redis://:a]b@h:6379/0",
+            "malformed URL: [ or ] in the user or password (percent-encode them: %5B %5D)",
+        ),
+        (  # the password ends at the last '@': its ']' is the password's
+            "redis://u:pw@x]y@h:6379/0",
+            "malformed URL: [ or ] in the user or password (percent-encode them: %5B %5D)",
+        ),
+        (
+            "redis://:pw@h]:6379/0?a=[b]",
+            "malformed URL: [ ] around the host must hold an IPv6 address ([::1])",
+        ),
+        ("redis://:pass\uff20word@h:6379/0", "malformed URL"),  # NFKC makes it an '@'
+    ],
+)
+def test_malformed_messages_word_for_word(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as exc:
+        Dsn(url)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # a ':' in a password is allowed as it is: all of it is the password
+        ("mysql+aiomysql://app:pa:ss@db:3306/chat", "mysql+aiomysql://app:***@db:3306/chat"),
+        # another URL in the query: the first '://' ends the scheme
+        ("redis://:pw@h:6379/0?next=http://x", "redis://:***@h:6379/0?next=http://x"),
+        # unencoded / # in a password that holds ':' or '@' too: up to the last '@'
+        ("http://root:/a:b@etcd:2379", "http://root:***@etcd:2379"),
+        ("http://root:#a@b@etcd:2379", "http://root:***@etcd:2379"),
+        # a path right after '://' is no host: its ':' and '@' are left alone
+        ("sqlite+aiosqlite:///x:y.db?a@b", "sqlite+aiosqlite:///x:y.db?a@b"),
+    ],
+)
+def test_masked_forms_of_odd_urls(url: str, shown: str) -> None:
+    assert str(Dsn(url)) == shown
+
+
+def test_a_quote_left_open_is_masked_to_its_end() -> None:
+    # a message cut short (a driver truncates long values) leaves the quote open
+    assert mask_urls("login failed: password='hunter2") == "login failed: password='***"
