@@ -40,10 +40,20 @@ _SECRET_PARTS = (
 _SECRET_WORDS = frozenset({"pwd", "token", "auth", "cookie", "sessionid"})
 _SECRET_ENDINGS = ("token", "cookie")
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-# name=value in a URL query or free text: after ? & ; a space, a quote or the start.
-_PARAM = re.compile(r"""(^|[?&;\s'"(,])([A-Za-z][\w.\-]*)=([^&#\s'"]*)""")
-# Any "scheme://user:password@" inside free text (log messages, driver errors).
-_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)([^\s/]+)@")
+# A quoted value as reprs and JSON write it ('...', "...", b'...'), within one line.
+_QUOTED = r"b?'(?:[^'\\\n]|\\.)*'" + r'|b?"(?:[^"\\\n]|\\.)*"'
+# name=value in a URL query or fragment, or free text: after ? & ; # a space, a quote or
+# the start (#access_token=... is how OAuth's implicit flow hands a token over). The
+# value is quoted (a repr: password='...') or bare, up to & # a space or a quote.
+_PARAM = re.compile(rf"""(^|[?&;#\s'"(,])([A-Za-z][\w.\-]*)=({_QUOTED}|b?['"]?[^&#\s'"]*)""")
+_QUOTED_VALUE = re.compile(_QUOTED)
+_OPENING_QUOTE = re.compile(r"""b?['"]""")
+# 'name': 'value' in a dict's repr, "name": "value" in JSON (numbers are left alone).
+_QUOTED_PAIR = re.compile(rf"""(['"])([A-Za-z][\w.\-]*)\1(\s*:\s*)({_QUOTED})""")
+# Any "scheme://user:password@" inside free text (log messages, driver errors). Matched
+# from "://" on: a scheme pattern in front made every letter of a long run a start the
+# engine scanned the run from (quadratic: seconds for 40 KB, in the event loop).
+_URL_PASSWORD = re.compile(r"(://[^\s:/@]*:)([^\s/]+)@")
 
 
 @lru_cache(maxsize=4096)
@@ -67,16 +77,39 @@ def is_secret_name(name: str) -> bool:
     )
 
 
+def _masked_value(value: str) -> str | None:
+    """``value`` masked, its quotes kept; None when there is nothing to mask."""
+    opening = _OPENING_QUOTE.match(value)
+    prefix = opening.group(0) if opening else ""
+    closing = value[-1] if prefix and _QUOTED_VALUE.fullmatch(value) else ""
+    inner = value[len(prefix) : len(value) - len(closing)]  # closing "": bare, or left open
+    if not inner or inner == MASK:
+        return None
+    return f"{prefix}{MASK}{closing}"
+
+
 def _mask_param(match: re.Match[str]) -> str:
-    if not match.group(3) or match.group(3) == MASK or not is_secret_name(match.group(2)):
+    if not is_secret_name(match.group(2)):
         return match.group(0)
-    return f"{match.group(1)}{match.group(2)}={MASK}"
+    masked = _masked_value(match.group(3))
+    if masked is None:
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}={masked}"
+
+
+def _mask_quoted_pair(match: re.Match[str]) -> str:
+    quote, name, colon, value = match.groups()
+    masked = _masked_value(value) if is_secret_name(name) else None
+    if masked is None:
+        return match.group(0)
+    return f"{quote}{name}{quote}{colon}{masked}"
 
 
 def mask_urls(text: str) -> str:
     """Mask the secrets of free text: the password of every ``scheme://user:password@host``
     URL, and the value of every secret-named ``name=value`` (a URL's query parameter
-    ``?password=...``, or a ``token=...`` in a message; see :func:`is_secret_name`).
+    ``?password=...``, a ``token=...`` in a message, ``password='...'`` in a repr) and
+    ``'name': 'value'`` (a dict's repr, JSON); see :func:`is_secret_name`.
 
     Example::
 
@@ -84,11 +117,15 @@ def mask_urls(text: str) -> str:
         'connect to redis://:***@cache:6379/0 failed'
         >>> mask_urls("GET /login?user=ann&password=hunter2")
         'GET /login?user=ann&password=***'
+        >>> mask_urls("Login(user='ann', password='hunter2')")
+        "Login(user='ann', password='***')"
     """
     if "://" in text:
         text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     if "=" in text:
         text = _PARAM.sub(_mask_param, text)
+    if ":" in text and ("'" in text or '"' in text):
+        text = _QUOTED_PAIR.sub(_mask_quoted_pair, text)
     return text
 
 
@@ -255,16 +292,26 @@ def _urllib_problem(url: str, message: str) -> str:
 
 def _masked_url(url: str, parts: SplitResult) -> str:
     # Edit the original text (urlunsplit would normalize it: "memory://" -> "memory:").
-    if parts.password is None and "=" not in url:
+    if parts.password is None and "=" not in url and "@" not in url:
         return url
     scheme, _, tail = url.partition("://")
-    end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
-    netloc, rest = tail[:end], tail[end:]
+    netloc, rest = _split_netloc(tail)
     if parts.password is not None:
         userinfo, _, hostport = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
+    elif ":" in netloc and "@" in rest:
+        # user:pass@ with a / ? or # left unencoded in pass: urllib ended the host there
+        # (and may have found a valid one). Mask up to the last '@' as the password.
+        userinfo, _, after = tail.rpartition("@")
+        hostport, rest = _split_netloc(after)
+        netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
     rest = _PARAM.sub(_mask_param, rest)
     return f"{scheme}://{netloc}{rest}"
+
+
+def _split_netloc(tail: str) -> tuple[str, str]:
+    end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
+    return tail[:end], tail[end:]
 
 
 _NETWORK_SCHEMES = frozenset(

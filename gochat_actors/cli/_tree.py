@@ -9,13 +9,15 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from .._dsn import mask_urls
 from ._console import console
 
 __all__ = ["TreeUnavailable", "fetch_tree", "tree_url", "watch_tree"]
 
 
 class TreeUnavailable(Exception):
-    """The tree could not be fetched; the message says why (never the response body)."""
+    """The tree could not be fetched; the message says why (never the response body, nor
+    the URL's password)."""
 
 
 def tree_url(url: str) -> str:
@@ -42,18 +44,20 @@ def fetch_tree(url: str, *, timeout: float = 5.0) -> dict[str, Any]:
     """
     import httpx
 
+    shown = mask_urls(url)  # the endpoints may sit behind a proxy with basic auth
     try:
         response = httpx.get(url, headers={"accept": "application/json"}, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise TreeUnavailable(f"cannot reach {url}: {exc or type(exc).__name__}") from exc
+        why = mask_urls(str(exc) or type(exc).__name__)
+        raise TreeUnavailable(f"cannot reach {shown}: {why}") from exc
     if response.status_code != 200:
-        raise TreeUnavailable(f"{url} answered HTTP {response.status_code}")
+        raise TreeUnavailable(f"{shown} answered HTTP {response.status_code}")
     try:
         snapshot = response.json()
     except ValueError:
         snapshot = None
     if not isinstance(snapshot, dict) or "children" not in snapshot:
-        raise TreeUnavailable(f"{url} did not send a supervision tree snapshot")
+        raise TreeUnavailable(f"{shown} did not send a supervision tree snapshot")
     return snapshot
 
 
@@ -61,7 +65,7 @@ def _view(url: str, snapshot: dict[str, Any] | None, problem: str | None) -> Ren
     from .._render import render_tree
 
     stamp = time.strftime("%H:%M:%S")
-    parts: list[RenderableType] = [Text(f"{url}  {stamp}", style="dim")]
+    parts: list[RenderableType] = [Text(f"{mask_urls(url)}  {stamp}", style="dim")]
     if snapshot is not None:
         parts.append(render_tree(snapshot))
     if problem is not None:

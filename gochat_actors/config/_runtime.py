@@ -15,9 +15,10 @@ __all__ = ["check_runtime"]
 def check_runtime(settings: Settings) -> list[SettingsProblem]:
     """The problems of ``settings`` that depend on this machine, which
     :func:`load_settings` leaves alone (a file may be checked on one machine and used on
-    another): a ``log.outputs`` file whose directory is missing or not writable, or
-    that is a directory. ``gochat-actors check-config`` reports them; ``open_service``
-    refuses to start with them (:class:`~gochat_actors.SettingsError`).
+    another): a ``log.outputs`` file whose directory is missing or not writable, that
+    is a directory, or that the system refuses as a path (a name too long, a NUL).
+    ``gochat-actors check-config`` reports them; ``open_service`` refuses to start with
+    them (:class:`~gochat_actors.SettingsError`).
 
     Example::
 
@@ -28,13 +29,18 @@ def check_runtime(settings: Settings) -> list[SettingsProblem]:
     for output in settings.log.outputs:
         if output in ("stdout", "stderr"):
             continue
-        why = _unwritable(Path(output))
+        try:
+            why = _unwritable(Path(output))
+        except OSError as exc:  # a name too long for the file system, say
+            why = f"cannot be used: {exc.strerror or exc}"
         if why:
             problems.append(SettingsProblem("log.outputs", source, f"{output}: {why}"))
     return problems
 
 
 def _unwritable(path: Path) -> str:
+    if "\x00" in str(path):  # pathlib answers False for it; open() raises ValueError
+        return "not a valid path (it holds a NUL character)"
     if path.is_dir():
         return "is a directory"
     if path.exists():

@@ -104,7 +104,7 @@ def configure(settings: LogSettings | None = None, *, service: str = "gochat") -
         get_logger(__name__).info("started", port=9464)
     """
     settings = settings if settings is not None else LogSettings()
-    handlers = [_make_handler(output) for output in settings.outputs]  # may raise: before changes
+    handlers = _make_handlers(settings.outputs)  # may raise: before any change
     for handler, output in zip(handlers, settings.outputs, strict=True):
         handler.setFormatter(_make_formatter(settings, service, output))
 
@@ -243,6 +243,18 @@ def get_logger(name: str | None = None, **initial_values: Any) -> structlog.stdl
     """
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name, **initial_values)
     return logger
+
+
+def _make_handlers(outputs: tuple[str, ...]) -> list[_Handler]:
+    handlers: list[_Handler] = []
+    try:
+        for output in outputs:
+            handlers.append(_make_handler(output))
+    except BaseException:
+        for handler in handlers:  # the files opened before the one that failed
+            handler.close()
+        raise
+    return handlers
 
 
 def _make_handler(output: str) -> _Handler:

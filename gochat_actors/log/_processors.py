@@ -94,14 +94,18 @@ def _redact(value: Any, depth: int, path: frozenset[int]) -> Any:
         return _redact_repr(value)
     inner, depth = path | {id(value)}, depth - 1
     if isinstance(value, Mapping):
-        return {k: _field(str(k), v, depth, inner) for k, v in value.items()}
+        # keys are strings like any other (a status per server URL): masked too
+        return {_redact(k, depth, inner): _field(str(k), v, depth, inner) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
+        if isinstance(value, tuple) and hasattr(value, "_make") and hasattr(value, "_fields"):
+            # a namedtuple stays one, and its field names are keys (password=...)
+            fields = zip(value._fields, value, strict=True)
+            return value._make(_field(name, v, depth, inner) for name, v in fields)
         items = [_redact(v, depth, inner) for v in value]
         if isinstance(value, list):
             return items
         if isinstance(value, tuple):
-            make = getattr(value, "_make", None)  # a namedtuple keeps its fields
-            return make(items) if make is not None else tuple(items)
+            return tuple(items)
         return frozenset(items) if isinstance(value, frozenset) else set(items)
     return _redact_repr(value)
 
@@ -122,7 +126,7 @@ def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDic
     in clear), URL passwords and secret query parameters in any string (tracebacks
     included), ``SecretStr`` and ``Dsn`` values, and any other object whose ``repr``
     (what the renderers print) shows one, such as an exception; at any depth of dicts,
-    lists, tuples, sets and bytes.
+    lists, tuples, sets and bytes (dict keys included; a namedtuple's fields are keys).
 
     Example::
 

@@ -18,6 +18,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.values import MutexValue
 
 __all__ = ["CONTENT_TYPE", "OTHER_PREFIX", "Metrics", "key_prefix", "observe_many"]
 
@@ -355,7 +356,8 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
     """``histogram.observe(v)`` for each value, in one pass: the values are counted per
     bucket first, then each touched bucket (and the sum) is updated once. For a hot path
     that times many small things (a consumer's messages) and records them per batch.
-    Counts exactly as ``observe`` does, NaN included (in the sum, in no bucket).
+    Counts exactly as ``observe`` does, NaN included (in the sum, in no bucket), and
+    adds to the sum value by value, as ``observe`` does (float rounding depends on it).
 
     Example::
 
@@ -372,10 +374,24 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
     for value in values:
         if value == value:  # NaN (never equal to itself) lands in no bucket, as in observe()
             counts[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe()
-    total.inc(sum(values))
+    _add_one_by_one(total, values)
     for bucket, count in zip(buckets, counts, strict=True):
         if count:
             bucket.inc(count)
+
+
+def _add_one_by_one(total: Any, values: Sequence[float]) -> None:
+    # Not total.inc(sum(values)): (s + a) + b rounds differently from s + (a + b), and
+    # sum() compensates its rounding from Python 3.12 on. One lock, as inc() takes it.
+    if type(total) is MutexValue:
+        with total._lock:
+            value = total._value
+            for amount in values:
+                value += amount
+            total._value = value
+    else:  # another value class (multiprocess mode): its own inc(), value by value
+        for amount in values:
+            total.inc(amount)
 
 
 class _Timings:

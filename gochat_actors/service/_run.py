@@ -42,7 +42,8 @@ def run(
     refuses, anything raised before ``main`` runs) it prints one line on stderr,
     ``<service name>: cannot start: <why>`` (the settings' problems, one per line, for
     invalid settings), and exits with code 1 (``SystemExit(1)``); the traceback is
-    printed too when ``[log] level = "debug"``. What ``main`` raises is not touched.
+    printed too when ``[log] level = "debug"``. What ``main`` raises is raised as
+    it is (not wrapped in an exception group).
 
     Example::
 
@@ -61,6 +62,7 @@ def run(
         except SettingsError as exc:
             _exit("gochat", f"invalid settings: {exc}", exc, debug=False)
     failed: list[BaseException] = []
+    raised: list[BaseException] = []
 
     async def service_main() -> T | None:
         started = False
@@ -69,12 +71,14 @@ def run(
                 started = True
                 return await main(service)
         except Exception as exc:  # ExceptionGroup included; Cancelled and KeyboardInterrupt not
-            if started:
-                raise
-            failed.append(exc)
+            # Kept for after trio.run: raised here, it would leave supervisors.run wrapped
+            # in the ExceptionGroup of its nursery.
+            (raised if started else failed).append(exc)
             return None
 
     result = supervisors.run(service_main)
+    if raised:
+        raise raised[0]  # as main raised it (its traceback kept)
     if failed:
         message = startup_error(failed[0], any_error=True) or repr(failed[0])
         _exit(settings.service.name, message, failed[0], debug=settings.log.level == "debug")

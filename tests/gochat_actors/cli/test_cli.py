@@ -164,6 +164,18 @@ def test_tree_reports_an_unreachable_url_and_exits_1() -> None:
     assert f"error: cannot reach {url}/debug/tree" in result.stderr
 
 
+def test_tree_never_shows_the_password_of_its_url(capsys: pytest.CaptureFixture[str]) -> None:
+    # The endpoints may sit behind a proxy with basic auth: the error printed the URL
+    # as given, password included (docs/config.md: never in error messages).
+    from gochat_actors.cli._tree import watch_tree
+
+    url = f"http://ops:{SECRET}@127.0.0.1:{free_port()}"
+    assert watch_tree(url, once=True, timeout=2) == 1
+    captured = capsys.readouterr()
+    assert SECRET not in captured.err + captured.out
+    assert "cannot reach http://ops:***@127.0.0.1:" in captured.err
+
+
 def test_demo_runs_and_exits_0() -> None:
     # Regression (issue 28): the stdout checks sat under an `if` that was never true.
     result = cli("demo", "--no-live", "--duration", "0.5", "--chaos", "0")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gochat_actors import GochatError, SettingsError, SettingsProblem
-from gochat_actors.config import load_settings, settings_sources
+from gochat_actors.config import check_runtime, load_settings, settings_sources
 
 
 def problems_of(exc: pytest.ExceptionInfo[SettingsError]) -> dict[str, SettingsProblem]:
@@ -292,3 +292,33 @@ def test_every_cross_field_problem_of_idgen_at_once() -> None:
     assert any("machine_id must be <= 1023" in m for m in messages), messages
     assert any("margin must be < lease_ttl" in m for m in messages), messages
     assert {p.source for p in exc.value.problems} == {"override"}
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("x" * 300 + ".log", "File name too long"), ("a\x00b.log", "NUL")],
+    ids=["name-too-long", "nul"],
+)
+def test_check_runtime_reports_a_log_path_the_system_refuses(
+    tmp_path: Path, name: str, why: str
+) -> None:
+    # A name past the file system's limit made check_runtime raise OSError (check-config
+    # printed a traceback); a NUL passed, and the service then failed at start with
+    # ValueError. Each is a problem of log.outputs, as a missing directory is.
+    settings = load_settings(log={"outputs": ["stdout", str(tmp_path / name)]})
+    [problem] = check_runtime(settings)
+    assert problem.path == "log.outputs"
+    assert why in problem.message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="design question: pydantic's lax mode takes a TOML boolean for an integer "
+    "(port = true is port 1); strict ints would refuse the strings the environment "
+    "gives, so refusing bools needs a validator on every int and float field",
+)
+def test_a_boolean_for_a_number_in_the_file_is_a_problem(tmp_path: Path) -> None:
+    path = tmp_path / "chat.toml"
+    path.write_text("[http]\nport = true\n", encoding="utf-8")
+    with pytest.raises(SettingsError):
+        load_settings(path)

@@ -234,6 +234,25 @@ def test_unwritable_file_output_raises_and_changes_nothing(
     assert line["service"] == "before"
 
 
+def test_an_output_that_fails_closes_the_files_opened_before_it(tmp_path: Path) -> None:
+    # "nothing is changed then": the outputs listed before the failing one were opened
+    # and left open (a file descriptor per failed call, closed only by the GC).
+    opened: list[logging.FileHandler] = []
+    real_init = logging.FileHandler.__init__
+
+    def recording_init(self: logging.FileHandler, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        opened.append(self)
+
+    bad = str(tmp_path / "no" / "dir" / "x.log")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(logging.FileHandler, "__init__", recording_init)
+        with pytest.raises(OSError, match="No such file"):
+            log.configure(LogSettings(outputs=(str(tmp_path / "a.log"), bad)))
+    [handler] = opened
+    assert handler.stream is None  # closed
+
+
 def test_secrets_never_reach_the_output(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     db_pw, redis_pw, sasl_pw = "Db-s3cret-pw", "Redis-s3cret-pw", "Sasl-s3cret-pw"
     settings = load_settings(

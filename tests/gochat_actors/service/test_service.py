@@ -325,3 +325,25 @@ def test_run_settings_given_in_code_and_service_options() -> None:
     result = run_script(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['bridge', 'log', 'metrics', 'ids']"
+
+
+def test_run_raises_what_main_raises_as_it_is() -> None:
+    # docstring: "What main raises is not touched"; it came out wrapped in trio's
+    # ExceptionGroup('Exceptions from Trio nursery', [...]): `except Bug` missed it.
+    import traceback
+
+    import gochat_actors
+
+    class Bug(Exception):
+        pass
+
+    bug = Bug("in main")
+
+    async def main(service: object) -> None:
+        raise bug
+
+    settings = load_settings(http={"enabled": False}, log={"level": "error"})
+    with pytest.raises(Bug) as info:
+        gochat_actors.run(main, settings, components=[])
+    assert info.value is bug
+    assert "main" in [frame.name for frame in traceback.extract_tb(bug.__traceback__)]
