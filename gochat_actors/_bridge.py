@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import heapq
 import math
 from collections.abc import Awaitable, Callable, Coroutine
@@ -96,6 +97,9 @@ class _ReadyQueue:
             sniffio.thread_local,
         )
 
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
     # -- the channel interface trio-asyncio uses --------------------------------------
     def send_nowait(self, handle: Any) -> None:
         self._data.append(handle)
@@ -122,8 +126,8 @@ class _ReadyQueue:
                 return trio.lowlevel.Abort.SUCCEEDED
 
             await trio.lowlevel.wait_task_rescheduled(abort)
-            if not self._data:
-                return None
+        if not self._data:  # another task ran them meanwhile
+            return None
         return self._data.popleft()
 
     def wake(self) -> None:
@@ -340,19 +344,21 @@ def _tune_loop(loop: Any) -> _Tuning | None:
             await loop_step(no_wait)  # runs the due timer
         else:
             handle = None
-            try:
-                handle = queue.receive_nowait()
-            except trio.WouldBlock:
-                if no_wait or (timers and not waker.running):
-                    await loop_step(no_wait)  # waits for a callback or the next timer
-                else:
-                    # Wait for a callback with no cancel scope (the loop's own step opens
-                    # one per wait: a tenth of a crossing's CPU); the waker ends the wait
-                    # when the first timer is due.
-                    waker.arm(timers[0]._when if timers else math.inf)
-                    handle = await queue.receive()
+            if queue:
+                # Trio's turn first, then the head of the queue: a handle taken before
+                # the yield would be overtaken by the ones behind it, which another
+                # trio task may run meanwhile (asyncio promises FIFO).
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                with contextlib.suppress(trio.WouldBlock):  # that task ran them all
+                    handle = queue.receive_nowait()
+            elif no_wait or (timers and not waker.running):
+                await loop_step(no_wait)  # waits for a callback or the next timer
             else:
-                await trio.lowlevel.cancel_shielded_checkpoint()  # trio's turn
+                # Wait for a callback with no cancel scope (the loop's own step opens
+                # one per wait: a tenth of a crossing's CPU); the waker ends the wait
+                # when the first timer is due.
+                waker.arm(timers[0]._when if timers else math.inf)
+                handle = await queue.receive()
             if handle is not None:
                 await dispatch(handle)
         for _ in range(CALLBACK_BATCH):

@@ -549,3 +549,38 @@ async def test_a_crossing_without_io_is_a_checkpoint_and_a_cancelled_caller_star
         nursery.cancel_scope.cancel()
     assert scope.cancelled_caught
     assert ran == ["done at once"]
+
+
+async def test_callbacks_run_in_order_whichever_trio_task_runs_the_queue() -> None:
+    # Any trio task may run the ready queue between two steps of the loop's task (a
+    # crossing's first step, a socket read): a handle the loop's task has taken must not
+    # be overtaken by the ones behind it.
+    bridge = Bridge()
+    order: list[int] = []
+
+    async def schedule() -> None:
+        loop = asyncio.get_running_loop()
+        for n in range(3 * 64 + 5):  # several batches
+            loop.call_soon(order.append, n)
+        await asyncio.sleep(0)
+
+    class RunQueueBetweenSteps(trio.abc.Instrument):
+        """After every task step, another task runs the queue (a crossing would)."""
+
+        def after_task_step(self, task: trio.lowlevel.Task) -> None:
+            ready = bridge._ready
+            if ready is not None and ready._data:
+                ready.run_ready()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        instrument = RunQueueBetweenSteps()
+        trio.lowlevel.add_instrument(instrument)
+        try:
+            await bridge.run_asyncio(schedule)
+            while len(order) < 3 * 64 + 5:
+                await trio.lowlevel.checkpoint()
+        finally:
+            trio.lowlevel.remove_instrument(instrument)
+        nursery.cancel_scope.cancel()
+    assert order == list(range(3 * 64 + 5))
