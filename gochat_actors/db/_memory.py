@@ -27,7 +27,7 @@ import trio
 from .._dsn import Dsn
 from .._exceptions import DBError
 from .._pause import PauseSwitch
-from ._errors import translate
+from ._errors import translate, watch_driver_errors
 from ._protocol import ReplicaStatus, ServerRole, end_session
 from ._settings import DBSettings
 
@@ -201,6 +201,7 @@ class MemoryServer(PauseSwitch):
         from sqlalchemy.pool import StaticPool
 
         engine = create_engine("sqlite://", poolclass=StaticPool, hide_parameters=True)
+        watch_driver_errors(engine)
         if self.role == "primary":
             event.listen(engine, "after_cursor_execute", self._record)
             event.listen(engine, "commit", self._on_commit)

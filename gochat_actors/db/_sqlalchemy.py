@@ -39,13 +39,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 import sqlalchemy as sa
 import trio
 from sqlalchemy import event
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from .._exceptions import BridgeNotRunning, DBError, DBUnavailable
 from ..log import get_logger
-from ._errors import DRIVER_ERRORS, driver_code, translate
+from ._errors import driver_code, is_db_failure, translate, watch_driver_errors
 from ._protocol import ReplicaStatus, ServerRole, end_session
 
 if TYPE_CHECKING:
@@ -79,7 +78,6 @@ DISCARD_TIMEOUT = 1.0
 _STATUS_QUERIES = ("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
 _SYNTAX_ERROR, _DENIED = 1064, frozenset({1227, 1142, 1045})
 _COUNTED = "gochat_counted"  # in a pool record's info: counted in db_connections_active
-_CATCH: tuple[type[BaseException], ...] = (SQLAlchemyError, *DRIVER_ERRORS)
 _log = get_logger("gochat_actors.db")
 
 
@@ -178,6 +176,9 @@ class SQLAlchemyServer:
             raise DBError(
                 f"{self.url.scheme}:// needs its driver {exc.name or exc}: {hint}"
             ) from exc
+        watch_driver_errors(engine.sync_engine)
+        if self._probe_engine is not None:
+            watch_driver_errors(self._probe_engine.sync_engine)
         event.listen(engine.sync_engine.pool, "reset", _reset)
         if self.sqlite and _sqlite_file(self.url):
             event.listen(engine.sync_engine.pool, "connect", _wal)
@@ -338,8 +339,12 @@ class SQLAlchemyServer:
         inside: Callable[[Callable[[*Ts], Awaitable[T]], tuple[*Ts]], Awaitable[T]],
         fn: Callable[[*Ts], Awaitable[T]],
         args: tuple[*Ts],
+        user_code: bool = False,
     ) -> T:
-        """Run ``inside(fn, args)`` on the asyncio side (``inside`` counts the crossing)."""
+        """Run ``inside(fn, args)`` on the asyncio side (``inside`` counts the crossing).
+
+        With ``user_code`` (it runs the user's function) only the database's errors are
+        translated: the user's own come back as themselves."""
         try:
             if self.bridge.loop is not self._loop:
                 raise BridgeNotRunning("the asyncio bridge restarted since this server opened")
@@ -349,7 +354,9 @@ class SQLAlchemyServer:
                 result = await self.bridge.run_asyncio(inside, fn, args)
             await trio.lowlevel.checkpoint_if_cancelled()
             return result
-        except _CATCH as exc:
+        except Exception as exc:
+            if isinstance(exc, DBError) or not is_db_failure(exc, user_code=user_code):
+                raise
             raise translate(exc) from exc
 
     async def _tracked(self, fn: Callable[[*Ts], Awaitable[T]], args: tuple[*Ts]) -> T:
@@ -387,7 +394,7 @@ class _Handle:
         return self._lost
 
     async def call(self, fn: Callable[[Session, *Ts], T], *args: *Ts) -> T:
-        result: T = await self._run(_run_sync, self._session, fn, args)
+        result: T = await self._run(_run_sync, self._session, fn, args, user_code=True)
         return result
 
     async def finish(self, *, commit: bool) -> None:
@@ -409,14 +416,16 @@ class _Handle:
     def release(self) -> None:
         self._server._forget(self, orphan=self._session.sync_session.in_transaction())
 
-    async def _run(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
+    async def _run(
+        self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts, user_code: bool = False
+    ) -> T:
         """One crossing for this session; its server may cut it off when it closes
         (:meth:`_kill`): the call then raises DBUnavailable, whatever it returned."""
         if self._lost:
             raise DBUnavailable(self._lost)
         self._busy = True
         try:
-            result: T = await self._server._bridged(self._inside, fn, args)
+            result: T = await self._server._bridged(self._inside, fn, args, user_code)
         except DBError as exc:
             if self._lost:
                 raise DBUnavailable(f"{self._lost} (during this call)") from exc

@@ -327,3 +327,117 @@ async def test_errors_never_leak_driver_types(pair_db: PairDB) -> None:
             async with db.writer() as session:
                 await session.execute(text("SELEKT 1"))
         assert not isinstance(caught.value, pymysql.MySQLError)
+
+
+async def test_bytes_parameters_round_trip_and_driver_type_errors_are_db_errors(
+    mariadb_url: str,
+) -> None:
+    value = b"\x00\xff'\"\\ \x80end"
+    async with running(DBSettings.model_validate({"primary": mariadb_url})) as db:
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE blobs (id INT PRIMARY KEY, b VARBINARY(64))"))
+            await session.execute(text("INSERT INTO blobs VALUES (1, :b)"), {"b": value})
+        async with db.reader() as session:
+            found = await session.scalar(text("SELECT b FROM blobs WHERE id = 1"))
+        assert found == value
+        # A value the driver cannot send: its TypeError is translated, never raw.
+        with pytest.raises(DBProgrammingError) as caught:
+            async with db.transaction() as session:
+                await session.execute(
+                    text("INSERT INTO blobs VALUES (2, :b)"), {"b": {"secret-key": 1}}
+                )
+        assert "secret-key" not in str(caught.value)
+        assert isinstance(getattr(caught.value.__cause__, "orig", None), TypeError)
+        assert caught.value.statement == "INSERT INTO blobs VALUES (2, %s)"
+
+
+def _leaks(secret: str, error: BaseException) -> list[str]:
+    """The texts of ``error`` and its causes that hold a piece (12 chars) of ``secret``."""
+    texts: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None:
+        texts += [str(seen), repr(seen), repr(seen.args)]
+        orig = getattr(seen, "orig", None)
+        if orig is not None:
+            texts += [str(orig), repr(orig.args)]
+        seen = seen.__cause__
+    pieces = {secret[i : i + 12] for i in range(len(secret) - 11)}
+    return [t for t in texts if any(p in t for p in pieces)]
+
+
+async def test_values_the_server_echoes_never_reach_an_error(mariadb_url: str) -> None:
+    secret = "S3cr3t-" + "x7" * 60 + "-end"  # longer than what MariaDB echoes (64/80)
+    quoted = "it's-" + secret
+    binary = b"\xff\xfe" + secret.encode()
+    async with running(DBSettings.model_validate({"primary": mariadb_url})) as db:
+        async with db.transaction() as session:
+            await session.execute(
+                text(
+                    "CREATE TABLE secrets (id INT PRIMARY KEY, s VARCHAR(255) UNIQUE,"
+                    " b VARBINARY(255) UNIQUE, n INT)"
+                )
+            )
+            await session.execute(
+                text("INSERT INTO secrets (id, s, b) VALUES (1, :s, :b), (2, :q, NULL)"),
+                {"s": secret, "b": binary, "q": quoted},
+            )
+
+        async def fails(sql: str, params: Any) -> DBError:
+            with pytest.raises(DBError) as caught:
+                async with db.transaction() as session:
+                    await session.execute(text(sql), params)
+            return caught.value
+
+        cases = {
+            "duplicate, truncated to 64": await fails(
+                "INSERT INTO secrets (id, s) VALUES (3, :s)", {"s": secret}
+            ),
+            "duplicate with a quote": await fails(
+                "INSERT INTO secrets (id, s) VALUES (3, :s)", {"s": quoted}
+            ),
+            "duplicate bytes, echoed as hex": await fails(
+                "INSERT INTO secrets (id, b) VALUES (3, :b)", {"b": binary}
+            ),
+            "syntax error near, truncated to 80": await fails(
+                "INSERT INTO secrets (id, s) VALUES (3, :s) garbage", {"s": secret}
+            ),
+            "incorrect integer value": await fails(
+                "INSERT INTO secrets (id, n) VALUES (3, :n)", {"n": secret}
+            ),
+            "a batch of 1,500 rows, the first one duplicate": await fails(
+                "INSERT INTO secrets (id, s) VALUES (:id, :s)",
+                [{"id": 10 + i, "s": secret if i == 0 else f"row-{i}"} for i in range(1500)],
+            ),
+        }
+        leaks = {name: _leaks(secret, error) for name, error in cases.items()}
+        assert {name: texts for name, texts in leaks.items() if texts} == {}
+        # What is not a value stays readable: the key's name, the error code.
+        assert "for key 's'" in str(cases["duplicate, truncated to 64"])
+        assert "(1062)" in str(cases["duplicate bytes, echoed as hex"])
+
+
+async def test_an_oserror_of_the_users_own_code_is_not_an_unreachable_replica(
+    pair_db: PairDB,
+) -> None:
+    async with running(pair_db.settings(sticky_seconds=0.0)) as db:
+        await wait_for(lambda: admitted(db), "the replica to be admitted")
+        await make_notes(db, pair_db)
+        calls: list[str] = []
+
+        def read_then_open_a_file(s: Any) -> None:
+            calls.append(str(s.execute(text("SELECT COUNT(*) FROM notes")).scalar()))
+            raise FileNotFoundError(2, "No such file or directory", "/nonexistent/config")
+
+        async with db.reader() as session:
+            assert session.server == "replica-0"
+            with pytest.raises(FileNotFoundError):
+                await session.run_sync(read_then_open_a_file)
+        assert calls == ["2"]  # run once, on the replica: not again on the primary
+        assert admitted(db)  # a healthy replica stays admitted
+        with pytest.raises(ConnectionRefusedError):  # an OSError of any kind, as itself
+            await db.with_transaction(_refuse)
+
+
+def _refuse(s: Any) -> None:
+    s.execute(text("SELECT 1"))
+    raise ConnectionRefusedError(111, "my own service refused")
