@@ -46,6 +46,7 @@ from .._exceptions import BridgeNotRunning, DBError, DBUnavailable
 from ..log import get_logger
 from ._errors import driver_code, is_db_failure, translate, watch_driver_errors
 from ._protocol import ReplicaStatus, ServerRole, end_session
+from ._tracked import TrackedSession
 
 if TYPE_CHECKING:
     from .._bridge import Bridge
@@ -76,7 +77,7 @@ DISCARD_TIMEOUT = 1.0
 """Seconds a session's connection gets to be invalidated (shielded) when it is discarded."""
 
 _STATUS_QUERIES = ("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
-_SYNTAX_ERROR, _DENIED = 1064, frozenset({1227, 1142, 1045})
+_SYNTAX_ERROR, _DENIED, _UNKNOWN_THREAD = 1064, frozenset({1227, 1142, 1045}), 1094
 _COUNTED = "gochat_counted"  # in a pool record's info: counted in db_connections_active
 _log = get_logger("gochat_actors.db")
 
@@ -167,8 +168,8 @@ class SQLAlchemyServer:
             )
         try:
             engine = create_async_engine(self.url.reveal(), **options)
-            if not self.sqlite:
-                options["pool_size"] = 1
+            if not self.sqlite:  # one connection for probes, one more for a KILL QUERY
+                options.update(pool_size=1, max_overflow=1)
                 self._probe_engine = create_async_engine(self.url.reveal(), **options)
         except ImportError as exc:  # the driver is an optional dependency
             mysql = self.url.scheme.startswith("mysql")
@@ -318,6 +319,15 @@ class SQLAlchemyServer:
                     raise
                 return _status(row)
 
+    async def kill_query(self, connection_id: int) -> None:
+        """``KILL QUERY <connection_id>`` on the probes' connection (MySQL); failures are
+        logged, never raised (the statement may have ended meanwhile: 1094)."""
+        try:
+            await self._cross(_kill_query, self._probes, connection_id)
+        except DBError as exc:
+            if driver_code(exc) != _UNKNOWN_THREAD:
+                _log.warning("db.kill_failed", server=self.name, error=str(exc))
+
     # -- sessions --------------------------------------------------------------------
     def session(self) -> _Handle:
         """A new AsyncSession on this engine (``expire_on_commit=False``)."""
@@ -375,19 +385,22 @@ class SQLAlchemyServer:
 class _Handle:
     """A DBSessionHandle on one AsyncSession, known to its server until released."""
 
-    __slots__ = ("_busy", "_idle", "_lost", "_server", "_session", "_task")
+    __slots__ = ("_busy", "_idle", "_lost", "_server", "_session", "_started", "_task")
 
     def __init__(self, server: SQLAlchemyServer) -> None:
         self._server = server
-        self._session = AsyncSession(server.engine, expire_on_commit=False)
+        self._session = AsyncSession(
+            server.engine, expire_on_commit=False, sync_session_class=TrackedSession
+        )
         self._busy = False  # a call is in flight (trio side)
+        self._started = False  # its asyncio side has begun (it may be mid-statement)
         self._task: asyncio.Task[Any] | None = None  # its asyncio task, while it runs
         self._idle: trio.Event | None = None  # set when the call ends (for a waiting closer)
         self._lost = ""
 
     @property
-    def session(self) -> Session:
-        return self._session.sync_session
+    def session(self) -> TrackedSession:
+        return self._session.sync_session  # type: ignore[return-value]
 
     @property
     def lost(self) -> str:
@@ -423,11 +436,13 @@ class _Handle:
         (:meth:`_kill`): the call then raises DBUnavailable, whatever it returned."""
         if self._lost:
             raise DBUnavailable(self._lost)
-        self._busy = True
+        self._busy, self._started = True, False
         try:
             result: T = await self._server._bridged(self._inside, fn, args, user_code)
-        except DBError as exc:
-            if self._lost:
+        except BaseException as exc:
+            if self._started:  # cut off (or failed) where a statement may run on
+                await self._kill_statement()
+            if isinstance(exc, DBError) and self._lost:
                 raise DBUnavailable(f"{self._lost} (during this call)") from exc
             raise
         finally:
@@ -441,6 +456,7 @@ class _Handle:
 
     async def _inside(self, fn: Callable[[*Ts], Awaitable[T]], args: tuple[*Ts]) -> T:
         self._server._active += 1
+        self._started = True
         self._task = asyncio.current_task()
         try:
             if self._lost:  # cut off before it started
@@ -449,6 +465,18 @@ class _Handle:
         finally:
             self._task = None
             self._server._untrack()
+
+    async def _kill_statement(self) -> None:
+        """A call ended without its reply (cancelled, the connection lost): on MySQL, end
+        what its connection may still run on the server, whose row locks would otherwise
+        outlive our "rolled back" (the server notices a closed connection only when the
+        statement is done). ``KILL QUERY`` on the probes' connection, shielded, bounded."""
+        session = self.session
+        connection_id = session.connection_id
+        if connection_id is None or self._server.sqlite or not session.in_transaction():
+            return  # no connection of ours is in a transaction: nothing runs for us
+        with trio.move_on_after(DISCARD_TIMEOUT, shield=True):
+            await self._server.kill_query(connection_id)
 
     def _kill(self, reason: str) -> None:
         """Its server is closing: no more calls; the one in flight (if any) is cancelled
@@ -518,6 +546,11 @@ def _in_transaction(driver: Any) -> bool | None:
     except Exception:  # e.g. aiosqlite's "no active connection"
         return None
     return found if isinstance(found, bool) else None
+
+
+async def _kill_query(engine: AsyncEngine, connection_id: int) -> None:
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql(f"KILL QUERY {int(connection_id)}")
 
 
 async def _ping(engine: AsyncEngine) -> None:

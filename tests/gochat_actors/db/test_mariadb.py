@@ -18,7 +18,7 @@ import structlog
 import trio
 from sqlalchemy import text
 
-from gochat_actors import DBError, DBIntegrityError, DBProgrammingError, DBUnavailable
+from gochat_actors import DBError, DBIntegrityError, DBProgrammingError, DBTimeout, DBUnavailable
 from gochat_actors.db import DBManager, DBSession, DBSettings
 from gochat_actors.metrics import Metrics
 from supervisors import ChildStartError, open_supervisor
@@ -210,10 +210,9 @@ async def test_cancelled_transaction_leaves_nothing_committed(pair_db: PairDB) -
         # A fresh connection: nothing of it is visible.
         rows = pair_db.rows("SELECT COUNT(*) AS c FROM notes WHERE id = 3")
         assert rows == [{"c": 0}]
-        # The server has not noticed yet: end the orphaned statement now.
+        # The statement cut off was killed on the server (KILL QUERY), not left running.
         for row in pair_db.rows("SHOW PROCESSLIST"):
-            if str(row.get("Info") or "").startswith("SELECT SLEEP(30)"):
-                pair_db.rows(f"KILL {int(row['Id'])}")
+            assert not str(row.get("Info") or "").startswith("SELECT SLEEP(30)"), row
         async with db.reader(consistent=True) as session:
             assert await session.scalar(text("SELECT COUNT(*) FROM notes")) == 2
 
@@ -441,3 +440,41 @@ async def test_an_oserror_of_the_users_own_code_is_not_an_unreachable_replica(
 def _refuse(s: Any) -> None:
     s.execute(text("SELECT 1"))
     raise ConnectionRefusedError(111, "my own service refused")
+
+
+def _update_note_waiting_at_most(pair_db: PairDB, seconds: int) -> str:
+    """Another client's UPDATE of note 1, waiting ``seconds`` for its row lock."""
+    conn = pair_db.pair.primary.connect(pair_db.name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+            try:
+                cur.execute("UPDATE notes SET n = 5 WHERE id = 1")
+            except pymysql.err.OperationalError as exc:
+                return f"failed: {exc.args[0]}"
+        return "updated"
+    finally:
+        conn.close()
+
+
+async def test_a_statement_abandoned_mid_flight_is_killed_and_keeps_no_lock(
+    pair_db: PairDB,
+) -> None:
+    async with running(pair_db.settings()) as db:
+        await make_notes(db, pair_db)
+
+        async def lock_then_sleep() -> None:
+            async with db.transaction(timeout=0.5) as session:
+                await session.execute(text("UPDATE notes SET n = n + 1 WHERE id = 1"))
+                await session.execute(text("SELECT SLEEP(30)"))  # abandoned mid-flight
+
+        with pytest.raises(DBTimeout, match="rolled back"):
+            await lock_then_sleep()
+        # Right after "rolled back": the row is free for another client.
+        outcome = await trio.to_thread.run_sync(_update_note_waiting_at_most, pair_db, 3)
+        assert outcome == "updated"
+        running_queries = [
+            row for row in pair_db.rows("SHOW PROCESSLIST")
+            if str(row.get("Info") or "").startswith("SELECT SLEEP(30)")
+        ]  # fmt: skip
+        assert running_queries == []
