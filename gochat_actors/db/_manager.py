@@ -43,12 +43,12 @@ from supervisors import (
 
 from .._bridge import Bridge
 from .._dsn import Dsn
-from .._exceptions import DBError, DBRetryExhausted, DBTimeout, DBUnavailable
+from .._exceptions import DBCommitUnknown, DBError, DBRetryExhausted, DBTimeout, DBUnavailable
 from .._slot import Slot
 from ..log import get_logger
 from ._classify import NO_TABLE
 from ._errors import is_retryable
-from ._protocol import DBBackend, DBServer, ReplicaStatus
+from ._protocol import CommitState, DBBackend, DBServer, ReplicaStatus, commit_session
 from ._session import DBSession, Mode
 from ._settings import DBSettings
 
@@ -460,7 +460,10 @@ class DBManager:
         self, *, timeout: float | None = None
     ) -> AbstractAsyncContextManager[DBSession]:
         """One transaction on the primary: committed when the block ends, rolled back if
-        it raises or is cancelled (shielded, bounded rollback).
+        it raises or is cancelled before the COMMIT is sent (shielded, bounded rollback).
+        A cancellation while the COMMIT is on the wire waits for its reply (2 s at most):
+        committed, the block ends normally; no reply,
+        :class:`~gochat_actors.DBCommitUnknown`.
 
         ``timeout`` bounds the block (waiting for the primary included): past it the
         transaction is rolled back and :class:`~gochat_actors.DBTimeout` raised.
@@ -509,7 +512,6 @@ class DBManager:
     ) -> AsyncIterator[DBSession]:
         deadline = _deadline(timeout)
         session = DBSession(self, mode)
-        committing = False
         with trio.CancelScope(deadline=deadline) as scope:
             if mode is Mode.READER:
                 route = functools.partial(self._route_read, consistent=consistent)
@@ -522,17 +524,11 @@ class DBManager:
                 await session._release(quietly=True)
                 raise
             try:
-                committing = True
-                await session._end()
-            except BaseException:
-                await session._drop()  # an end that did not get through: never left open
-                raise
+                await session._end()  # releases or drops the session itself if it raises
             finally:
                 session._detach()
-        if scope.cancelled_caught:
-            raise _timed_out(mode, timeout, committing)
-        if session.wrote:
-            self._mark_sticky()
+        if scope.cancelled_caught:  # before any COMMIT was sent (see DBSession._committed)
+            raise _timed_out(mode, timeout)
 
     async def with_transaction(
         self,
@@ -577,7 +573,7 @@ class DBManager:
                     async with self._open(Mode.TRANSACTION) as session:
                         return await cast("Callable[..., Awaitable[T]]", fn)(session, *args)
                 except DBError as exc:
-                    if not is_retryable(exc):
+                    if isinstance(exc, DBCommitUnknown) or not is_retryable(exc):
                         raise
                     if attempt >= retries:
                         raise DBRetryExhausted(
@@ -594,23 +590,24 @@ class DBManager:
                     )
                 await trio.sleep(delay)
         assert scope.cancelled_caught  # the loop only ends by returning, raising, or this
-        raise _timed_out(Mode.TRANSACTION, timeout, False)
+        raise _timed_out(Mode.TRANSACTION, timeout)
 
     async def _run_unit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """The whole transaction of a sync ``fn`` in one call (one crossing)."""
         session = DBSession(self, Mode.TRANSACTION)
         await self._attach_session(session, self._route_primary)
         handle = session._live()
+        state = handle.commit_state()
         metrics = self._metrics
         timer = metrics.time_db_query("transaction", NO_TABLE) if metrics else nullcontext()
         try:
             with timer:
-                result: T = await handle.call(_unit, fn, args)
+                run = functools.partial(handle.call, _unit, fn, args, state)
+                result: T = await session._committed(state, run, sticky=True)
         except BaseException:
             await session._drop()
             raise
         session._detach()
-        self._mark_sticky()
         return result
 
     # -- introspection -------------------------------------------------------------------
@@ -631,7 +628,7 @@ class DBManager:
         )
 
 
-def _unit(session: Session, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+def _unit(session: Session, fn: Callable[..., T], args: tuple[Any, ...], state: CommitState) -> T:
     try:
         result = fn(session, *args)
         if inspect.isawaitable(result):
@@ -641,11 +638,13 @@ def _unit(session: Session, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
                 f"with_transaction: {fn!r} returned an awaitable; pass an async function "
                 "itself (it runs on the trio side), or a plain function"
             )
-        session.commit()
+        state.result = result
+        commit_session(session, state)
         return result
     except BaseException:
-        with contextlib.suppress(Exception):  # the connection is gone: the server rolls back
-            session.rollback()
+        if not state.sent:
+            with contextlib.suppress(Exception):  # connection gone: the server rolls back
+                session.rollback()
         raise
     finally:
         session.close()
@@ -659,10 +658,8 @@ def _deadline(timeout: float | None) -> float:
     return trio.current_time() + timeout
 
 
-def _timed_out(mode: Mode, timeout: float | None, committing: bool) -> DBTimeout:
+def _timed_out(mode: Mode, timeout: float | None) -> DBTimeout:
     what = "transaction" if mode is Mode.TRANSACTION else f"{mode.value} session"
-    if committing:
-        return DBTimeout(f"{what} timed out after {timeout:g}s while committing: outcome unknown")
     return DBTimeout(f"{what} timed out after {timeout:g}s; rolled back")
 
 

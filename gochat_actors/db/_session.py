@@ -23,10 +23,10 @@ import trio
 
 from supervisors import cleanup_scope
 
-from .._exceptions import DBError, DBUnavailable
+from .._exceptions import DBCommitUnknown, DBError, DBUnavailable
 from ..log import get_logger
 from ._classify import NO_TABLE, classify, table_label
-from ._protocol import DBServer, DBSessionHandle
+from ._protocol import CommitState, DBServer, DBSessionHandle, commit_session
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result, ScalarResult
@@ -99,7 +99,13 @@ class DBSession:
 
     @property
     def wrote(self) -> bool:
-        """True once this session ran a statement that may write (anything but a SELECT)."""
+        """True once this session ran a statement that may write (anything but a SELECT),
+        or flushed ORM changes (a SELECT's autoflush included)."""
+        if self._wrote:
+            return True
+        handle = self._handle
+        if handle is not None and getattr(handle.session, "flushed", False):
+            self._wrote = self._mode is not Mode.READER
         return self._wrote
 
     @property
@@ -269,13 +275,55 @@ class DBSession:
     ) -> Any:
         if write and operation != "select":
             self._note_write()
-        if self._mode is Mode.WRITER:
-            fn, args = _then_commit, (fn, args)
+        if self._mode is Mode.WRITER:  # each call commits: see _committed
+            state = self._live().commit_state()
+            fn, args = _then_commit, (fn, args, state)
+            call = functools.partial(
+                self._committed, state, functools.partial(self._call, fn, *args)
+            )
+        else:
+            call = functools.partial(self._call, fn, *args)
         metrics = self._db._metrics
         if metrics is None:
-            return await self._call(fn, *args)
+            return await call()
         with metrics.time_db_query(operation, table):
-            return await self._call(fn, *args)
+            return await call()
+
+    async def _committed(
+        self, state: CommitState, run: Callable[[], Any], *, sticky: bool = False
+    ) -> Any:
+        """Await ``run()``, a call that ends with a COMMIT, and say how it ended.
+
+        Returned: committed. Raised before the COMMIT was sent: rolled back, the error
+        (or cancellation) as it is. A cancellation after the COMMIT is done: committed,
+        the result is returned and the cancellation lands at the caller's next
+        checkpoint. Sent, and no reply (the connection lost, or the cancellation's grace
+        ran out): :class:`~gochat_actors.DBCommitUnknown`. Read-your-writes counts a
+        commit that happened or may have (``sticky``: whether or not it wrote)."""
+        try:
+            result = await run()
+        except BaseException as exc:
+            if state.done:  # what cut it off came after the COMMIT's reply
+                self._commit_seen(sticky)
+                if isinstance(exc, trio.Cancelled | DBError):
+                    return state.result
+                raise
+            if not state.sent or not isinstance(exc, trio.Cancelled | DBUnavailable):
+                raise  # rolled back (the server said so, or nothing was sent)
+            self._commit_seen(sticky)
+            server = self._server_name()
+            _log.warning("db.commit_outcome_unknown", server=server, error=repr(exc))
+            why = "cancelled" if isinstance(exc, trio.Cancelled) else f"{exc}"
+            raise DBCommitUnknown(
+                f"the COMMIT was sent to {server} but its reply never came ({why}): "
+                "the transaction may or may not have committed"
+            ) from exc
+        self._commit_seen(sticky)
+        return result
+
+    def _commit_seen(self, sticky: bool) -> None:
+        if sticky or self.wrote:
+            self._db._mark_sticky()
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         while True:
@@ -333,7 +381,10 @@ class DBSession:
         _log.info("db.read_failover", origin=replica.name, target=target, reason=reason)
 
     async def _end(self) -> None:
-        """Leave the block normally: commit (transaction, writer) or roll back (reader)."""
+        """Leave the block normally: commit (transaction, writer) or roll back (reader).
+
+        A cancellation already pending rolls back; once the COMMIT is sent, see
+        :meth:`_committed`. When this raises, the session is released or dropped."""
         handle = self._live()
         if handle.lost:  # its server stopped under it and rolled it back
             if self._mode is not Mode.READER:
@@ -349,12 +400,24 @@ class DBSession:
             self._wrote = True
         if not (pending or s.in_transaction()):
             return
-        metrics = self._db._metrics
-        if metrics is None:
-            await handle.finish(commit=True)
-        else:
-            with metrics.time_db_query("commit", NO_TABLE):
-                await handle.finish(commit=True)
+        state = handle.commit_state()
+        finish = functools.partial(handle.finish, commit=True, state=state)
+        try:
+            # A cancellation already pending: nothing is sent (SQLite's calls are
+            # shielded, they would commit first).
+            await trio.lowlevel.checkpoint_if_cancelled()
+            metrics = self._db._metrics
+            if metrics is None:
+                await self._committed(state, finish)
+            else:
+                with metrics.time_db_query("commit", NO_TABLE):
+                    await self._committed(state, finish)
+        except BaseException:
+            if state.sent:
+                await self._drop()  # its reply never came: never reuse the connection
+            else:
+                await self._release(quietly=True)
+            raise
 
     async def _release(self, *, quietly: bool) -> None:
         """Roll back and let the connection go: shielded and bounded, never raising when
@@ -435,7 +498,10 @@ def _merge(session: Session, instance: T) -> T:
     return session.merge(instance)
 
 
-def _then_commit(session: Session, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+def _then_commit(
+    session: Session, fn: Callable[..., T], args: tuple[Any, ...], state: CommitState
+) -> T:
     result = fn(session, *args)
-    session.commit()
+    state.result = result
+    commit_session(session, state)
     return result

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
@@ -45,7 +46,7 @@ from sqlalchemy.orm import Session
 from .._exceptions import BridgeNotRunning, DBError, DBUnavailable
 from ..log import get_logger
 from ._errors import driver_code, is_db_failure, translate, watch_driver_errors
-from ._protocol import ReplicaStatus, ServerRole, end_session
+from ._protocol import COMMIT_GRACE, CommitState, ReplicaStatus, ServerRole, end_session
 from ._tracked import TrackedSession
 
 if TYPE_CHECKING:
@@ -410,15 +411,20 @@ class _Handle:
         result: T = await self._run(_run_sync, self._session, fn, args, user_code=True)
         return result
 
-    async def finish(self, *, commit: bool) -> None:
+    async def finish(self, *, commit: bool, state: CommitState | None = None) -> None:
         if self._lost:
             if commit:
                 raise DBUnavailable(f"{self._lost}: the transaction was rolled back")
             return
         if not self._session.sync_session.in_transaction():
             self._session.sync_session.close()  # no connection held: nothing to send
+            if state is not None:
+                state.done = True
             return
-        await self._run(_finish, self._session, commit)
+        await self._run(_finish, self._session, commit, state)
+
+    def commit_state(self) -> CommitState:
+        return CommitState(functools.partial(self._server.bridge.cancel_grace, COMMIT_GRACE))
 
     async def discard(self) -> None:
         if self._lost or not self._session.sync_session.in_transaction():
@@ -506,8 +512,8 @@ async def _run_sync(session: AsyncSession, fn: Callable[..., T], args: tuple[Any
     return await session.run_sync(fn, *args)
 
 
-async def _finish(session: AsyncSession, commit: bool) -> None:
-    await session.run_sync(end_session, commit)  # one greenlet for both steps
+async def _finish(session: AsyncSession, commit: bool, state: CommitState | None) -> None:
+    await session.run_sync(end_session, commit, state)  # one greenlet for both steps
 
 
 def _sqlite_file(url: Dsn) -> bool:

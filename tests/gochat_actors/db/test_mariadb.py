@@ -18,7 +18,14 @@ import structlog
 import trio
 from sqlalchemy import text
 
-from gochat_actors import DBError, DBIntegrityError, DBProgrammingError, DBTimeout, DBUnavailable
+from gochat_actors import (
+    DBCommitUnknown,
+    DBError,
+    DBIntegrityError,
+    DBProgrammingError,
+    DBTimeout,
+    DBUnavailable,
+)
 from gochat_actors.db import DBManager, DBSession, DBSettings
 from gochat_actors.metrics import Metrics
 from supervisors import ChildStartError, open_supervisor
@@ -478,3 +485,47 @@ async def test_a_statement_abandoned_mid_flight_is_killed_and_keeps_no_lock(
             if str(row.get("Info") or "").startswith("SELECT SLEEP(30)")
         ]  # fmt: skip
         assert running_queries == []
+
+
+async def _cancel_then_release(scope: trio.CancelScope, proxy: TcpProxy, after: float) -> None:
+    await trio.sleep(0.2)  # the COMMIT is on the wire, its reply held by the proxy
+    scope.cancel()
+    await trio.sleep(after)
+    proxy.release_replies()
+
+
+async def test_a_cancellation_while_the_commit_is_on_the_wire_waits_for_its_reply(
+    pair_db: PairDB,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        proxy = await nursery.start(TcpProxy(pair_db.pair.primary.port).run)
+        url = f"mysql+aiomysql://root@{HOST}:{proxy.port}/{pair_db.name}"
+        async with running(DBSettings.model_validate({"primary": url})) as db:
+            await make_notes(db, pair_db)
+            # The reply comes within the grace: committed, and the block ends as such
+            # (the cancellation lands at the next checkpoint, after it).
+            ended: list[str] = []
+            with trio.CancelScope() as scope:
+                async with db.transaction() as session:
+                    await session.execute(text("INSERT INTO notes VALUES (3, 0)"))
+                    proxy.hold_replies()
+                    nursery.start_soon(_cancel_then_release, scope, proxy, 0.5)
+                ended.append("committed")
+                await trio.lowlevel.checkpoint()
+            assert scope.cancelled_caught
+            assert ended == ["committed"]
+            assert pair_db.rows("SELECT id FROM notes WHERE id = 3") == [{"id": 3}]
+
+            # No reply within the grace: the outcome is unknown, and said so (here the
+            # server did commit).
+            async def reply_held() -> None:
+                with trio.move_on_after(0.2):
+                    async with db.transaction() as session:
+                        await session.execute(text("INSERT INTO notes VALUES (4, 0)"))
+                        proxy.hold_replies()
+
+            with pytest.raises(DBCommitUnknown):
+                await reply_held()
+            proxy.release_replies()
+            assert pair_db.rows("SELECT id FROM notes WHERE id = 4") == [{"id": 4}]
+        nursery.cancel_scope.cancel()
