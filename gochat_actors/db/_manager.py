@@ -11,7 +11,8 @@ The tree ``spec()`` returns::
 
 Reads go to an admitted replica (round robin), else to the primary; a session that
 wrote makes later reads *in the same context* (task, and tasks it starts afterwards) go to
-the primary for ``sticky_seconds`` (read-your-writes).
+the primary for ``sticky_seconds``, and after that only to a replica that a probe has
+shown to have the write (read-your-writes).
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ Ts = TypeVarTuple("Ts")
 
 START_TIMEOUT = 10.0
 """Seconds the primary gets to answer its first ``SELECT 1`` when the actor starts."""
+
+LAG_RESOLUTION = 1.0
+"""Seconds of margin on a replica's reported lag (``Seconds_Behind_Master`` is whole
+seconds) when judging whether it has a context's last write."""
 
 RETRY_BACKOFF = Backoff(initial=0.02, maximum=1.0, multiplier=2.0, jitter=0.5)
 """Delay before ``with_transaction`` retry number n (0-based): 20 ms doubling, cap 1 s."""
@@ -118,6 +123,9 @@ class _Replica:
     """Calls waiting on this replica, each with the time it started (oldest first)."""
     probe_started: float = -math.inf
     """When the last probe started: the replica answered at or after it, if it passed."""
+    has_until: float = -math.inf
+    """Every write committed on the primary before this time (trio clock) is applied
+    here, as far as the last probe showed (its start, less the lag it reported)."""
     wake: trio.Event = field(default_factory=trio.Event)
     """Set when a call starts with none in flight: the probe child recomputes its wait."""
 
@@ -208,9 +216,9 @@ class DBManager:
         self._reads_on_primary = False
         self._primary_ok = True
         self._probe_timeout = settings.probe_interval / 2
-        self._sticky: contextvars.ContextVar[float] = contextvars.ContextVar(
-            f"gochat_db_sticky_{id(self):x}", default=-math.inf
-        )
+        self._written: contextvars.ContextVar[float] = contextvars.ContextVar(
+            f"gochat_db_written_{id(self):x}", default=-math.inf
+        )  # when this context last wrote (trio clock), for read-your-writes
         if metrics is not None:
             for replica in self._replicas:
                 metrics.db_replica_healthy.labels(replica=replica.name).set(0)
@@ -372,6 +380,12 @@ class DBManager:
                 replica.warned_unknown = True
                 _log.warning("db.replica_status_hidden", replica=replica.name, reason=reason)
         replica.lag = status.lag if status is not None else None
+        if healthy and status is not None:
+            # Seconds_Behind_Master counts whole seconds: one more of margin. Without a
+            # visible status, only max_lag bounds what it may miss.
+            lag = status.lag if status.known and status.lag is not None else self._settings.max_lag
+            has_until = replica.probe_started - lag - LAG_RESOLUTION
+            replica.has_until = max(replica.has_until, has_until)  # never goes back
         replica.probed = True
         self._set_admitted(replica, healthy, reason)
         set_health(Health.OK if healthy else Health.DEGRADED, "" if healthy else reason)
@@ -388,6 +402,7 @@ class DBManager:
                 _log.info("db.replica_admitted", replica=replica.name, url=url, reason=reason)
             else:
                 self._admitted.remove(replica)
+                replica.has_until = -math.inf  # re-admitted: its next probes tell anew
                 for scope in list(replica.inflight):
                     scope.cancel()  # reads in flight there fail over (see DBSession)
                 log = _log.info if quiet else _log.warning
@@ -437,18 +452,24 @@ class DBManager:
                 if current is server:
                     raise
 
-    def _sticky_now(self) -> bool:
-        return self._sticky.get() > trio.current_time()
-
     def _mark_sticky(self) -> None:
+        """This context wrote (or may have): note when, for read-your-writes."""
         if self._replicas and self._settings.sticky_seconds > 0:
-            self._sticky.set(trio.current_time() + self._settings.sticky_seconds)
+            self._written.set(trio.current_time())
 
     async def _route_read(
         self, *, consistent: bool = False, exclude: set[str] | frozenset[str] = frozenset()
     ) -> tuple[DBServer, _Replica | None]:
-        if not consistent and self._admitted and not self._sticky_now():
-            candidates = [r for r in self._admitted if r.name not in exclude]
+        if not consistent and self._admitted:
+            wrote = self._written.get()
+            if wrote == -math.inf:  # this context never wrote: any admitted replica
+                candidates = [r for r in self._admitted if r.name not in exclude]
+            elif trio.current_time() < wrote + self._settings.sticky_seconds:
+                candidates = []
+            else:  # read-your-writes: only a replica a probe has shown to have the write
+                candidates = [
+                    r for r in self._admitted if r.has_until > wrote and r.name not in exclude
+                ]
             if candidates:
                 replica = candidates[next(self._round_robin) % len(candidates)]
                 if replica.server is not None:
@@ -495,7 +516,8 @@ class DBManager:
         """A read session on a healthy replica, else on the primary; never commits.
 
         ``consistent=True`` always reads the primary; so do reads for ``sticky_seconds``
-        after this context's last committed write. A call in flight on a replica that is
+        after this context's last committed write, and then until a replica is known to
+        have it. A call in flight on a replica that is
         ejected (or found unreachable) is run again elsewhere: reads do not fail with
         their replica.
 

@@ -200,10 +200,17 @@ async def test_read_your_writes_within_sticky_seconds(pair_db: PairDB) -> None:
                 wrote.set()
             assert others == [("replica-0", [1, 2])]  # stale, as replicas may be
             await trio.sleep(1.0)  # sticky_seconds: the rule under test, not a wait
-            assert await read_note_ids(db) == ("replica-0", [1, 2])
+            # Past sticky_seconds the replica (admitted: max_lag is 60 s) still lacks
+            # the write: the writer's context keeps reading the primary.
+            assert await read_note_ids(db) == ("primary", [1, 2, 3])
         finally:
             blocker.cursor().execute("UNLOCK TABLES")
             blocker.close()
+        await trio.to_thread.run_sync(pair_db.pair.wait_replicated)
+        # Once a probe has seen it caught up, the replica serves this context again.
+        wrote_at = db._written.get()
+        await wait_for(lambda: db._replicas[0].has_until > wrote_at, "a caught-up probe")
+        assert await read_note_ids(db) == ("replica-0", [1, 2, 3])
 
 
 async def test_cancelled_transaction_leaves_nothing_committed(pair_db: PairDB) -> None:

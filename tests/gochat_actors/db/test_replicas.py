@@ -11,9 +11,11 @@ import pytest
 import structlog
 import trio
 import trio.testing
-from sqlalchemy import text
+from sqlalchemy import Integer, String, text
+from sqlalchemy.orm import DeclarativeBase, mapped_column
 
-from gochat_actors.db import DBManager, MemoryDB
+from gochat_actors import DBTimeout
+from gochat_actors.db import DBManager, DBSettings, MemoryDB
 from gochat_actors.metrics import Metrics
 from supervisors import Event, Health, HealthChanged, Supervisor, open_supervisor
 
@@ -257,15 +259,95 @@ async def test_reads_on_primary_logged_at_start_when_no_replica_answers(
 
 async def test_read_your_writes_for_sticky_seconds(autojump_clock: trio.testing.MockClock) -> None:
     memdb = MemoryDB()
-    async with running(memdb, sticky_seconds=2.0) as (db, _, _):
+    async with running(memdb, sticky_seconds=2.0, max_lag=20.0) as (db, _, _):
         memdb.replica(0).delay = 10.0
         assert (await read_ids(db))[0] == "replica-0"
         await insert(db, 1)
         assert await read_ids(db) == ("primary", [1])
-        await trio.sleep(1.9)
+        await trio.sleep(2.1)  # past sticky_seconds, the replica (admitted) still stale:
+        assert await read_ids(db) == ("primary", [1])  # never read back stale
+        took = await wait_until(lambda: memdb.replica(0).lag() == 0.0, within=20)
+        assert took <= 10.0
+        await trio.sleep(INTERVAL + 1.0)  # a probe has seen it caught up
+        assert await read_ids(db) == ("replica-0", [1])
+
+
+async def test_read_your_writes_holds_with_the_default_settings(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # sticky_seconds (2 s) < max_lag (5 s): a replica 3 s behind is admitted, and must
+    # still not serve the writer's context a read without its write.
+    memdb = MemoryDB()
+    defaults = DBSettings()
+    sticky, max_lag = defaults.sticky_seconds, defaults.max_lag
+    async with running(memdb, sticky_seconds=sticky, max_lag=max_lag) as (db, _, _):
+        memdb.replica(0).delay = 3.0
+        await insert(db, 1)
+        for _ in range(30):  # every 0.1 s for 3 s: each read has the write
+            server, ids = await read_ids(db)
+            assert ids == [1], (server, trio.current_time())
+            await trio.sleep(0.1)
+        assert admitted(db) == ["replica-0"]
+
+
+async def test_read_your_writes_after_a_writer_block_that_raised(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb) as (db, _, _):
+        memdb.replica(0).delay = 10.0
+
+        async def write_then_fail() -> None:
+            async with db.writer() as session:
+                await session.execute(text("INSERT INTO notes VALUES (1, 'x')"))  # committed
+                raise KeyError("after the write")
+
+        with pytest.raises(KeyError):
+            await write_then_fail()
         assert await read_ids(db) == ("primary", [1])
-        await trio.sleep(0.2)
-        assert await read_ids(db) == ("replica-0", [])  # stale again, as promised
+
+        async def write_then_time_out() -> None:
+            async with db.writer(timeout=1.0) as session:
+                await session.execute(text("INSERT INTO notes VALUES (2, 'x')"))
+                await trio.sleep(5.0)
+
+        async with trio.open_nursery() as nursery:  # a fresh context: nothing sticky yet
+            nursery.start_soon(_expect_own_write_after_timeout, db, write_then_time_out)
+
+
+async def _expect_own_write_after_timeout(db: DBManager, write: Any) -> None:
+    with pytest.raises(DBTimeout):
+        await write()
+    assert await read_ids(db) == ("primary", [1, 2])
+
+
+async def test_orm_changes_flushed_by_a_select_count_as_writes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Note(Base):
+        __tablename__ = "notes"
+        id = mapped_column(Integer, primary_key=True)
+        body = mapped_column(String(100))
+
+    async with running(memdb) as (db, _, _):
+        async with trio.open_nursery() as nursery:  # its own context
+            nursery.start_soon(insert, db, 1)
+        await wait_until(lambda: memdb.replica(0).lag() == 0.0, within=5)
+        memdb.replica(0).delay = 10.0
+        async with db.transaction() as session:
+            note = await session.get(Note, 1)  # a read
+            assert note is not None
+            note.body = "changed"  # no I/O: pending until the next statement's autoflush
+            await session.execute(text("SELECT COUNT(*) FROM notes"))
+            assert session.wrote
+        async with db.reader() as session:
+            body = await session.scalar(text("SELECT body FROM notes WHERE id = 1"))
+            assert (session.server, body) == ("primary", "changed")
 
 
 async def test_stickiness_is_per_context(autojump_clock: trio.testing.MockClock) -> None:
