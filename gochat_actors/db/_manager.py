@@ -517,9 +517,10 @@ class DBManager:
 
         ``consistent=True`` always reads the primary; so do reads for ``sticky_seconds``
         after this context's last committed write, and then until a replica is known to
-        have it. A call in flight on a replica that is
-        ejected (or found unreachable) is run again elsewhere: reads do not fail with
-        their replica.
+        have it. The session's first call, in flight on a replica that is ejected (or
+        found unreachable), is run again elsewhere; once a call has returned, a failure
+        of its replica raises :class:`~gochat_actors.DBUnavailable` (it keeps one
+        server's snapshot): run the read again.
 
         Example::
 

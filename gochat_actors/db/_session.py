@@ -7,9 +7,12 @@ loaded after commit (``expire_on_commit=False``). Lazy loading does I/O, so it c
 happen on the trio side: load what you need eagerly (``selectinload``) or inside
 :meth:`DBSession.run_sync`.
 
-A reader session on a replica fails over: when the replica is ejected (or a call on it
-finds it unreachable) while a call is in flight, the call is cancelled on the replica and
-run again on another healthy replica, else on the primary. Reads are safe to run twice.
+A reader session on a replica fails over while it has returned nothing: when the
+replica is ejected (or a call on it finds it unreachable) while its first call is in
+flight, the call is cancelled on the replica and run again on another healthy replica,
+else on the primary (reads are safe to run twice). Once a call has returned, the
+session has seen that replica's snapshot (and may hold its ORM objects): a failure then
+raises :class:`~gochat_actors.DBUnavailable`, and the caller runs the read again.
 """
 
 from __future__ import annotations
@@ -68,7 +71,17 @@ class DBSession:
             rows = (await session.execute(select(Room))).scalars().all()
     """
 
-    __slots__ = ("_db", "_handle", "_locked", "_mode", "_replica", "_server", "_tried", "_wrote")
+    __slots__ = (
+        "_db",
+        "_handle",
+        "_locked",
+        "_mode",
+        "_replica",
+        "_served",
+        "_server",
+        "_tried",
+        "_wrote",
+    )
 
     def __init__(self, db: DBManager, mode: Mode) -> None:
         self._db = db
@@ -79,6 +92,7 @@ class DBSession:
         self._locked = False
         self._tried: set[str] = set()
         self._wrote = False
+        self._served = False  # a call of it returned: it has seen its server's data
 
     def __repr__(self) -> str:
         server = self._server.name if self._server else "-"
@@ -330,18 +344,29 @@ class DBSession:
             handle, replica = self._live(), self._replica
             if replica is None:
                 return await handle.call(fn, *args)
-            reason = "ejected"
+            reason, cause = "ejected", None
             if replica.admitted:
                 scope = trio.CancelScope()
                 replica.call_started(scope)
                 try:
                     with scope:
-                        return await handle.call(fn, *args)
+                        result = await handle.call(fn, *args)
+                        self._served = True
+                        return result
                 except DBUnavailable as exc:
-                    reason = f"read failed: {exc}"
+                    reason, cause = f"read failed: {exc}", exc
                     self._db._eject(replica, reason)
                 finally:
                     replica.call_ended(scope)
+            if self._served or handle.session.new:
+                # It has seen this replica's data (ORM objects loaded, results read):
+                # going on elsewhere would mix two servers' snapshots, and its objects
+                # belong to this session. The caller runs the whole read again.
+                raise DBUnavailable(
+                    f"{replica.name} failed ({reason}) after this read session returned "
+                    "results; a read session keeps one server's snapshot, so it does not "
+                    "move to another: run it again"
+                ) from cause
             await self._failover(replica, reason)
 
     async def _attach(self, server: DBServer, replica: _Replica | None) -> None:

@@ -14,7 +14,7 @@ import trio.testing
 from sqlalchemy import Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
-from gochat_actors import DBTimeout
+from gochat_actors import DBTimeout, DBUnavailable
 from gochat_actors.db import DBManager, DBSettings, MemoryDB
 from gochat_actors.metrics import Metrics
 from supervisors import Event, Health, HealthChanged, Supervisor, open_supervisor
@@ -416,3 +416,42 @@ async def test_engines_closed_and_slot_emptied_on_shutdown(
     stats = db.statistics()
     assert not stats.primary_running
     assert not any(r.admitted for r in stats.replicas)
+
+
+# -- failover and a session's snapshot -----------------------------------------------------
+
+
+async def test_a_read_session_fails_over_only_before_it_returned_anything(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Note(Base):
+        __tablename__ = "notes"
+        id = mapped_column(Integer, primary_key=True)
+        body = mapped_column(String(100))
+
+    async with running(memdb, sticky_seconds=0.0) as (db, _, _):
+        await insert(db, 1)
+        memdb.replica(0).catch_up()
+        # Its first call fails over: nothing was seen yet, no snapshot to mix.
+        memdb.replica(0).down = True
+        async with db.reader() as session:
+            note = await session.get(Note, 1)
+            assert session.server == "primary"
+            assert note is not None
+        memdb.replica(0).down = False
+        await wait_until(lambda: admitted(db) == ["replica-0"], within=INTERVAL * 2)
+        # Once it has returned results (ORM objects loaded from the replica), it does
+        # not move to another server: DBUnavailable, the objects left as they were.
+        async with db.reader() as session:
+            note = await session.get(Note, 1)
+            assert session.server == "replica-0"
+            memdb.replica(0).down = True
+            with pytest.raises(DBUnavailable, match="run it again"):
+                await session.refresh(note)
+            assert note is not None
+            assert note.body == "x"
