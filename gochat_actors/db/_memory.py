@@ -4,7 +4,10 @@ Each :class:`MemoryServer` is a sync SQLAlchemy engine on a private in-memory SQ
 database, run in place on the trio thread (no bridge, no thread), so it works under
 ``autojump_clock``. Writes committed on the primary go to a log that each replica
 applies ``delay`` seconds later (statement-based replication), at its next session or
-probe; the replica reports its lag like ``SHOW REPLICA STATUS`` would.
+probe; the replica reports its lag like ``SHOW REPLICA STATUS`` would, counting what is
+due as applied while a session holds it (as MySQL, whose sessions keep their snapshot).
+A reader nested in the task's own session on a server gets :meth:`MemoryServer.snapshot_session`:
+what is committed there, as another MySQL connection would see it.
 
 Faults for tests: :meth:`MemoryServer.pause` (every call hangs, like ``kill -STOP``),
 :attr:`MemoryServer.down` (calls fail: unreachable), :meth:`MemoryServer.fail_next`
@@ -163,6 +166,7 @@ class MemoryServer(PauseSwitch):
         self._faults: list[tuple[int, str]] = []
         self._pending: list[_Entry] = []
         self._engine: Engine | None = None
+        self._mirror: MemoryServer | None = None  # serves snapshot_session()
 
     def __repr__(self) -> str:
         return f"<MemoryServer {self.name}>"
@@ -195,10 +199,16 @@ class MemoryServer(PauseSwitch):
             return 0.0
         if not self._replicating:
             return None
-        entries = self._binlog.entries
-        if self._applied >= len(entries):
+        # As a MySQL replica, which applies the primary's writes while sessions are open
+        # (each keeping its snapshot): what is due counts as applied, although here it is
+        # applied when no session holds this server.
+        entries, now = self._binlog.entries, trio.current_time()
+        due = self._applied
+        while due < len(entries) and entries[due].time + self.delay <= now:
+            due += 1
+        if due >= len(entries):
             return 0.0
-        return max(0.0, trio.current_time() - entries[self._applied].time)
+        return max(0.0, now - entries[due].time)
 
     # -- DBServer ----------------------------------------------------------------------
     @property
@@ -238,6 +248,21 @@ class MemoryServer(PauseSwitch):
 
     def session(self) -> _MemoryHandle:
         return _MemoryHandle(self)
+
+    def snapshot_session(self) -> _MemoryHandle:
+        """A read session on what is committed here, beside the session the calling task
+        holds (a reader nested in a transaction: MySQL would use another connection).
+
+        It sees the committed data only (not that task's open transaction), and goes
+        through this server's knobs (latency, pause, down, faults).
+        """
+        mirror = self._mirror
+        if mirror is None:
+            mirror = self._mirror = MemoryServer(f"{self.name}-snapshot", "replica", self._binlog)
+        mirror.metrics = self.metrics
+        if not mirror.exclusive or not mirror.exclusive.locked():
+            mirror._catch_up(None if self.role == "primary" else self._applied)
+        return _MemoryHandle(mirror, gate=self)
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -300,10 +325,17 @@ class MemoryServer(PauseSwitch):
             return
         self._catch_up()
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, upto: int | None = -1) -> None:
+        """Apply the entries due now (``upto=-1``), all of them (None), or the first
+        ``upto`` (a mirror of a replica: what that replica applied)."""
         if self.role == "primary" or not self._replicating:
             return
         entries, now = self._binlog.entries, trio.current_time()
+        if upto is not None and upto >= 0:
+            entries = entries[:upto]
+            now = math.inf
+        elif upto is None:
+            now = math.inf
         if self._applied >= len(entries) or entries[self._applied].time + self.delay > now:
             return
         raw = self.engine.raw_connection()
@@ -330,12 +362,13 @@ class MemoryServer(PauseSwitch):
 class _MemoryHandle:
     """A DBSessionHandle on a sync Session, run in place."""
 
-    __slots__ = ("_counted", "_server", "_session", "_state")
+    __slots__ = ("_counted", "_gate", "_server", "_session", "_state")
 
-    def __init__(self, server: MemoryServer) -> None:
+    def __init__(self, server: MemoryServer, gate: MemoryServer | None = None) -> None:
         from ._tracked import TrackedSession
 
         self._server = server
+        self._gate = gate or server  # whose latency, pause and faults its calls meet
         self._session = TrackedSession(server.engine, expire_on_commit=False)
         self._counted = False
         self._state: CommitState | None = None  # the last commit_state() handed out
@@ -349,9 +382,9 @@ class _MemoryHandle:
         return self._state
 
     async def call(self, fn: Callable[[Session, *Ts], T], *args: *Ts) -> T:
-        if self._server.statement_latency > 0:
-            await trio.sleep(self._server.statement_latency)
-        await self._server._gate("statement")
+        if self._gate.statement_latency > 0:
+            await trio.sleep(self._gate.statement_latency)
+        await self._gate._gate("statement")
         if not self._session.in_transaction():
             self._server._catch_up()
         self._count(True)
@@ -365,13 +398,13 @@ class _MemoryHandle:
         if state is not None and state.sent:  # it committed: the reply is a COMMIT's
             await self._commit_reply(state, _Grace())
         else:
-            await self._server._reply()
+            await self._gate._reply()
         return result
 
     async def _commit_reply(self, state: CommitState, grace: _Grace) -> None:
         """The COMMIT's reply, with its grace: ``done`` once it reached the client."""
         done, state.done = state.done, False
-        await self._server._reply(grace)
+        await self._gate._reply(grace)
         state.done = done
 
     async def finish(self, *, commit: bool, state: CommitState | None = None) -> None:
@@ -380,13 +413,13 @@ class _MemoryHandle:
                 self._session.flush()  # an error here is not the COMMIT's
                 state.sent = True
                 grace = _Grace()
-                await self._server._gate("commit", grace)
+                await self._gate._gate("commit", grace)
                 commit_session(self._session, state)
                 await self._commit_reply(state, grace)
             else:
-                await self._server._gate("commit" if commit else "rollback")
+                await self._gate._gate("commit" if commit else "rollback")
                 end_session(self._session, commit)
-                await self._server._reply()
+                await self._gate._reply()
         except _sa_error() as exc:
             raise translate(exc) from exc
         finally:

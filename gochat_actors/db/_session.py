@@ -375,6 +375,13 @@ class DBSession:
             try:
                 await server.exclusive.acquire()
             except RuntimeError:
+                # This task holds the server's one session. A reader may still read
+                # what is committed there, if the server offers it (MemoryDB does).
+                snapshot = getattr(server, "snapshot_session", None)
+                if self._mode is Mode.READER and snapshot is not None:
+                    self._handle = snapshot()
+                    self._server, self._replica = server, replica
+                    return
                 raise DBError(
                     f"this task already has a session open on {server.name!r}, which serves "
                     "one session at a time (SQLite): use that session"
@@ -475,9 +482,11 @@ class DBSession:
     async def _drop(self) -> None:
         """Let the session go without a rollback (its server is gone or hung)."""
         handle = self._handle
-        if handle is not None:
-            await handle.discard()
-        self._detach()
+        try:
+            if handle is not None:
+                await handle.discard()
+        finally:
+            self._detach()  # whatever happens, the server (its turn) is given back
 
     def _server_name(self) -> str:
         return self._server.name if self._server else "-"

@@ -154,6 +154,16 @@ async def test_nested_sessions_on_a_one_connection_server(
     db, _ = memory_db()
     async with open_supervisor([db.spec()]), db.transaction():
         with pytest.raises(DBError, match="one session at a time"):
+            async with db.writer():
+                pass
+        async with db.reader() as session:  # MemoryDB: what is committed, as on MySQL
+            assert await session.scalar(text("SELECT 1")) == 1
+
+
+async def test_nested_reader_on_sqlite_in_memory_is_refused() -> None:
+    db = DBManager(DBSettings())  # one connection: the database lives in it
+    async with open_supervisor([db.spec()]), db.transaction():
+        with pytest.raises(DBError, match="one session at a time"):
             async with db.reader():
                 pass
 

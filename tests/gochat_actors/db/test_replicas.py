@@ -455,3 +455,57 @@ async def test_a_read_session_fails_over_only_before_it_returned_anything(
                 await session.refresh(note)
             assert note is not None
             assert note.body == "x"
+
+
+# -- MemoryDB stands in for MySQL ------------------------------------------------------------
+
+
+async def test_a_replica_applies_writes_while_a_long_read_session_is_open(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, max_lag=1.0, sticky_seconds=0.0) as (db, _, _):
+        seen: list[int] = []
+        async with db.reader() as session:
+            assert session.server == "replica-0"
+            for id in range(1, 9):  # 4 s of writes on the primary, elsewhere
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(insert, db, id)
+                seen.append(int(await session.scalar(text("SELECT COUNT(*) FROM notes"))))
+                await trio.sleep(0.5)
+            # The replica kept up (as a MySQL replica does), while the session kept its
+            # snapshot (REPEATABLE READ).
+            assert admitted(db) == ["replica-0"]
+            assert set(seen) == {seen[0]}
+        assert await read_ids(db) == ("replica-0", list(range(1, 9)))
+
+
+async def test_a_reader_nested_in_a_transaction_fails_over_to_the_primary(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, sticky_seconds=0.0) as (db, _, _):
+        await insert(db, 1)
+        memdb.replica(0).catch_up()
+        async with db.transaction() as outer:
+            await outer.execute(text("INSERT INTO notes VALUES (2, 'uncommitted')"))
+            memdb.replica(0).down = True
+            # On MySQL another connection: it sees what is committed, not the
+            # transaction's own uncommitted row.
+            assert await read_ids(db) == ("primary", [1])
+        assert await read_ids(db, consistent=True) == ("primary", [1, 2])
+
+
+async def test_a_cancelled_session_always_gives_the_server_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, replicas=0) as (db, _, _):
+        with trio.move_on_after(1.0):
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO notes VALUES (1, 'x')"))
+                memdb.primary.pause()  # its rollback hangs: abandoned, the session dropped
+                await trio.sleep(10.0)
+        memdb.primary.resume()
+        with trio.fail_after(10.0):  # the next session gets the server
+            assert await read_ids(db) == ("primary", [])
