@@ -66,6 +66,12 @@ Ts = TypeVarTuple("Ts")
 START_TIMEOUT = 10.0
 """Seconds the primary gets to answer its first ``SELECT 1`` when the actor starts."""
 
+READMIT_PROBES = 3
+"""Passing probes in a row that re-admit an ejected replica (doubled each time it is
+ejected again soon after, up to :data:`READMIT_MAX`): no flapping."""
+
+READMIT_MAX = 48
+
 LAG_RESOLUTION = 1.0
 """Seconds of margin on a replica's reported lag (``Seconds_Behind_Master`` is whole
 seconds) when judging whether it has a context's last write."""
@@ -123,6 +129,12 @@ class _Replica:
     """Calls waiting on this replica, each with the time it started (oldest first)."""
     probe_started: float = -math.inf
     """When the last probe started: the replica answered at or after it, if it passed."""
+    passes: int = 0
+    """Probes passed in a row."""
+    readmit_after: int = READMIT_PROBES
+    """Passes in a row that re-admit it once ejected (hysteresis)."""
+    admitted_at: float = -math.inf
+    ever_admitted: bool = False
     has_until: float = -math.inf
     """Every write committed on the primary before this time (trio clock) is applied
     here, as far as the last probe showed (its start, less the lag it reported)."""
@@ -387,6 +399,14 @@ class DBManager:
             has_until = replica.probe_started - lag - LAG_RESOLUTION
             replica.has_until = max(replica.has_until, has_until)  # never goes back
         replica.probed = True
+        replica.passes = replica.passes + 1 if healthy else 0
+        recovering = healthy and not replica.admitted and replica.ever_admitted
+        if recovering and replica.passes < replica.readmit_after:  # hysteresis: not yet
+            reason = (
+                f"recovering: {replica.passes} of {replica.readmit_after} probes passed"
+                f" in a row ({reason})"
+            )
+            healthy = False
         self._set_admitted(replica, healthy, reason)
         set_health(Health.OK if healthy else Health.DEGRADED, "" if healthy else reason)
 
@@ -397,12 +417,27 @@ class DBManager:
         if healthy != replica.admitted:
             replica.admitted = healthy
             url = str(replica.url)
+            now = trio.current_time()
             if healthy:
                 self._admitted.append(replica)
+                if replica.ever_admitted:  # a re-admission: watched for flapping
+                    replica.admitted_at = now
+                replica.ever_admitted = True
                 _log.info("db.replica_admitted", replica=replica.name, url=url, reason=reason)
             else:
                 self._admitted.remove(replica)
                 replica.has_until = -math.inf  # re-admitted: its next probes tell anew
+                replica.passes = 0
+                # Ejected again soon after a re-admission: it flaps, make it prove more.
+                # (Its own probe child stopping says nothing of the server: the next
+                # incarnation's first passing probe admits it, as at start.)
+                stayed = now - replica.admitted_at
+                if quiet:
+                    replica.ever_admitted, replica.readmit_after = False, READMIT_PROBES
+                elif stayed < replica.readmit_after * self._settings.probe_interval:
+                    replica.readmit_after = min(replica.readmit_after * 2, READMIT_MAX)
+                else:
+                    replica.readmit_after = READMIT_PROBES
                 for scope in list(replica.inflight):
                     scope.cancel()  # reads in flight there fail over (see DBSession)
                 log = _log.info if quiet else _log.warning

@@ -16,10 +16,12 @@ from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 from gochat_actors import DBTimeout, DBUnavailable
 from gochat_actors.db import DBManager, DBSettings, MemoryDB
+from gochat_actors.db._manager import READMIT_PROBES
 from gochat_actors.metrics import Metrics
 from supervisors import Event, Health, HealthChanged, Supervisor, open_supervisor
 
 INTERVAL = 1.0  # probe_interval of these tests; probes time out after INTERVAL / 2
+READMIT = READMIT_PROBES + 1  # probe intervals an ejected replica takes to come back
 
 
 @asynccontextmanager
@@ -118,7 +120,8 @@ async def test_lagging_replica_is_ejected_then_readmitted(
         assert "lagging" in info.reason
         assert healthy_gauge(db, "replica-0") == 0
         took = await wait_until(lambda: admitted(db) == ["replica-0"], within=10)
-        assert took <= 6.0 - 2.0 + INTERVAL  # caught up at 6 s: the next probe re-admits
+        # Caught up at 6 s: READMIT_PROBES passing probes in a row re-admit it.
+        assert took <= 6.0 - 2.0 + READMIT_PROBES * INTERVAL
         assert await read_ids(db) == ("replica-0", [1])
         health = [(e.status, e.reason) for e in events if isinstance(e, HealthChanged)]
         assert health[0][0] is Health.DEGRADED
@@ -137,7 +140,7 @@ async def test_replication_stopped_ejects_and_restarted_readmits(
         assert "SQL thread not running" in db.statistics().replicas[0].reason
         memdb.replica(0).start_replication()
         took = await wait_until(lambda: admitted(db) == ["replica-0"], within=10)
-        assert took <= INTERVAL + 0.01
+        assert took <= READMIT_PROBES * INTERVAL + 0.01  # that many passing probes in a row
 
 
 async def test_paused_replica_is_ejected_and_reads_in_flight_go_elsewhere(
@@ -170,7 +173,7 @@ async def test_paused_replica_is_ejected_and_reads_in_flight_go_elsewhere(
         assert {server for server, _ in served} == {"primary"}  # the first read hung, then moved
         assert trio.current_time() > ejected_at
         memdb.replica(0).resume()
-        await wait_until(lambda: admitted(db) == ["replica-0"], within=INTERVAL * 2)
+        await wait_until(lambda: admitted(db) == ["replica-0"], within=READMIT * INTERVAL)
 
 
 async def test_a_long_read_calls_extra_probes_and_stays_on_its_healthy_replica(
@@ -207,7 +210,7 @@ async def test_unreachable_replica_fails_over_at_once(
         assert not admitted(db)
         assert "read failed" in db.statistics().replicas[0].reason
         memdb.replica(0).down = False
-        await wait_until(lambda: admitted(db) == ["replica-0"], within=INTERVAL * 2)
+        await wait_until(lambda: admitted(db) == ["replica-0"], within=READMIT * INTERVAL)
 
 
 async def test_failover_prefers_another_healthy_replica(
@@ -444,7 +447,7 @@ async def test_a_read_session_fails_over_only_before_it_returned_anything(
             assert session.server == "primary"
             assert note is not None
         memdb.replica(0).down = False
-        await wait_until(lambda: admitted(db) == ["replica-0"], within=INTERVAL * 2)
+        await wait_until(lambda: admitted(db) == ["replica-0"], within=READMIT * INTERVAL)
         # Once it has returned results (ORM objects loaded from the replica), it does
         # not move to another server: DBUnavailable, the objects left as they were.
         async with db.reader() as session:
@@ -509,3 +512,30 @@ async def test_a_cancelled_session_always_gives_the_server_back(
         memdb.primary.resume()
         with trio.fail_after(10.0):  # the next session gets the server
             assert await read_ids(db) == ("primary", [])
+
+
+async def test_a_replica_whose_reads_fail_while_its_probes_pass_does_not_flap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    memdb = MemoryDB()
+    async with running(memdb, sticky_seconds=0.0) as (db, _, _):
+        memdb.replica(0).fail_next(2013, times=100_000)  # every read fails; probes pass
+        with structlog.testing.capture_logs() as logs:
+            with trio.move_on_after(60.0):
+                while True:  # a busy reader: every read gets its answer, from somewhere
+                    assert (await read_ids(db))[1] == []
+                    await trio.sleep(0.1)
+            ejections = [e for e in logs if e["event"] == "db.replica_ejected"]
+        # Each re-admission needs more passing probes in a row (3, 6, 12, 24...): a few
+        # ejections in a minute, not one per probe interval.
+        assert 2 <= len(ejections) <= 5
+        # Healthy again: back after READMIT_PROBES passing probes in a row at most...
+        memdb.replica(0)._faults.clear()
+        took = await wait_until(lambda: admitted(db) == ["replica-0"], within=120)
+        assert took <= 48 * INTERVAL + 0.01
+        # ... and once it has stayed a while, a single blip costs only READMIT_PROBES.
+        await trio.sleep(60 * INTERVAL)
+        memdb.replica(0).fail_next(2013)
+        assert (await read_ids(db))[0] == "primary"
+        took = await wait_until(lambda: admitted(db) == ["replica-0"], within=10)
+        assert took <= READMIT_PROBES * INTERVAL + 0.01
