@@ -289,19 +289,18 @@ class DBSession:
     ) -> Any:
         if write and operation != "select":
             self._note_write()
+        metrics = self._db._metrics
         if self._mode is Mode.WRITER:  # each call commits: see _committed
             state = self._live().commit_state()
-            fn, args = _then_commit, (fn, args, state)
-            call = functools.partial(
-                self._committed, state, functools.partial(self._call, fn, *args)
-            )
-        else:
-            call = functools.partial(self._call, fn, *args)
-        metrics = self._db._metrics
+            run = functools.partial(self._call, _then_commit, fn, args, state)
+            if metrics is None:
+                return await self._committed(state, run)
+            with metrics.time_db_query(operation, table):
+                return await self._committed(state, run)
         if metrics is None:
-            return await call()
+            return await self._call(fn, *args)
         with metrics.time_db_query(operation, table):
-            return await call()
+            return await self._call(fn, *args)
 
     async def _committed(
         self, state: CommitState, run: Callable[[], Any], *, sticky: bool = False
