@@ -362,13 +362,13 @@ class MemoryServer(PauseSwitch):
 class _MemoryHandle:
     """A DBSessionHandle on a sync Session, run in place."""
 
-    __slots__ = ("_counted", "_gate", "_server", "_session", "_state")
+    __slots__ = ("_counted", "_server", "_session", "_state", "_via")
 
     def __init__(self, server: MemoryServer, gate: MemoryServer | None = None) -> None:
         from ._tracked import TrackedSession
 
         self._server = server
-        self._gate = gate or server  # whose latency, pause and faults its calls meet
+        self._via = gate or server  # whose latency, pause and faults its calls meet
         self._session = TrackedSession(server.engine, expire_on_commit=False)
         self._counted = False
         self._state: CommitState | None = None  # the last commit_state() handed out
@@ -382,9 +382,9 @@ class _MemoryHandle:
         return self._state
 
     async def call(self, fn: Callable[[Session, *Ts], T], *args: *Ts) -> T:
-        if self._gate.statement_latency > 0:
-            await trio.sleep(self._gate.statement_latency)
-        await self._gate._gate("statement")
+        if self._via.statement_latency > 0:
+            await trio.sleep(self._via.statement_latency)
+        await self._via._gate("statement")
         if not self._session.in_transaction():
             self._server._catch_up()
         self._count(True)
@@ -398,13 +398,13 @@ class _MemoryHandle:
         if state is not None and state.sent:  # it committed: the reply is a COMMIT's
             await self._commit_reply(state, _Grace())
         else:
-            await self._gate._reply()
+            await self._via._reply()
         return result
 
     async def _commit_reply(self, state: CommitState, grace: _Grace) -> None:
         """The COMMIT's reply, with its grace: ``done`` once it reached the client."""
         done, state.done = state.done, False
-        await self._gate._reply(grace)
+        await self._via._reply(grace)
         state.done = done
 
     async def finish(self, *, commit: bool, state: CommitState | None = None) -> None:
@@ -413,13 +413,13 @@ class _MemoryHandle:
                 self._session.flush()  # an error here is not the COMMIT's
                 state.sent = True
                 grace = _Grace()
-                await self._gate._gate("commit", grace)
+                await self._via._gate("commit", grace)
                 commit_session(self._session, state)
                 await self._commit_reply(state, grace)
             else:
-                await self._gate._gate("commit" if commit else "rollback")
+                await self._via._gate("commit" if commit else "rollback")
                 end_session(self._session, commit)
-                await self._gate._reply()
+                await self._via._reply()
         except _sa_error() as exc:
             raise translate(exc) from exc
         finally:

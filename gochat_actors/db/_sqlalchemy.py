@@ -446,7 +446,7 @@ class _Handle:
         try:
             result: T = await self._server._bridged(self._inside, fn, args, user_code)
         except BaseException as exc:
-            if self._started:  # cut off (or failed) where a statement may run on
+            if self._started and _unanswered(exc):  # a statement may still run there
                 await self._kill_statement()
             if isinstance(exc, DBError) and self._lost:
                 raise DBUnavailable(f"{self._lost} (during this call)") from exc
@@ -506,6 +506,15 @@ class _Handle:
             with contextlib.suppress(Exception):
                 await self._session.invalidate()
         return True
+
+
+def _unanswered(exc: BaseException) -> bool:
+    """Whether a call ended without the server's answer: cut off by a cancellation, or
+    its connection lost (not an error the server replied with: the connection is then
+    idle, and the session may go on)."""
+    return isinstance(exc, trio.Cancelled) or (
+        isinstance(exc, DBUnavailable) and not isinstance(exc.__cause__, BridgeNotRunning)
+    )
 
 
 async def _run_sync(session: AsyncSession, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

@@ -536,3 +536,31 @@ async def test_a_cancellation_while_the_commit_is_on_the_wire_waits_for_its_repl
             proxy.release_replies()
             assert pair_db.rows("SELECT id FROM notes WHERE id = 4") == [{"id": 4}]
         nursery.cancel_scope.cancel()
+
+
+async def test_only_a_statement_left_unanswered_is_killed(
+    mariadb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(DBSettings.model_validate({"primary": mariadb_url})) as db:
+        server: Any = db._slot.value
+        kills: list[int] = []
+        kill_query = server.kill_query
+
+        async def spy(connection_id: int) -> None:
+            kills.append(connection_id)
+            await kill_query(connection_id)
+
+        monkeypatch.setattr(server, "kill_query", spy)
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE k (id INT PRIMARY KEY)"))
+            await session.execute(text("INSERT INTO k VALUES (1)"))
+        # The server answered (with an error): nothing runs there, the session goes on.
+        async with db.transaction() as session:
+            with pytest.raises(DBIntegrityError):
+                await session.execute(text("INSERT INTO k VALUES (1)"))
+            await session.execute(text("INSERT INTO k VALUES (2)"))
+        assert kills == []
+        with trio.move_on_after(0.3):  # cut off mid-statement: killed
+            async with db.transaction() as session:
+                await session.execute(text("SELECT SLEEP(5)"))
+        assert len(kills) == 1
