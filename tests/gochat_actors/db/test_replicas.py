@@ -60,6 +60,20 @@ async def read_ids(db: DBManager, **options: Any) -> tuple[str, list[int]]:
         return session.server, [int(i) for i in ids]
 
 
+def note_model() -> Any:
+    """An ORM class on the ``notes`` table (a fresh one: its own registry)."""
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Note(Base):
+        __tablename__ = "notes"
+        id = mapped_column(Integer, primary_key=True)
+        body = mapped_column(String(100))
+
+    return Note
+
+
 def admitted(db: DBManager) -> list[str]:
     return [r.name for r in db.statistics().replicas if r.admitted]
 
@@ -328,14 +342,7 @@ async def test_orm_changes_flushed_by_a_select_count_as_writes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     memdb = MemoryDB()
-
-    class Base(DeclarativeBase):
-        pass
-
-    class Note(Base):
-        __tablename__ = "notes"
-        id = mapped_column(Integer, primary_key=True)
-        body = mapped_column(String(100))
+    Note = note_model()
 
     async with running(memdb) as (db, _, _):
         async with trio.open_nursery() as nursery:  # its own context
@@ -428,14 +435,7 @@ async def test_a_read_session_fails_over_only_before_it_returned_anything(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     memdb = MemoryDB()
-
-    class Base(DeclarativeBase):
-        pass
-
-    class Note(Base):
-        __tablename__ = "notes"
-        id = mapped_column(Integer, primary_key=True)
-        body = mapped_column(String(100))
+    Note = note_model()
 
     async with running(memdb, sticky_seconds=0.0) as (db, _, _):
         await insert(db, 1)
