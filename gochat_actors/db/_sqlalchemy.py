@@ -361,6 +361,8 @@ class SQLAlchemyServer:
                 raise BridgeNotRunning("the asyncio bridge restarted since this server opened")
             if not self.sqlite:
                 return await self.bridge.run_asyncio(inside, fn, args)
+            # A cancellation already pending: nothing is sent (the shield would hide it).
+            await trio.lowlevel.checkpoint_if_cancelled()
             with trio.CancelScope(shield=True):
                 result = await self.bridge.run_asyncio(inside, fn, args)
             await trio.lowlevel.checkpoint_if_cancelled()

@@ -154,6 +154,17 @@ async def check_cancellation_pending_at_block_end_rolls_back(db: DBManager) -> N
         assert await _ids(db, table) == []
 
 
+async def check_a_call_with_a_cancellation_pending_does_nothing(db: DBManager) -> None:
+    """A call made while a cancellation is pending is not sent (a writer's would commit)."""
+    async with _table(db) as table:
+        with trio.CancelScope() as scope:
+            async with db.writer() as session:
+                scope.cancel()
+                await _insert(session, table, 1, "a")
+        assert scope.cancelled_caught
+        assert await _ids(db, table) == []
+
+
 async def check_timeout_rolls_back(db: DBManager) -> None:
     """``transaction(timeout=...)`` past its time: rolled back, DBTimeout."""
     async with _table(db) as table:
@@ -350,6 +361,7 @@ DB_CHECKS: list[Check] = [
     check_rollback_on_exception,
     check_rollback_on_cancellation,
     check_cancellation_pending_at_block_end_rolls_back,
+    check_a_call_with_a_cancellation_pending_does_nothing,
     check_timeout_rolls_back,
     check_duplicate_key_is_integrity_error,
     check_bad_sql_is_programming_error,
