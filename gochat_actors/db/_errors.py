@@ -78,7 +78,7 @@ _NEAR = re.compile(r"(near ')(.*)(' at line \d+)", re.DOTALL)
 # A quoted name the server gives after one of these words is an identifier, kept.
 _NAME_BEFORE = re.compile(
     r"(?:\b(?:key|column|table|index|constraint|database|schema|field|function|procedure"
-    r"|variable|user|host|server on|engine|plugin|charset|collation)\s+|@)$",
+    r"|variable|user|host|server on|engine|plugin|charset|collation|parameter)\s+|@)$",
     re.IGNORECASE,
 )
 _NAME = re.compile(r"[\w$.`-]{1,192}")
@@ -170,7 +170,7 @@ def _wrap_driver_error(context: Any) -> BaseException | None:
         return None
     statement = context.statement
     if isinstance(exc, TypeError | ValueError):
-        message = f"the driver refused a parameter: {type(exc).__name__}"
+        message = f"the driver refused the statement or a parameter: {type(exc).__name__}"
         return sa_exc.StatementError(message, statement, None, exc)
     lost = isinstance(exc, OSError)
     context.is_disconnect = context.is_disconnect or lost

@@ -139,6 +139,7 @@ def test_non_driver_errors() -> None:
     error = translate(missing)
     assert isinstance(error, DBProgrammingError)
     assert error.statement == "SELECT :x"
+    assert "bind parameter 'x'" in str(error)  # a name, not a value: kept
     already = DBUnavailable("x")
     assert translate(already) is already
 
