@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import heapq
 import math
 from collections.abc import Awaitable, Callable, Coroutine
@@ -72,7 +73,9 @@ class _ReadyQueue:
     __slots__ = (
         "_current_loop",
         "_data",
+        "_deferred",
         "_exit",
+        "_graces",
         "_held",
         "_library",
         "_loop",
@@ -90,11 +93,16 @@ class _ReadyQueue:
         self._loop = loop
         self._waiter: trio.lowlevel.Task | None = None  # the loop's task, while it waits
         self.starting = False  # the loop's task waits for a trio task it started to start
+        self._graces: dict[asyncio.Task[Any], float] = {}  # tasks inside a cancel_grace()
+        self._deferred: dict[asyncio.Task[Any], asyncio.TimerHandle] = {}  # their cancels
         self._current_loop, self._exit, self._library = (
             current_loop,
             TrioAsyncioExit,
             sniffio.thread_local,
         )
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
 
     # -- the channel interface trio-asyncio uses --------------------------------------
     def send_nowait(self, handle: Any) -> None:
@@ -122,8 +130,8 @@ class _ReadyQueue:
                 return trio.lowlevel.Abort.SUCCEEDED
 
             await trio.lowlevel.wait_task_rescheduled(abort)
-            if not self._data:
-                return None
+        if not self._data:  # another task ran them meanwhile
+            return None
         return self._data.popleft()
 
     def wake(self) -> None:
@@ -165,6 +173,10 @@ class _ReadyQueue:
 
         def done(_: object) -> None:
             nonlocal waiter
+            if self._deferred:
+                timer = self._deferred.pop(task, None)
+                if timer is not None:
+                    timer.cancel()
             if waiter is not None:
                 task_, waiter = waiter, None
                 trio.lowlevel.reschedule(task_)
@@ -188,7 +200,11 @@ class _ReadyQueue:
         def abort(raise_cancel_: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
             nonlocal raise_cancel
             raise_cancel = raise_cancel_
-            task.cancel()  # then wait for it to end (its cleanup runs)
+            grace = self._graces.get(task)
+            if grace is None:
+                task.cancel()  # then wait for it to end (its cleanup runs)
+            else:  # inside a cancel_grace(): it gets that long to end on its own
+                self._deferred[task] = self._loop.call_later(grace, task.cancel)
             return trio.lowlevel.Abort.FAILED
 
         waiter = trio.lowlevel.current_task()
@@ -199,6 +215,10 @@ class _ReadyQueue:
             except asyncio.CancelledError:
                 raise_cancel()  # trio.Cancelled, its cause the task's CancelledError
         return task.result()
+
+    def grace(self, seconds: float) -> _Grace:
+        """See :meth:`Bridge.cancel_grace`."""
+        return _Grace(self._graces, asyncio.current_task(self._loop), seconds)
 
     def _create_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         loop = self._loop
@@ -230,6 +250,25 @@ class _ReadyQueue:
         finally:
             library.name = previous
             current_loop.reset(token)
+
+
+class _Grace:
+    """The context manager of :meth:`Bridge.cancel_grace` (a class: it runs per commit)."""
+
+    __slots__ = ("_graces", "_seconds", "_task")
+
+    def __init__(
+        self, graces: dict[asyncio.Task[Any], float], task: asyncio.Task[Any] | None, seconds: float
+    ) -> None:
+        self._graces, self._task, self._seconds = graces, task, seconds
+
+    def __enter__(self) -> None:
+        if self._task is not None:
+            self._graces[self._task] = self._seconds
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._graces.pop(self._task, None)
 
 
 class _TimerWaker:
@@ -340,19 +379,21 @@ def _tune_loop(loop: Any) -> _Tuning | None:
             await loop_step(no_wait)  # runs the due timer
         else:
             handle = None
-            try:
-                handle = queue.receive_nowait()
-            except trio.WouldBlock:
-                if no_wait or (timers and not waker.running):
-                    await loop_step(no_wait)  # waits for a callback or the next timer
-                else:
-                    # Wait for a callback with no cancel scope (the loop's own step opens
-                    # one per wait: a tenth of a crossing's CPU); the waker ends the wait
-                    # when the first timer is due.
-                    waker.arm(timers[0]._when if timers else math.inf)
-                    handle = await queue.receive()
+            if queue:
+                # Trio's turn first, then the head of the queue: a handle taken before
+                # the yield would be overtaken by the ones behind it, which another
+                # trio task may run meanwhile (asyncio promises FIFO).
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                with contextlib.suppress(trio.WouldBlock):  # that task ran them all
+                    handle = queue.receive_nowait()
+            elif no_wait or (timers and not waker.running):
+                await loop_step(no_wait)  # waits for a callback or the next timer
             else:
-                await trio.lowlevel.cancel_shielded_checkpoint()  # trio's turn
+                # Wait for a callback with no cancel scope (the loop's own step opens
+                # one per wait: a tenth of a crossing's CPU); the waker ends the wait
+                # when the first timer is due.
+                waker.arm(timers[0]._when if timers else math.inf)
+                handle = await queue.receive()
             if handle is not None:
                 await dispatch(handle)
         for _ in range(CALLBACK_BATCH):
@@ -560,6 +601,27 @@ class Bridge:
                 raise BridgeNotRunning("the asyncio bridge stopped during the call") from exc
             raise BridgeError("the asyncio task was cancelled on the asyncio side") from exc
         return result
+
+    def cancel_grace(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """On the asyncio side, inside a :meth:`run_asyncio` call: a trio cancellation of
+        the caller that arrives while this block runs gives the asyncio task ``seconds``
+        to end on its own before it is cancelled. If it ends in time, the caller gets its
+        result (the cancellation is delivered at the caller's next checkpoint).
+
+        For a step that must not be cut in the middle, such as a COMMIT on the wire
+        whose reply tells whether it happened. A sync context manager: usable from code
+        running under SQLAlchemy's ``run_sync``. On a loop the bridge could not tune, it
+        does nothing.
+
+        Example::
+
+            with bridge.cancel_grace(2.0):
+                session.commit()       # a cancellation waits up to 2 s for the reply
+        """
+        ready = self._ready
+        if ready is None:
+            return contextlib.nullcontext()
+        return ready.grace(seconds)
 
     async def run_trio(
         self, async_fn: Callable[[Unpack[PosArgsT]], Awaitable[T]], *args: *PosArgsT

@@ -20,6 +20,7 @@
      │    ├── DBIntegrityError    a constraint was violated (duplicate key, foreign key)
      │    ├── DBTimeout           the operation exceeded its timeout (+TimeoutError)
      │    ├── DBProgrammingError  bad SQL / unknown table; carries the statement, never params
+     │    ├── DBCommitUnknown     the COMMIT was sent but its reply never came: outcome unknown
      │    └── DBRetryExhausted    with_transaction() ran out of retries on deadlocks
      ├── MQError                  a message-queue operation failed
      │    ├── MQUnavailable       the broker is unreachable (+ComponentUnavailable)
@@ -49,6 +50,7 @@ __all__ = [
     "CacheUnavailable",
     "ClockBehind",
     "ComponentUnavailable",
+    "DBCommitUnknown",
     "DBError",
     "DBIntegrityError",
     "DBProgrammingError",
@@ -252,6 +254,20 @@ class DBProgrammingError(DBError):
         self.statement = statement
 
 
+class DBCommitUnknown(DBError):
+    """The COMMIT was sent but no reply came (the connection was lost, or the caller
+    was cancelled or timed out and the reply did not come within the grace): the
+    transaction may or may not have committed. Check before running it again.
+
+    Example::
+
+        try:
+            await db.with_transaction(transfer, 1, 2, 100)
+        except DBCommitUnknown:
+            ...  # look the transfer up before retrying it
+    """
+
+
 class DBRetryExhausted(DBError):
     """``with_transaction(retries=N)`` hit a retryable error N+1 times; cause attached."""
 
@@ -322,6 +338,7 @@ for _cls in (
     DBIntegrityError,
     DBTimeout,
     DBProgrammingError,
+    DBCommitUnknown,
     DBRetryExhausted,
     MQError,
     MQUnavailable,

@@ -11,7 +11,8 @@ The tree ``spec()`` returns::
 
 Reads go to an admitted replica (round robin), else to the primary; a session that
 wrote makes later reads *in the same context* (task, and tasks it starts afterwards) go to
-the primary for ``sticky_seconds`` (read-your-writes).
+the primary for ``sticky_seconds``, and after that only to a replica that a probe has
+shown to have the write (read-your-writes).
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ from supervisors import (
 
 from .._bridge import Bridge
 from .._dsn import Dsn
-from .._exceptions import DBError, DBRetryExhausted, DBTimeout, DBUnavailable
+from .._exceptions import DBCommitUnknown, DBError, DBRetryExhausted, DBTimeout, DBUnavailable
 from .._slot import Slot
 from ..log import get_logger
 from ._classify import NO_TABLE
 from ._errors import is_retryable
-from ._protocol import DBBackend, DBServer, ReplicaStatus
+from ._protocol import CommitState, DBBackend, DBServer, ReplicaStatus, commit_session
 from ._session import DBSession, Mode
 from ._settings import DBSettings
 
@@ -64,6 +65,16 @@ Ts = TypeVarTuple("Ts")
 
 START_TIMEOUT = 10.0
 """Seconds the primary gets to answer its first ``SELECT 1`` when the actor starts."""
+
+READMIT_PROBES = 3
+"""Passing probes in a row that re-admit an ejected replica (doubled each time it is
+ejected again soon after, up to :data:`READMIT_MAX`): no flapping."""
+
+READMIT_MAX = 48
+
+LAG_RESOLUTION = 1.0
+"""Seconds of margin on a replica's reported lag (``Seconds_Behind_Master`` is whole
+seconds) when judging whether it has a context's last write."""
 
 RETRY_BACKOFF = Backoff(initial=0.02, maximum=1.0, multiplier=2.0, jitter=0.5)
 """Delay before ``with_transaction`` retry number n (0-based): 20 ms doubling, cap 1 s."""
@@ -118,6 +129,15 @@ class _Replica:
     """Calls waiting on this replica, each with the time it started (oldest first)."""
     probe_started: float = -math.inf
     """When the last probe started: the replica answered at or after it, if it passed."""
+    passes: int = 0
+    """Probes passed in a row."""
+    readmit_after: int = READMIT_PROBES
+    """Passes in a row that re-admit it once ejected (hysteresis)."""
+    admitted_at: float = -math.inf
+    ever_admitted: bool = False
+    has_until: float = -math.inf
+    """Every write committed on the primary before this time (trio clock) is applied
+    here, as far as the last probe showed (its start, less the lag it reported)."""
     wake: trio.Event = field(default_factory=trio.Event)
     """Set when a call starts with none in flight: the probe child recomputes its wait."""
 
@@ -208,9 +228,9 @@ class DBManager:
         self._reads_on_primary = False
         self._primary_ok = True
         self._probe_timeout = settings.probe_interval / 2
-        self._sticky: contextvars.ContextVar[float] = contextvars.ContextVar(
-            f"gochat_db_sticky_{id(self):x}", default=-math.inf
-        )
+        self._written: contextvars.ContextVar[float] = contextvars.ContextVar(
+            f"gochat_db_written_{id(self):x}", default=-math.inf
+        )  # when this context last wrote (trio clock), for read-your-writes
         if metrics is not None:
             for replica in self._replicas:
                 metrics.db_replica_healthy.labels(replica=replica.name).set(0)
@@ -372,7 +392,21 @@ class DBManager:
                 replica.warned_unknown = True
                 _log.warning("db.replica_status_hidden", replica=replica.name, reason=reason)
         replica.lag = status.lag if status is not None else None
+        if healthy and status is not None:
+            # Seconds_Behind_Master counts whole seconds: one more of margin. Without a
+            # visible status, only max_lag bounds what it may miss.
+            lag = status.lag if status.known and status.lag is not None else self._settings.max_lag
+            has_until = replica.probe_started - lag - LAG_RESOLUTION
+            replica.has_until = max(replica.has_until, has_until)  # never goes back
         replica.probed = True
+        replica.passes = replica.passes + 1 if healthy else 0
+        recovering = healthy and not replica.admitted and replica.ever_admitted
+        if recovering and replica.passes < replica.readmit_after:  # hysteresis: not yet
+            reason = (
+                f"recovering: {replica.passes} of {replica.readmit_after} probes passed"
+                f" in a row ({reason})"
+            )
+            healthy = False
         self._set_admitted(replica, healthy, reason)
         set_health(Health.OK if healthy else Health.DEGRADED, "" if healthy else reason)
 
@@ -383,11 +417,27 @@ class DBManager:
         if healthy != replica.admitted:
             replica.admitted = healthy
             url = str(replica.url)
+            now = trio.current_time()
             if healthy:
                 self._admitted.append(replica)
+                if replica.ever_admitted:  # a re-admission: watched for flapping
+                    replica.admitted_at = now
+                replica.ever_admitted = True
                 _log.info("db.replica_admitted", replica=replica.name, url=url, reason=reason)
             else:
                 self._admitted.remove(replica)
+                replica.has_until = -math.inf  # re-admitted: its next probes tell anew
+                replica.passes = 0
+                # Ejected again soon after a re-admission: it flaps, make it prove more.
+                # (Its own probe child stopping says nothing of the server: the next
+                # incarnation's first passing probe admits it, as at start.)
+                stayed = now - replica.admitted_at
+                if quiet:
+                    replica.ever_admitted, replica.readmit_after = False, READMIT_PROBES
+                elif stayed < replica.readmit_after * self._settings.probe_interval:
+                    replica.readmit_after = min(replica.readmit_after * 2, READMIT_MAX)
+                else:
+                    replica.readmit_after = READMIT_PROBES
                 for scope in list(replica.inflight):
                     scope.cancel()  # reads in flight there fail over (see DBSession)
                 log = _log.info if quiet else _log.warning
@@ -437,18 +487,24 @@ class DBManager:
                 if current is server:
                     raise
 
-    def _sticky_now(self) -> bool:
-        return self._sticky.get() > trio.current_time()
-
     def _mark_sticky(self) -> None:
+        """This context wrote (or may have): note when, for read-your-writes."""
         if self._replicas and self._settings.sticky_seconds > 0:
-            self._sticky.set(trio.current_time() + self._settings.sticky_seconds)
+            self._written.set(trio.current_time())
 
     async def _route_read(
         self, *, consistent: bool = False, exclude: set[str] | frozenset[str] = frozenset()
     ) -> tuple[DBServer, _Replica | None]:
-        if not consistent and self._admitted and not self._sticky_now():
-            candidates = [r for r in self._admitted if r.name not in exclude]
+        if not consistent and self._admitted:
+            wrote = self._written.get()
+            if wrote == -math.inf:  # this context never wrote: any admitted replica
+                candidates = [r for r in self._admitted if r.name not in exclude]
+            elif trio.current_time() < wrote + self._settings.sticky_seconds:
+                candidates = []
+            else:  # read-your-writes: only a replica a probe has shown to have the write
+                candidates = [
+                    r for r in self._admitted if r.has_until > wrote and r.name not in exclude
+                ]
             if candidates:
                 replica = candidates[next(self._round_robin) % len(candidates)]
                 if replica.server is not None:
@@ -460,7 +516,10 @@ class DBManager:
         self, *, timeout: float | None = None
     ) -> AbstractAsyncContextManager[DBSession]:
         """One transaction on the primary: committed when the block ends, rolled back if
-        it raises or is cancelled (shielded, bounded rollback).
+        it raises or is cancelled before the COMMIT is sent (shielded, bounded rollback).
+        A cancellation while the COMMIT is on the wire waits for its reply (2 s at most):
+        committed, the block ends normally; no reply,
+        :class:`~gochat_actors.DBCommitUnknown`.
 
         ``timeout`` bounds the block (waiting for the primary included): past it the
         transaction is rolled back and :class:`~gochat_actors.DBTimeout` raised.
@@ -492,9 +551,11 @@ class DBManager:
         """A read session on a healthy replica, else on the primary; never commits.
 
         ``consistent=True`` always reads the primary; so do reads for ``sticky_seconds``
-        after this context's last committed write. A call in flight on a replica that is
-        ejected (or found unreachable) is run again elsewhere: reads do not fail with
-        their replica.
+        after this context's last committed write, and then until a replica is known to
+        have it. The session's first call, in flight on a replica that is ejected (or
+        found unreachable), is run again elsewhere; once a call has returned, a failure
+        of its replica raises :class:`~gochat_actors.DBUnavailable` (it keeps one
+        server's snapshot): run the read again.
 
         Example::
 
@@ -509,7 +570,6 @@ class DBManager:
     ) -> AsyncIterator[DBSession]:
         deadline = _deadline(timeout)
         session = DBSession(self, mode)
-        committing = False
         with trio.CancelScope(deadline=deadline) as scope:
             if mode is Mode.READER:
                 route = functools.partial(self._route_read, consistent=consistent)
@@ -522,17 +582,11 @@ class DBManager:
                 await session._release(quietly=True)
                 raise
             try:
-                committing = True
-                await session._end()
-            except BaseException:
-                await session._drop()  # an end that did not get through: never left open
-                raise
+                await session._end()  # releases or drops the session itself if it raises
             finally:
                 session._detach()
-        if scope.cancelled_caught:
-            raise _timed_out(mode, timeout, committing)
-        if session.wrote:
-            self._mark_sticky()
+        if scope.cancelled_caught:  # before any COMMIT was sent (see DBSession._committed)
+            raise _timed_out(mode, timeout)
 
     async def with_transaction(
         self,
@@ -577,7 +631,7 @@ class DBManager:
                     async with self._open(Mode.TRANSACTION) as session:
                         return await cast("Callable[..., Awaitable[T]]", fn)(session, *args)
                 except DBError as exc:
-                    if not is_retryable(exc):
+                    if isinstance(exc, DBCommitUnknown) or not is_retryable(exc):
                         raise
                     if attempt >= retries:
                         raise DBRetryExhausted(
@@ -594,23 +648,24 @@ class DBManager:
                     )
                 await trio.sleep(delay)
         assert scope.cancelled_caught  # the loop only ends by returning, raising, or this
-        raise _timed_out(Mode.TRANSACTION, timeout, False)
+        raise _timed_out(Mode.TRANSACTION, timeout)
 
     async def _run_unit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """The whole transaction of a sync ``fn`` in one call (one crossing)."""
         session = DBSession(self, Mode.TRANSACTION)
         await self._attach_session(session, self._route_primary)
         handle = session._live()
+        state = handle.commit_state()
         metrics = self._metrics
         timer = metrics.time_db_query("transaction", NO_TABLE) if metrics else nullcontext()
         try:
             with timer:
-                result: T = await handle.call(_unit, fn, args)
+                run = functools.partial(handle.call, _unit, fn, args, state)
+                result: T = await session._committed(state, run, sticky=True)
         except BaseException:
             await session._drop()
             raise
         session._detach()
-        self._mark_sticky()
         return result
 
     # -- introspection -------------------------------------------------------------------
@@ -631,7 +686,7 @@ class DBManager:
         )
 
 
-def _unit(session: Session, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+def _unit(session: Session, fn: Callable[..., T], args: tuple[Any, ...], state: CommitState) -> T:
     try:
         result = fn(session, *args)
         if inspect.isawaitable(result):
@@ -641,11 +696,13 @@ def _unit(session: Session, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
                 f"with_transaction: {fn!r} returned an awaitable; pass an async function "
                 "itself (it runs on the trio side), or a plain function"
             )
-        session.commit()
+        state.result = result
+        commit_session(session, state)
         return result
     except BaseException:
-        with contextlib.suppress(Exception):  # the connection is gone: the server rolls back
-            session.rollback()
+        if not state.sent:
+            with contextlib.suppress(Exception):  # connection gone: the server rolls back
+                session.rollback()
         raise
     finally:
         session.close()
@@ -659,10 +716,8 @@ def _deadline(timeout: float | None) -> float:
     return trio.current_time() + timeout
 
 
-def _timed_out(mode: Mode, timeout: float | None, committing: bool) -> DBTimeout:
+def _timed_out(mode: Mode, timeout: float | None) -> DBTimeout:
     what = "transaction" if mode is Mode.TRANSACTION else f"{mode.value} session"
-    if committing:
-        return DBTimeout(f"{what} timed out after {timeout:g}s while committing: outcome unknown")
     return DBTimeout(f"{what} timed out after {timeout:g}s; rolled back")
 
 

@@ -4,7 +4,10 @@ Each :class:`MemoryServer` is a sync SQLAlchemy engine on a private in-memory SQ
 database, run in place on the trio thread (no bridge, no thread), so it works under
 ``autojump_clock``. Writes committed on the primary go to a log that each replica
 applies ``delay`` seconds later (statement-based replication), at its next session or
-probe; the replica reports its lag like ``SHOW REPLICA STATUS`` would.
+probe; the replica reports its lag like ``SHOW REPLICA STATUS`` would, counting what is
+due as applied while a session holds it (as MySQL, whose sessions keep their snapshot).
+A reader nested in the task's own session on a server gets :meth:`MemoryServer.snapshot_session`:
+what is committed there, as another MySQL connection would see it.
 
 Faults for tests: :meth:`MemoryServer.pause` (every call hangs, like ``kill -STOP``),
 :attr:`MemoryServer.down` (calls fail: unreachable), :meth:`MemoryServer.fail_next`
@@ -18,17 +21,25 @@ SQLAlchemy is imported when the first server is made, not at import time.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, TypeVarTuple
 
 import trio
 
 from .._dsn import Dsn
 from .._exceptions import DBError
 from .._pause import PauseSwitch
-from ._errors import translate
-from ._protocol import ReplicaStatus, ServerRole, end_session
+from ._errors import translate, watch_driver_errors
+from ._protocol import (
+    COMMIT_GRACE,
+    CommitState,
+    ReplicaStatus,
+    ServerRole,
+    commit_session,
+    end_session,
+)
 from ._settings import DBSettings
 
 if TYPE_CHECKING:
@@ -141,6 +152,10 @@ class MemoryServer(PauseSwitch):
         """Seconds each call takes (on the trio clock)."""
         self.statement_latency = 0.0
         """Extra seconds each statement takes, probes not slowed: a long query."""
+        self.reply_latency = 0.0
+        """Seconds between the server applying a statement or COMMIT and its reply
+        reaching the client: a client that gives up meanwhile leaves it applied (a
+        COMMIT whose reply was lost)."""
         self.delay = 0.0
         """Replicas: seconds before a write committed on the primary is applied here."""
         self.calls = 0
@@ -151,6 +166,7 @@ class MemoryServer(PauseSwitch):
         self._faults: list[tuple[int, str]] = []
         self._pending: list[_Entry] = []
         self._engine: Engine | None = None
+        self._mirror: MemoryServer | None = None  # serves snapshot_session()
 
     def __repr__(self) -> str:
         return f"<MemoryServer {self.name}>"
@@ -183,10 +199,16 @@ class MemoryServer(PauseSwitch):
             return 0.0
         if not self._replicating:
             return None
-        entries = self._binlog.entries
-        if self._applied >= len(entries):
+        # As a MySQL replica, which applies the primary's writes while sessions are open
+        # (each keeping its snapshot): what is due counts as applied, although here it is
+        # applied when no session holds this server.
+        entries, now = self._binlog.entries, trio.current_time()
+        due = self._applied
+        while due < len(entries) and entries[due].time + self.delay <= now:
+            due += 1
+        if due >= len(entries):
             return 0.0
-        return max(0.0, trio.current_time() - entries[self._applied].time)
+        return max(0.0, now - entries[due].time)
 
     # -- DBServer ----------------------------------------------------------------------
     @property
@@ -201,6 +223,7 @@ class MemoryServer(PauseSwitch):
         from sqlalchemy.pool import StaticPool
 
         engine = create_engine("sqlite://", poolclass=StaticPool, hide_parameters=True)
+        watch_driver_errors(engine)
         if self.role == "primary":
             event.listen(engine, "after_cursor_execute", self._record)
             event.listen(engine, "commit", self._on_commit)
@@ -226,17 +249,41 @@ class MemoryServer(PauseSwitch):
     def session(self) -> _MemoryHandle:
         return _MemoryHandle(self)
 
+    def snapshot_session(self) -> _MemoryHandle:
+        """A read session on what is committed here, beside the session the calling task
+        holds (a reader nested in a transaction: MySQL would use another connection).
+
+        It sees the committed data only (not that task's open transaction), and goes
+        through this server's knobs (latency, pause, down, faults).
+        """
+        mirror = self._mirror
+        if mirror is None:
+            mirror = self._mirror = MemoryServer(f"{self.name}-snapshot", "replica", self._binlog)
+        mirror.metrics = self.metrics
+        if not mirror.exclusive or not mirror.exclusive.locked():
+            mirror._catch_up(None if self.role == "primary" else self._applied)
+        return _MemoryHandle(mirror, gate=self)
+
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
 
     # -- internals -----------------------------------------------------------------------
-    async def _gate(self, kind: str = "probe") -> None:
+    async def _reply(self, grace: _Grace | None = None) -> None:
+        """The reply's way back to the client (``reply_latency``)."""
+        if self.reply_latency > 0:
+            await (grace.sleep if grace else trio.sleep)(self.reply_latency)
+
+    async def _gate(self, kind: str = "probe", grace: _Grace | None = None) -> None:
         """Latency, pause and injected faults: what every call goes through first."""
-        if self.latency > 0:
+        if grace is not None:  # a COMMIT on the wire
+            await grace.sleep(self.latency)
+            await grace.while_paused(self)
+        elif self.latency > 0:
             await trio.sleep(self.latency)
+            await self._while_paused()
         else:
             await trio.lowlevel.checkpoint()
-        await self._while_paused()
+            await self._while_paused()
         self.calls += 1
         if self.down:
             raise _fault(2003)
@@ -278,10 +325,17 @@ class MemoryServer(PauseSwitch):
             return
         self._catch_up()
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, upto: int | None = -1) -> None:
+        """Apply the entries due now (``upto=-1``), all of them (None), or the first
+        ``upto`` (a mirror of a replica: what that replica applied)."""
         if self.role == "primary" or not self._replicating:
             return
         entries, now = self._binlog.entries, trio.current_time()
+        if upto is not None and upto >= 0:
+            entries = entries[:upto]
+            now = math.inf
+        elif upto is None:
+            now = math.inf
         if self._applied >= len(entries) or entries[self._applied].time + self.delay > now:
             return
         raw = self.engine.raw_connection()
@@ -308,37 +362,64 @@ class MemoryServer(PauseSwitch):
 class _MemoryHandle:
     """A DBSessionHandle on a sync Session, run in place."""
 
-    __slots__ = ("_counted", "_server", "_session")
+    __slots__ = ("_counted", "_server", "_session", "_state", "_via")
 
-    def __init__(self, server: MemoryServer) -> None:
-        from sqlalchemy.orm import Session
+    def __init__(self, server: MemoryServer, gate: MemoryServer | None = None) -> None:
+        from ._tracked import TrackedSession
 
         self._server = server
-        self._session = Session(server.engine, expire_on_commit=False)
+        self._via = gate or server  # whose latency, pause and faults its calls meet
+        self._session = TrackedSession(server.engine, expire_on_commit=False)
         self._counted = False
+        self._state: CommitState | None = None  # the last commit_state() handed out
 
     @property
     def session(self) -> Session:
         return self._session
 
+    def commit_state(self) -> CommitState:
+        self._state = CommitState()
+        return self._state
+
     async def call(self, fn: Callable[[Session, *Ts], T], *args: *Ts) -> T:
-        if self._server.statement_latency > 0:
-            await trio.sleep(self._server.statement_latency)
-        await self._server._gate("statement")
+        if self._via.statement_latency > 0:
+            await trio.sleep(self._via.statement_latency)
+        await self._via._gate("statement")
         if not self._session.in_transaction():
             self._server._catch_up()
         self._count(True)
+        state, self._state = self._state, None
         try:
-            return fn(self._session, *args)
+            result = fn(self._session, *args)
         except _sa_error() as exc:
             raise translate(exc) from exc
         finally:
             self._count(self._session.in_transaction())
+        if state is not None and state.sent:  # it committed: the reply is a COMMIT's
+            await self._commit_reply(state, _Grace())
+        else:
+            await self._via._reply()
+        return result
 
-    async def finish(self, *, commit: bool) -> None:
+    async def _commit_reply(self, state: CommitState, grace: _Grace) -> None:
+        """The COMMIT's reply, with its grace: ``done`` once it reached the client."""
+        done, state.done = state.done, False
+        await self._via._reply(grace)
+        state.done = done
+
+    async def finish(self, *, commit: bool, state: CommitState | None = None) -> None:
         try:
-            await self._server._gate("commit" if commit else "rollback")
-            end_session(self._session, commit)
+            if commit and state is not None:
+                self._session.flush()  # an error here is not the COMMIT's
+                state.sent = True
+                grace = _Grace()
+                await self._via._gate("commit", grace)
+                commit_session(self._session, state)
+                await self._commit_reply(state, grace)
+            else:
+                await self._via._gate("commit" if commit else "rollback")
+                end_session(self._session, commit)
+                await self._via._reply()
         except _sa_error() as exc:
             raise translate(exc) from exc
         finally:
@@ -346,9 +427,11 @@ class _MemoryHandle:
             self._count(False)
 
     async def discard(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self._session.close()
-        self._count(False)
+        try:
+            self._session.close()
+            self._count(False)
+        finally:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     @property
     def lost(self) -> str:
@@ -362,6 +445,52 @@ class _MemoryHandle:
         if gauge is not None and active != self._counted:
             gauge.inc() if active else gauge.dec()
         self._counted = active
+
+
+class _Grace:
+    """The waits of a COMMIT on the wire: a cancellation arriving meanwhile gives them
+    :data:`COMMIT_GRACE` seconds more in all, then is raised (as the bridge's
+    ``cancel_grace`` does); if they end in time, the caller's cancellation lands at its
+    next checkpoint instead."""
+
+    __slots__ = ("cancelled", "deadline")
+
+    def __init__(self) -> None:
+        self.deadline = math.inf
+        self.cancelled: trio.Cancelled | None = None
+
+    async def sleep(self, seconds: float) -> None:
+        end = trio.current_time() + seconds
+        if self.cancelled is None:
+            try:
+                await trio.sleep_until(end)
+                return
+            except trio.Cancelled as exc:
+                self._start(exc)
+        with trio.CancelScope(shield=True, deadline=self.deadline):
+            await trio.sleep_until(end)
+        if trio.current_time() < end:
+            self._give_up()
+
+    async def while_paused(self, server: PauseSwitch) -> None:
+        if self.cancelled is None:
+            try:
+                await server._while_paused()
+                return
+            except trio.Cancelled as exc:
+                self._start(exc)
+        with trio.CancelScope(shield=True, deadline=self.deadline):
+            await server._while_paused()
+        if server.paused:
+            self._give_up()
+
+    def _start(self, exc: trio.Cancelled) -> None:
+        self.cancelled = exc
+        self.deadline = trio.current_time() + COMMIT_GRACE
+
+    def _give_up(self) -> NoReturn:
+        assert self.cancelled is not None
+        raise self.cancelled
 
 
 def _fault(code: int) -> DBError:

@@ -15,6 +15,7 @@ Backends raise only :class:`~gochat_actors.DBError` subclasses (translated at th
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, TypeVarTuple
 
@@ -26,16 +27,24 @@ if TYPE_CHECKING:
     from ..metrics import Metrics
 
 __all__ = [
+    "COMMIT_GRACE",
+    "CommitState",
     "DBBackend",
     "DBServer",
     "DBSessionHandle",
     "ReplicaStatus",
     "ServerRole",
+    "commit_session",
     "end_session",
 ]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+
+COMMIT_GRACE = 2.0
+"""Seconds a COMMIT already sent gets to answer when its caller is cancelled (or its
+``timeout=`` runs out): its reply tells whether it happened. Past that the outcome is
+unknown: :class:`~gochat_actors.DBCommitUnknown`."""
 
 ServerRole = Literal["primary", "replica"]
 """What a server is for: ``"primary"`` (writes, consistent reads) or ``"replica"``."""
@@ -62,6 +71,30 @@ class ReplicaStatus:
     known: bool = True
 
 
+class CommitState:
+    """How far one commit got, written where it runs (:func:`commit_session`), read by
+    the trio side when the call did not return: not ``sent`` (nothing committed: rolled
+    back), ``sent`` but not ``done`` (outcome unknown), ``done`` (committed; ``result``
+    is what the unit returned).
+
+    ``guard`` is entered around the COMMIT itself: the backend's way to let a
+    cancellation wait for the reply (the bridge's ``cancel_grace``).
+
+    Example::
+
+        state = handle.commit_state()
+        await handle.finish(commit=True, state=state)
+    """
+
+    __slots__ = ("done", "guard", "result", "sent")
+
+    def __init__(self, guard: Callable[[], AbstractContextManager[object]] = nullcontext) -> None:
+        self.guard = guard
+        self.sent = False
+        self.done = False
+        self.result: object = None
+
+
 class DBSessionHandle(Protocol):
     """One SQLAlchemy ``Session`` bound to one server, used from trio.
 
@@ -78,8 +111,16 @@ class DBSessionHandle(Protocol):
         """Return ``fn(session, *args)``, run where the session may do I/O: one crossing."""
         ...
 
-    async def finish(self, *, commit: bool) -> None:
-        """Commit (or roll back), then release the connection: one crossing."""
+    async def finish(self, *, commit: bool, state: CommitState | None = None) -> None:
+        """Commit (or roll back), then release the connection: one crossing.
+
+        A commit runs :func:`commit_session` with ``state``: a cancellation before the
+        COMMIT is sent rolls back; one while it is on the wire waits for its reply up to
+        :data:`COMMIT_GRACE` seconds."""
+        ...
+
+    def commit_state(self) -> CommitState:
+        """A fresh :class:`CommitState` for one commit on this session."""
         ...
 
     async def discard(self) -> None:
@@ -158,7 +199,28 @@ class DBBackend(Protocol):
         ...
 
 
-def end_session(session: Session, commit: bool) -> None:
+def commit_session(session: Session, state: CommitState | None) -> None:
+    """Commit ``session``, noting in ``state`` when the COMMIT is sent and when it is
+    done. Pending ORM changes are flushed first: an error there is not the COMMIT's.
+
+    Example::
+
+        commit_session(session, state)     # where I/O may happen
+    """
+    if state is None:
+        session.commit()
+        return
+    session.flush()
+    if not session.in_transaction():  # nothing to commit: nothing sent
+        state.done = True
+        return
+    state.sent = True
+    with state.guard():
+        session.commit()
+    state.done = True
+
+
+def end_session(session: Session, commit: bool, state: CommitState | None = None) -> None:
     """What :meth:`DBSessionHandle.finish` does, on the side where I/O may happen:
     commit (or roll back), then close (the connection goes back to its pool).
 
@@ -168,7 +230,7 @@ def end_session(session: Session, commit: bool) -> None:
     """
     try:
         if commit:
-            session.commit()
+            commit_session(session, state)
         else:
             session.rollback()
     finally:

@@ -7,9 +7,12 @@ loaded after commit (``expire_on_commit=False``). Lazy loading does I/O, so it c
 happen on the trio side: load what you need eagerly (``selectinload``) or inside
 :meth:`DBSession.run_sync`.
 
-A reader session on a replica fails over: when the replica is ejected (or a call on it
-finds it unreachable) while a call is in flight, the call is cancelled on the replica and
-run again on another healthy replica, else on the primary. Reads are safe to run twice.
+A reader session on a replica fails over while it has returned nothing: when the
+replica is ejected (or a call on it finds it unreachable) while its first call is in
+flight, the call is cancelled on the replica and run again on another healthy replica,
+else on the primary (reads are safe to run twice). Once a call has returned, the
+session has seen that replica's snapshot (and may hold its ORM objects): a failure then
+raises :class:`~gochat_actors.DBUnavailable`, and the caller runs the read again.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import trio
 
 from supervisors import cleanup_scope
 
-from .._exceptions import DBError, DBUnavailable
+from .._exceptions import DBCommitUnknown, DBError, DBUnavailable
 from ..log import get_logger
 from ._classify import NO_TABLE, classify, table_label
-from ._protocol import DBServer, DBSessionHandle
+from ._protocol import CommitState, DBServer, DBSessionHandle, commit_session
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result, ScalarResult
@@ -68,7 +71,17 @@ class DBSession:
             rows = (await session.execute(select(Room))).scalars().all()
     """
 
-    __slots__ = ("_db", "_handle", "_locked", "_mode", "_replica", "_server", "_tried", "_wrote")
+    __slots__ = (
+        "_db",
+        "_handle",
+        "_locked",
+        "_mode",
+        "_replica",
+        "_served",
+        "_server",
+        "_tried",
+        "_wrote",
+    )
 
     def __init__(self, db: DBManager, mode: Mode) -> None:
         self._db = db
@@ -79,6 +92,7 @@ class DBSession:
         self._locked = False
         self._tried: set[str] = set()
         self._wrote = False
+        self._served = False  # a call of it returned: it has seen its server's data
 
     def __repr__(self) -> str:
         server = self._server.name if self._server else "-"
@@ -99,7 +113,13 @@ class DBSession:
 
     @property
     def wrote(self) -> bool:
-        """True once this session ran a statement that may write (anything but a SELECT)."""
+        """True once this session ran a statement that may write (anything but a SELECT),
+        or flushed ORM changes (a SELECT's autoflush included)."""
+        if self._wrote:
+            return True
+        handle = self._handle
+        if handle is not None and getattr(handle.session, "flushed", False):
+            self._wrote = self._mode is not Mode.READER
         return self._wrote
 
     @property
@@ -269,31 +289,83 @@ class DBSession:
     ) -> Any:
         if write and operation != "select":
             self._note_write()
-        if self._mode is Mode.WRITER:
-            fn, args = _then_commit, (fn, args)
         metrics = self._db._metrics
+        if self._mode is Mode.WRITER:  # each call commits: see _committed
+            state = self._live().commit_state()
+            run = functools.partial(self._call, _then_commit, fn, args, state)
+            if metrics is None:
+                return await self._committed(state, run)
+            with metrics.time_db_query(operation, table):
+                return await self._committed(state, run)
         if metrics is None:
             return await self._call(fn, *args)
         with metrics.time_db_query(operation, table):
             return await self._call(fn, *args)
+
+    async def _committed(
+        self, state: CommitState, run: Callable[[], Any], *, sticky: bool = False
+    ) -> Any:
+        """Await ``run()``, a call that ends with a COMMIT, and say how it ended.
+
+        Returned: committed. Raised before the COMMIT was sent: rolled back, the error
+        (or cancellation) as it is. A cancellation after the COMMIT is done: committed,
+        the result is returned and the cancellation lands at the caller's next
+        checkpoint. Sent, and no reply (the connection lost, or the cancellation's grace
+        ran out): :class:`~gochat_actors.DBCommitUnknown`. Read-your-writes counts a
+        commit that happened or may have (``sticky``: whether or not it wrote)."""
+        try:
+            result = await run()
+        except BaseException as exc:
+            if state.done:  # what cut it off came after the COMMIT's reply
+                self._commit_seen(sticky)
+                if isinstance(exc, trio.Cancelled | DBError):
+                    return state.result
+                raise
+            if not state.sent or not isinstance(exc, trio.Cancelled | DBUnavailable):
+                raise  # rolled back (the server said so, or nothing was sent)
+            self._commit_seen(sticky)
+            server = self._server_name()
+            _log.warning("db.commit_outcome_unknown", server=server, error=repr(exc))
+            why = "cancelled" if isinstance(exc, trio.Cancelled) else f"{exc}"
+            raise DBCommitUnknown(
+                f"the COMMIT was sent to {server} but its reply never came ({why}): "
+                "the transaction may or may not have committed"
+            ) from exc
+        self._commit_seen(sticky)
+        return result
+
+    def _commit_seen(self, sticky: bool) -> None:
+        if sticky or self.wrote:
+            self._db._mark_sticky()
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         while True:
             handle, replica = self._live(), self._replica
             if replica is None:
                 return await handle.call(fn, *args)
-            reason = "ejected"
+            reason, cause = "ejected", None
             if replica.admitted:
                 scope = trio.CancelScope()
                 replica.call_started(scope)
                 try:
                     with scope:
-                        return await handle.call(fn, *args)
+                        result = await handle.call(fn, *args)
+                        self._served = True
+                        return result
                 except DBUnavailable as exc:
-                    reason = f"read failed: {exc}"
+                    reason, cause = f"read failed: {exc}", exc
                     self._db._eject(replica, reason)
                 finally:
                     replica.call_ended(scope)
+            if self._served or handle.session.new:
+                # It has seen this replica's data (ORM objects loaded, results read):
+                # going on elsewhere would mix two servers' snapshots, and its objects
+                # belong to this session. The caller runs the whole read again.
+                raise DBUnavailable(
+                    f"{replica.name} failed ({reason}) after this read session returned "
+                    "results; a read session keeps one server's snapshot, so it does not "
+                    "move to another: run it again"
+                ) from cause
             await self._failover(replica, reason)
 
     async def _attach(self, server: DBServer, replica: _Replica | None) -> None:
@@ -302,6 +374,13 @@ class DBSession:
             try:
                 await server.exclusive.acquire()
             except RuntimeError:
+                # This task holds the server's one session. A reader may still read
+                # what is committed there, if the server offers it (MemoryDB does).
+                snapshot = getattr(server, "snapshot_session", None)
+                if self._mode is Mode.READER and snapshot is not None:
+                    self._handle = snapshot()
+                    self._server, self._replica = server, replica
+                    return
                 raise DBError(
                     f"this task already has a session open on {server.name!r}, which serves "
                     "one session at a time (SQLite): use that session"
@@ -333,7 +412,10 @@ class DBSession:
         _log.info("db.read_failover", origin=replica.name, target=target, reason=reason)
 
     async def _end(self) -> None:
-        """Leave the block normally: commit (transaction, writer) or roll back (reader)."""
+        """Leave the block normally: commit (transaction, writer) or roll back (reader).
+
+        A cancellation already pending rolls back; once the COMMIT is sent, see
+        :meth:`_committed`. When this raises, the session is released or dropped."""
         handle = self._live()
         if handle.lost:  # its server stopped under it and rolled it back
             if self._mode is not Mode.READER:
@@ -349,12 +431,24 @@ class DBSession:
             self._wrote = True
         if not (pending or s.in_transaction()):
             return
-        metrics = self._db._metrics
-        if metrics is None:
-            await handle.finish(commit=True)
-        else:
-            with metrics.time_db_query("commit", NO_TABLE):
-                await handle.finish(commit=True)
+        state = handle.commit_state()
+        finish = functools.partial(handle.finish, commit=True, state=state)
+        try:
+            # A cancellation already pending: nothing is sent (SQLite's calls are
+            # shielded, they would commit first).
+            await trio.lowlevel.checkpoint_if_cancelled()
+            metrics = self._db._metrics
+            if metrics is None:
+                await self._committed(state, finish)
+            else:
+                with metrics.time_db_query("commit", NO_TABLE):
+                    await self._committed(state, finish)
+        except BaseException:
+            if state.sent:
+                await self._drop()  # its reply never came: never reuse the connection
+            else:
+                await self._release(quietly=True)
+            raise
 
     async def _release(self, *, quietly: bool) -> None:
         """Roll back and let the connection go: shielded and bounded, never raising when
@@ -387,9 +481,11 @@ class DBSession:
     async def _drop(self) -> None:
         """Let the session go without a rollback (its server is gone or hung)."""
         handle = self._handle
-        if handle is not None:
-            await handle.discard()
-        self._detach()
+        try:
+            if handle is not None:
+                await handle.discard()
+        finally:
+            self._detach()  # whatever happens, the server (its turn) is given back
 
     def _server_name(self) -> str:
         return self._server.name if self._server else "-"
@@ -435,7 +531,10 @@ def _merge(session: Session, instance: T) -> T:
     return session.merge(instance)
 
 
-def _then_commit(session: Session, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+def _then_commit(
+    session: Session, fn: Callable[..., T], args: tuple[Any, ...], state: CommitState
+) -> T:
     result = fn(session, *args)
-    session.commit()
+    state.result = result
+    commit_session(session, state)
     return result

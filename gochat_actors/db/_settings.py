@@ -43,5 +43,7 @@ class DBSettings(Section):
         default=5.0, description="A replica lagging more than this many seconds is ejected."
     )
     sticky_seconds: NonNegativeSeconds = Field(
-        default=2.0, description="After a write, reads stay on the primary this many seconds."
+        default=2.0,
+        description="After a write, reads stay on the primary this many seconds, then go "
+        "only to replicas a probe has shown to have the write (0: no read-your-writes).",
     )

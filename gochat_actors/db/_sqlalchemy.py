@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
@@ -39,14 +40,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 import sqlalchemy as sa
 import trio
 from sqlalchemy import event
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from .._exceptions import BridgeNotRunning, DBError, DBUnavailable
 from ..log import get_logger
-from ._errors import DRIVER_ERRORS, driver_code, translate
-from ._protocol import ReplicaStatus, ServerRole, end_session
+from ._errors import driver_code, is_db_failure, translate, watch_driver_errors
+from ._protocol import COMMIT_GRACE, CommitState, ReplicaStatus, ServerRole, end_session
+from ._tracked import TrackedSession
 
 if TYPE_CHECKING:
     from .._bridge import Bridge
@@ -77,9 +78,8 @@ DISCARD_TIMEOUT = 1.0
 """Seconds a session's connection gets to be invalidated (shielded) when it is discarded."""
 
 _STATUS_QUERIES = ("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
-_SYNTAX_ERROR, _DENIED = 1064, frozenset({1227, 1142, 1045})
+_SYNTAX_ERROR, _DENIED, _UNKNOWN_THREAD = 1064, frozenset({1227, 1142, 1045}), 1094
 _COUNTED = "gochat_counted"  # in a pool record's info: counted in db_connections_active
-_CATCH: tuple[type[BaseException], ...] = (SQLAlchemyError, *DRIVER_ERRORS)
 _log = get_logger("gochat_actors.db")
 
 
@@ -169,8 +169,8 @@ class SQLAlchemyServer:
             )
         try:
             engine = create_async_engine(self.url.reveal(), **options)
-            if not self.sqlite:
-                options["pool_size"] = 1
+            if not self.sqlite:  # one connection for probes, one more for a KILL QUERY
+                options.update(pool_size=1, max_overflow=1)
                 self._probe_engine = create_async_engine(self.url.reveal(), **options)
         except ImportError as exc:  # the driver is an optional dependency
             mysql = self.url.scheme.startswith("mysql")
@@ -178,6 +178,9 @@ class SQLAlchemyServer:
             raise DBError(
                 f"{self.url.scheme}:// needs its driver {exc.name or exc}: {hint}"
             ) from exc
+        watch_driver_errors(engine.sync_engine)
+        if self._probe_engine is not None:
+            watch_driver_errors(self._probe_engine.sync_engine)
         event.listen(engine.sync_engine.pool, "reset", _reset)
         if self.sqlite and _sqlite_file(self.url):
             event.listen(engine.sync_engine.pool, "connect", _wal)
@@ -317,6 +320,15 @@ class SQLAlchemyServer:
                     raise
                 return _status(row)
 
+    async def kill_query(self, connection_id: int) -> None:
+        """``KILL QUERY <connection_id>`` on the probes' connection (MySQL); failures are
+        logged, never raised (the statement may have ended meanwhile: 1094)."""
+        try:
+            await self._cross(_kill_query, self._probes, connection_id)
+        except DBError as exc:
+            if driver_code(exc) != _UNKNOWN_THREAD:
+                _log.warning("db.kill_failed", server=self.name, error=str(exc))
+
     # -- sessions --------------------------------------------------------------------
     def session(self) -> _Handle:
         """A new AsyncSession on this engine (``expire_on_commit=False``)."""
@@ -338,18 +350,26 @@ class SQLAlchemyServer:
         inside: Callable[[Callable[[*Ts], Awaitable[T]], tuple[*Ts]], Awaitable[T]],
         fn: Callable[[*Ts], Awaitable[T]],
         args: tuple[*Ts],
+        user_code: bool = False,
     ) -> T:
-        """Run ``inside(fn, args)`` on the asyncio side (``inside`` counts the crossing)."""
+        """Run ``inside(fn, args)`` on the asyncio side (``inside`` counts the crossing).
+
+        With ``user_code`` (it runs the user's function) only the database's errors are
+        translated: the user's own come back as themselves."""
         try:
             if self.bridge.loop is not self._loop:
                 raise BridgeNotRunning("the asyncio bridge restarted since this server opened")
             if not self.sqlite:
                 return await self.bridge.run_asyncio(inside, fn, args)
+            # A cancellation already pending: nothing is sent (the shield would hide it).
+            await trio.lowlevel.checkpoint_if_cancelled()
             with trio.CancelScope(shield=True):
                 result = await self.bridge.run_asyncio(inside, fn, args)
             await trio.lowlevel.checkpoint_if_cancelled()
             return result
-        except _CATCH as exc:
+        except Exception as exc:
+            if isinstance(exc, DBError) or not is_db_failure(exc, user_code=user_code):
+                raise
             raise translate(exc) from exc
 
     async def _tracked(self, fn: Callable[[*Ts], Awaitable[T]], args: tuple[*Ts]) -> T:
@@ -368,37 +388,45 @@ class SQLAlchemyServer:
 class _Handle:
     """A DBSessionHandle on one AsyncSession, known to its server until released."""
 
-    __slots__ = ("_busy", "_idle", "_lost", "_server", "_session", "_task")
+    __slots__ = ("_busy", "_idle", "_lost", "_server", "_session", "_started", "_task")
 
     def __init__(self, server: SQLAlchemyServer) -> None:
         self._server = server
-        self._session = AsyncSession(server.engine, expire_on_commit=False)
+        self._session = AsyncSession(
+            server.engine, expire_on_commit=False, sync_session_class=TrackedSession
+        )
         self._busy = False  # a call is in flight (trio side)
+        self._started = False  # its asyncio side has begun (it may be mid-statement)
         self._task: asyncio.Task[Any] | None = None  # its asyncio task, while it runs
         self._idle: trio.Event | None = None  # set when the call ends (for a waiting closer)
         self._lost = ""
 
     @property
-    def session(self) -> Session:
-        return self._session.sync_session
+    def session(self) -> TrackedSession:
+        return self._session.sync_session  # type: ignore[return-value]
 
     @property
     def lost(self) -> str:
         return self._lost
 
     async def call(self, fn: Callable[[Session, *Ts], T], *args: *Ts) -> T:
-        result: T = await self._run(_run_sync, self._session, fn, args)
+        result: T = await self._run(_run_sync, self._session, fn, args, user_code=True)
         return result
 
-    async def finish(self, *, commit: bool) -> None:
+    async def finish(self, *, commit: bool, state: CommitState | None = None) -> None:
         if self._lost:
             if commit:
                 raise DBUnavailable(f"{self._lost}: the transaction was rolled back")
             return
         if not self._session.sync_session.in_transaction():
             self._session.sync_session.close()  # no connection held: nothing to send
+            if state is not None:
+                state.done = True
             return
-        await self._run(_finish, self._session, commit)
+        await self._run(_finish, self._session, commit, state)
+
+    def commit_state(self) -> CommitState:
+        return CommitState(functools.partial(self._server.bridge.cancel_grace, COMMIT_GRACE))
 
     async def discard(self) -> None:
         if self._lost or not self._session.sync_session.in_transaction():
@@ -409,16 +437,20 @@ class _Handle:
     def release(self) -> None:
         self._server._forget(self, orphan=self._session.sync_session.in_transaction())
 
-    async def _run(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
+    async def _run(
+        self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts, user_code: bool = False
+    ) -> T:
         """One crossing for this session; its server may cut it off when it closes
         (:meth:`_kill`): the call then raises DBUnavailable, whatever it returned."""
         if self._lost:
             raise DBUnavailable(self._lost)
-        self._busy = True
+        self._busy, self._started = True, False
         try:
-            result: T = await self._server._bridged(self._inside, fn, args)
-        except DBError as exc:
-            if self._lost:
+            result: T = await self._server._bridged(self._inside, fn, args, user_code)
+        except BaseException as exc:
+            if self._started and _unanswered(exc):  # a statement may still run there
+                await self._kill_statement()
+            if isinstance(exc, DBError) and self._lost:
                 raise DBUnavailable(f"{self._lost} (during this call)") from exc
             raise
         finally:
@@ -432,6 +464,7 @@ class _Handle:
 
     async def _inside(self, fn: Callable[[*Ts], Awaitable[T]], args: tuple[*Ts]) -> T:
         self._server._active += 1
+        self._started = True
         self._task = asyncio.current_task()
         try:
             if self._lost:  # cut off before it started
@@ -440,6 +473,18 @@ class _Handle:
         finally:
             self._task = None
             self._server._untrack()
+
+    async def _kill_statement(self) -> None:
+        """A call ended without its reply (cancelled, the connection lost): on MySQL, end
+        what its connection may still run on the server, whose row locks would otherwise
+        outlive our "rolled back" (the server notices a closed connection only when the
+        statement is done). ``KILL QUERY`` on the probes' connection, shielded, bounded."""
+        session = self.session
+        connection_id = session.connection_id
+        if connection_id is None or self._server.sqlite or not session.in_transaction():
+            return  # no connection of ours is in a transaction: nothing runs for us
+        with trio.move_on_after(DISCARD_TIMEOUT, shield=True):
+            await self._server.kill_query(connection_id)
 
     def _kill(self, reason: str) -> None:
         """Its server is closing: no more calls; the one in flight (if any) is cancelled
@@ -465,12 +510,21 @@ class _Handle:
         return True
 
 
+def _unanswered(exc: BaseException) -> bool:
+    """Whether a call ended without the server's answer: cut off by a cancellation, or
+    its connection lost (not an error the server replied with: the connection is then
+    idle, and the session may go on)."""
+    return isinstance(exc, trio.Cancelled) or (
+        isinstance(exc, DBUnavailable) and not isinstance(exc.__cause__, BridgeNotRunning)
+    )
+
+
 async def _run_sync(session: AsyncSession, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     return await session.run_sync(fn, *args)
 
 
-async def _finish(session: AsyncSession, commit: bool) -> None:
-    await session.run_sync(end_session, commit)  # one greenlet for both steps
+async def _finish(session: AsyncSession, commit: bool, state: CommitState | None) -> None:
+    await session.run_sync(end_session, commit, state)  # one greenlet for both steps
 
 
 def _sqlite_file(url: Dsn) -> bool:
@@ -509,6 +563,11 @@ def _in_transaction(driver: Any) -> bool | None:
     except Exception:  # e.g. aiosqlite's "no active connection"
         return None
     return found if isinstance(found, bool) else None
+
+
+async def _kill_query(engine: AsyncEngine, connection_id: int) -> None:
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql(f"KILL QUERY {int(connection_id)}")
 
 
 async def _ping(engine: AsyncEngine) -> None:

@@ -142,6 +142,29 @@ async def check_rollback_on_cancellation(db: DBManager) -> None:
         assert await _ids(db, table) == []
 
 
+async def check_cancellation_pending_at_block_end_rolls_back(db: DBManager) -> None:
+    """A cancellation already pending when the block ends rolls back: the COMMIT is
+    never sent (not even where statements are shielded, as on SQLite)."""
+    async with _table(db) as table:
+        with trio.CancelScope() as scope:
+            async with db.transaction() as session:
+                await _insert(session, table, 1, "a")
+                scope.cancel()  # no checkpoint after it: pending when the block ends
+        assert scope.cancelled_caught
+        assert await _ids(db, table) == []
+
+
+async def check_a_call_with_a_cancellation_pending_does_nothing(db: DBManager) -> None:
+    """A call made while a cancellation is pending is not sent (a writer's would commit)."""
+    async with _table(db) as table:
+        with trio.CancelScope() as scope:
+            async with db.writer() as session:
+                scope.cancel()
+                await _insert(session, table, 1, "a")
+        assert scope.cancelled_caught
+        assert await _ids(db, table) == []
+
+
 async def check_timeout_rolls_back(db: DBManager) -> None:
     """``transaction(timeout=...)`` past its time: rolled back, DBTimeout."""
     async with _table(db) as table:
@@ -337,6 +360,8 @@ DB_CHECKS: list[Check] = [
     check_commit_is_visible,
     check_rollback_on_exception,
     check_rollback_on_cancellation,
+    check_cancellation_pending_at_block_end_rolls_back,
+    check_a_call_with_a_cancellation_pending_does_nothing,
     check_timeout_rolls_back,
     check_duplicate_key_is_integrity_error,
     check_bad_sql_is_programming_error,

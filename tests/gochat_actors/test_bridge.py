@@ -549,3 +549,80 @@ async def test_a_crossing_without_io_is_a_checkpoint_and_a_cancelled_caller_star
         nursery.cancel_scope.cancel()
     assert scope.cancelled_caught
     assert ran == ["done at once"]
+
+
+async def test_callbacks_run_in_order_whichever_trio_task_runs_the_queue() -> None:
+    # Any trio task may run the ready queue between two steps of the loop's task (a
+    # crossing's first step, a socket read): a handle the loop's task has taken must not
+    # be overtaken by the ones behind it.
+    bridge = Bridge()
+    order: list[int] = []
+
+    async def schedule() -> None:
+        loop = asyncio.get_running_loop()
+        for n in range(3 * 64 + 5):  # several batches
+            loop.call_soon(order.append, n)
+        await asyncio.sleep(0)
+
+    class RunQueueBetweenSteps(trio.abc.Instrument):
+        """After every task step, another task runs the queue (a crossing would)."""
+
+        def after_task_step(self, task: trio.lowlevel.Task) -> None:
+            ready = bridge._ready
+            if ready is not None and ready._data:
+                ready.run_ready()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        instrument = RunQueueBetweenSteps()
+        trio.lowlevel.add_instrument(instrument)
+        try:
+            await bridge.run_asyncio(schedule)
+            while len(order) < 3 * 64 + 5:
+                await trio.lowlevel.checkpoint()
+        finally:
+            trio.lowlevel.remove_instrument(instrument)
+        nursery.cancel_scope.cancel()
+    assert order == list(range(3 * 64 + 5))
+
+
+async def test_a_cancellation_inside_cancel_grace_waits_that_long_for_the_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bridge = Bridge()
+    steps: list[str] = []
+
+    async def commit_like(work: float) -> str:  # asyncio side
+        steps.append("before")
+        await asyncio.sleep(0.1)  # not in the grace: a cancellation here cuts it at once
+        with bridge.cancel_grace(1.0):
+            steps.append("sent")
+            await asyncio.sleep(work)  # the reply we wait for
+        steps.append("replied")
+        return "committed"
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        # Cancelled while in the grace, ended within it: the result, and the
+        # cancellation at the next checkpoint.
+        got: list[str] = []
+        with trio.move_on_after(0.2) as scope:
+            got.append(await bridge.run_asyncio(commit_like, 0.5))
+            await trio.lowlevel.checkpoint()
+        assert scope.cancelled_caught
+        assert got == ["committed"]
+        assert trio.current_time() == pytest.approx(0.6)
+        # Longer than its grace: cancelled when the grace ends.
+        steps.clear()
+        start = trio.current_time()
+        with trio.move_on_after(0.2) as scope:
+            await bridge.run_asyncio(commit_like, 10.0)
+        assert scope.cancelled_caught
+        assert steps == ["before", "sent"]
+        assert trio.current_time() - start == pytest.approx(1.2)
+        # Cancelled before the grace: at once.
+        steps.clear()
+        with trio.move_on_after(0.05) as scope:
+            await bridge.run_asyncio(commit_like, 0.5)
+        assert steps == ["before"]
+        nursery.cancel_scope.cancel()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import trio
 
 from tests._servers import HOST
@@ -25,6 +27,23 @@ class TcpProxy:
         self.port = 0
         self._cut = False
         self._scopes: set[trio.CancelScope] = set()
+        self._replies: trio.Event | None = None  # set while replies are held
+
+    def hold_replies(self) -> None:
+        """Keep what the server sends from now on (its replies) until
+        :meth:`release_replies`; what clients send still reaches the server."""
+        if self._replies is None:
+            self._replies = trio.Event()
+
+    def release_replies(self) -> None:
+        """Deliver the held replies, and forward again."""
+        held, self._replies = self._replies, None
+        if held is not None:
+            held.set()
+
+    async def _wait_replies(self) -> None:
+        while self._replies is not None:
+            await self._replies.wait()
 
     async def run(
         self, *, task_status: trio.TaskStatus[TcpProxy] = trio.TASK_STATUS_IGNORED
@@ -55,14 +74,23 @@ class TcpProxy:
                     upstream = await trio.open_tcp_stream(HOST, self.target)
                     async with upstream, trio.open_nursery() as nursery:
                         nursery.start_soon(_pump, client, upstream, nursery.cancel_scope)
-                        nursery.start_soon(_pump, upstream, client, nursery.cancel_scope)
+                        nursery.start_soon(
+                            _pump, upstream, client, nursery.cancel_scope, self._wait_replies
+                        )
                 finally:
                     self._scopes.discard(scope)
 
 
-async def _pump(source: trio.SocketStream, sink: trio.SocketStream, done: trio.CancelScope) -> None:
+async def _pump(
+    source: trio.SocketStream,
+    sink: trio.SocketStream,
+    done: trio.CancelScope,
+    gate: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     try:
         async for chunk in source:
+            if gate is not None:
+                await gate()
             await sink.send_all(chunk)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass

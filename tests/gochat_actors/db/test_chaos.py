@@ -6,8 +6,9 @@ is a ``ResourceWarning`` (aiosqlite's "deleted before being closed", aiomysql's
 "Unclosed connection"), which ``filterwarnings = error`` turns into a failure once
 ``gc.collect()`` (inside the test) finalizes it. And the pool must never log an error
 ("Exception during reset or similar": a cancellation that reached a connection's
-reset). Committed work must be there afterwards, and the only error callers may see
-during a restart is ``DBUnavailable``.
+reset). Committed work must be there afterwards, and the only errors callers may see
+during a restart are ``DBUnavailable`` and, for a COMMIT cut off on the wire,
+``DBCommitUnknown``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import trio.lowlevel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gochat_actors import Bridge, DBUnavailable
+from gochat_actors import Bridge, DBCommitUnknown, DBUnavailable
 from gochat_actors.db import DBManager, DBSession, DBSettings
 from gochat_actors.metrics import Metrics
 from supervisors import ChildNotFound, ChildSpec, Supervisor, open_supervisor
@@ -100,6 +101,7 @@ class Workload:
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     committed: set[int] = field(default_factory=set)
     unavailable: int = 0
+    unknown: int = 0  # commits whose outcome nobody can tell
     done: int = 0  # operations that succeeded
 
     async def one(self, kind: int) -> None:
@@ -128,8 +130,10 @@ class Workload:
             try:
                 await self.one(kind)
                 self.done += 1
-            except DBUnavailable:  # the only error a restart may show
+            except DBUnavailable:  # what a restart may show
                 self.unavailable += 1
+            except DBCommitUnknown:  # ... and a COMMIT it cut off on the wire
+                self.unknown += 1
             await trio.lowlevel.checkpoint()
 
     async def wait_for_progress(self, count: int) -> None:

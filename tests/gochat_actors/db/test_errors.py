@@ -107,10 +107,14 @@ def test_syntax_error_near_a_value_is_masked_but_near_sql_is_kept() -> None:
     assert "hunter2" not in str(error)
     assert "near '***' at line 1" in str(error)
     assert error.statement == "INSERT INTO t VALUES (%s, %s)"
-    harmless = translate(
-        mysql_error(sa_exc.ProgrammingError, 1064, "... near 'garbage' at line 1", {"a": "x1"})
+    # The SQL near the error is kept when it is the statement's own text (no value in it).
+    own_sql = sa_exc.ProgrammingError(
+        "SELECT %s garbage", {"a": "x1"}, PyMySQLError(1064, "... near 'garbage' at line 1")
     )
-    assert "near 'garbage' at line 1" in str(harmless)
+    assert "near 'garbage' at line 1" in str(translate(own_sql))
+    # Text that is not the statement's (a value cut short, say) is masked, whatever it is.
+    cut = mysql_error(sa_exc.ProgrammingError, 1064, "... near 'hunter' at line 1", {"p": "x"})
+    assert "near '***' at line 1" in str(translate(cut))
 
 
 def test_sqlite_syntax_error_is_a_programming_error() -> None:
@@ -135,6 +139,7 @@ def test_non_driver_errors() -> None:
     error = translate(missing)
     assert isinstance(error, DBProgrammingError)
     assert error.statement == "SELECT :x"
+    assert "bind parameter 'x'" in str(error)  # a name, not a value: kept
     already = DBUnavailable("x")
     assert translate(already) is already
 

@@ -16,12 +16,14 @@ from sqlalchemy.orm import Session
 
 from gochat_actors import (
     Bridge,
+    DBCommitUnknown,
     DBError,
     DBRetryExhausted,
     DBTimeout,
     DBUnavailable,
 )
 from gochat_actors.db import DBManager, DBSession, DBSettings, MemoryDB
+from gochat_actors.db._protocol import COMMIT_GRACE
 from gochat_actors.db._session import ROLLBACK_TIMEOUT
 from gochat_actors.metrics import Metrics
 from supervisors import ChildStartError, open_supervisor
@@ -152,6 +154,16 @@ async def test_nested_sessions_on_a_one_connection_server(
     db, _ = memory_db()
     async with open_supervisor([db.spec()]), db.transaction():
         with pytest.raises(DBError, match="one session at a time"):
+            async with db.writer():
+                pass
+        async with db.reader() as session:  # MemoryDB: what is committed, as on MySQL
+            assert await session.scalar(text("SELECT 1")) == 1
+
+
+async def test_nested_reader_on_sqlite_in_memory_is_refused() -> None:
+    db = DBManager(DBSettings())  # one connection: the database lives in it
+    async with open_supervisor([db.spec()]), db.transaction():
+        with pytest.raises(DBError, match="one session at a time"):
             async with db.reader():
                 pass
 
@@ -269,8 +281,11 @@ async def test_commit_failure_is_raised_and_nothing_is_kept(
                 await session.execute(text("INSERT INTO t VALUES (1)"))
                 memdb.primary.fail_next(2013, on="commit")
 
-        with pytest.raises(DBUnavailable):
+        # The connection was lost with the COMMIT sent: nobody can tell whether it
+        # happened (here it did not).
+        with pytest.raises(DBCommitUnknown, match="reply never came") as caught:
             await commit_fails()
+        assert isinstance(caught.value.__cause__, DBUnavailable)
         assert await count(db) == 0
 
 
@@ -286,8 +301,64 @@ async def test_timeout_while_committing_says_the_outcome_is_unknown(
                 await session.execute(text("INSERT INTO t VALUES (1)"))
                 memdb.primary.latency = 5.0
 
-        with pytest.raises(DBTimeout, match="outcome unknown"):
+        start = trio.current_time()
+        with pytest.raises(DBCommitUnknown):
             await slow_commit()
+        # The COMMIT on the wire got its grace past the timeout, then was given up.
+        assert trio.current_time() - start == pytest.approx(1.0 + COMMIT_GRACE)
+
+
+@pytest.mark.parametrize("unit", ["async", "sync"])
+async def test_with_transaction_timeout_reports_a_commit_that_happened(
+    autojump_clock: trio.testing.MockClock, unit: str
+) -> None:
+    db, memdb = memory_db()
+    reply = [0.0]  # how long the COMMIT's reply takes
+
+    def add_sync(s: Session, id: int) -> int:
+        s.execute(text("INSERT INTO t VALUES (:id)"), {"id": id})
+        memdb.primary.reply_latency = reply[0]  # from now on: the COMMIT's reply
+        return id
+
+    async def add_async(session: DBSession, id: int) -> int:
+        await session.execute(text("INSERT INTO t VALUES (:id)"), {"id": id})
+        memdb.primary.reply_latency = reply[0]
+        return id
+
+    fn: Any = add_sync if unit == "sync" else add_async
+    async with open_supervisor([db.spec()]):
+        await make_table(db)
+        # The timeout lands while the COMMIT's reply is on its way: it is waited for
+        # (within the grace), and the result says committed.
+        reply[0] = 1.5
+        assert await db.with_transaction(fn, 1, timeout=1.0) == 1
+        memdb.primary.reply_latency = 0.0
+        assert await count(db) == 1
+        # A reply later than the grace: the outcome is unknown, never "rolled back".
+        reply[0] = COMMIT_GRACE + 5.0
+        with pytest.raises(DBCommitUnknown):
+            await db.with_transaction(fn, 2, timeout=1.0)
+        memdb.primary.reply_latency = 0.0
+        assert await count(db) == 2  # it did commit
+
+
+async def test_a_transaction_cancelled_while_its_commit_is_on_the_wire(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    db, memdb = memory_db()
+    async with open_supervisor([db.spec()]):
+        await make_table(db)
+        ended: list[str] = []
+        with trio.move_on_after(0.5) as scope:
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (1)"))
+                memdb.primary.reply_latency = 1.0  # the cancellation lands meanwhile
+            ended.append("committed")  # the block says it committed
+            await trio.lowlevel.checkpoint()
+        assert scope.cancelled_caught
+        assert ended == ["committed"]
+        memdb.primary.reply_latency = 0.0
+        assert await count(db) == 1
 
 
 # -- metrics -----------------------------------------------------------------------------

@@ -18,7 +18,14 @@ import structlog
 import trio
 from sqlalchemy import text
 
-from gochat_actors import DBError, DBIntegrityError, DBProgrammingError, DBUnavailable
+from gochat_actors import (
+    DBCommitUnknown,
+    DBError,
+    DBIntegrityError,
+    DBProgrammingError,
+    DBTimeout,
+    DBUnavailable,
+)
 from gochat_actors.db import DBManager, DBSession, DBSettings
 from gochat_actors.metrics import Metrics
 from supervisors import ChildStartError, open_supervisor
@@ -193,10 +200,17 @@ async def test_read_your_writes_within_sticky_seconds(pair_db: PairDB) -> None:
                 wrote.set()
             assert others == [("replica-0", [1, 2])]  # stale, as replicas may be
             await trio.sleep(1.0)  # sticky_seconds: the rule under test, not a wait
-            assert await read_note_ids(db) == ("replica-0", [1, 2])
+            # Past sticky_seconds the replica (admitted: max_lag is 60 s) still lacks
+            # the write: the writer's context keeps reading the primary.
+            assert await read_note_ids(db) == ("primary", [1, 2, 3])
         finally:
             blocker.cursor().execute("UNLOCK TABLES")
             blocker.close()
+        await trio.to_thread.run_sync(pair_db.pair.wait_replicated)
+        # Once a probe has seen it caught up, the replica serves this context again.
+        wrote_at = db._written.get()
+        await wait_for(lambda: db._replicas[0].has_until > wrote_at, "a caught-up probe")
+        assert await read_note_ids(db) == ("replica-0", [1, 2, 3])
 
 
 async def test_cancelled_transaction_leaves_nothing_committed(pair_db: PairDB) -> None:
@@ -210,10 +224,9 @@ async def test_cancelled_transaction_leaves_nothing_committed(pair_db: PairDB) -
         # A fresh connection: nothing of it is visible.
         rows = pair_db.rows("SELECT COUNT(*) AS c FROM notes WHERE id = 3")
         assert rows == [{"c": 0}]
-        # The server has not noticed yet: end the orphaned statement now.
+        # The statement cut off was killed on the server (KILL QUERY), not left running.
         for row in pair_db.rows("SHOW PROCESSLIST"):
-            if str(row.get("Info") or "").startswith("SELECT SLEEP(30)"):
-                pair_db.rows(f"KILL {int(row['Id'])}")
+            assert not str(row.get("Info") or "").startswith("SELECT SLEEP(30)"), row
         async with db.reader(consistent=True) as session:
             assert await session.scalar(text("SELECT COUNT(*) FROM notes")) == 2
 
@@ -327,3 +340,227 @@ async def test_errors_never_leak_driver_types(pair_db: PairDB) -> None:
             async with db.writer() as session:
                 await session.execute(text("SELEKT 1"))
         assert not isinstance(caught.value, pymysql.MySQLError)
+
+
+async def test_bytes_parameters_round_trip_and_driver_type_errors_are_db_errors(
+    mariadb_url: str,
+) -> None:
+    value = b"\x00\xff'\"\\ \x80end"
+    async with running(DBSettings.model_validate({"primary": mariadb_url})) as db:
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE blobs (id INT PRIMARY KEY, b VARBINARY(64))"))
+            await session.execute(text("INSERT INTO blobs VALUES (1, :b)"), {"b": value})
+        async with db.reader() as session:
+            found = await session.scalar(text("SELECT b FROM blobs WHERE id = 1"))
+        assert found == value
+        # A value the driver cannot send: its TypeError is translated, never raw.
+        with pytest.raises(DBProgrammingError) as caught:
+            async with db.transaction() as session:
+                await session.execute(
+                    text("INSERT INTO blobs VALUES (2, :b)"), {"b": {"secret-key": 1}}
+                )
+        assert "secret-key" not in str(caught.value)
+        assert isinstance(getattr(caught.value.__cause__, "orig", None), TypeError)
+        assert caught.value.statement == "INSERT INTO blobs VALUES (2, %s)"
+
+
+def _leaks(secret: str, error: BaseException) -> list[str]:
+    """The texts of ``error`` and its causes that hold a piece (12 chars) of ``secret``."""
+    texts: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None:
+        texts += [str(seen), repr(seen), repr(seen.args)]
+        orig = getattr(seen, "orig", None)
+        if orig is not None:
+            texts += [str(orig), repr(orig.args)]
+        seen = seen.__cause__
+    pieces = {secret[i : i + 12] for i in range(len(secret) - 11)}
+    return [t for t in texts if any(p in t for p in pieces)]
+
+
+async def test_values_the_server_echoes_never_reach_an_error(mariadb_url: str) -> None:
+    secret = "S3cr3t-" + "x7" * 60 + "-end"  # longer than what MariaDB echoes (64/80)
+    quoted = "it's-" + secret
+    binary = b"\xff\xfe" + secret.encode()
+    async with running(DBSettings.model_validate({"primary": mariadb_url})) as db:
+        async with db.transaction() as session:
+            await session.execute(
+                text(
+                    "CREATE TABLE secrets (id INT PRIMARY KEY, s VARCHAR(255) UNIQUE,"
+                    " b VARBINARY(255) UNIQUE, n INT)"
+                )
+            )
+            await session.execute(
+                text("INSERT INTO secrets (id, s, b) VALUES (1, :s, :b), (2, :q, NULL)"),
+                {"s": secret, "b": binary, "q": quoted},
+            )
+
+        async def fails(sql: str, params: Any) -> DBError:
+            with pytest.raises(DBError) as caught:
+                async with db.transaction() as session:
+                    await session.execute(text(sql), params)
+            return caught.value
+
+        cases = {
+            "duplicate, truncated to 64": await fails(
+                "INSERT INTO secrets (id, s) VALUES (3, :s)", {"s": secret}
+            ),
+            "duplicate with a quote": await fails(
+                "INSERT INTO secrets (id, s) VALUES (3, :s)", {"s": quoted}
+            ),
+            "duplicate bytes, echoed as hex": await fails(
+                "INSERT INTO secrets (id, b) VALUES (3, :b)", {"b": binary}
+            ),
+            "syntax error near, truncated to 80": await fails(
+                "INSERT INTO secrets (id, s) VALUES (3, :s) garbage", {"s": secret}
+            ),
+            "incorrect integer value": await fails(
+                "INSERT INTO secrets (id, n) VALUES (3, :n)", {"n": secret}
+            ),
+            "a batch of 1,500 rows, the first one duplicate": await fails(
+                "INSERT INTO secrets (id, s) VALUES (:id, :s)",
+                [{"id": 10 + i, "s": secret if i == 0 else f"row-{i}"} for i in range(1500)],
+            ),
+        }
+        leaks = {name: _leaks(secret, error) for name, error in cases.items()}
+        assert {name: texts for name, texts in leaks.items() if texts} == {}
+        # What is not a value stays readable: the key's name, the error code.
+        assert "for key 's'" in str(cases["duplicate, truncated to 64"])
+        assert "(1062)" in str(cases["duplicate bytes, echoed as hex"])
+
+
+async def test_an_oserror_of_the_users_own_code_is_not_an_unreachable_replica(
+    pair_db: PairDB,
+) -> None:
+    async with running(pair_db.settings(sticky_seconds=0.0)) as db:
+        await wait_for(lambda: admitted(db), "the replica to be admitted")
+        await make_notes(db, pair_db)
+        calls: list[str] = []
+
+        def read_then_open_a_file(s: Any) -> None:
+            calls.append(str(s.execute(text("SELECT COUNT(*) FROM notes")).scalar()))
+            raise FileNotFoundError(2, "No such file or directory", "/nonexistent/config")
+
+        async with db.reader() as session:
+            assert session.server == "replica-0"
+            with pytest.raises(FileNotFoundError):
+                await session.run_sync(read_then_open_a_file)
+        assert calls == ["2"]  # run once, on the replica: not again on the primary
+        assert admitted(db)  # a healthy replica stays admitted
+        with pytest.raises(ConnectionRefusedError):  # an OSError of any kind, as itself
+            await db.with_transaction(_refuse)
+
+
+def _refuse(s: Any) -> None:
+    s.execute(text("SELECT 1"))
+    raise ConnectionRefusedError(111, "my own service refused")
+
+
+def _update_note_waiting_at_most(pair_db: PairDB, seconds: int) -> str:
+    """Another client's UPDATE of note 1, waiting ``seconds`` for its row lock."""
+    conn = pair_db.pair.primary.connect(pair_db.name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+            try:
+                cur.execute("UPDATE notes SET n = 5 WHERE id = 1")
+            except pymysql.err.OperationalError as exc:
+                return f"failed: {exc.args[0]}"
+        return "updated"
+    finally:
+        conn.close()
+
+
+async def test_a_statement_abandoned_mid_flight_is_killed_and_keeps_no_lock(
+    pair_db: PairDB,
+) -> None:
+    async with running(pair_db.settings()) as db:
+        await make_notes(db, pair_db)
+
+        async def lock_then_sleep() -> None:
+            async with db.transaction(timeout=0.5) as session:
+                await session.execute(text("UPDATE notes SET n = n + 1 WHERE id = 1"))
+                await session.execute(text("SELECT SLEEP(30)"))  # abandoned mid-flight
+
+        with pytest.raises(DBTimeout, match="rolled back"):
+            await lock_then_sleep()
+        # Right after "rolled back": the row is free for another client.
+        outcome = await trio.to_thread.run_sync(_update_note_waiting_at_most, pair_db, 3)
+        assert outcome == "updated"
+        running_queries = [
+            row for row in pair_db.rows("SHOW PROCESSLIST")
+            if str(row.get("Info") or "").startswith("SELECT SLEEP(30)")
+        ]  # fmt: skip
+        assert running_queries == []
+
+
+async def _cancel_then_release(scope: trio.CancelScope, proxy: TcpProxy, after: float) -> None:
+    await trio.sleep(0.2)  # the COMMIT is on the wire, its reply held by the proxy
+    scope.cancel()
+    await trio.sleep(after)
+    proxy.release_replies()
+
+
+async def test_a_cancellation_while_the_commit_is_on_the_wire_waits_for_its_reply(
+    pair_db: PairDB,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        proxy = await nursery.start(TcpProxy(pair_db.pair.primary.port).run)
+        url = f"mysql+aiomysql://root@{HOST}:{proxy.port}/{pair_db.name}"
+        async with running(DBSettings.model_validate({"primary": url})) as db:
+            await make_notes(db, pair_db)
+            # The reply comes within the grace: committed, and the block ends as such
+            # (the cancellation lands at the next checkpoint, after it).
+            ended: list[str] = []
+            with trio.CancelScope() as scope:
+                async with db.transaction() as session:
+                    await session.execute(text("INSERT INTO notes VALUES (3, 0)"))
+                    proxy.hold_replies()
+                    nursery.start_soon(_cancel_then_release, scope, proxy, 0.5)
+                ended.append("committed")
+                await trio.lowlevel.checkpoint()
+            assert scope.cancelled_caught
+            assert ended == ["committed"]
+            assert pair_db.rows("SELECT id FROM notes WHERE id = 3") == [{"id": 3}]
+
+            # No reply within the grace: the outcome is unknown, and said so (here the
+            # server did commit).
+            async def reply_held() -> None:
+                with trio.move_on_after(0.2):
+                    async with db.transaction() as session:
+                        await session.execute(text("INSERT INTO notes VALUES (4, 0)"))
+                        proxy.hold_replies()
+
+            with pytest.raises(DBCommitUnknown):
+                await reply_held()
+            proxy.release_replies()
+            assert pair_db.rows("SELECT id FROM notes WHERE id = 4") == [{"id": 4}]
+        nursery.cancel_scope.cancel()
+
+
+async def test_only_a_statement_left_unanswered_is_killed(
+    mariadb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(DBSettings.model_validate({"primary": mariadb_url})) as db:
+        server: Any = db._slot.value
+        kills: list[int] = []
+        kill_query = server.kill_query
+
+        async def spy(connection_id: int) -> None:
+            kills.append(connection_id)
+            await kill_query(connection_id)
+
+        monkeypatch.setattr(server, "kill_query", spy)
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE k (id INT PRIMARY KEY)"))
+            await session.execute(text("INSERT INTO k VALUES (1)"))
+        # The server answered (with an error): nothing runs there, the session goes on.
+        async with db.transaction() as session:
+            with pytest.raises(DBIntegrityError):
+                await session.execute(text("INSERT INTO k VALUES (1)"))
+            await session.execute(text("INSERT INTO k VALUES (2)"))
+        assert kills == []
+        with trio.move_on_after(0.3):  # cut off mid-statement: killed
+            async with db.transaction() as session:
+                await session.execute(text("SELECT SLEEP(5)"))
+        assert len(kills) == 1
