@@ -62,7 +62,6 @@ def run(
         except SettingsError as exc:
             _exit("gochat", f"invalid settings: {exc}", exc, debug=False)
     failed: list[BaseException] = []
-    raised: list[BaseException] = []
 
     async def service_main() -> T | None:
         started = False
@@ -71,14 +70,12 @@ def run(
                 started = True
                 return await main(service)
         except Exception as exc:  # ExceptionGroup included; Cancelled and KeyboardInterrupt not
-            # Kept for after trio.run: raised here, it would leave supervisors.run wrapped
-            # in the ExceptionGroup of its nursery.
-            (raised if started else failed).append(exc)
+            if started:
+                raise  # supervisors.run raises it as main raised it
+            failed.append(exc)
             return None
 
     result = supervisors.run(service_main)
-    if raised:
-        raise raised[0]  # as main raised it (its traceback kept)
     if failed:
         message = startup_error(failed[0], any_error=True) or repr(failed[0])
         _exit(settings.service.name, message, failed[0], debug=settings.log.level == "debug")
