@@ -177,11 +177,12 @@ class Mailbox:
         self._down = f"actor {child.path!r} is {state.value}"
         if not self._calls:
             return
-        error = outcome.Error(ActorStopped(f"{self._down}: the call was not handled"))
         for reply in list(self._calls):
             if reply is self._busy:  # an overstaying incarnation is still on it
                 continue
-            reply.deliver(error)
+            # One exception (and outcome) per caller: an Outcome unwraps only once, and
+            # each caller's traceback is its own.
+            reply.deliver(outcome.Error(ActorStopped(f"{self._down}: the call was not handled")))
             if reply.scope is not None:  # waiting for space that nobody will make
                 reply.scope.cancel()
 

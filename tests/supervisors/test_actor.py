@@ -503,3 +503,33 @@ async def test_callers_wait_for_an_actor_whose_supervisor_restarts(
         assert trio.current_time() - t0 == pytest.approx(1.0)
     with pytest.raises(ActorStopped):  # the whole tree has stopped
         await ref.call(("get", None))
+
+
+async def blocked_call(ref: ActorRef) -> None:
+    """A call the actor is busy with until it stops: it ends in ``ActorCrashed``."""
+    with pytest.raises(ActorCrashed):
+        await ref.call(("block", None), timeout=30)
+
+
+async def test_every_caller_queued_at_a_terminated_actor_gets_its_own_actor_stopped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_supervisor([actor_spec("c", Counter, 0)]) as sup:
+        ref = whereis("c")
+        failures: list[BaseException] = []
+
+        async def caller() -> None:
+            try:
+                await ref.call(("add", 1), timeout=30)
+            except ActorStopped as exc:
+                failures.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(blocked_call, ref)
+            await trio.testing.wait_all_tasks_blocked()
+            for _ in range(3):
+                nursery.start_soon(caller)
+            await trio.testing.wait_all_tasks_blocked()  # three queued behind the block
+            await sup.terminate_child("c")
+        assert [type(exc) for exc in failures] == [ActorStopped] * 3
+        assert len({id(exc) for exc in failures}) == 3  # one exception per caller
