@@ -20,6 +20,7 @@ import outcome
 import trio
 
 from ._child import ChildState, _current_child, cleanup_scope
+from ._events import Event, SupervisorStopped
 from ._exceptions import (
     ActorCrashed,
     ActorStopped,
@@ -109,6 +110,7 @@ class Mailbox:
         "_held",
         "_receive",
         "_send",
+        "_unpark",
         "depth",
         "filter",
         "peak",
@@ -129,6 +131,7 @@ class Mailbox:
         self._calls: set[_Reply] = set()  # calls not answered yet, to fail when down
         self._down: str | None = None  # why no incarnation will take messages
         self._busy: _Reply | None = None  # the call being handled
+        self._unpark: Callable[[], None] | None = None  # see _watch_child
 
     def _put_nowait(self, item: _Item) -> None:
         self._send.send_nowait(item)
@@ -162,6 +165,9 @@ class Mailbox:
 
     def _watch_child(self, child: Child) -> None:
         """Called on each state change of the actor's child (see ``Child.state``)."""
+        if self._unpark is not None:
+            self._unpark()
+            self._unpark = None
         state = child.state
         if state not in _DOWN:
             self._down = None
@@ -172,7 +178,13 @@ class Mailbox:
         if not sup._accepting and root._accepting:
             # A nested supervisor stopping all its children in a tree that goes on: it
             # may well be restarted (and this actor with it), so callers wait for that,
-            # up to their timeout.
+            # up to their timeout. If the whole tree stops first, this child will not
+            # change state again: the root's last event is the moment it is down.
+            def on_event(event: Event) -> None:
+                if isinstance(event, SupervisorStopped) and event.supervisor == root.path:
+                    self._watch_child(child)
+
+            self._unpark = root.subscribe(on_event)
             return
         self._down = f"actor {child.path!r} is {state.value}"
         if not self._calls:

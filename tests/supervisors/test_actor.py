@@ -15,6 +15,7 @@ from rich.console import Console
 from supervisors import (
     Actor,
     ActorCrashed,
+    ActorError,
     ActorRef,
     ActorStopped,
     Backoff,
@@ -26,6 +27,7 @@ from supervisors import (
     ChildStartError,
     ChildState,
     MailboxFull,
+    RestartIntensityExceeded,
     SupervisorNotRunning,
     actor_spec,
     open_supervisor,
@@ -533,3 +535,57 @@ async def test_every_caller_queued_at_a_terminated_actor_gets_its_own_actor_stop
             await sup.terminate_child("c")
         assert [type(exc) for exc in failures] == [ActorStopped] * 3
         assert len({id(exc) for exc in failures}) == 3  # one exception per caller
+
+
+async def caller_noting_failures(ref: ActorRef, failures: list[type[BaseException]]) -> None:
+    try:
+        await ref.call(("add", 1), timeout=30)
+    except ActorError as exc:
+        failures.append(type(exc))
+
+
+async def test_callers_at_an_actor_whose_nested_supervisor_escalated_fail_when_the_tree_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # g gives up first (its actor is then terminated while the root still runs), and the
+    # root gives up right after it: the whole tree has stopped, so callers fail at once.
+    children = [supervisor_spec("g", [actor_spec("c", Counter, 0)], max_restarts=0)]
+    failures: list[type[BaseException]] = []
+    killed_at: list[float] = []
+
+    async def tree(outside: trio.Nursery) -> None:
+        async with open_supervisor(children, max_restarts=0) as sup:
+            ref = whereis("g/c")
+            outside.start_soon(blocked_call, ref)
+            await trio.testing.wait_all_tasks_blocked()
+            outside.start_soon(caller_noting_failures, ref, failures)  # queued behind it
+            await trio.testing.wait_all_tasks_blocked()
+            killed_at.append(trio.current_time())
+            kill(sup, "g/c")
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as outside:  # callers outside the tree's own block
+        with pytest.raises(RestartIntensityExceeded):
+            await tree(outside)
+    assert failures == [ActorStopped]
+    assert trio.current_time() == killed_at[0]
+
+
+async def test_callers_at_an_actor_whose_nested_supervisor_was_terminated_fail_when_the_tree_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    failures: list[type[BaseException]] = []
+    children = [supervisor_spec("g", [actor_spec("c", Counter, 0)])]
+    async with trio.open_nursery() as outside, open_supervisor(children) as sup:
+        ref = whereis("g/c")
+        outside.start_soon(blocked_call, ref)
+        await trio.testing.wait_all_tasks_blocked()
+        outside.start_soon(caller_noting_failures, ref, failures)
+        await trio.testing.wait_all_tasks_blocked()
+        await sup.terminate_child("g")  # g may come back: the caller waits for that...
+        await trio.sleep(1)
+        assert failures == []
+        t0 = trio.current_time()
+    # ...until the tree stops: then it fails at once
+    assert failures == [ActorStopped]
+    assert trio.current_time() == t0
