@@ -589,3 +589,73 @@ async def test_callers_at_an_actor_whose_nested_supervisor_was_terminated_fail_w
     # ...until the tree stops: then it fails at once
     assert failures == [ActorStopped]
     assert trio.current_time() == t0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Supervisor.start_child removes a child whose start failed without marking it "
+    "FAILED, so its mailbox never learns it is down (a one-line fix in _supervisor.py, "
+    "which another session is changing now)",
+)
+async def test_callers_queued_at_an_actor_whose_start_child_fails_get_actor_stopped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gate = trio.Event()
+
+    class FailsInitLate(Actor):
+        async def init(self) -> None:
+            await gate.wait()
+            raise ValueError("no config")
+
+    failures: list[type[BaseException]] = []
+    async with open_supervisor() as sup, trio.open_nursery() as nursery:
+
+        async def start() -> None:
+            with pytest.raises(ChildStartError):
+                await sup.start_child(actor_spec("f", FailsInitLate))
+
+        nursery.start_soon(start)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(caller_noting_failures, whereis("f"), failures)  # registered
+        await trio.testing.wait_all_tasks_blocked()  # while it starts: the call queues
+        t0 = trio.current_time()
+        gate.set()
+    assert failures == [ActorStopped]  # "a failed start": docs/actors.md
+    assert trio.current_time() == t0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="restart_child starts the next incarnation when the old one overstays its "
+    "budget (a shielded handler), so two incarnations take messages from one mailbox "
+    "at once; whether restart_child should wait for it (as crash restarts do) is the "
+    "supervisor's design (_supervisor.py, changed by another session now)",
+)
+async def test_two_incarnations_of_an_actor_never_handle_messages_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    handling: list[int] = []
+    most: list[int] = []
+
+    class Stubborn(Actor):
+        async def handle_call(self, request: Any) -> Any:
+            handling.append(1)
+            most.append(len(handling))
+            try:
+                with trio.CancelScope(shield=request == "stubborn"):
+                    await trio.sleep(10)
+            finally:
+                handling.pop()
+
+    async with (
+        open_supervisor([actor_spec("s", Stubborn, shutdown=1.0)]) as sup,
+        trio.open_nursery() as nursery,
+    ):
+        ref = whereis("s")
+        for request in ("stubborn", "next"):
+            nursery.start_soon(lambda r=request: ref.call(r, timeout=30))
+            await trio.testing.wait_all_tasks_blocked()
+        await sup.restart_child("s")  # the old incarnation overstays its 1 s budget
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+    assert max(most) == 1
