@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from types import NoneType
@@ -653,7 +654,7 @@ async def test_two_incarnations_of_an_actor_never_handle_messages_at_once(
     ):
         ref = whereis("s")
         for request in ("stubborn", "next"):
-            nursery.start_soon(lambda r=request: ref.call(r, timeout=30))
+            nursery.start_soon(functools.partial(ref.call, request, timeout=30))
             await trio.testing.wait_all_tasks_blocked()
         await sup.restart_child("s")  # the old incarnation overstays its 1 s budget
         await trio.sleep(20)
