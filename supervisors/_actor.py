@@ -126,8 +126,9 @@ class Mailbox:
         self.peak = 0
         self.filter: Callable[[int, Any], Awaitable[Any]] | None = None
         # Messages an incarnation took but died before handling: first in line for the
-        # next one, in their order (never dropped, whatever the mailbox holds).
-        self._held: deque[_Item] = deque()
+        # next one, in their order (never dropped, whatever the mailbox holds). The flag
+        # says it went through the filter already: a fault applies to it once.
+        self._held: deque[tuple[_Item, bool]] = deque()
         self._calls: set[_Reply] = set()  # calls not answered yet, to fail when down
         self._down: str | None = None  # why no incarnation will take messages
         self._busy: _Reply | None = None  # the call being handled
@@ -156,9 +157,9 @@ class Mailbox:
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def _hold(self, item: _Item) -> None:
+    def _hold(self, item: _Item, filtered: bool) -> None:
         """Put back, first in line, a message taken but not handled."""
-        self._held.appendleft(item)
+        self._held.appendleft((item, filtered))
         depth = self.depth = self.depth + 1
         if depth > self.peak:
             self.peak = depth
@@ -356,24 +357,25 @@ class _ActorRunner(Generic[A]):
             while True:
                 if held:
                     await trio.lowlevel.checkpoint()
-                    item = held.popleft()
+                    item, filtered = held.popleft()
                 else:
                     item = await receive()
+                    filtered = False
                 mailbox.depth -= 1
                 kind, payload, reply = item
                 if scope.cancel_called if scope is not None else _cancel_pending():
                     # Killed or stopped after the message was handed over but before this
                     # incarnation ran again: it was not handled, so it is not lost.
-                    mailbox._hold(item)
+                    mailbox._hold(item, filtered)
                     await trio.lowlevel.checkpoint()  # raises Cancelled
                     continue
                 if reply is not None and (reply.abandoned or reply.result is not None):
                     continue  # its caller left (timeout, cancellation) or was failed
-                if mailbox.filter is not None:
+                if mailbox.filter is not None and not filtered:
                     try:
                         payload = await mailbox.filter(kind, payload)
                     except BaseException:  # killed while a fault held it: not handled yet
-                        mailbox._hold(item)
+                        mailbox._hold(item, True)
                         raise
                     if payload is _DROP or (
                         reply is not None and (reply.abandoned or reply.result is not None)

@@ -548,3 +548,28 @@ async def test_a_kill_at_an_unknown_or_ambiguous_path_fails_the_plans_start(
         assert isinstance(info.value.__cause__, ChildNotFound)
         await trio.sleep(2)
         assert sup.health().live
+
+
+async def test_a_message_held_at_a_kill_is_delayed_only_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    handled: list[tuple[float, Any]] = []
+
+    class Noter(Actor):
+        async def handle_cast(self, message: Any) -> None:
+            handled.append((trio.current_time(), message))
+
+    plan = FaultPlan([DelayMessages("n", delay=2.0, count=2), KillAt(1.0, "n")])
+    async with open_supervisor([actor_spec("n", Noter), plan.spec()]):
+        t0 = trio.current_time()
+        whereis("n").cast_nowait("m1")  # held 2 s, killed after 1 s
+        whereis("n").cast_nowait("m2")
+        await trio.sleep(10)
+    # m1 goes first to the next incarnation (t=1); m2, the second of the two
+    # messages to delay, is held its 2 s
+    assert [(t - t0, m) for t, m in handled] == [(1.0, "m1"), (3.0, "m2")]
+    assert [text for _, text in plan.applied] == [
+        "delay cast to n by 2s",
+        "kill n",
+        "delay cast to n by 2s",
+    ]
