@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from supervisors import (
@@ -29,6 +32,7 @@ from supervisors import (
     ChildState,
     MailboxFull,
     RestartIntensityExceeded,
+    Supervisor,
     SupervisorNotRunning,
     actor_spec,
     open_supervisor,
@@ -36,7 +40,7 @@ from supervisors import (
     supervisor_spec,
     whereis,
 )
-from supervisors.testing import kill
+from supervisors.testing import DelayMessages, FaultPlan, kill
 
 from ._helpers import Boom, Recorder, until
 
@@ -660,3 +664,136 @@ async def test_two_incarnations_of_an_actor_never_handle_messages_at_once(
         await trio.sleep(20)
         nursery.cancel_scope.cancel()
     assert max(most) == 1
+
+
+class Journal(Actor):
+    """Notes when each message begins and ends being handled; one checkpoint between."""
+
+    async def init(self, began: list[Any], done: list[Any]) -> None:
+        self.began, self.done = began, done
+
+    async def handle_cast(self, message: Any) -> None:
+        self.began.append(message)
+        await trio.sleep(0.01)
+        self.done.append(message)
+
+    async def handle_call(self, request: Any) -> Any:
+        if request == "sync":
+            return None
+        await self.handle_cast(request)
+        return request
+
+
+OPS = st.one_of(
+    st.tuples(st.just("cast_nowait")),
+    st.tuples(st.just("cast"), st.sampled_from([0.0, 0.01, 0.05])),  # cancelled after
+    st.tuples(st.just("call"), st.sampled_from([0.0, 0.005, 0.02, 1.0, 30.0])),  # timeout
+    st.tuples(st.just("kill"), st.sampled_from([0.0, 0.001, 0.005, 0.01, 0.02])),  # after
+    st.tuples(st.just("sleep"), st.sampled_from([0.0, 0.003, 0.01, 0.05])),
+    st.tuples(st.just("terminate")),
+    st.tuples(st.just("restart")),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    ops=st.lists(OPS, max_size=30),
+    size=st.integers(1, 4),
+    nested=st.booleans(),
+    delayed=st.booleans(),
+    ending=st.sampled_from(["drain", "shutdown"]),
+)
+def test_casts_and_calls_keep_their_rules_across_any_sequence_of_kills(
+    ops: list[tuple[Any, ...]], size: int, nested: bool, delayed: bool, ending: str
+) -> None:
+    """Every acknowledged cast is handled exactly once, in order, unless it was the one
+    being handled at a kill/stop; a cancelled cast has no effect; every call is answered
+    or fails with a typed error within its timeout (at once when the tree stops), and
+    ActorStopped means it had no effect."""
+
+    async def scenario() -> None:
+        began: list[Any] = []
+        done: list[Any] = []
+        acked: list[Any] = []
+        cancelled: list[Any] = []
+        outcomes: dict[Any, type[BaseException] | None] = {}
+        path = "g/a" if nested else "a"
+        spec = actor_spec("a", Journal, began, done, mailbox_size=size)
+        specs = [supervisor_spec("g", [spec], max_restarts=10**6)] if nested else [spec]
+        if delayed:  # the first messages are held a while: kills land on held ones too
+            specs.append(FaultPlan([DelayMessages(path, delay=0.03, count=3)]).spec())
+        interrupts = 0
+
+        async def call(ref: ActorRef, i: int, timeout: float) -> None:
+            t0 = trio.current_time()
+            try:
+                await ref.call(("k", i), timeout=timeout)
+                outcomes[("k", i)] = None
+            except (CallTimeout, ActorCrashed, ActorStopped) as exc:
+                outcomes[("k", i)] = type(exc)
+            assert trio.current_time() - t0 <= timeout + 1e-9  # float sums of sleeps
+
+        async def kill_after(sup: Supervisor, delay: float) -> None:
+            nonlocal interrupts
+            await trio.sleep(delay)
+            interrupts += kill(sup, path)
+
+        async with trio.open_nursery() as outside:
+            async with open_supervisor(specs, max_restarts=10**6) as sup:
+                ref = whereis(path)
+                handle = sup.child_handle("g") if nested else None
+                top = handle.subtree if handle is not None else sup
+                assert top is not None
+                for i, (op, *arg) in enumerate(ops):
+                    if op == "cast_nowait":
+                        with contextlib.suppress(MailboxFull):
+                            ref.cast_nowait(("c", i))
+                            acked.append(("c", i))
+                    elif op == "cast":
+                        with trio.move_on_after(arg[0]):
+                            await ref.cast(("c", i))
+                            acked.append(("c", i))
+                        if acked[-1:] != [("c", i)]:
+                            cancelled.append(("c", i))
+                    elif op == "call":
+                        outside.start_soon(call, ref, i, arg[0])
+                    elif op == "kill":
+                        outside.start_soon(kill_after, sup, arg[0])
+                    elif op == "sleep":
+                        await trio.sleep(arg[0])
+                    elif op == "terminate":
+                        await top.terminate_child("a")
+                        interrupts += 1
+                    else:
+                        await top.restart_child("a")
+                        interrupts += 1
+                if ending == "drain":
+                    if top.which_children()[0].state is ChildState.TERMINATED:
+                        await top.restart_child("a")
+                    await trio.sleep(5)  # past every delay, kill and restart
+                    await ref.call("sync", timeout=5)
+                    assert ref.mailbox.depth == 0
+                stopped_at = trio.current_time()
+            if ending == "shutdown":
+                await trio.testing.wait_all_tasks_blocked()
+                # callers failed at once when the tree stopped: none waits for its timeout
+                assert trio.current_time() == stopped_at
+                outside.cancel_scope.cancel()  # pending kills
+        assert len(done) == len(set(done))  # nothing handled twice
+        casts = [m for m in done if m[0] == "c"]
+        assert casts == sorted(casts)  # in order
+        assert not set(cancelled) & set(began)  # a cancelled cast had no effect
+        for result_of, result in outcomes.items():
+            if result is None:
+                assert result_of in done
+            elif result is ActorStopped:
+                assert result_of not in began
+            elif result is ActorCrashed:
+                assert result_of in began
+                assert result_of not in done
+        if ending == "drain":  # each acknowledged cast handled, or cut while handled
+            cut = [m for m in acked if m not in done]
+            assert set(cut) <= set(began)
+            assert len(cut) <= interrupts
+
+    trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
