@@ -9,6 +9,7 @@ from pathlib import Path
 from types import NoneType
 from typing import Any
 
+import outcome
 import pytest
 import trio
 import trio.testing
@@ -30,6 +31,7 @@ from supervisors import (
     ChildSpec,
     ChildStartError,
     ChildState,
+    Mailbox,
     MailboxFull,
     RestartIntensityExceeded,
     Supervisor,
@@ -40,6 +42,7 @@ from supervisors import (
     supervisor_spec,
     whereis,
 )
+from supervisors._actor import _Reply
 from supervisors.testing import DelayMessages, FaultPlan, kill
 
 from ._helpers import Boom, Recorder, until
@@ -261,8 +264,13 @@ async def test_terminate_gets_the_reason(autojump_clock: trio.testing.MockClock)
 def test_actor_spec_bad_input() -> None:
     with pytest.raises(TypeError, match="Actor subclass"):
         actor_spec("x", dict)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="mailbox_size must be an int >= 1"):
-        actor_spec("x", Counter, mailbox_size=0)
+    for size in (0, True, 2.5):
+        with pytest.raises(ValueError, match="mailbox_size must be an int >= 1"):
+            actor_spec("x", Counter, mailbox_size=size)  # type: ignore[arg-type]
+    spec = actor_spec("x", Counter, meta={"team": "chat"})  # the user's meta is kept
+    assert spec.meta["team"] == "chat"
+    assert isinstance(spec.meta["mailbox"], Mailbox)
+    assert spec.meta["mailbox"].peak == 0
 
 
 async def test_snapshot_is_json_and_renders(autojump_clock: trio.testing.MockClock) -> None:
@@ -369,7 +377,12 @@ async def test_a_call_to_itself_fails_at_once(autojump_clock: trio.testing.MockC
             with pytest.raises(ActorCrashed) as info:
                 await ref.call(request, timeout=30)
             assert trio.current_time() == t0
-            assert isinstance(collapse(info.value.__cause__), CallToSelf)
+            cause = collapse(info.value.__cause__)
+            assert isinstance(cause, CallToSelf)
+            assert str(cause) == (
+                "actor 'r' called itself: it cannot answer while it waits "
+                "(handle the request directly, or cast to yourself)"
+            )
         assert await ref.call(("get", None)) == 0
 
 
@@ -468,7 +481,9 @@ async def test_an_error_in_terminate_never_replaces_the_real_one(
         await whereis("b").call(("get", None))
     exits = rec.of(ChildExited)
     assert [type(e.exception) for e in exits] == [Boom, NoneType]
-    assert "terminate() failed" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "actor 'b': terminate() failed (the real exit reason stands)"
+    ] * 2
 
 
 async def test_a_call_its_caller_left_before_the_actor_took_it_has_no_effect(
@@ -538,7 +553,9 @@ async def test_every_caller_queued_at_a_terminated_actor_gets_its_own_actor_stop
                 nursery.start_soon(caller)
             await trio.testing.wait_all_tasks_blocked()  # three queued behind the block
             await sup.terminate_child("c")
-        assert [type(exc) for exc in failures] == [ActorStopped] * 3
+        assert [str(exc) for exc in failures] == [
+            "actor 'c' is terminated: the call was not handled"
+        ] * 3
         assert len({id(exc) for exc in failures}) == 3  # one exception per caller
 
 
@@ -797,3 +814,169 @@ def test_casts_and_calls_keep_their_rules_across_any_sequence_of_kills(
             assert len(cut) <= interrupts
 
     trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_crash_messages_name_the_actor(autojump_clock: trio.testing.MockClock) -> None:
+    paths: list[str] = []
+
+    class Named(Counter):
+        async def init(self, start: int, store: dict[str, int] | None = None) -> None:
+            await super().init(start, store)
+            paths.append(self.ref.path)
+
+        async def handle_call(self, request: Any) -> Any:
+            if request == "bare":
+                raise Boom  # no message: none after the type either
+            return await super().handle_call(request)
+
+    children = [supervisor_spec("g", [actor_spec("c", Named, 0)])]
+    async with open_supervisor(children) as sup:
+        ref = whereis("g/c")
+        with pytest.raises(ActorCrashed) as info:
+            await ref.call("bare")
+        assert str(info.value) == "actor 'g/c' crashed while handling this call: Boom"
+        with pytest.raises(ActorCrashed) as info:
+            await ref.call(("boom", None))
+        assert str(info.value) == (
+            "actor 'g/c' crashed while handling this call: Boom: asked to crash"
+        )
+
+        async def stopped_call() -> None:
+            with pytest.raises(ActorCrashed) as info:
+                await ref.call(("block", None), timeout=30)
+            assert str(info.value) == "actor 'g/c' was stopped while handling this call"
+            assert info.value.__cause__ is None
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stopped_call)
+            await trio.testing.wait_all_tasks_blocked()
+            stopped = sup.child_handle("g")
+            assert stopped is not None
+            assert stopped.subtree is not None
+            await stopped.subtree.terminate_child("c")
+    assert paths == ["g/c"] * 3
+
+
+async def test_terminate_gets_the_exception_given_to_kill(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    reasons: list[BaseException | None] = []
+
+    class Noter(Counter):
+        async def terminate(self, reason: BaseException | None) -> None:
+            reasons.append(reason)
+
+    chaos = ConnectionError("chaos")
+    async with open_supervisor([actor_spec("n", Noter, 0)]) as sup:
+        kill(sup, "n", chaos)
+        await whereis("n").call(("get", None))
+    assert reasons == [chaos, None]
+
+
+async def test_a_call_dropped_while_a_fault_held_it_has_no_effect(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = FaultPlan([DelayMessages("c", delay=2.0, kind="call")])
+    async with open_supervisor([actor_spec("c", Counter, 0), plan.spec()]):
+        ref = whereis("c")
+        with pytest.raises(CallTimeout):
+            await ref.call(("add", 5), timeout=1)  # its caller left during the delay
+        assert await ref.call(("get", None)) == 0
+
+
+async def test_a_task_the_actor_started_elsewhere_may_call_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Not a call to itself: the task runs in a nursery the actor does not own, so the
+    # actor is free to answer it.
+    class Spawner(Counter):
+        async def handle_cast(self, message: Any) -> None:
+            nursery, answers = message
+            nursery.start_soon(self.ask, answers)
+
+        async def ask(self, answers: list[Any]) -> None:
+            answers.append(await self.ref.call(("add", 1), timeout=5))
+
+    answers: list[Any] = []
+    async with trio.open_nursery() as outside, open_supervisor([actor_spec("s", Spawner, 0)]):
+        await whereis("s").cast((outside, answers))
+        await trio.testing.wait_all_tasks_blocked()
+    assert answers == [1]
+
+
+async def test_every_queued_caller_fails_at_once_while_a_handler_overstays(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Stubborn(Counter):
+        async def handle_call(self, request: Any) -> Any:
+            if request == "stubborn":
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(10)
+                return "done at last"
+            return await super().handle_call(request)
+
+    failures: list[type[BaseException]] = []
+    async with (
+        open_supervisor([actor_spec("s", Stubborn, 0, shutdown=1.0)]) as sup,
+        trio.open_nursery() as nursery,
+    ):
+        ref = whereis("s")
+        nursery.start_soon(functools.partial(ref.call, "stubborn", timeout=30))
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(20):
+            nursery.start_soon(caller_noting_failures, ref, failures)
+        await trio.testing.wait_all_tasks_blocked()
+        await sup.terminate_child("s")  # waits the 1 s budget; the handler goes on
+        await trio.testing.wait_all_tasks_blocked()
+        assert failures == [ActorStopped] * 20
+        assert trio.current_time() == 1.0
+
+
+async def test_finished_calls_leave_nothing_behind(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_supervisor([actor_spec("c", Counter, 0)]):
+        ref = whereis("c")
+        for _ in range(3):
+            await ref.call(("add", 1))
+        with pytest.raises(CallTimeout):
+            await ref.call(("block", None), timeout=1)
+        assert not ref.mailbox._calls  # no reply kept past its call
+
+
+async def test_an_actor_without_handlers_fails_the_call_not_the_caller(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Bare(Actor):
+        pass
+
+    async with open_supervisor([actor_spec("b", Bare)]):
+        with pytest.raises(ActorCrashed, match="Bare does not handle calls") as info:
+            await whereis("b").call("x")
+        assert isinstance(info.value.__cause__, NotImplementedError)
+
+
+async def test_a_reply_once_delivered_is_final() -> None:
+    # ActorStopped means "not handled": it must never replace a reply already given
+    reply = _Reply()
+    reply.deliver(outcome.Value(1))
+    reply.deliver(outcome.Error(ActorStopped("too late")))
+    assert await reply.wait() == 1
+    left = _Reply()
+    with trio.move_on_after(0):
+        await left.wait()
+    left.deliver(outcome.Value(2))  # its caller left: nothing is kept for it
+    assert left.result is None
+
+
+async def test_an_actor_with_a_stall_timeout_reports_progress_per_message(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store: dict[str, int] = {}
+    spec = actor_spec("c", Counter, 0, store, stall_timeout=1.0)
+    async with open_supervisor([spec]) as sup:
+        ref = whereis("c")
+        for _ in range(10):  # busy the whole time, never a second without a message
+            await trio.sleep(0.5)
+            await ref.cast("count")
+        await ref.call(("get", None))
+        assert sup.which_children()[0].restarts == 0
+    assert store["casts"] == 10
