@@ -948,10 +948,15 @@ async def test_an_actor_without_handlers_fails_the_call_not_the_caller(
     class Bare(Actor):
         pass
 
-    async with open_supervisor([actor_spec("b", Bare)]):
+    async with open_supervisor([actor_spec("b", Bare)]) as sup:
         with pytest.raises(ActorCrashed, match="Bare does not handle calls") as info:
             await whereis("b").call("x")
         assert isinstance(info.value.__cause__, NotImplementedError)
+        await whereis("b").cast("y")  # crashes it, as any exception in a handler
+        await until(sup, lambda: sup.which_children()[0].restarts == 2)
+        error = sup.which_children()[0].last_error
+        assert isinstance(error, NotImplementedError)
+        assert str(error) == "Bare does not handle casts"
 
 
 async def test_a_reply_once_delivered_is_final() -> None:
