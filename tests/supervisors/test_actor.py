@@ -736,7 +736,9 @@ def test_casts_and_calls_keep_their_rules_across_any_sequence_of_kills(
         outcomes: dict[Any, type[BaseException] | None] = {}
         path = "g/a" if nested else "a"
         spec = actor_spec("a", Journal, began, done, mailbox_size=size)
-        specs = [supervisor_spec("g", [spec], max_restarts=10**6)] if nested else [spec]
+        specs = (
+            [supervisor_spec("g", [spec], max_restarts=10**6, backoff=None)] if nested else [spec]
+        )
         if delayed:  # the first messages are held a while: kills land on held ones too
             specs.append(FaultPlan([DelayMessages(path, delay=0.03, count=3)]).spec())
         interrupts = 0
@@ -756,7 +758,7 @@ def test_casts_and_calls_keep_their_rules_across_any_sequence_of_kills(
             interrupts += kill(sup, path)
 
         async with trio.open_nursery() as outside:
-            async with open_supervisor(specs, max_restarts=10**6) as sup:
+            async with open_supervisor(specs, max_restarts=10**6, backoff=None) as sup:
                 ref = whereis(path)
                 handle = sup.child_handle("g") if nested else None
                 top = handle.subtree if handle is not None else sup

@@ -561,7 +561,7 @@ async def test_a_message_held_at_a_kill_is_delayed_only_once(
             handled.append((trio.current_time(), message))
 
     plan = FaultPlan([DelayMessages("n", delay=2.0, count=2), KillAt(1.0, "n")])
-    async with open_supervisor([actor_spec("n", Noter), plan.spec()]):
+    async with open_supervisor([actor_spec("n", Noter), plan.spec()], backoff=None):
         t0 = trio.current_time()
         whereis("n").cast_nowait("m1")  # held 2 s, killed after 1 s
         whereis("n").cast_nowait("m2")
@@ -592,7 +592,11 @@ def test_two_kills_at_one_instant_replay_whatever_trios_scheduler_draws() -> Non
         children = [ChildSpec("a", _worker), ChildSpec("b", _worker), plan.spec()]
         with contextlib.suppress(RestartIntensityExceeded):  # the same way each time
             async with open_supervisor(
-                children, strategy=Strategy.ONE_FOR_ALL, max_restarts=1, on_event=trace
+                children,
+                strategy=Strategy.ONE_FOR_ALL,
+                max_restarts=1,
+                backoff=None,
+                on_event=trace,
             ):
                 await trio.sleep(2)
         return trace.digest()
