@@ -580,8 +580,8 @@ async def test_a_message_held_at_a_kill_is_delayed_only_once(
     strict=True,
     reason="two exits at one virtual instant are handled in trio's scheduling order, which "
     "trio draws from its own module-level Random: the supervisor must handle simultaneous "
-    "exits in a canonical order (issue 26 bugs 14/25, _supervisor.py, another session), or "
-    "the kit must seed trio's scheduler (a private API): a design decision",
+    "exits in a canonical order (issue 26 bugs 14/25, _supervisor.py). It passes against "
+    "main's supervisor since the 'sup' merge (03165c7): drop this marker when merging",
 )
 def test_two_kills_at_one_instant_replay_whatever_trios_scheduler_draws() -> None:
     # a and b die at one instant: which one the supervisor takes as the cause of the
