@@ -20,6 +20,7 @@ import outcome
 import trio
 
 from ._child import ChildState, _current_child, cleanup_scope
+from ._events import Event, SupervisorStopped
 from ._exceptions import (
     ActorCrashed,
     ActorStopped,
@@ -109,6 +110,7 @@ class Mailbox:
         "_held",
         "_receive",
         "_send",
+        "_unpark",
         "depth",
         "filter",
         "peak",
@@ -124,11 +126,13 @@ class Mailbox:
         self.peak = 0
         self.filter: Callable[[int, Any], Awaitable[Any]] | None = None
         # Messages an incarnation took but died before handling: first in line for the
-        # next one, in their order (never dropped, whatever the mailbox holds).
-        self._held: deque[_Item] = deque()
+        # next one, in their order (never dropped, whatever the mailbox holds). The flag
+        # says it went through the filter already: a fault applies to it once.
+        self._held: deque[tuple[_Item, bool]] = deque()
         self._calls: set[_Reply] = set()  # calls not answered yet, to fail when down
         self._down: str | None = None  # why no incarnation will take messages
         self._busy: _Reply | None = None  # the call being handled
+        self._unpark: Callable[[], None] | None = None  # see _watch_child
 
     def _put_nowait(self, item: _Item) -> None:
         self._send.send_nowait(item)
@@ -153,15 +157,18 @@ class Mailbox:
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def _hold(self, item: _Item) -> None:
+    def _hold(self, item: _Item, filtered: bool) -> None:
         """Put back, first in line, a message taken but not handled."""
-        self._held.appendleft(item)
+        self._held.appendleft((item, filtered))
         depth = self.depth = self.depth + 1
         if depth > self.peak:
             self.peak = depth
 
     def _watch_child(self, child: Child) -> None:
         """Called on each state change of the actor's child (see ``Child.state``)."""
+        if self._unpark is not None:
+            self._unpark()
+            self._unpark = None
         state = child.state
         if state not in _DOWN:
             self._down = None
@@ -172,16 +179,23 @@ class Mailbox:
         if not sup._accepting and root._accepting:
             # A nested supervisor stopping all its children in a tree that goes on: it
             # may well be restarted (and this actor with it), so callers wait for that,
-            # up to their timeout.
+            # up to their timeout. If the whole tree stops first, this child will not
+            # change state again: the root's last event is the moment it is down.
+            def on_event(event: Event) -> None:
+                if isinstance(event, SupervisorStopped) and event.supervisor == root.path:
+                    self._watch_child(child)
+
+            self._unpark = root.subscribe(on_event)
             return
         self._down = f"actor {child.path!r} is {state.value}"
         if not self._calls:
             return
-        error = outcome.Error(ActorStopped(f"{self._down}: the call was not handled"))
         for reply in list(self._calls):
             if reply is self._busy:  # an overstaying incarnation is still on it
                 continue
-            reply.deliver(error)
+            # One exception (and outcome) per caller: an Outcome unwraps only once, and
+            # each caller's traceback is its own.
+            reply.deliver(outcome.Error(ActorStopped(f"{self._down}: the call was not handled")))
             if reply.scope is not None:  # waiting for space that nobody will make
                 reply.scope.cancel()
 
@@ -343,27 +357,29 @@ class _ActorRunner(Generic[A]):
             while True:
                 if held:
                     await trio.lowlevel.checkpoint()
-                    item = held.popleft()
+                    item, filtered = held.popleft()
                 elif track and handle is not None:
                     with handle.idle():  # an empty mailbox is no stall
                         item = await receive()
+                    filtered = False
                 else:
                     item = await receive()
+                    filtered = False
                 mailbox.depth -= 1
                 kind, payload, reply = item
                 if scope.cancel_called if scope is not None else _cancel_pending():
                     # Killed or stopped after the message was handed over but before this
                     # incarnation ran again: it was not handled, so it is not lost.
-                    mailbox._hold(item)
+                    mailbox._hold(item, filtered)
                     await trio.lowlevel.checkpoint()  # raises Cancelled
                     continue
                 if reply is not None and (reply.abandoned or reply.result is not None):
                     continue  # its caller left (timeout, cancellation) or was failed
-                if mailbox.filter is not None:
+                if mailbox.filter is not None and not filtered:
                     try:
                         payload = await mailbox.filter(kind, payload)
                     except BaseException:  # killed while a fault held it: not handled yet
-                        mailbox._hold(item)
+                        mailbox._hold(item, True)
                         raise
                     if payload is _DROP or (
                         reply is not None and (reply.abandoned or reply.result is not None)

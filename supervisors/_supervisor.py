@@ -1097,6 +1097,7 @@ class Supervisor:
             return await self._await_start(child, handle)
         except _StartFailed as failed:
             if child.handle is handle:
+                child.state = ChildState.FAILED  # an actor's waiting callers fail at once
                 self._remove(child)
             raise ChildStartError(
                 child.path, f"child {child.path!r} failed to start: {_describe(failed.exc)}"
@@ -1173,6 +1174,17 @@ class Supervisor:
             if old is not None:
                 self._claim_as_unhandled(child, old)
             self._require_running()  # a shutdown asked for during the stop wins
+            if old is not None and not old._finished:
+                # It overstayed its budget and still runs: never two incarnations at once
+                # (an actor's would share one mailbox). The loop starts the next one when
+                # this one ends, as it does for a crash restart.
+                now = trio.current_time()
+                self._schedule(child, now, 0.0, child.attempt, child.path, self._new_wave())
+                raise ChildStartError(
+                    child.path,
+                    f"child {child.path!r} overstayed its stop and still runs: it restarts "
+                    "when that incarnation ends",
+                )
             self._waiting.discard(child)
             child.restarts += 1
             handle = self._spawn(child, manual=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -48,9 +49,14 @@ class ChaosMonkey:
         exception: Callable[[str], Exception] | None = None,
         max_kills: int | None = None,
     ) -> None:
-        if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
+        if (
+            not isinstance(rate, int | float)
+            or isinstance(rate, bool)
+            or not math.isfinite(rate)  # NaN would crash the monkey, inf spin it at once
+            or rate <= 0
+        ):
             raise ValueError(
-                f"ChaosMonkey rate must be a number > 0 (kills per second), got {rate!r}"
+                f"ChaosMonkey rate must be a finite number > 0 (kills per second), got {rate!r}"
             )
         if isinstance(include, str) or isinstance(exclude, str):
             raise TypeError("ChaosMonkey include/exclude must be sequences of glob patterns")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ class KillAt:
     """Kill the child at ``path`` ``at`` seconds after the plan starts.
 
     If it is not running then (starting, restarting), the kill lands on its next
-    incarnation as soon as that one runs.
+    incarnation as soon as that one runs; the kills after it do not wait for it.
+    ``path`` must name one child of the tree when the plan starts.
     """
 
     at: float
@@ -64,6 +66,18 @@ class DropMessages:
 Fault = KillAt | DelayMessages | DropMessages
 
 
+def _check_seconds(name: str, value: object) -> None:
+    """A plan's times and delays: a number >= 0 (``inf``: never / for ever), never NaN,
+    which trio would refuse only once the plan runs, crashing the plan or the actor."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or math.isnan(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
 @dataclass
 class FaultPlan:
     """A replayable list of faults, run as a child of the tree it targets.
@@ -93,9 +107,12 @@ class FaultPlan:
         for fault in self.faults:
             if not isinstance(fault, KillAt | DelayMessages | DropMessages):
                 raise TypeError(f"not a fault: {fault!r}")
-            if isinstance(fault, KillAt) and fault.at < 0:
-                raise ValueError(f"KillAt.at must be >= 0, got {fault.at!r}")
-            if isinstance(fault, DelayMessages | DropMessages):
+            if isinstance(fault, KillAt):
+                _check_seconds("KillAt.at", fault.at)
+            else:
+                _check_seconds(f"{type(fault).__name__}.start", fault.start)
+                if isinstance(fault, DelayMessages):
+                    _check_seconds("DelayMessages.delay", fault.delay)
                 if fault.count < 1:
                     raise ValueError(f"{type(fault).__name__}.count must be >= 1")
                 if fault.kind not in (ANY, CALL, CAST):
@@ -174,11 +191,7 @@ class FaultPlan:
             filters[key] = (mailbox, message_filter)
         task_status.started(self)
         try:
-            kills = sorted((f.at, i) for i, f in enumerate(self.faults) if isinstance(f, KillAt))
-            for at, index in kills:
-                if self._left[index] > 0:
-                    await trio.sleep_until(t0 + at)
-                    await self._kill(index, registry)
+            await self._kill_on_time(t0, registry)
             await trio.sleep_forever()
         finally:
             for mailbox, message_filter in filters.values():
@@ -207,18 +220,25 @@ class FaultPlan:
             self.faults = tuple(faults)
             self._left = [1 if isinstance(f, KillAt) else f.count for f in self.faults]
         for index, fault in enumerate(self.faults):
+            # ChildNotFound for a path not in the tree, or an id that is not unique in it
+            registry.lookup(fault.path)
             if isinstance(fault, KillAt):
                 continue
-            registry.lookup(fault.path)  # ChildNotFound names a path not in the tree
             mailbox = mailbox_of(fault.path)
             if mailbox is None:
                 raise ChildNotFound(f"fault plan: {fault.path!r} is not an actor")
             self._mailboxes[index] = mailbox
 
-    async def _kill(self, index: int, registry: Registry) -> None:
-        """Kill the target of fault ``index`` now, or as soon as it runs."""
-        fault = self.faults[index]
-        assert isinstance(fault, KillAt)
+    async def _kill_on_time(self, t0: float, registry: Registry) -> None:
+        """Apply each kill at its time; one whose target is not running then waits for
+        its next incarnation without holding back the kills after it."""
+        waiting = sorted(
+            (f.at, i)
+            for i, f in enumerate(self.faults)
+            if isinstance(f, KillAt) and self._left[i] > 0
+        )
+        if not waiting:
+            return
         started = trio.Event()
 
         def on_event(event: Event) -> None:
@@ -227,22 +247,42 @@ class FaultPlan:
 
         unsubscribe = tree_root().subscribe(on_event)
         try:
-            while True:
-                child = registry.get(fault.path)
-                handle = child.handle if child is not None else None
-                if (
-                    child is not None
-                    and handle is not None
-                    and child.state is ChildState.RUNNING
-                    and handle.inject(Killed(f"{fault.message}: {fault.path!r}"))
-                ):
-                    self._record(f"kill {fault.path}")
-                    self._left[index] = 0
+            while waiting:
+                now = trio.current_time()
+                # Due kills in plan order (time, then index): the same seed, the same run.
+                for at, index in [(at, i) for at, i in waiting if t0 + at <= now]:
+                    if self._try_kill(index, registry):
+                        waiting.remove((at, index))
+                later = [t0 + at for at, _ in waiting if t0 + at > now]
+                if not waiting:
                     return
-                await started.wait()
+                # Until the next kill is due or a child starts (a waiting target's next
+                # incarnation); every state change before this point was seen above.
+                with trio.move_on_at(min(later, default=math.inf)):
+                    await started.wait()
                 started = trio.Event()
         finally:
             unsubscribe()
+
+    def _try_kill(self, index: int, registry: Registry) -> bool:
+        """Kill the target of fault ``index`` if it runs now."""
+        fault = self.faults[index]
+        assert isinstance(fault, KillAt)
+        try:
+            child = registry.get(fault.path)
+        except ChildNotFound:  # ambiguous since the plan started: not a target now
+            return False
+        handle = child.handle if child is not None else None
+        if (
+            child is None
+            or handle is None
+            or child.state is not ChildState.RUNNING
+            or not handle.inject(Killed(f"{fault.message}: {fault.path!r}"))
+        ):
+            return False
+        self._record(f"kill {fault.path}")
+        self._left[index] = 0
+        return True
 
     def _record(self, text: str) -> None:
         assert self.started_at is not None

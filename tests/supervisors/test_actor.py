@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 from types import NoneType
 from typing import Any
 
+import outcome
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from supervisors import (
     Actor,
     ActorCrashed,
+    ActorError,
     ActorRef,
     ActorStopped,
     Backoff,
@@ -23,14 +29,18 @@ from supervisors import (
     ChildSpec,
     ChildStartError,
     ChildState,
+    Mailbox,
     MailboxFull,
+    RestartIntensityExceeded,
+    Supervisor,
     SupervisorNotRunning,
     actor_spec,
     open_supervisor,
     supervisor_spec,
     whereis,
 )
-from supervisors.testing import kill
+from supervisors._actor import _Reply
+from supervisors.testing import DelayMessages, FaultPlan, kill
 
 from ._helpers import Boom, Recorder, until
 
@@ -251,8 +261,13 @@ async def test_terminate_gets_the_reason(autojump_clock: trio.testing.MockClock)
 def test_actor_spec_bad_input() -> None:
     with pytest.raises(TypeError, match="Actor subclass"):
         actor_spec("x", dict)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="mailbox_size must be an int >= 1"):
-        actor_spec("x", Counter, mailbox_size=0)
+    for size in (0, True, 2.5):
+        with pytest.raises(ValueError, match="mailbox_size must be an int >= 1"):
+            actor_spec("x", Counter, mailbox_size=size)  # type: ignore[arg-type]
+    spec = actor_spec("x", Counter, meta={"team": "chat"})  # the user's meta is kept
+    assert spec.meta["team"] == "chat"
+    assert isinstance(spec.meta["mailbox"], Mailbox)
+    assert spec.meta["mailbox"].peak == 0
 
 
 async def test_snapshot_is_json(autojump_clock: trio.testing.MockClock) -> None:
@@ -350,7 +365,12 @@ async def test_a_call_to_itself_fails_at_once(autojump_clock: trio.testing.MockC
             with pytest.raises(ActorCrashed) as info:
                 await ref.call(request, timeout=30)
             assert trio.current_time() == t0
-            assert isinstance(collapse(info.value.__cause__), CallToSelf)
+            cause = collapse(info.value.__cause__)
+            assert isinstance(cause, CallToSelf)
+            assert str(cause) == (
+                "actor 'r' called itself: it cannot answer while it waits "
+                "(handle the request directly, or cast to yourself)"
+            )
         assert await ref.call(("get", None)) == 0
 
 
@@ -449,7 +469,9 @@ async def test_an_error_in_terminate_never_replaces_the_real_one(
         await whereis("b").call(("get", None))
     exits = rec.of(ChildExited)
     assert [type(e.exception) for e in exits] == [Boom, NoneType]
-    assert "terminate() failed" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "actor 'b': terminate() failed (the real exit reason stands)"
+    ] * 2
 
 
 async def test_a_call_its_caller_left_before_the_actor_took_it_has_no_effect(
@@ -491,3 +513,456 @@ async def test_callers_wait_for_an_actor_whose_supervisor_restarts(
         assert trio.current_time() - t0 == pytest.approx(1.0)
     with pytest.raises(ActorStopped):  # the whole tree has stopped
         await ref.call(("get", None))
+
+
+async def blocked_call(ref: ActorRef) -> None:
+    """A call the actor is busy with until it stops: it ends in ``ActorCrashed``."""
+    with pytest.raises(ActorCrashed):
+        await ref.call(("block", None), timeout=30)
+
+
+async def test_every_caller_queued_at_a_terminated_actor_gets_its_own_actor_stopped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_supervisor([actor_spec("c", Counter, 0)]) as sup:
+        ref = whereis("c")
+        failures: list[BaseException] = []
+
+        async def caller() -> None:
+            try:
+                await ref.call(("add", 1), timeout=30)
+            except ActorStopped as exc:
+                failures.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(blocked_call, ref)
+            await trio.testing.wait_all_tasks_blocked()
+            for _ in range(3):
+                nursery.start_soon(caller)
+            await trio.testing.wait_all_tasks_blocked()  # three queued behind the block
+            await sup.terminate_child("c")
+        assert [str(exc) for exc in failures] == [
+            "actor 'c' is terminated: the call was not handled"
+        ] * 3
+        assert len({id(exc) for exc in failures}) == 3  # one exception per caller
+
+
+async def caller_noting_failures(ref: ActorRef, failures: list[type[BaseException]]) -> None:
+    try:
+        await ref.call(("add", 1), timeout=30)
+    except ActorError as exc:
+        failures.append(type(exc))
+
+
+async def test_callers_at_an_actor_whose_nested_supervisor_escalated_fail_when_the_tree_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # g gives up first (its actor is then terminated while the root still runs), and the
+    # root gives up right after it: the whole tree has stopped, so callers fail at once.
+    children = [supervisor_spec("g", [actor_spec("c", Counter, 0)], max_restarts=0)]
+    failures: list[type[BaseException]] = []
+    killed_at: list[float] = []
+
+    async def tree(outside: trio.Nursery) -> None:
+        async with open_supervisor(children, max_restarts=0) as sup:
+            ref = whereis("g/c")
+            outside.start_soon(blocked_call, ref)
+            await trio.testing.wait_all_tasks_blocked()
+            outside.start_soon(caller_noting_failures, ref, failures)  # queued behind it
+            await trio.testing.wait_all_tasks_blocked()
+            killed_at.append(trio.current_time())
+            kill(sup, "g/c")
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as outside:  # callers outside the tree's own block
+        with pytest.raises(RestartIntensityExceeded):
+            await tree(outside)
+    assert failures == [ActorStopped]
+    assert trio.current_time() == killed_at[0]
+
+
+async def test_callers_at_an_actor_whose_nested_supervisor_was_terminated_fail_when_the_tree_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    failures: list[type[BaseException]] = []
+    children = [supervisor_spec("g", [actor_spec("c", Counter, 0)])]
+    async with trio.open_nursery() as outside, open_supervisor(children) as sup:
+        ref = whereis("g/c")
+        outside.start_soon(blocked_call, ref)
+        await trio.testing.wait_all_tasks_blocked()
+        outside.start_soon(caller_noting_failures, ref, failures)
+        await trio.testing.wait_all_tasks_blocked()
+        await sup.terminate_child("g")  # g may come back: the caller waits for that...
+        await trio.sleep(1)
+        assert failures == []
+        t0 = trio.current_time()
+    # ...until the tree stops: then it fails at once
+    assert failures == [ActorStopped]
+    assert trio.current_time() == t0
+
+
+async def test_callers_queued_at_an_actor_whose_start_child_fails_get_actor_stopped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gate = trio.Event()
+
+    class FailsInitLate(Actor):
+        async def init(self) -> None:
+            await gate.wait()
+            raise ValueError("no config")
+
+    failures: list[type[BaseException]] = []
+    async with open_supervisor() as sup, trio.open_nursery() as nursery:
+
+        async def start() -> None:
+            with pytest.raises(ChildStartError):
+                await sup.start_child(actor_spec("f", FailsInitLate))
+
+        nursery.start_soon(start)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(caller_noting_failures, whereis("f"), failures)  # registered
+        await trio.testing.wait_all_tasks_blocked()  # while it starts: the call queues
+        t0 = trio.current_time()
+        gate.set()
+    assert failures == [ActorStopped]  # "a failed start": docs/actors.md
+    assert trio.current_time() == t0
+
+
+async def test_two_incarnations_of_an_actor_never_handle_messages_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    handling: list[int] = []
+    most: list[int] = []
+
+    class Stubborn(Actor):
+        async def handle_call(self, request: Any) -> Any:
+            handling.append(1)
+            most.append(len(handling))
+            try:
+                with trio.CancelScope(shield=request == "stubborn"):
+                    await trio.sleep(10)
+            finally:
+                handling.pop()
+
+    async with (
+        open_supervisor([actor_spec("s", Stubborn, shutdown=1.0)]) as sup,
+        trio.open_nursery() as nursery,
+    ):
+        ref = whereis("s")
+        for request in ("stubborn", "next"):
+            nursery.start_soon(functools.partial(ref.call, request, timeout=30))
+            await trio.testing.wait_all_tasks_blocked()
+        # the old incarnation overstays its 1 s budget: no second one while it runs
+        with pytest.raises(ChildStartError, match="overstayed its stop and still runs"):
+            await sup.restart_child("s")
+        assert sup.which_children()[0].state is ChildState.RESTARTING
+        await trio.sleep(20)  # the old one ends at t=10; the next one starts then
+        assert sup.which_children()[0].state is ChildState.RUNNING
+        nursery.cancel_scope.cancel()
+    assert max(most) == 1
+
+
+class Journal(Actor):
+    """Notes when each message begins and ends being handled; one checkpoint between."""
+
+    async def init(self, began: list[Any], done: list[Any]) -> None:
+        self.began, self.done = began, done
+
+    async def handle_cast(self, message: Any) -> None:
+        self.began.append(message)
+        await trio.sleep(0.01)
+        self.done.append(message)
+
+    async def handle_call(self, request: Any) -> Any:
+        if request == "sync":
+            return None
+        await self.handle_cast(request)
+        return request
+
+
+OPS = st.one_of(
+    st.tuples(st.just("cast_nowait")),
+    st.tuples(st.just("cast"), st.sampled_from([0.0, 0.01, 0.05])),  # cancelled after
+    st.tuples(st.just("call"), st.sampled_from([0.0, 0.005, 0.02, 1.0, 30.0])),  # timeout
+    st.tuples(st.just("kill"), st.sampled_from([0.0, 0.001, 0.005, 0.01, 0.02])),  # after
+    st.tuples(st.just("sleep"), st.sampled_from([0.0, 0.003, 0.01, 0.05])),
+    st.tuples(st.just("terminate")),
+    st.tuples(st.just("restart")),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    ops=st.lists(OPS, max_size=30),
+    size=st.integers(1, 4),
+    nested=st.booleans(),
+    delayed=st.booleans(),
+    ending=st.sampled_from(["drain", "shutdown"]),
+)
+def test_casts_and_calls_keep_their_rules_across_any_sequence_of_kills(
+    ops: list[tuple[Any, ...]], size: int, nested: bool, delayed: bool, ending: str
+) -> None:
+    """Every acknowledged cast is handled exactly once, in order, unless it was the one
+    being handled at a kill/stop; a cancelled cast has no effect; every call is answered
+    or fails with a typed error within its timeout (at once when the tree stops), and
+    ActorStopped means it had no effect."""
+
+    async def scenario() -> None:
+        began: list[Any] = []
+        done: list[Any] = []
+        acked: list[Any] = []
+        cancelled: list[Any] = []
+        outcomes: dict[Any, type[BaseException] | None] = {}
+        path = "g/a" if nested else "a"
+        spec = actor_spec("a", Journal, began, done, mailbox_size=size)
+        specs = (
+            [supervisor_spec("g", [spec], max_restarts=10**6, backoff=None)] if nested else [spec]
+        )
+        if delayed:  # the first messages are held a while: kills land on held ones too
+            specs.append(FaultPlan([DelayMessages(path, delay=0.03, count=3)]).spec())
+        interrupts = 0
+
+        async def call(ref: ActorRef, i: int, timeout: float) -> None:
+            t0 = trio.current_time()
+            try:
+                await ref.call(("k", i), timeout=timeout)
+                outcomes[("k", i)] = None
+            except (CallTimeout, ActorCrashed, ActorStopped) as exc:
+                outcomes[("k", i)] = type(exc)
+            assert trio.current_time() - t0 <= timeout + 1e-9  # float sums of sleeps
+
+        async def kill_after(sup: Supervisor, delay: float) -> None:
+            nonlocal interrupts
+            await trio.sleep(delay)
+            interrupts += kill(sup, path)
+
+        async with trio.open_nursery() as outside:
+            async with open_supervisor(specs, max_restarts=10**6, backoff=None) as sup:
+                ref = whereis(path)
+                handle = sup.child_handle("g") if nested else None
+                top = handle.subtree if handle is not None else sup
+                assert top is not None
+                for i, (op, *arg) in enumerate(ops):
+                    if op == "cast_nowait":
+                        with contextlib.suppress(MailboxFull):
+                            ref.cast_nowait(("c", i))
+                            acked.append(("c", i))
+                    elif op == "cast":
+                        with trio.move_on_after(arg[0]):
+                            await ref.cast(("c", i))
+                            acked.append(("c", i))
+                        if acked[-1:] != [("c", i)]:
+                            cancelled.append(("c", i))
+                    elif op == "call":
+                        outside.start_soon(call, ref, i, arg[0])
+                    elif op == "kill":
+                        outside.start_soon(kill_after, sup, arg[0])
+                    elif op == "sleep":
+                        await trio.sleep(arg[0])
+                    elif op == "terminate":
+                        await top.terminate_child("a")
+                        interrupts += 1
+                    else:
+                        await top.restart_child("a")
+                        interrupts += 1
+                if ending == "drain":
+                    if top.which_children()[0].state is ChildState.TERMINATED:
+                        await top.restart_child("a")
+                    await trio.sleep(5)  # past every delay, kill and restart
+                    await ref.call("sync", timeout=5)
+                    assert ref.mailbox.depth == 0
+                stopped_at = trio.current_time()
+            if ending == "shutdown":
+                await trio.testing.wait_all_tasks_blocked()
+                # callers failed at once when the tree stopped: none waits for its timeout
+                assert trio.current_time() == stopped_at
+                outside.cancel_scope.cancel()  # pending kills
+        assert len(done) == len(set(done))  # nothing handled twice
+        casts = [m for m in done if m[0] == "c"]
+        assert casts == sorted(casts)  # in order
+        assert not set(cancelled) & set(began)  # a cancelled cast had no effect
+        for result_of, result in outcomes.items():
+            if result is None:
+                assert result_of in done
+            elif result is ActorStopped:
+                assert result_of not in began
+            elif result is ActorCrashed:
+                assert result_of in began
+                assert result_of not in done
+        if ending == "drain":  # each acknowledged cast handled, or cut while handled
+            cut = [m for m in acked if m not in done]
+            assert set(cut) <= set(began)
+            assert len(cut) <= interrupts
+
+    trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_crash_messages_name_the_actor(autojump_clock: trio.testing.MockClock) -> None:
+    paths: list[str] = []
+
+    class Named(Counter):
+        async def init(self, start: int, store: dict[str, int] | None = None) -> None:
+            await super().init(start, store)
+            paths.append(self.ref.path)
+
+        async def handle_call(self, request: Any) -> Any:
+            if request == "bare":
+                raise Boom  # no message: none after the type either
+            return await super().handle_call(request)
+
+    children = [supervisor_spec("g", [actor_spec("c", Named, 0)], backoff=None)]
+    async with open_supervisor(children) as sup:
+        ref = whereis("g/c")
+        with pytest.raises(ActorCrashed) as info:
+            await ref.call("bare")
+        assert str(info.value) == "actor 'g/c' crashed while handling this call: Boom"
+        with pytest.raises(ActorCrashed) as info:
+            await ref.call(("boom", None))
+        assert str(info.value) == (
+            "actor 'g/c' crashed while handling this call: Boom: asked to crash"
+        )
+
+        async def stopped_call() -> None:
+            with pytest.raises(ActorCrashed) as info:
+                await ref.call(("block", None), timeout=30)
+            assert str(info.value) == "actor 'g/c' was stopped while handling this call"
+            assert info.value.__cause__ is None
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stopped_call)
+            await trio.testing.wait_all_tasks_blocked()
+            stopped = sup.child_handle("g")
+            assert stopped is not None
+            assert stopped.subtree is not None
+            await stopped.subtree.terminate_child("c")
+    assert paths == ["g/c"] * 3
+
+
+async def test_terminate_gets_the_exception_given_to_kill(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    reasons: list[BaseException | None] = []
+
+    class Noter(Counter):
+        async def terminate(self, reason: BaseException | None) -> None:
+            reasons.append(reason)
+
+    chaos = ConnectionError("chaos")
+    async with open_supervisor([actor_spec("n", Noter, 0)]) as sup:
+        kill(sup, "n", chaos)
+        await whereis("n").call(("get", None))
+    assert reasons == [chaos, None]
+
+
+async def test_a_call_dropped_while_a_fault_held_it_has_no_effect(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = FaultPlan([DelayMessages("c", delay=2.0, kind="call")])
+    async with open_supervisor([actor_spec("c", Counter, 0), plan.spec()]):
+        ref = whereis("c")
+        with pytest.raises(CallTimeout):
+            await ref.call(("add", 5), timeout=1)  # its caller left during the delay
+        assert await ref.call(("get", None)) == 0
+
+
+async def test_a_task_the_actor_started_elsewhere_may_call_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Not a call to itself: the task runs in a nursery the actor does not own, so the
+    # actor is free to answer it.
+    class Spawner(Counter):
+        async def handle_cast(self, message: Any) -> None:
+            nursery, answers = message
+            nursery.start_soon(self.ask, answers)
+
+        async def ask(self, answers: list[Any]) -> None:
+            answers.append(await self.ref.call(("add", 1), timeout=5))
+
+    answers: list[Any] = []
+    async with trio.open_nursery() as outside, open_supervisor([actor_spec("s", Spawner, 0)]):
+        await whereis("s").cast((outside, answers))
+        await trio.testing.wait_all_tasks_blocked()
+    assert answers == [1]
+
+
+async def test_every_queued_caller_fails_at_once_while_a_handler_overstays(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Stubborn(Counter):
+        async def handle_call(self, request: Any) -> Any:
+            if request == "stubborn":
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(10)
+                return "done at last"
+            return await super().handle_call(request)
+
+    failures: list[type[BaseException]] = []
+    async with (
+        open_supervisor([actor_spec("s", Stubborn, 0, shutdown=1.0)]) as sup,
+        trio.open_nursery() as nursery,
+    ):
+        ref = whereis("s")
+        nursery.start_soon(functools.partial(ref.call, "stubborn", timeout=30))
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(20):
+            nursery.start_soon(caller_noting_failures, ref, failures)
+        await trio.testing.wait_all_tasks_blocked()
+        await sup.terminate_child("s")  # waits the 1 s budget; the handler goes on
+        await trio.testing.wait_all_tasks_blocked()
+        assert failures == [ActorStopped] * 20
+        assert trio.current_time() == 1.0
+
+
+async def test_finished_calls_leave_nothing_behind(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_supervisor([actor_spec("c", Counter, 0)]):
+        ref = whereis("c")
+        for _ in range(3):
+            await ref.call(("add", 1))
+        with pytest.raises(CallTimeout):
+            await ref.call(("block", None), timeout=1)
+        assert not ref.mailbox._calls  # no reply kept past its call
+
+
+async def test_an_actor_without_handlers_fails_the_call_not_the_caller(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Bare(Actor):
+        pass
+
+    async with open_supervisor([actor_spec("b", Bare)]) as sup:
+        with pytest.raises(ActorCrashed, match="Bare does not handle calls") as info:
+            await whereis("b").call("x")
+        assert isinstance(info.value.__cause__, NotImplementedError)
+        await whereis("b").cast("y")  # crashes it, as any exception in a handler
+        await until(sup, lambda: sup.which_children()[0].restarts == 2)
+        error = sup.which_children()[0].last_error
+        assert isinstance(error, NotImplementedError)
+        assert str(error) == "Bare does not handle casts"
+
+
+async def test_a_reply_once_delivered_is_final() -> None:
+    # ActorStopped means "not handled": it must never replace a reply already given
+    reply = _Reply()
+    reply.deliver(outcome.Value(1))
+    reply.deliver(outcome.Error(ActorStopped("too late")))
+    assert await reply.wait() == 1
+    left = _Reply()
+    with trio.move_on_after(0):
+        await left.wait()
+    left.deliver(outcome.Value(2))  # its caller left: nothing is kept for it
+    assert left.result is None
+
+
+async def test_an_actor_with_a_stall_timeout_reports_progress_per_message(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store: dict[str, int] = {}
+    spec = actor_spec("c", Counter, 0, store, stall_timeout=1.0)
+    async with open_supervisor([spec]) as sup:
+        ref = whereis("c")
+        for _ in range(10):  # busy the whole time, never a second without a message
+            await trio.sleep(0.5)
+            await ref.cast("count")
+        await ref.call(("get", None))
+        assert sup.which_children()[0].restarts == 0
+    assert store["casts"] == 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import math
 import random
 import re
 from typing import Any
@@ -21,8 +22,10 @@ from supervisors import (
     Backoff,
     CallTimeout,
     ChildExited,
+    ChildNotFound,
     ChildSpec,
     ChildStarted,
+    ChildStartError,
     ChildStartFailed,
     ChildState,
     Event,
@@ -30,6 +33,7 @@ from supervisors import (
     Health,
     HealthChanged,
     MailboxFull,
+    RestartIntensityExceeded,
     Strategy,
     Supervisor,
     SupervisorStopped,
@@ -115,7 +119,7 @@ async def test_chaos_monkey_kills_and_the_tree_heals(
 
 
 def test_chaos_monkey_bad_input() -> None:
-    with pytest.raises(ValueError, match="rate must be a number > 0"):
+    with pytest.raises(ValueError, match="rate must be a finite number > 0"):
         ChaosMonkey(0)
     with pytest.raises(TypeError, match="sequences of glob patterns"):
         ChaosMonkey(1, include="db/*")
@@ -201,7 +205,7 @@ async def test_a_cast_held_by_a_delay_survives_a_kill_with_a_full_mailbox(
 def test_fault_plan_bad_input() -> None:
     with pytest.raises(TypeError, match="not a fault"):
         FaultPlan(["kill"])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match=r"KillAt\.at must be >= 0"):
+    with pytest.raises(ValueError, match=r"KillAt\.at must be a number >= 0"):
         FaultPlan([KillAt(-1, "x")])
     with pytest.raises(ValueError, match="kind must be any/call/cast"):
         FaultPlan([DropMessages("x", kind="both")])
@@ -488,3 +492,115 @@ def test_the_trace_digest_tells_runs_apart(one: Event, other: Event) -> None:
     first(one)
     second(other)
     assert first.digest() != second.digest()
+
+
+async def test_a_kill_waiting_for_its_target_does_not_hold_back_later_kills(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = FaultPlan([KillAt(1.0, "a"), KillAt(2.0, "b")])
+    children = [ChildSpec("a", _worker), ChildSpec("b", _worker)]
+    async with open_supervisor(children) as sup:
+        await sup.terminate_child("a")  # a's kill waits for a next incarnation...
+        await sup.start_child(plan.spec())
+        await trio.sleep(5)
+        assert plan.applied == [(2.0, "kill b")]  # ...b's kill is on time all the same
+        assert plan.pending == [KillAt(1.0, "a")]
+        await sup.restart_child("a")
+        await until(sup, lambda: plan.pending == [])
+        assert plan.applied == [(2.0, "kill b"), (5.0, "kill a")]
+
+
+@pytest.mark.parametrize("rate", [math.nan, math.inf, -math.inf])
+def test_chaos_monkey_rejects_a_rate_that_is_not_finite(rate: float) -> None:
+    with pytest.raises(ValueError, match="rate must be a finite number > 0"):
+        ChaosMonkey(rate)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        KillAt(math.nan, "c"),
+        DelayMessages("c", delay=-1.0),
+        DelayMessages("c", delay=math.nan),
+        DelayMessages("c", delay=1.0, start=math.nan),
+        DelayMessages("c", delay=1.0, start=-1.0),
+        DropMessages("c", start=math.nan),
+        DropMessages("c", start=-0.5),
+    ],
+    ids=repr,
+)
+def test_fault_plan_rejects_times_that_are_nan_or_negative(fault: Any) -> None:
+    # before: accepted, then a ValueError from trio.sleep crashed the target actor
+    # (a negative delay) or the plan itself (a NaN kill time) at run time
+    with pytest.raises(ValueError, match="must be a number >= 0"):
+        FaultPlan([fault])
+
+
+@pytest.mark.parametrize("path", ["nope", "dup"])
+async def test_a_kill_at_an_unknown_or_ambiguous_path_fails_the_plans_start(
+    path: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    # before: an ambiguous id made the plan crash at the kill and again at each restart,
+    # until the tree under test gave up; an unknown path never fired, silently
+    children = [supervisor_spec(g, [ChildSpec("dup", _worker)]) for g in ("x", "y")]
+    async with open_supervisor(children) as sup:
+        with pytest.raises(ChildStartError) as info:
+            await sup.start_child(FaultPlan([KillAt(1.0, path)]).spec())
+        assert isinstance(info.value.__cause__, ChildNotFound)
+        await trio.sleep(2)
+        assert sup.health().live
+
+
+async def test_a_message_held_at_a_kill_is_delayed_only_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    handled: list[tuple[float, Any]] = []
+
+    class Noter(Actor):
+        async def handle_cast(self, message: Any) -> None:
+            handled.append((trio.current_time(), message))
+
+    plan = FaultPlan([DelayMessages("n", delay=2.0, count=2), KillAt(1.0, "n")])
+    async with open_supervisor([actor_spec("n", Noter), plan.spec()], backoff=None):
+        t0 = trio.current_time()
+        whereis("n").cast_nowait("m1")  # held 2 s, killed after 1 s
+        whereis("n").cast_nowait("m2")
+        await trio.sleep(10)
+    # m1 goes first to the next incarnation (t=1); m2, the second of the two
+    # messages to delay, is held its 2 s
+    assert [(t - t0, m) for t, m in handled] == [(1.0, "m1"), (3.0, "m2")]
+    assert [text for _, text in plan.applied] == [
+        "delay cast to n by 2s",
+        "kill n",
+        "delay cast to n by 2s",
+    ]
+
+
+def test_two_kills_at_one_instant_replay_whatever_trios_scheduler_draws() -> None:
+    # a and b die at one instant: which one the supervisor takes as the cause of the
+    # ONE_FOR_ALL restart (and names when it gives up) is whichever trio ran first
+    async def run() -> str:
+        trace = EventTrace()
+        plan = FaultPlan([KillAt(1.0, "a"), KillAt(1.0, "b")])
+        children = [ChildSpec("a", _worker), ChildSpec("b", _worker), plan.spec()]
+        with contextlib.suppress(RestartIntensityExceeded):  # the same way each time
+            async with open_supervisor(
+                children,
+                strategy=Strategy.ONE_FOR_ALL,
+                max_restarts=1,
+                backoff=None,
+                on_event=trace,
+            ):
+                await trio.sleep(2)
+        return trace.digest()
+
+    scheduler = trio._core._run._r  # what trio shuffles each batch of runnable tasks with
+    saved = scheduler.getstate()
+    digests = set()
+    try:
+        for draw in range(10):  # as ten processes replaying the same plan would
+            scheduler.seed(draw)
+            digests.add(trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0)))
+    finally:
+        scheduler.setstate(saved)
+    assert len(digests) == 1
