@@ -415,7 +415,9 @@ async def test_unanswered_acquire_is_undone(
         async with locks.hold("room:42"):
             pass
     assert store.get(FENCE) == b"1"  # it was acquired on the server ...
-    assert store.get(KEY) is None  # ... and released again
+    with trio.fail_after(OP_TIMEOUT):  # ... and is released again, in the background
+        while store.get(KEY) is not None:  # noqa: ASYNC110 (the store has no event)
+            await trio.sleep(0.01)
 
 
 async def test_tokens_strictly_increase_and_holders_never_overlap(
@@ -523,3 +525,72 @@ async def test_cache_and_locks_can_share_one_store(autojump_clock: trio.testing.
     async with running(locks), locks.hold("room:42"):
         assert cache.store is not None
         assert cache.store.keys() == ["app:lock:{room:42}:fence", "app:lock:{room:42}"]
+
+
+# -- issue 27 point 11: a holder blocked past its deadline -----------------------------
+async def test_check_and_held_compare_the_clock_with_the_deadline(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A holder whose loop was blocked past ``lease.deadline`` (no checkpoint: the renewer
+    and the cancel scope could not run) must not pass ``check()`` before an irreversible
+    step: the key may have expired and someone else may hold it."""
+    seen: list[bool] = []
+
+    async def holder() -> None:
+        async with locks.hold("room:42") as lease:
+            assert lease.held
+            lease.check()  # in time: passes
+            autojump_clock.jump(TTL)  # blocked for a whole TTL, like a long sync call
+            seen.append(lease.held)
+            with pytest.raises(LockLost, match="deadline"):
+                lease.check()
+            seen.append(lease.lost.is_set())
+
+    with pytest.raises(LockLost, match="deadline"):
+        await holder()
+    assert seen == [False, True]
+    assert sample(locks, "gochat_lock_lost_total", prefix="room") == 1
+
+
+async def test_a_body_that_ran_past_its_deadline_without_yielding_is_lost(
+    locks: Locks, autojump_clock: trio.testing.MockClock
+) -> None:
+    with pytest.raises(LockLost, match="no renewal"):
+        async with locks.hold("room:42") as lease:
+            # past the deadline, the key not yet expired: the release still finds it ours
+            autojump_clock.jump(TTL - MARGIN / 2)  # no checkpoint until the body's end
+    assert lease.lost.is_set()
+    assert sample(locks, "gochat_lock_lost_total", prefix="room") == 1
+
+
+# -- issue 27 point 12: what bounds hold() ---------------------------------------------
+async def test_hold_answers_within_wait_even_when_the_last_attempt_hangs(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """``wait`` bounds ``hold()``: an attempt cut off by it and the release that undoes
+    it (in the background) do not make the caller wait longer."""
+    async with locks.hold("room:42", ttl=30.0), trio.open_nursery() as nursery:
+
+        async def hang_later() -> None:
+            await trio.sleep(0.9)
+            store.pause()  # the attempt in flight at 0.9 s never gets an answer
+
+        nursery.start_soon(hang_later)
+        start = trio.current_time()
+        with pytest.raises(LockNotAcquired):  # the answers it got said "held"
+            async with locks.hold("room:42", wait=1.0):
+                pass  # pragma: no cover
+        assert trio.current_time() - start <= 1.0
+        store.resume()
+
+
+async def test_hold_without_wait_answers_within_one_op_timeout(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    store.pause()
+    start = trio.current_time()
+    with pytest.raises(LockUnavailable, match="no answer"):
+        async with locks.hold("room:42"):
+            pass  # pragma: no cover
+    assert trio.current_time() - start == pytest.approx(OP_TIMEOUT)
+    store.resume()
