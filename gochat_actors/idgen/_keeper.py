@@ -25,7 +25,7 @@ from supervisors import Backoff, Health, cleanup_scope, progress, set_health
 from .._exceptions import IdGenError, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
 from ..log import get_logger
 from ._memory import MemoryEtcd
-from ._protocol import Compare, Delete, EtcdBackend, Get, Put
+from ._protocol import Compare, Delete, EtcdBackend, Get, Put, TxnResult
 
 if TYPE_CHECKING:
     from ._generator import IdGenerator
@@ -42,6 +42,7 @@ class _Claim:
     machine_id: int
     revision: int  # the create revision of our claim key: proves it is still ours
     floor_ms: int  # the first millisecond we may issue under it
+    record_mod: int = 0  # the mod revision of last/<m> as we last saw it (0: absent)
     installed: bool = False
 
 
@@ -246,6 +247,8 @@ class _Keeper:
         claim = _Claim(machine_id, result.revision, 0)
         found = result.responses[1]
         previous = _decode(found[0].value) if isinstance(found, list) and found else None
+        if isinstance(found, list) and found:
+            claim.record_mod = found[0].mod_revision
         if isinstance(found, list) and found and previous is None:
             self.log.warning("idgen.bad_record", machine_id=machine_id, value=found[0].value[:80])
             await self._drop(claim)
@@ -300,17 +303,7 @@ class _Keeper:
         ttl = await self._keepalive(lease)
         if ttl is None:
             raise MachineIdLost(f"etcd no longer has lease {lease} (machine ID {claim.machine_id})")
-        key = self._key(claim.machine_id)
-        last_ms = max(gen._now_ms(), gen._ms, claim.floor_ms - 1)
-        record = _encode(gen.owner, last_ms, self.ttl_ms)
-        result = await self._call(
-            "txn",
-            self.backend.txn,
-            [Compare(key, "create", claim.revision)],
-            [Put(key, record, lease), Put(self._last_key(claim.machine_id), record)],
-        )
-        if not result.succeeded:
-            raise MachineIdLost(f"the claim on machine ID {claim.machine_id} is gone")
+        await self._write_record(claim, lease)
         if not claim.installed:
             gen._install(claim.machine_id, claim.floor_ms)
             claim.installed = True
@@ -321,6 +314,49 @@ class _Keeper:
         if gen._metrics is not None:
             gen._metrics.idgen_renewals.inc()
         set_health(Health.OK)
+
+    async def _write_record(self, claim: _Claim, lease: int) -> None:
+        """Write our last timestamp to the claim and the record, guarded by the claim's
+        create revision (still ours) and the record's mod revision (unchanged since we
+        last saw it): a write of ours that etcd applies late, after a newer one, then
+        fails instead of rolling ``last/<m>`` back."""
+        gen = self.gen
+        key, last_key = self._key(claim.machine_id), self._last_key(claim.machine_id)
+        last_ms = max(gen._now_ms(), gen._ms, claim.floor_ms - 1)
+        record = _encode(gen.owner, last_ms, self.ttl_ms)
+        for _ in range(3):
+            ours = [Compare(key, "create", claim.revision)]
+            result = await self._call(
+                "txn",
+                self.backend.txn,
+                [*ours, Compare(last_key, "mod", claim.record_mod)],
+                [Put(key, record, lease), Put(last_key, record)],
+                [Get(key), Get(last_key)],
+            )
+            if result.succeeded:
+                claim.record_mod = result.revision
+                return
+            claim.record_mod = self._record_moved(claim, result)
+        raise IdGenUnavailable(f"the record of machine ID {claim.machine_id} keeps changing")
+
+    def _record_moved(self, claim: _Claim, result: TxnResult) -> int:
+        """Why the guarded write failed: the claim is gone (:class:`MachineIdLost`), or
+        a late write of our own moved the record (its new mod revision)."""
+        claims, records = result.responses
+        if not isinstance(claims, list) or not any(
+            kv.create_revision == claim.revision for kv in claims
+        ):
+            raise MachineIdLost(f"the claim on machine ID {claim.machine_id} is gone")
+        found = records[0] if isinstance(records, list) and records else None
+        previous = _decode(found.value) if found is not None else None
+        if found is None or previous is None or previous.owner != self.gen.owner:
+            # Only the claim's owner writes the record while the claim lives: someone
+            # else writes under our prefix. Give the ID up rather than trust it.
+            raise MachineIdLost(
+                f"the record of machine ID {claim.machine_id} was changed by another writer"
+            )
+        self.log.info("idgen.record_moved", machine_id=claim.machine_id, last_ms=previous.last_ms)
+        return found.mod_revision
 
     async def keep(self) -> None:
         """Renew every ``lease_ttl / 3``; retry failures sooner; reacquire after a loss."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -354,3 +355,65 @@ async def test_unreachable_etcd_fails_the_start(
     etcd.fail(False)
     assert await etcd.range(b"/", prefix_end(b"/")) == []
     assert etcd._leases == {}
+
+
+# -- issue 27 point 13: a late renewal write must not roll the record back ---------------
+async def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 (polling a counter, no event to wait on)
+            await trio.sleep(0.001)
+
+
+async def test_a_renewal_applied_late_never_rolls_the_record_back(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    """A renewal whose record write the client gave up on, applied by etcd after newer
+    writes, must not lower ``last/<m>``: the next owner starts from it."""
+    await hold(etcd, 1)  # only ID 0 is free
+    a = make(etcd, **TWO_IDS)
+    a_ids: list[int] = []
+    async with open_supervisor([a.spec()]):
+        a_ids += await take(a, 1000)
+        etcd.hold_requests("txn")  # the next renewal's record write: received, not applied
+        await wait_until(lambda: etcd.held == 1, TTL)
+        etcd.stop_holding()
+        renewals = a.statistics().renewals
+        await wait_until(lambda: a.statistics().renewals > renewals, TTL)  # retried: ok
+        for _ in range(int(2 * TTL)):  # issue on, well past the stale last_ms + ttl_ms
+            a_ids += await take(a, 100)
+            await trio.sleep(1.0)
+        renewals = a.statistics().renewals
+        await wait_until(lambda: a.statistics().renewals > renewals, TTL)
+        a_ids += await take(a, 100)
+        assert etcd.apply_held() == 1  # etcd applies the old write now ...
+        etcd.fail()  # ... and a crashes: no final record, no revoke
+    etcd.fail(False)
+    saved = await record(etcd, 0)
+    # every ID of the owner is within last_ms + ttl_ms of its record
+    assert isinstance(saved["last_ms"], int)
+    assert saved["last_ms"] + TTL * 1000 >= a.parse(max(a_ids)).timestamp_ms
+    await trio.sleep(TTL + 1)  # a's lease expires
+    b = make(etcd, wall_ms=WALL_MS, **TWO_IDS)  # a host whose clock is behind a's
+    async with open_supervisor([b.spec()]):
+        assert b.machine_id == 0
+        b_ids = await take(b, 1000)
+    assert min(b_ids) > max(a_ids)
+
+
+async def test_a_late_write_landing_before_the_retry_costs_no_machine_id(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    """The record guard sees the owner's own late write (the record changed under it)
+    and goes on with the same claim."""
+    ids = make(etcd)
+    async with open_supervisor([ids.spec()]):
+        etcd.hold_requests("txn")
+        await wait_until(lambda: etcd.held == 1, TTL)
+        etcd.stop_holding()
+        failures = ids.statistics().renewal_failures
+        await wait_until(lambda: ids.statistics().renewal_failures > failures, TTL)
+        assert etcd.apply_held() == 1  # applied between the timeout and the retry
+        renewals = ids.statistics().renewals
+        await wait_until(lambda: ids.statistics().renewals > renewals + 2, 2 * TTL)
+        assert ids.ready
+        assert ids.statistics().acquisitions == 1
