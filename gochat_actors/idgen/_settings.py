@@ -40,7 +40,7 @@ class IdGenSettings(Section):
     margin: NonNegativeSeconds = Field(
         default=2.0,
         description="IDs stop being issued this many seconds before the lease could expire "
-        "(`last keepalive ack + lease_ttl - margin`).",
+        "(`last keepalive sent + lease_ttl - margin`); must be < 2/3 of `lease_ttl`.",
     )
     epoch_ms: int = Field(
         default=1288834974657, ge=0, description="Epoch of the timestamp part, Unix milliseconds."
@@ -74,4 +74,12 @@ class IdGenSettings(Section):
             )
         if self.margin >= self.lease_ttl:
             raise cross_field_error(("margin", "lease_ttl"), "margin must be < lease_ttl")
+        if self.margin >= self.lease_ttl * 2 / 3:
+            # Renewals run every lease_ttl/3 and each lets IDs be issued for
+            # lease_ttl - margin from its send: that must outlast the interval.
+            raise cross_field_error(
+                ("margin", "lease_ttl"),
+                f"margin must be < 2/3 of lease_ttl ({self.lease_ttl * 2 / 3:g}s): renewals "
+                "run every lease_ttl/3, each lets IDs be issued for lease_ttl - margin",
+            )
         return self

@@ -417,3 +417,18 @@ async def test_a_late_write_landing_before_the_retry_costs_no_machine_id(
         await wait_until(lambda: ids.statistics().renewals > renewals + 2, 2 * TTL)
         assert ids.ready
         assert ids.statistics().acquisitions == 1
+
+
+async def test_a_margin_just_under_the_bound_leaves_no_gap_with_a_healthy_etcd(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Issue 27 point 14: margins up to 2/3 of lease_ttl are allowed because renewals
+    every lease_ttl/3 then keep IDs flowing without a gap (a round trip of 10 ms)."""
+    etcd = MemoryEtcd(latency=0.01)
+    ids = make(etcd, margin=TTL * 2 / 3 - 0.05)
+    async with open_supervisor([ids.spec()]):
+        for _ in range(1000):  # 10 lease TTLs, every 90 ms
+            assert ids.ready
+            ids.next_id()
+            await trio.sleep(TTL / 100)
+    assert ids.statistics().renewals >= 30
