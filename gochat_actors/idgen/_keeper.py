@@ -25,7 +25,7 @@ from supervisors import Backoff, Health, cleanup_scope, progress, set_health
 from .._exceptions import IdGenError, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
 from ..log import get_logger
 from ._memory import MemoryEtcd
-from ._protocol import Compare, Delete, EtcdBackend, Get, Put, TxnResult
+from ._protocol import Compare, Delete, EtcdBackend, Get, Put, TxnResult, prefix_end
 
 if TYPE_CHECKING:
     from ._generator import IdGenerator
@@ -185,10 +185,12 @@ class _Keeper:
     async def _acquire_once(self) -> None:
         gen = self.gen
         started = gen._mono()
+        # Scan before granting: the lease then lives only through the claims it needs.
+        order = await self._scan()
         lease, _ = await self._call("lease grant", self.backend.lease_grant, math.ceil(self.ttl))
         self.lease = lease
         try:
-            self.claim = await self._claim(lease)
+            self.claim = await self._claim(lease, order)
             await self._wait_for_floor(self.claim, lease)
             await self.renew()
         except BaseException:
@@ -204,20 +206,56 @@ class _Keeper:
             took_ms=(gen._mono() - started) // 1_000_000,
         )
 
-    async def _claim(self, lease: int) -> _Claim:
-        """Claim a free machine ID, starting at a random one; prefer IDs usable soon."""
-        prefix = self.prefix
-        taken_keys = await self._call(
-            "range", self.backend.range, prefix + b"0", prefix + b":", keys_only=True
-        )
-        taken = {int(suffix) for kv in taken_keys if (suffix := kv.key[len(prefix) :]).isdigit()}
-        count = self.gen.layout.max_machine_id + 1
+    async def _scan(self) -> tuple[list[int], list[tuple[int, int]]]:
+        """The free machine IDs, from one range read of the claims and the records:
+        those usable soon, from a random one on (spreading concurrent starters), and
+        the others as ``(floor_ms, machine_id)``."""
+        prefix, count = self.prefix, self.gen.layout.max_machine_id + 1
+        kvs = await self._call("range", self.backend.range, prefix, prefix_end(prefix))
+        taken: set[int] = set()
+        floors: dict[int, int] = {}
+        for kv in kvs:
+            suffix = kv.key[len(prefix) :]
+            if suffix.isdigit():
+                taken.add(int(suffix))
+            elif suffix.startswith(b"last/") and suffix[5:].isdigit():
+                previous = _decode(kv.value)
+                if previous is not None:  # a bad record is reported when claimed
+                    floors[int(suffix[5:])] = self._floor(previous)
+        now_ms = self.gen._now_ms()
         start = self.rng.randrange(count)
-        far: list[tuple[int, int]] = []  # (floor_ms, machine_id) of IDs with a long wait
+        near: list[int] = []
+        far: list[tuple[int, int]] = []
         for offset in range(count):
             machine_id = (start + offset) % count
             if machine_id in taken:
                 continue
+            floor = floors.get(machine_id, self._floor(None))
+            if floor - now_ms <= self.max_wait_ms:
+                near.append(machine_id)
+            else:
+                far.append((floor, machine_id))
+        if not near and not far:
+            raise self._exhausted()
+        return near, far
+
+    def _exhausted(self) -> MachineIdsExhausted:
+        count = self.gen.layout.max_machine_id + 1
+        self.log.error("idgen.exhausted", machine_ids=count)
+        return MachineIdsExhausted(
+            f"all {count} machine IDs under {self.gen.settings.key_prefix!r} are held"
+        )
+
+    async def _claim(
+        self, lease: int, found: tuple[list[int], list[tuple[int, int]]]
+    ) -> _Claim:
+        """Claim a free machine ID: one usable soon if any (the scan may be stale: one
+        whose record moved far ahead is given back for now), else the one usable
+        soonest. Keeps the lease alive if the claims take long."""
+        near, far = found[0], list(found[1])
+        alive_ns = self.gen._mono()
+        for machine_id in near:
+            alive_ns = await self._keep_alive_while_claiming(lease, alive_ns)
             claim = await self._try_claim(machine_id, lease)
             if claim is None:
                 continue
@@ -226,13 +264,20 @@ class _Keeper:
             far.append((claim.floor_ms, machine_id))
             await self._drop(claim)
         for _, machine_id in sorted(far):
+            alive_ns = await self._keep_alive_while_claiming(lease, alive_ns)
             claim = await self._try_claim(machine_id, lease)
             if claim is not None:
                 return claim
-        self.log.error("idgen.exhausted", machine_ids=count)
-        raise MachineIdsExhausted(
-            f"all {count} machine IDs under {self.gen.settings.key_prefix!r} are held"
-        )
+        raise self._exhausted()
+
+    async def _keep_alive_while_claiming(self, lease: int, alive_ns: int) -> int:
+        """Refresh ``lease`` once a renewal interval has passed since ``alive_ns``."""
+        if self.gen._mono() - alive_ns < self.interval_ns:
+            return alive_ns
+        sent = self.gen._mono()
+        if await self._keepalive(lease) is None:
+            raise MachineIdLost(f"lease {lease} expired while claiming a machine ID")
+        return sent
 
     async def _try_claim(self, machine_id: int, lease: int) -> _Claim | None:
         key = self._key(machine_id)

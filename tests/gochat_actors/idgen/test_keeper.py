@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trio
@@ -432,3 +433,64 @@ async def test_a_margin_just_under_the_bound_leaves_no_gap_with_a_healthy_etcd(
             ids.next_id()
             await trio.sleep(TTL / 100)
     assert ids.statistics().renewals >= 30
+
+
+# -- issue 27 point 15: the scan for a free ID must not outlive the lease ---------------
+SIXTEEN_IDS = {"timestamp_bits": 47, "machine_bits": 4, "sequence_bits": 12}
+
+
+async def test_a_host_behind_every_record_still_gets_an_id(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Every free ID's record is far ahead of this host's clock. Trying IDs one by one
+    under a fresh lease (a claim and a give-back per ID, 0.1 s each) outlived the lease:
+    such a host never got an ID. It takes the one usable soonest, and waits for it."""
+    etcd = MemoryEtcd(latency=0.1)
+    for m in range(16):  # ID 11's record is the earliest; all are a minute or more ahead
+        ahead = {
+            "owner": "x",
+            "last_ms": WALL_MS + 60_000 + ((m - 11) % 16) * 1000,
+            "ttl_ms": 3000,
+            "final": True,
+        }
+        await etcd.put(f"{PREFIX}last/{m}".encode(), json.dumps(ahead).encode())
+    ids = make(etcd, lease_ttl=3.0, margin=0.5, **SIXTEEN_IDS)
+    async with open_supervisor([ids.spec()]):
+        assert ids.machine_id == 11
+        assert ids.parse(ids.next_id()).timestamp_ms > WALL_MS + 60_000
+        assert ids.statistics().acquisitions == 1
+
+
+class RacedEtcd(MemoryEtcd):
+    """Right after the first lease is granted, another process claims ``taken``."""
+
+    def __init__(self, taken: list[int], **options: Any) -> None:
+        super().__init__(**options)
+        self.taken = taken
+
+    async def lease_grant(self, ttl: int) -> tuple[int, int]:
+        granted = await super().lease_grant(ttl)
+        taken, self.taken = self.taken, []
+        if taken:
+            latency, self.latency = self.latency, 0.0
+            other, _ = await super().lease_grant(10**7)
+            for m in taken:
+                await self.put(f"{PREFIX}{m}".encode(), b'{"owner":"other"}', lease=other)
+            self.latency = latency
+        return granted
+
+
+async def test_the_lease_is_kept_alive_while_claims_fail(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The scan is stale by the time the claims run (15 of 16 IDs were claimed by
+    others meanwhile): 15 failed claims of 0.25 s each outlast the 3 s lease unless
+    it is kept alive meanwhile."""
+    etcd = RacedEtcd(list(range(15)), latency=0.25)
+    for m in range(16):  # all ahead: tried by how soon they are usable, 0 first
+        ahead = {"owner": "x", "last_ms": WALL_MS + 60_000 + m * 1000, "ttl_ms": 3000}
+        await etcd.put(f"{PREFIX}last/{m}".encode(), json.dumps({**ahead, "final": True}).encode())
+    ids = make(etcd, lease_ttl=3.0, margin=0.5, **SIXTEEN_IDS)
+    async with open_supervisor([ids.spec()]):
+        assert ids.machine_id == 15
+        assert ids.statistics().acquisitions == 1
