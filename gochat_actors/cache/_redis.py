@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import coredis
+import coredis.exceptions
 import trio
 from coredis.connection import TCPConnection
 from coredis.retry import NoRetryPolicy
@@ -59,6 +60,7 @@ async def open_redis_client(
     pool = client.connection_pool
     if pool.connection_class is TCPConnection:
         pool.connection_class = _TCPConnection
+    _refuse_connections_once_closed(pool)
     real: BaseException | None = None
     try:
         async with client:  # the pool's task group: it wraps what the block raises
@@ -82,21 +84,52 @@ _STREAMS = (
 
 
 class _TCPConnection(TCPConnection):
-    """coredis' TCP connection, closing its memory streams when it never connected.
+    """coredis' TCP connection, closing its memory streams when it never connected, and
+    letting a cancellation during the handshake through.
 
-    coredis closes them only once connected, so every refused connection (a probe while
-    Redis is down) would leave six unclosed streams behind: ``ResourceWarning`` noise at
-    garbage collection, an error in test suites that turn warnings into errors.
+    coredis closes the streams only once connected, so every refused connection (a probe
+    while Redis is down) would leave six unclosed streams behind: ``ResourceWarning``
+    noise at garbage collection, an error in test suites that turn warnings into errors.
+
+    A caller cancelled while its call opens a new connection (the connection's task runs
+    in the caller's cancel scope until it is ready) must see its cancellation: coredis
+    raises ``ConnectionError`` from a ``finally:`` when the handshake did not finish,
+    which replaced the ``Cancelled`` and escaped the caller's cancel scope.
     """
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         try:
             await super().run(task_status=task_status)
+        except coredis.exceptions.RedisError:
+            await trio.lowlevel.checkpoint_if_cancelled()  # the caller's cancellation wins
+            raise
         finally:
             for name in _STREAMS:
                 stream = getattr(self, name, None)
                 if stream is not None:
                     stream.close()
+
+
+def _refuse_connections_once_closed(pool: Any) -> None:
+    """Make ``pool`` refuse to build a connection once it has exited.
+
+    A call that reaches the pool after the client's block ended (the actor stopped
+    while the call was on its way) made coredis build a connection, with six memory
+    streams, and then fail to start it with a raw ``RuntimeError``: the connection was
+    never run nor closed (``ResourceWarning: Unclosed <MemoryObjectReceiveStream>`` at
+    garbage collection) and the caller got an untranslated error. Checked before the
+    connection is built, it is a ``ConnectionError`` (``...Unavailable`` to callers).
+    """
+    construct = pool._construct_connection
+
+    async def construct_while_open() -> Any:
+        try:
+            pool.task_group  # noqa: B018 (raises RuntimeError once the pool has exited)
+        except RuntimeError:
+            raise coredis.exceptions.ConnectionError("the Redis client is closed") from None
+        return await construct()
+
+    pool._construct_connection = construct_while_open
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
