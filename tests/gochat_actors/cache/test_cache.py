@@ -288,3 +288,32 @@ def test_constructor_checks_its_arguments() -> None:
 def test_memory_store_checks_latency() -> None:
     with pytest.raises(ValueError, match="latency"):
         MemoryStore(latency=-1)
+
+
+# -- issue 27 point 27: strict JSON ------------------------------------------------------
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+async def test_the_json_codec_refuses_nan_and_infinity(cache: Cache, number: float) -> None:
+    """``NaN``/``Infinity`` are not JSON: other services' strict readers reject them."""
+    with pytest.raises(ValueError, match=r"json codec cannot encode.*not JSON compliant"):
+        await cache.set("k:x", {"score": number}, codec=JSON)
+    with pytest.raises(CacheMiss):
+        await cache.get("k:x")  # nothing was stored
+
+
+@pytest.mark.parametrize("text", [b"NaN", b'{"a": Infinity}', b"[-Infinity]"])
+async def test_the_json_codec_refuses_to_read_nan_and_infinity(cache: Cache, text: bytes) -> None:
+    await cache.set("k:x", text)
+    with pytest.raises(CacheError, match="json codec"):
+        await cache.get("k:x", codec=JSON)
+
+
+# -- issue 28: the `if raw is None` -> `if not raw` mutant ---------------------------------
+async def test_an_empty_value_round_trips(cache: Cache) -> None:
+    """An empty value is a value, not a miss (get, mget, and through a codec)."""
+    await cache.set("k:empty", b"")
+    assert await cache.get("k:empty") == b""
+    assert await cache.get("k:empty", codec=STR) == ""
+    assert await cache.mget(["k:empty", "k:absent"]) == [b"", None]
+    assert cache.metrics is not None
+    assert sample(cache.metrics, "gochat_cache_hits_total", prefix="k") == 3
+    assert sample(cache.metrics, "gochat_cache_misses_total", prefix="k") == 1
