@@ -19,6 +19,7 @@ from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
 from ..metrics import Metrics, key_prefix
 from ._actor import BackendOwner
 from ._codec import BYTES, STR, Codec
+from ._limits import check_amount
 from ._memory import MemoryCache, MemoryStore
 from ._protocol import CacheBackend, CacheConnector
 from ._settings import CacheSettings
@@ -321,6 +322,7 @@ class Cache(BackendOwner[CacheBackend]):
         _check_key(key)
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise TypeError(f"amount must be an int, got {amount!r}")
+        check_amount(amount)
         return await self._call("incr", key, timeout, lambda b: b.incr(key, amount))
 
     async def ttl(self, key: str, *, timeout: float | None = None) -> float:
@@ -364,9 +366,10 @@ def _encode(codec: Codec[Any] | None, key: str, value: Any) -> bytes:
     try:
         return codec.encode(value)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(
-            f"cache.set({key!r}): the {codec.name} codec cannot encode it: {exc}"
-        ) from exc
+        # TypeError or ValueError as such: their subclasses (UnicodeEncodeError...) do
+        # not take a message alone.
+        error = TypeError if isinstance(exc, TypeError) else ValueError
+        raise error(f"cache.set({key!r}): the {codec.name} codec cannot encode it: {exc}") from exc
 
 
 def _decode(codec: Codec[T], key: str, raw: bytes) -> T:

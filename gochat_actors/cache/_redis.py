@@ -20,19 +20,9 @@ from coredis.retry import NoRetryPolicy
 from .._dsn import Dsn
 from .._exceptions import CacheUnavailable
 from ._errors import DRIVER_ERRORS, translate
+from ._limits import check_key_text, ttl_ms
 
 __all__ = ["RedisCache", "open_redis_client", "ttl_ms"]
-
-
-def ttl_ms(ttl: float) -> int:
-    """A TTL in seconds as Redis milliseconds, rounded up, at least 1.
-
-    Example::
-
-        >>> ttl_ms(0.0001), ttl_ms(2.5)
-        (1, 2500)
-    """
-    return max(1, math.ceil(ttl * 1000))
 
 
 @asynccontextmanager
@@ -167,6 +157,7 @@ class RedisCache:
 
     async def get(self, key: str) -> bytes | None:
         client = self._live("GET")
+        check_key_text(key)
         try:
             return await client.get(self._prefix + key)
         except DRIVER_ERRORS as exc:
@@ -176,6 +167,8 @@ class RedisCache:
         client = self._live("MGET")
         if not keys:
             return []
+        for key in keys:
+            check_key_text(key)
         try:
             return list(await client.mget([self._prefix + k for k in keys]))
         except DRIVER_ERRORS as exc:
@@ -185,6 +178,7 @@ class RedisCache:
         self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
     ) -> bool:
         client = self._live("SET")
+        check_key_text(key)
         px = None if ttl is None else ttl_ms(ttl)
         try:
             return bool(
@@ -197,6 +191,8 @@ class RedisCache:
         client = self._live("DEL")
         if not keys:
             return 0
+        for key in keys:
+            check_key_text(key)
         try:
             return await client.delete([self._prefix + k for k in keys])
         except DRIVER_ERRORS as exc:
@@ -204,6 +200,7 @@ class RedisCache:
 
     async def incr(self, key: str, amount: int = 1) -> int:
         client = self._live("INCRBY")
+        check_key_text(key)
         try:
             return await client.incrby(self._prefix + key, amount)
         except DRIVER_ERRORS as exc:
@@ -211,6 +208,7 @@ class RedisCache:
 
     async def ttl(self, key: str) -> float | None:
         client = self._live("PTTL")
+        check_key_text(key)
         try:
             ms = await client.pttl(self._prefix + key)
         except DRIVER_ERRORS as exc:

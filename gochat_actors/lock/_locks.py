@@ -41,6 +41,7 @@ from .._exceptions import LockError, LockLost, LockNotAcquired, LockUnavailable
 from ..cache import CacheSettings, MemoryStore
 from ..cache._actor import BackendOwner
 from ..cache._cache import check_seconds
+from ..cache._limits import check_key_text, ttl_ms
 from ..log import get_logger
 from ..metrics import Metrics, key_prefix
 from ._memory import MemoryLockBackend
@@ -312,7 +313,13 @@ class Locks(BackendOwner[LockBackend]):
             raise (TypeError if not isinstance(name, str) else ValueError)(
                 f"lock name must be a non-empty str, got {name!r}"
             )
+        if not name.isascii():
+            try:
+                check_key_text(name)
+            except ValueError as exc:
+                raise ValueError(f"lock name {name!r} is not valid UTF-8 text") from exc
         ttl = self.settings.default_ttl if ttl is None else check_seconds("ttl", ttl)
+        ttl_ms(ttl)  # beyond what Redis accepts: refused before any round trip
         wait = check_seconds("wait", wait, allow_zero=True)
         margin = ttl / 10 if self._margin is None else self._margin
         if margin >= ttl * 2 / 3:

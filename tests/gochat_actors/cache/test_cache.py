@@ -317,3 +317,51 @@ async def test_an_empty_value_round_trips(cache: Cache) -> None:
     assert cache.metrics is not None
     assert sample(cache.metrics, "gochat_cache_hits_total", prefix="k") == 3
     assert sample(cache.metrics, "gochat_cache_misses_total", prefix="k") == 1
+
+
+# -- issue 27 point 28 / issue 22 point 6: what Redis rejects -----------------------------
+# The same calls run on Redis in test_cache_redis.py (same errors, same messages).
+REJECTED_INTEGERS = [
+    b" 5", b"5 ", b"+5", b"1_000", b"007", b"-0", b"-007", b"00", b"", b"-", b"0x10",
+    b"1e3", b"5\n", "٣".encode(), b"9223372036854775808", b"-9223372036854775809",
+]  # fmt: skip
+
+
+async def check_rejects_what_redis_rejects(cache: Cache) -> None:
+    for raw in REJECTED_INTEGERS:
+        await cache.set("n:bad", raw)
+        with pytest.raises(CacheError, match="not an integer or out of range"):
+            await cache.incr("n:bad")
+        assert await cache.get("n:bad") == raw  # untouched
+    await cache.set("n:max", b"9223372036854775807")
+    assert await cache.incr("n:max", 0) == 2**63 - 1
+    with pytest.raises(CacheError, match="would overflow"):
+        await cache.incr("n:max")
+    await cache.set("n:min", b"-9223372036854775808")
+    with pytest.raises(CacheError, match="would overflow"):
+        await cache.incr("n:min", -1)
+    assert await cache.get("n:min") == b"-9223372036854775808"
+    for amount in (2**63, -(2**63) - 1, 10**30):
+        with pytest.raises(ValueError, match="signed 64-bit"):
+            await cache.incr("n:x", amount)
+    with pytest.raises(ValueError, match=r"ttl .* beyond what Redis accepts"):
+        await cache.set("k:x", b"v", ttl=1e300)
+    for call in (
+        lambda: cache.get("\ud800"),
+        lambda: cache.set("k:\udfff", b"v"),
+        lambda: cache.mget(["ok", "\ud800"]),
+        lambda: cache.delete("\ud800"),
+        lambda: cache.incr("\ud800"),
+        lambda: cache.ttl("\ud800"),
+    ):
+        with pytest.raises(ValueError, match=r"cache key .* not valid UTF-8"):
+            await call()
+    with pytest.raises(ValueError, match=r"cache.set\('k:x'\): the str codec cannot encode it"):
+        await cache.set("k:x", "\ud800")
+    with pytest.raises(ValueError, match="json codec cannot encode it"):
+        await cache.set("k:x", {"name": "\ud800"}, codec=JSON)
+    assert await cache.mget(["k:x", "n:x"]) == [None, None]  # nothing was stored
+
+
+async def test_memory_rejects_what_redis_rejects(cache: Cache) -> None:
+    await check_rejects_what_redis_rejects(cache)

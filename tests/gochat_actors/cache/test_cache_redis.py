@@ -183,3 +183,13 @@ async def test_calls_in_flight_when_the_actor_stops_leave_nothing_unclosed(
             callers.cancel_scope.cancel()
     assert seen <= {CacheUnavailable, CacheTimeout}
     assert resource_warnings() == []
+
+
+async def test_redis_rejects_what_memory_rejects(redis_url: str, redis_key_prefix: str) -> None:
+    """Issue 27 point 28 / issue 22 point 6: the same calls as on the in-memory backend,
+    the same typed errors (the memory backend stands in for Redis in tests)."""
+    from tests.gochat_actors.cache.test_cache import check_rejects_what_redis_rejects
+
+    cache = Cache(settings(redis_url, key_prefix=redis_key_prefix))
+    async with open_supervisor([cache.spec()]):
+        await check_rejects_what_redis_rejects(cache)

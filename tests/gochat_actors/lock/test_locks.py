@@ -461,6 +461,8 @@ async def test_metrics(locks: Locks, autojump_clock: trio.testing.MockClock) -> 
         ({"name": "a", "ttl": float("inf")}, ValueError, "ttl must be"),
         ({"name": "a", "ttl": "10"}, TypeError, "ttl must be a number"),
         ({"name": "a", "wait": -1}, ValueError, "wait must be"),
+        ({"name": "room:\ud800"}, ValueError, "not valid UTF-8"),  # Redis refuses them too
+        ({"name": "a", "ttl": 1e300}, ValueError, "beyond what Redis accepts"),
     ],
 )
 async def test_bad_input_is_a_clear_typed_error(
@@ -473,6 +475,8 @@ async def test_bad_input_is_a_clear_typed_error(
     with pytest.raises(error, match=match):
         async with locks.hold(**kwargs):
             pass
+    async with locks.hold("a"):  # the actor is still up
+        pass
 
 
 def test_url_prefix_and_timeout_come_from_the_cache_settings() -> None:
