@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import random
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn, Self
 
@@ -41,9 +41,10 @@ from .._exceptions import LockError, LockLost, LockNotAcquired, LockUnavailable
 from ..cache import CacheSettings, MemoryStore
 from ..cache._actor import BackendOwner
 from ..cache._cache import check_seconds
+from ..cache._labels import MAX_METRIC_PREFIXES, PrefixLabels
 from ..cache._limits import check_key_text, ttl_ms
 from ..log import get_logger
-from ..metrics import Metrics, key_prefix
+from ..metrics import Metrics
 from ._memory import MemoryLockBackend
 from ._protocol import LockBackend, LockConnector
 from ._settings import LockSettings
@@ -193,7 +194,9 @@ class Locks(BackendOwner[LockBackend]):
     ``safety_margin`` (seconds) is how long before the lock could expire its body is
     cancelled; by default ``ttl / 10``. ``store`` is the :class:`MemoryStore` used with
     ``memory://`` (share the cache's: ``store=cache.store``); ``backend`` replaces the
-    URL's backend with any :data:`LockConnector`.
+    URL's backend with any :data:`LockConnector`. ``metric_prefixes`` /
+    ``max_metric_prefixes`` bound the ``prefix`` label of the lock metrics as the
+    cache's do (:class:`~gochat_actors.cache.PrefixLabels`).
 
     :meth:`hold` acquires or raises within ``max(wait, op_timeout)`` of being called,
     waiting for a restarting actor included; when the actor does not come back it raises
@@ -218,6 +221,8 @@ class Locks(BackendOwner[LockBackend]):
         backend: LockConnector | None = None,
         safety_margin: float | None = None,
         probe_interval: float = 5.0,
+        metric_prefixes: Iterable[str] | None = None,
+        max_metric_prefixes: int = MAX_METRIC_PREFIXES,
     ) -> None:
         if not isinstance(settings, LockSettings):
             raise TypeError(f"settings must be a LockSettings, got {type(settings).__name__}")
@@ -253,6 +258,7 @@ class Locks(BackendOwner[LockBackend]):
             probe_interval=check_seconds("probe_interval", probe_interval),
             unavailable=LockUnavailable,
         )
+        self._label = PrefixLabels(metric_prefixes, limit=max_metric_prefixes)
         self._metric_children: dict[str, tuple[Counter, Histogram]] = {}
         self._background: trio.Nursery | None = None  # undoes unanswered acquires
 
@@ -425,7 +431,7 @@ class Locks(BackendOwner[LockBackend]):
 
     def _children(self, name: str) -> tuple[Counter, Histogram]:
         """The labelled metrics of ``name``'s prefix, looked up once (``labels()`` is slow)."""
-        prefix = key_prefix(name)
+        prefix = self._label(name)
         children = self._metric_children.get(prefix)
         if children is None:
             assert self.metrics is not None
@@ -508,7 +514,7 @@ class Locks(BackendOwner[LockBackend]):
         lease._body.cancel()
         _log.warning("lock lost", lock=lease.name, token=lease.token, reason=reason)
         if self.metrics is not None:
-            self.metrics.lock_lost.labels(prefix=key_prefix(lease.name)).inc()
+            self.metrics.lock_lost.labels(prefix=self._label(lease.name)).inc()
 
     # -- release ------------------------------------------------------------------------------
     async def _release(self, lease: Lease) -> None:

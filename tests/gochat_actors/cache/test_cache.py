@@ -365,3 +365,59 @@ async def check_rejects_what_redis_rejects(cache: Cache) -> None:
 
 async def test_memory_rejects_what_redis_rejects(cache: Cache) -> None:
     await check_rejects_what_redis_rejects(cache)
+
+
+# -- issue 27 point 29: the prefix label is bounded ------------------------------------
+def prefixes(metrics: Metrics, family: str) -> set[str]:
+    return {
+        s.labels["prefix"]
+        for f in text_string_to_metric_families(metrics.render().decode())
+        for s in f.samples
+        if s.name.startswith(family) and "prefix" in s.labels
+    }
+
+
+async def test_the_prefix_label_is_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    """Keys like ``f"{user_id}:profile"`` made one series per user (1,000 users: 1,000
+    series, and as many cached timers): IDs count as ``_other``, and past
+    ``max_metric_prefixes`` (64) distinct prefixes so does every new one."""
+    metrics = Metrics()
+    cache = Cache(CacheSettings(), metrics=metrics)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        for n in range(1000):
+            await cache.set(f"{n}:profile", b"v")  # an ID before the first ':'
+            await cache.set(f"tenant{n}:profile", b"v")  # 1,000 distinct words
+            with pytest.raises(CacheMiss):
+                await cache.get(f"tenant{n}:x")
+        await cache.get("0:profile")
+        nursery.cancel_scope.cancel()
+    for family in ("gochat_cache_operation_duration", "gochat_cache_hits", "gochat_cache_misses"):
+        seen = prefixes(metrics, family)
+        assert len(seen) <= 65, (family, len(seen))
+    assert "_other" in prefixes(metrics, "gochat_cache_hits")
+    assert prefixes(metrics, "gochat_cache_operation_duration") == {
+        "_other", *(f"tenant{n}" for n in range(64))
+    }
+    assert len(cache._timers) <= 2 * 65
+    assert len(cache._lookups) <= 2 * 65
+
+
+async def test_an_allow_list_names_the_only_prefixes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    metrics = Metrics()
+    cache = Cache(CacheSettings(), metrics=metrics, metric_prefixes=["user", "room"])
+    small = Metrics()
+    capped = Cache(CacheSettings(), metrics=small, max_metric_prefixes=2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        await nursery.start(capped.run)
+        for key in ("user:1", "room:2", "session:3", "42:x"):
+            await cache.set(key, b"v")
+            await capped.set(key, b"v")
+        nursery.cancel_scope.cancel()
+    assert prefixes(metrics, "gochat_cache_operation_duration") == {"user", "room", "_other"}
+    assert prefixes(small, "gochat_cache_operation_duration") == {"user", "room", "_other"}
+    with pytest.raises(ValueError, match="max_metric_prefixes"):
+        Cache(CacheSettings(), max_metric_prefixes=-1)

@@ -598,3 +598,26 @@ async def test_hold_without_wait_answers_within_one_op_timeout(
             pass  # pragma: no cover
     assert trio.current_time() - start == pytest.approx(OP_TIMEOUT)
     store.resume()
+
+
+async def test_the_prefix_label_of_lock_metrics_is_bounded(
+    store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Issue 27 point 29, for locks: names like ``f"{user_id}:inbox"`` or 1,000
+    distinct words make at most 65 series per metric."""
+    locks = make_locks(store)
+    async with running(locks):
+        for n in range(1000):
+            async with locks.hold(f"{n}:inbox"):
+                pass
+            async with locks.hold(f"tenant{n}:inbox"):
+                pass
+    assert locks.metrics is not None
+    seen = {
+        s.labels["prefix"]
+        for f in text_string_to_metric_families(locks.metrics.render().decode())
+        for s in f.samples
+        if s.name.startswith("gochat_lock_acquired")
+    }
+    assert seen == {"_other", *(f"tenant{n}" for n in range(64))}
+    assert len(locks._metric_children) == 65
