@@ -162,3 +162,20 @@ async def test_trio_id_clock_steps_the_wall_clock_only(autojump_clock: trio.abc.
     clock.step(-10.0)
     assert clock.monotonic_ns() - mono == 1_500_000_000
     assert clock.wall_ns() - wall == 1_500_000_000 - 10_000_000_000
+
+
+# -- issue 28 mutant: the deadline checked only before a batch's first chunk -------------
+def test_a_batch_stops_at_the_deadline_crossed_inside_it() -> None:
+    """Each clock read moves 1.5 ms, so every chunk of a batch is a new millisecond: the
+    deadline (5 ms away) passes inside a batch of ten milliseconds' worth. Checked only
+    before the first chunk, the batch issued IDs past the deadline."""
+    clock = StepClock(1_500_000)
+    ids = IdGenerator(IdGenSettings(etcd=Dsn("memory://")), clock=clock)
+    ids._install(3, 0)
+    deadline_ns = clock.now + 5_000_000
+    ids._extend(deadline_ns)
+    with pytest.raises(MachineIdLost):
+        ids.next_ids(10 * 4096)
+    assert clock.now >= deadline_ns
+    with pytest.raises(MachineIdLost):
+        ids.next_id()

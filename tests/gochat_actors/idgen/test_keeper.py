@@ -494,3 +494,34 @@ async def test_the_lease_is_kept_alive_while_claims_fail(
     async with open_supervisor([ids.spec()]):
         assert ids.machine_id == 15
         assert ids.statistics().acquisitions == 1
+
+
+# -- issue 28 mutant: the keepalive's `sent` read after its reply --------------------------
+class RecordingEtcd(MemoryEtcd):
+    """Notes when each keepalive was sent (on the trio clock, the generator's too)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.keepalives_sent: list[float] = []
+
+    async def lease_keepalive(self, lease: int) -> int | None:
+        self.keepalives_sent.append(trio.current_time())
+        return await super().lease_keepalive(lease)
+
+
+async def test_the_deadline_counts_from_the_keepalives_send_with_latency(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """0.2 s each way: etcd refreshed the lease 0.2 s after the keepalive was sent, the
+    keeper learns it 0.4 s after (and the record write takes 0.4 s more). IDs may be
+    issued until send + TTL - margin, not reply + TTL - margin."""
+    etcd = RecordingEtcd(latency=0.4)
+    ids = make(etcd)
+    async with open_supervisor([ids.spec()]):
+        for n in range(1, 4):  # the acquisition's renewal, then three more
+            with trio.fail_after(TTL):
+                while ids.statistics().renewals <= n:  # noqa: ASYNC110 (a counter)
+                    await trio.sleep(0.001)
+            sent = etcd.keepalives_sent[-1]
+            assert trio.current_time() == pytest.approx(sent + 0.8, abs=0.002)  # 2 trips
+            assert ids.statistics().valid_until == pytest.approx(sent + TTL - MARGIN)

@@ -621,3 +621,31 @@ async def test_the_prefix_label_of_lock_metrics_is_bounded(
     }
     assert seen == {"_other", *(f"tenant{n}" for n in range(64))}
     assert len(locks._metric_children) == 65
+
+
+# -- issue 28 mutant: renewed_at taken at the renewal's reply instead of its send --------
+async def test_a_renewal_counts_from_its_send_not_its_reply(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """With 0.2 s each way, Redis set the new TTL 0.2 s after the renewal was sent and
+    the holder learns it 0.4 s after: the safe deadline counts from the send."""
+    store.latency = 0.4
+    seen: dict[str, float] = {}
+
+    async def holder() -> None:
+        async with locks.hold("room:42") as lease:
+            t0 = lease.acquired_at
+            while lease.renewals < 1:  # noqa: ASYNC110 (no event for a renewal)
+                await trio.sleep(0.01)
+            assert lease.renewed_at == pytest.approx(t0 + TTL / 3)  # its send time
+            assert lease.deadline == pytest.approx(t0 + TTL / 3 + TTL - MARGIN)
+            store.pause()
+            try:
+                await trio.sleep_forever()
+            finally:
+                seen["cancelled_at"] = trio.current_time()
+                seen["sent"] = t0 + TTL / 3
+
+    with pytest.raises(LockLost):
+        await holder()
+    assert seen["cancelled_at"] == pytest.approx(seen["sent"] + TTL - MARGIN)
