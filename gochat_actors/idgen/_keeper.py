@@ -101,9 +101,17 @@ async def run_keeper(
             await trio.sleep_forever()
         backend, owned = _open_backend(gen)
         keeper = _Keeper(gen, backend)
-        try:
-            await keeper.acquire(first=True)
+        announced = False
+
+        def announce() -> None:  # started while waiting for a free machine ID
+            nonlocal announced
+            announced = True
             task_status.started(gen)
+
+        try:
+            await keeper.acquire(first=True, announce=announce)
+            if not announced:
+                task_status.started(gen)
             await keeper.keep()
         finally:
             gen._invalidate("the idgen child stopped")
@@ -134,6 +142,12 @@ class _Keeper:
         retry_max = min(self.ttl / 3, max(self.margin / 2, 0.05))
         self.backoff = Backoff(
             initial=min(0.1, retry_max), maximum=retry_max, multiplier=2.0, jitter=0.2
+        )
+        # Every ID held: look again soon (a cleanly stopped holder frees its ID at
+        # once), then every ttl/3 at most (a crashed one's frees within lease_ttl).
+        wait_max = max(self.ttl / 3, 0.1)
+        self.wait_backoff = Backoff(
+            initial=min(0.5, wait_max), maximum=wait_max, multiplier=2.0, jitter=0.2
         )
         self.rng = random.Random()
         self.lease: int | None = None
@@ -166,12 +180,26 @@ class _Keeper:
         set_health(Health.DEGRADED if holding else Health.FAILED, f"{what} failed: {exc}")
 
     # -- acquiring -------------------------------------------------------------------
-    async def acquire(self, *, first: bool) -> None:
-        """Lease and claim a machine ID and make it issuable; retried unless ``first``."""
-        attempt = 0
+    async def acquire(self, *, first: bool, announce: Callable[[], None] | None = None) -> None:
+        """Lease and claim a machine ID and make it issuable. Failures are retried
+        unless ``first`` (then the start fails). Every machine ID held is not a failure:
+        the keeper waits with backoff until one frees, saying so (health, readiness,
+        ``next_id``'s error, a log line), and a first start is announced (``announce``)
+        meanwhile so that the rest of the tree starts."""
+        attempt = exhausted = 0
+        waiting_since = self.gen._mono()
         while True:
             try:
                 await self._acquire_once()
+            except MachineIdsExhausted as exc:
+                delay = self.wait_backoff.delay(exhausted, self.rng.random())
+                self._wait_for_a_free_id(exc, exhausted, delay)
+                exhausted += 1
+                if first and announce is not None:
+                    announce()
+                    first = False
+                await trio.sleep(delay)
+                progress()
             except (IdGenUnavailable, MachineIdLost) as exc:
                 if first:
                     raise
@@ -180,7 +208,21 @@ class _Keeper:
                 attempt += 1
                 progress()
             else:
+                if exhausted:
+                    waited_ms = (self.gen._mono() - waiting_since) // 1_000_000
+                    self.log.info(
+                        "idgen.id_freed", machine_id=self.gen._machine_id, waited_ms=waited_ms
+                    )
                 return
+
+    def _wait_for_a_free_id(self, exc: MachineIdsExhausted, tries: int, delay: float) -> None:
+        reason = f"{exc}: waiting for one to free (next try in {delay:.1f}s)"
+        self.gen._invalidate(reason)
+        set_health(Health.FAILED, reason)
+        if tries == 0:  # once per wait; each try is one range read, at most every ttl/3
+            self.log.warning(
+                "idgen.exhausted", machine_ids=self.gen.layout.max_machine_id + 1, waiting=True
+            )
 
     async def _acquire_once(self) -> None:
         gen = self.gen
@@ -241,14 +283,11 @@ class _Keeper:
 
     def _exhausted(self) -> MachineIdsExhausted:
         count = self.gen.layout.max_machine_id + 1
-        self.log.error("idgen.exhausted", machine_ids=count)
         return MachineIdsExhausted(
             f"all {count} machine IDs under {self.gen.settings.key_prefix!r} are held"
         )
 
-    async def _claim(
-        self, lease: int, found: tuple[list[int], list[tuple[int, int]]]
-    ) -> _Claim:
+    async def _claim(self, lease: int, found: tuple[list[int], list[tuple[int, int]]]) -> _Claim:
         """Claim a free machine ID: one usable soon if any (the scan may be stale: one
         whose record moved far ahead is given back for now), else the one usable
         soonest. Keeps the lease alive if the claims take long."""

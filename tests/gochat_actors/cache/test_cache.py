@@ -397,7 +397,8 @@ async def test_the_prefix_label_is_bounded(autojump_clock: trio.testing.MockCloc
         assert len(seen) <= 65, (family, len(seen))
     assert "_other" in prefixes(metrics, "gochat_cache_hits")
     assert prefixes(metrics, "gochat_cache_operation_duration") == {
-        "_other", *(f"tenant{n}" for n in range(64))
+        "_other",
+        *(f"tenant{n}" for n in range(64)),
     }
     assert len(cache._timers) <= 2 * 65
     assert len(cache._lookups) <= 2 * 65

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import structlog
 import trio
 
-from gochat_actors import MachineIdLost, MachineIdsExhausted
+from gochat_actors import MachineIdLost
 from gochat_actors.idgen import IdGenerator, IdGenSettings, MemoryEtcd, TrioIdClock, prefix_end
 from gochat_actors.metrics import Metrics
 from supervisors import ChildStartError, Health, open_supervisor
@@ -170,22 +171,87 @@ async def test_claim_deleted_behind_its_back_is_reacquired(
         assert ids.next_id() > before
 
 
-async def test_exhaustion_is_a_clear_error(
+async def test_exhaustion_waits_with_backoff_until_an_id_frees(
     etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
 ) -> None:
-    holders = [make(etcd, **TWO_IDS) for _ in range(2)]
-    async with open_supervisor([h.spec(f"h{i}") for i, h in enumerate(holders)]):
-        assert {h.machine_id for h in holders} == {0, 1}
-        late = make(etcd, **TWO_IDS)
-        with pytest.raises(ChildStartError) as info:
-            async with open_supervisor([late.spec()]):
-                pass  # pragma: no cover
-        assert isinstance(info.value.__cause__, MachineIdsExhausted)
-        assert "all 2 machine IDs" in str(info.value.__cause__)
-        assert not late.ready
+    """Issue 22 point 2: machine_bits=1 and three holders. The third does not fail to
+    start (a ChildStartError took the service down): it starts, says it waits (health,
+    readiness, next_id's error, one log line), retries with backoff (never spins), and
+    takes the ID the moment one frees."""
+    a, b, c = (make(etcd, **TWO_IDS) for _ in range(3))
+    a_scope = trio.CancelScope()
+
+    async def run_a(*, task_status: trio.TaskStatus[IdGenerator]) -> None:
+        with a_scope:
+            await a.run(task_status=task_status)
+
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as holders:
+            await holders.start(run_a)
+            await holders.start(b.run)
+            async with open_supervisor([c.spec("c")]) as sup:
+                assert not c.ready
+                [child] = sup.which_children()
+                assert child.health is Health.FAILED
+                assert "all 2 machine IDs" in child.health_reason
+                assert "waiting for one to free" in child.health_reason
+                report = sup.health()
+                assert not report.ready
+                assert report.live
+                assert any("waiting for one to free" in r for r in report.reasons)
+                with pytest.raises(MachineIdLost, match="waiting for one to free"):
+                    c.next_id()
+
+                def holders_calls() -> int:  # a keepalive and a write per renewal
+                    return 2 * (a.statistics().renewals + b.statistics().renewals)
+
+                calls = etcd.calls - holders_calls()
+                await trio.sleep(10 * TTL)
+                tries = etcd.calls - holders_calls() - calls
+                assert 10 <= tries <= 35  # backoff capped at lease_ttl/3: one read each
+                freed = a.machine_id
+                a_scope.cancel()  # a stops cleanly: its ID is free at once
+                stopped = trio.current_time()
+                await c.wait_ready(timeout=TTL)
+                assert trio.current_time() - stopped <= TTL / 3 + 0.1
+                assert c.machine_id == freed
+                assert sup.which_children()[0].health is Health.OK
+                assert sup.which_children()[0].restarts == 0
+                assert sup.health().ready
+            holders.cancel_scope.cancel()
+    exhausted = [e for e in logs if e["event"] == "idgen.exhausted"]
+    assert len(exhausted) == 1  # said once, not once per try
+    assert exhausted[0]["log_level"] == "warning"
+    [freed_log] = [e for e in logs if e["event"] == "idgen.id_freed"]
+    assert freed_log["waited_ms"] >= 10 * TTL * 1000
 
 
-async def test_1024_generators_hold_every_id_and_the_next_is_refused(
+async def test_an_id_taken_while_paused_is_waited_for_not_escalated(
+    etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
+) -> None:
+    """Issue 22 point 2: a generator whose ID was taken (while it was paused) found every
+    ID held and restarted its child three times with no delay, then the tree gave up.
+    Now the child waits in place until an ID frees."""
+    a, c = make(etcd, **TWO_IDS), make(etcd, **TWO_IDS)
+    async with open_supervisor([a.spec("a"), c.spec("c")]) as sup:
+        mine = c.machine_id
+        assert mine is not None
+        await etcd.delete(f"{PREFIX}{mine}".encode())  # its claim vanishes ...
+        other = await hold(etcd, mine)  # ... and another process takes the ID
+        await trio.sleep(5 * TTL)
+        assert not c.ready
+        info = {i.id: i for i in sup.which_children()}
+        assert info["c"].restarts == 0
+        assert info["c"].health is Health.FAILED
+        assert "waiting for one to free" in info["c"].health_reason
+        assert sup.health().live
+        await etcd.lease_revoke(other)  # the other process goes away
+        await c.wait_ready(timeout=TTL)
+        assert c.machine_id == mine
+        assert {i.id: i for i in sup.which_children()}["c"].restarts == 0
+
+
+async def test_1024_generators_hold_every_id_and_the_next_waits(
     etcd: MemoryEtcd, autojump_clock: trio.abc.Clock
 ) -> None:
     holders = [make(etcd) for _ in range(1024)]
@@ -194,13 +260,12 @@ async def test_1024_generators_hold_every_id_and_the_next_is_refused(
             await nursery.start(ids.run)
         assert {ids.machine_id for ids in holders} == set(range(1024))
         late = make(etcd)
-        with pytest.raises(ChildStartError) as info:
-            async with open_supervisor([late.spec()]):
-                pass  # pragma: no cover
-        assert isinstance(info.value.__cause__, MachineIdsExhausted)
-        assert etcd._leases.keys() == {
-            kv.lease for kv in await etcd.range(b"/ids/0", b"/ids/:")
-        }  # the refused one revoked its lease
+        async with open_supervisor([late.spec()]):
+            await trio.sleep(TTL)
+            assert not late.ready
+            assert etcd._leases.keys() == {
+                kv.lease for kv in await etcd.range(b"/ids/0", b"/ids/:")
+            }  # the waiting one holds no lease: it scans before it grants one
         nursery.cancel_scope.cancel()
     assert etcd._leases == {}
 
