@@ -179,3 +179,20 @@ def test_a_batch_stops_at_the_deadline_crossed_inside_it() -> None:
     assert clock.now >= deadline_ns
     with pytest.raises(MachineIdLost):
         ids.next_id()
+
+
+# -- issue 22 point 6: next_ids(n) is bounded ---------------------------------------------
+def test_a_batch_is_bounded_by_a_typed_error() -> None:
+    """``next_ids(10**18)`` allocated until the kernel killed the process. A batch is at
+    most 16 ms worth of sequence (65,536 IDs with the default layout): a synchronous
+    call must not block the trio thread for long, nor allocate without bound."""
+    ids = IdGenerator(IdGenSettings())
+    assert len(ids.next_ids(65_536)) == 65_536
+    for n in (65_537, 10**18):
+        with pytest.raises(ValueError, match=r"n must be <= 65536 \(max_batch\)"):
+            ids.next_ids(n)
+    assert ids.max_batch == 65_536
+    small = IdGenerator(
+        IdGenSettings(timestamp_bits=41, machine_bits=20, sequence_bits=2, machine_id=1)
+    )
+    assert small.max_batch == 16 * 4  # 16 ms of a 4-ID millisecond
