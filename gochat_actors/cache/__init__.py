@@ -11,6 +11,7 @@ Example::
 
 from ._cache import Cache, open_redis_cache
 from ._codec import BYTES, JSON, STR, BytesCodec, Codec, JsonCodec, StrCodec
+from ._labels import PrefixLabels
 from ._memory import MemoryCache, MemoryStore
 from ._protocol import CacheBackend, CacheConnector
 from ._settings import CacheSettings
@@ -28,6 +29,7 @@ __all__ = [
     "JsonCodec",
     "MemoryCache",
     "MemoryStore",
+    "PrefixLabels",
     "StrCodec",
     "open_redis_cache",
 ]

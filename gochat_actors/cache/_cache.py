@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, overload
 
@@ -16,9 +16,11 @@ from supervisors import ChildSpec
 
 from .._dsn import Dsn
 from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
-from ..metrics import Metrics, key_prefix
+from ..metrics import Metrics
 from ._actor import BackendOwner
 from ._codec import BYTES, STR, Codec
+from ._labels import MAX_METRIC_PREFIXES, PrefixLabels
+from ._limits import check_amount
 from ._memory import MemoryCache, MemoryStore
 from ._protocol import CacheBackend, CacheConnector
 from ._settings import CacheSettings
@@ -99,7 +101,10 @@ class Cache(BackendOwner[CacheBackend]):
 
     ``store`` is the :class:`MemoryStore` used with ``memory://`` (a new one by default;
     pass one to share it with :class:`~gochat_actors.lock.Locks` or to inject faults).
-    ``backend`` replaces the URL's backend with any :data:`CacheConnector`.
+    ``backend`` replaces the URL's backend with any :data:`CacheConnector`. Metrics are
+    labelled by key prefix, bounded: ``metric_prefixes`` names the only prefixes that
+    get their own series, else the first ``max_metric_prefixes`` distinct ones do (an
+    all-digit prefix never); the rest count as ``_other`` (see :class:`PrefixLabels`).
 
     Example::
 
@@ -117,6 +122,8 @@ class Cache(BackendOwner[CacheBackend]):
         store: MemoryStore | None = None,
         backend: CacheConnector | None = None,
         probe_interval: float = 5.0,
+        metric_prefixes: Iterable[str] | None = None,
+        max_metric_prefixes: int = MAX_METRIC_PREFIXES,
     ) -> None:
         if not isinstance(settings, CacheSettings):
             raise TypeError(f"settings must be a CacheSettings, got {type(settings).__name__}")
@@ -136,6 +143,7 @@ class Cache(BackendOwner[CacheBackend]):
             probe_interval=check_seconds("probe_interval", probe_interval),
             unavailable=CacheUnavailable,
         )
+        self._label = PrefixLabels(metric_prefixes, limit=max_metric_prefixes)
         self._timers: dict[tuple[str, str], Histogram] = {}
         self._lookups: dict[tuple[str, bool], Counter] = {}
 
@@ -154,7 +162,7 @@ class Cache(BackendOwner[CacheBackend]):
 
     # -- metrics: labelled children looked up once (labels() costs more than the update) --
     def _observe(self, op: str, key: str, seconds: float) -> None:
-        label = (op, key_prefix(key))
+        label = (op, self._label(key))
         child = self._timers.get(label)
         if child is None:
             assert self.metrics is not None
@@ -163,7 +171,7 @@ class Cache(BackendOwner[CacheBackend]):
         child.observe(seconds)
 
     def _count_lookup(self, key: str, hit: bool) -> None:
-        label = (key_prefix(key), hit)
+        label = (self._label(key), hit)
         child = self._lookups.get(label)
         if child is None:
             assert self.metrics is not None
@@ -321,6 +329,7 @@ class Cache(BackendOwner[CacheBackend]):
         _check_key(key)
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise TypeError(f"amount must be an int, got {amount!r}")
+        check_amount(amount)
         return await self._call("incr", key, timeout, lambda b: b.incr(key, amount))
 
     async def ttl(self, key: str, *, timeout: float | None = None) -> float:
@@ -364,9 +373,10 @@ def _encode(codec: Codec[Any] | None, key: str, value: Any) -> bytes:
     try:
         return codec.encode(value)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(
-            f"cache.set({key!r}): the {codec.name} codec cannot encode it: {exc}"
-        ) from exc
+        # TypeError or ValueError as such: their subclasses (UnicodeEncodeError...) do
+        # not take a message alone.
+        error = TypeError if isinstance(exc, TypeError) else ValueError
+        raise error(f"cache.set({key!r}): the {codec.name} codec cannot encode it: {exc}") from exc
 
 
 def _decode(codec: Codec[T], key: str, raw: bytes) -> T:

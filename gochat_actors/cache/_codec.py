@@ -74,8 +74,14 @@ class StrCodec(Codec[str]):
         return data.decode(self.encoding)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (strict JSON has no NaN or Infinity)")
+
+
 class JsonCodec(Codec[Any]):
-    """Any JSON-serializable value, compact UTF-8 JSON on the wire.
+    """Any JSON-serializable value, compact UTF-8 JSON on the wire; strict JSON both
+    ways: ``NaN`` and ``Infinity`` are refused when encoding (``ValueError``) and when
+    decoding, since other services' strict readers reject them.
 
     ``default`` is passed to :func:`json.dumps` for types JSON does not know.
 
@@ -91,11 +97,17 @@ class JsonCodec(Codec[Any]):
         self._default = default
 
     def encode(self, value: Any, /) -> bytes:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=self._default)
+        text = json.dumps(
+            value,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            default=self._default,
+        )
         return text.encode()
 
     def decode(self, data: bytes, /) -> Any:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_no_constant)
 
 
 BYTES: Codec[bytes] = BytesCodec()

@@ -10,8 +10,9 @@ from typing import ClassVar, Self, TypeVar
 
 import trio
 
-from .._exceptions import CacheError, CacheUnavailable, ComponentUnavailable, GochatError
+from .._exceptions import CacheUnavailable, ComponentUnavailable, GochatError
 from .._pause import PauseSwitch
+from ._limits import check_key_text, incr_value, ttl_ms
 
 __all__ = ["MemoryCache", "MemoryConnection", "MemoryStore"]
 
@@ -129,13 +130,10 @@ class MemoryStore(PauseSwitch):
         return math.inf if expires is None else expires - trio.current_time()
 
     def incr(self, key: str, amount: int = 1) -> int:
-        """Add ``amount`` to the integer at ``key`` (absent = 0), keeping its TTL."""
-        raw = self.get(key)
-        try:
-            value = int(raw) if raw is not None else 0
-        except ValueError:
-            raise CacheError(f"value of {key!r} is not an integer") from None
-        value += amount
+        """Add ``amount`` to the integer at ``key`` (absent = 0), keeping its TTL; what
+        Redis' ``INCRBY`` refuses raises the same :class:`~gochat_actors.CacheError`
+        (a value that is not exactly a 64-bit integer, a result past 64 bits)."""
+        value = incr_value(key, self.get(key), amount)
         self._data[key] = str(value).encode()
         return value
 
@@ -189,7 +187,10 @@ class MemoryConnection:
 
 
 class MemoryCache(MemoryConnection):
-    """The in-memory :class:`CacheBackend`.
+    """The in-memory :class:`CacheBackend`. It refuses what Redis refuses, with the same
+    errors: keys that are not valid UTF-8 text and TTLs past Redis' limit
+    (``ValueError``), ``incr`` of what ``INCRBY`` cannot read or past 64 bits
+    (:class:`~gochat_actors.CacheError`).
 
     Example::
 
@@ -200,21 +201,31 @@ class MemoryCache(MemoryConnection):
     unavailable = CacheUnavailable
 
     async def get(self, key: str) -> bytes | None:
+        check_key_text(key)
         return await self._call(lambda: self.store.get(self._prefix + key))
 
     async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        for key in keys:
+            check_key_text(key)
         return await self._call(lambda: [self.store.get(self._prefix + k) for k in keys])
 
     async def set(
         self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
     ) -> bool:
+        check_key_text(key)
+        if ttl is not None:
+            ttl_ms(ttl)
         return await self._call(lambda: self.store.set(self._prefix + key, value, ttl, nx=nx))
 
     async def delete(self, keys: Sequence[str]) -> int:
+        for key in keys:
+            check_key_text(key)
         return await self._call(lambda: sum(self.store.delete(self._prefix + k) for k in keys))
 
     async def incr(self, key: str, amount: int = 1) -> int:
+        check_key_text(key)
         return await self._call(lambda: self.store.incr(self._prefix + key, amount))
 
     async def ttl(self, key: str) -> float | None:
+        check_key_text(key)
         return await self._call(lambda: self.store.ttl(self._prefix + key))

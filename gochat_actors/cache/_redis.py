@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import coredis
+import coredis.exceptions
 import trio
 from coredis.connection import TCPConnection
 from coredis.retry import NoRetryPolicy
@@ -19,19 +20,9 @@ from coredis.retry import NoRetryPolicy
 from .._dsn import Dsn
 from .._exceptions import CacheUnavailable
 from ._errors import DRIVER_ERRORS, translate
+from ._limits import check_key_text, ttl_ms
 
 __all__ = ["RedisCache", "open_redis_client", "ttl_ms"]
-
-
-def ttl_ms(ttl: float) -> int:
-    """A TTL in seconds as Redis milliseconds, rounded up, at least 1.
-
-    Example::
-
-        >>> ttl_ms(0.0001), ttl_ms(2.5)
-        (1, 2500)
-    """
-    return max(1, math.ceil(ttl * 1000))
 
 
 @asynccontextmanager
@@ -59,6 +50,7 @@ async def open_redis_client(
     pool = client.connection_pool
     if pool.connection_class is TCPConnection:
         pool.connection_class = _TCPConnection
+    _refuse_connections_once_closed(pool)
     real: BaseException | None = None
     try:
         async with client:  # the pool's task group: it wraps what the block raises
@@ -82,21 +74,52 @@ _STREAMS = (
 
 
 class _TCPConnection(TCPConnection):
-    """coredis' TCP connection, closing its memory streams when it never connected.
+    """coredis' TCP connection, closing its memory streams when it never connected, and
+    letting a cancellation during the handshake through.
 
-    coredis closes them only once connected, so every refused connection (a probe while
-    Redis is down) would leave six unclosed streams behind: ``ResourceWarning`` noise at
-    garbage collection, an error in test suites that turn warnings into errors.
+    coredis closes the streams only once connected, so every refused connection (a probe
+    while Redis is down) would leave six unclosed streams behind: ``ResourceWarning``
+    noise at garbage collection, an error in test suites that turn warnings into errors.
+
+    A caller cancelled while its call opens a new connection (the connection's task runs
+    in the caller's cancel scope until it is ready) must see its cancellation: coredis
+    raises ``ConnectionError`` from a ``finally:`` when the handshake did not finish,
+    which replaced the ``Cancelled`` and escaped the caller's cancel scope.
     """
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         try:
             await super().run(task_status=task_status)
+        except coredis.exceptions.RedisError:
+            await trio.lowlevel.checkpoint_if_cancelled()  # the caller's cancellation wins
+            raise
         finally:
             for name in _STREAMS:
                 stream = getattr(self, name, None)
                 if stream is not None:
                     stream.close()
+
+
+def _refuse_connections_once_closed(pool: Any) -> None:
+    """Make ``pool`` refuse to build a connection once it has exited.
+
+    A call that reaches the pool after the client's block ended (the actor stopped
+    while the call was on its way) made coredis build a connection, with six memory
+    streams, and then fail to start it with a raw ``RuntimeError``: the connection was
+    never run nor closed (``ResourceWarning: Unclosed <MemoryObjectReceiveStream>`` at
+    garbage collection) and the caller got an untranslated error. Checked before the
+    connection is built, it is a ``ConnectionError`` (``...Unavailable`` to callers).
+    """
+    construct = pool._construct_connection
+
+    async def construct_while_open() -> Any:
+        try:
+            pool.task_group  # noqa: B018 (raises RuntimeError once the pool has exited)
+        except RuntimeError:
+            raise coredis.exceptions.ConnectionError("the Redis client is closed") from None
+        return await construct()
+
+    pool._construct_connection = construct_while_open
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -134,6 +157,7 @@ class RedisCache:
 
     async def get(self, key: str) -> bytes | None:
         client = self._live("GET")
+        check_key_text(key)
         try:
             return await client.get(self._prefix + key)
         except DRIVER_ERRORS as exc:
@@ -143,6 +167,8 @@ class RedisCache:
         client = self._live("MGET")
         if not keys:
             return []
+        for key in keys:
+            check_key_text(key)
         try:
             return list(await client.mget([self._prefix + k for k in keys]))
         except DRIVER_ERRORS as exc:
@@ -152,6 +178,7 @@ class RedisCache:
         self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
     ) -> bool:
         client = self._live("SET")
+        check_key_text(key)
         px = None if ttl is None else ttl_ms(ttl)
         try:
             return bool(
@@ -164,6 +191,8 @@ class RedisCache:
         client = self._live("DEL")
         if not keys:
             return 0
+        for key in keys:
+            check_key_text(key)
         try:
             return await client.delete([self._prefix + k for k in keys])
         except DRIVER_ERRORS as exc:
@@ -171,6 +200,7 @@ class RedisCache:
 
     async def incr(self, key: str, amount: int = 1) -> int:
         client = self._live("INCRBY")
+        check_key_text(key)
         try:
             return await client.incrby(self._prefix + key, amount)
         except DRIVER_ERRORS as exc:
@@ -178,6 +208,7 @@ class RedisCache:
 
     async def ttl(self, key: str) -> float | None:
         client = self._live("PTTL")
+        check_key_text(key)
         try:
             ms = await client.pttl(self._prefix + key)
         except DRIVER_ERRORS as exc:

@@ -26,6 +26,8 @@ __all__ = ["IdGenStatistics", "IdGenerator"]
 _NEVER = 1 << 63  # a monotonic deadline that never comes (static machine ID)
 _FLUSH_EVERY_MS = 250  # how often the issued-IDs counter reaches Prometheus
 _MAX_SPINS = 10_000_000  # clock reads waiting for the next ms before calling it frozen
+_BATCH_MS = 16  # a next_ids batch is at most this many milliseconds' worth of sequence ...
+_MAX_BATCH = 65_536  # ... and at most this many IDs
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +193,17 @@ class IdGenerator:
         self._seq = seq
         return self._base | seq
 
+    @property
+    def max_batch(self) -> int:
+        """The largest ``n`` of :meth:`next_ids`: 16 milliseconds' worth of sequence,
+        at most 65,536 (65,536 with the default layout)."""
+        return min(_MAX_BATCH, _BATCH_MS * (self._max_seq + 1))
+
     def next_ids(self, n: int) -> list[int]:
         """``n`` new IDs in increasing order (at most ``2**sequence_bits`` per millisecond:
-        a large batch blocks for about ``n / 4096`` ms with the default layout).
+        a large batch blocks for about ``n / 4096`` ms with the default layout). ``n`` is
+        at most :attr:`max_batch` (``ValueError`` beyond): a synchronous call must not
+        hold the trio thread for long; call again for more.
 
         Example::
 
@@ -204,6 +214,11 @@ class IdGenerator:
             raise TypeError(f"n must be an int, got {type(n).__name__}")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
+        if n > self.max_batch:
+            raise ValueError(
+                f"n must be <= {self.max_batch} (max_batch), got {n}: a batch is at most "
+                f"{_BATCH_MS} ms worth of IDs; call next_ids again for more"
+            )
         out: list[int] = []
         per_ms = self._max_seq + 1
         while n > 0:

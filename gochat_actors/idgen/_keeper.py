@@ -25,7 +25,7 @@ from supervisors import Backoff, Health, cleanup_scope, progress, set_health
 from .._exceptions import IdGenError, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
 from ..log import get_logger
 from ._memory import MemoryEtcd
-from ._protocol import Compare, Delete, EtcdBackend, Get, Put
+from ._protocol import Compare, Delete, EtcdBackend, Get, Put, TxnResult, prefix_end
 
 if TYPE_CHECKING:
     from ._generator import IdGenerator
@@ -42,6 +42,7 @@ class _Claim:
     machine_id: int
     revision: int  # the create revision of our claim key: proves it is still ours
     floor_ms: int  # the first millisecond we may issue under it
+    record_mod: int = 0  # the mod revision of last/<m> as we last saw it (0: absent)
     installed: bool = False
 
 
@@ -100,9 +101,17 @@ async def run_keeper(
             await trio.sleep_forever()
         backend, owned = _open_backend(gen)
         keeper = _Keeper(gen, backend)
-        try:
-            await keeper.acquire(first=True)
+        announced = False
+
+        def announce() -> None:  # started while waiting for a free machine ID
+            nonlocal announced
+            announced = True
             task_status.started(gen)
+
+        try:
+            await keeper.acquire(first=True, announce=announce)
+            if not announced:
+                task_status.started(gen)
             await keeper.keep()
         finally:
             gen._invalidate("the idgen child stopped")
@@ -133,6 +142,12 @@ class _Keeper:
         retry_max = min(self.ttl / 3, max(self.margin / 2, 0.05))
         self.backoff = Backoff(
             initial=min(0.1, retry_max), maximum=retry_max, multiplier=2.0, jitter=0.2
+        )
+        # Every ID held: look again soon (a cleanly stopped holder frees its ID at
+        # once), then every ttl/3 at most (a crashed one's frees within lease_ttl).
+        wait_max = max(self.ttl / 3, 0.1)
+        self.wait_backoff = Backoff(
+            initial=min(0.5, wait_max), maximum=wait_max, multiplier=2.0, jitter=0.2
         )
         self.rng = random.Random()
         self.lease: int | None = None
@@ -165,12 +180,26 @@ class _Keeper:
         set_health(Health.DEGRADED if holding else Health.FAILED, f"{what} failed: {exc}")
 
     # -- acquiring -------------------------------------------------------------------
-    async def acquire(self, *, first: bool) -> None:
-        """Lease and claim a machine ID and make it issuable; retried unless ``first``."""
-        attempt = 0
+    async def acquire(self, *, first: bool, announce: Callable[[], None] | None = None) -> None:
+        """Lease and claim a machine ID and make it issuable. Failures are retried
+        unless ``first`` (then the start fails). Every machine ID held is not a failure:
+        the keeper waits with backoff until one frees, saying so (health, readiness,
+        ``next_id``'s error, a log line), and a first start is announced (``announce``)
+        meanwhile so that the rest of the tree starts."""
+        attempt = exhausted = 0
+        waiting_since = self.gen._mono()
         while True:
             try:
                 await self._acquire_once()
+            except MachineIdsExhausted as exc:
+                delay = self.wait_backoff.delay(exhausted, self.rng.random())
+                self._wait_for_a_free_id(exc, exhausted, delay)
+                exhausted += 1
+                if first and announce is not None:
+                    announce()
+                    first = False
+                await trio.sleep(delay)
+                progress()
             except (IdGenUnavailable, MachineIdLost) as exc:
                 if first:
                     raise
@@ -179,15 +208,31 @@ class _Keeper:
                 attempt += 1
                 progress()
             else:
+                if exhausted:
+                    waited_ms = (self.gen._mono() - waiting_since) // 1_000_000
+                    self.log.info(
+                        "idgen.id_freed", machine_id=self.gen._machine_id, waited_ms=waited_ms
+                    )
                 return
+
+    def _wait_for_a_free_id(self, exc: MachineIdsExhausted, tries: int, delay: float) -> None:
+        reason = f"{exc}: waiting for one to free (next try in {delay:.1f}s)"
+        self.gen._invalidate(reason)
+        set_health(Health.FAILED, reason)
+        if tries == 0:  # once per wait; each try is one range read, at most every ttl/3
+            self.log.warning(
+                "idgen.exhausted", machine_ids=self.gen.layout.max_machine_id + 1, waiting=True
+            )
 
     async def _acquire_once(self) -> None:
         gen = self.gen
         started = gen._mono()
+        # Scan before granting: the lease then lives only through the claims it needs.
+        order = await self._scan()
         lease, _ = await self._call("lease grant", self.backend.lease_grant, math.ceil(self.ttl))
         self.lease = lease
         try:
-            self.claim = await self._claim(lease)
+            self.claim = await self._claim(lease, order)
             await self._wait_for_floor(self.claim, lease)
             await self.renew()
         except BaseException:
@@ -203,20 +248,53 @@ class _Keeper:
             took_ms=(gen._mono() - started) // 1_000_000,
         )
 
-    async def _claim(self, lease: int) -> _Claim:
-        """Claim a free machine ID, starting at a random one; prefer IDs usable soon."""
-        prefix = self.prefix
-        taken_keys = await self._call(
-            "range", self.backend.range, prefix + b"0", prefix + b":", keys_only=True
-        )
-        taken = {int(suffix) for kv in taken_keys if (suffix := kv.key[len(prefix) :]).isdigit()}
-        count = self.gen.layout.max_machine_id + 1
+    async def _scan(self) -> tuple[list[int], list[tuple[int, int]]]:
+        """The free machine IDs, from one range read of the claims and the records:
+        those usable soon, from a random one on (spreading concurrent starters), and
+        the others as ``(floor_ms, machine_id)``."""
+        prefix, count = self.prefix, self.gen.layout.max_machine_id + 1
+        kvs = await self._call("range", self.backend.range, prefix, prefix_end(prefix))
+        taken: set[int] = set()
+        floors: dict[int, int] = {}
+        for kv in kvs:
+            suffix = kv.key[len(prefix) :]
+            if suffix.isdigit():
+                taken.add(int(suffix))
+            elif suffix.startswith(b"last/") and suffix[5:].isdigit():
+                previous = _decode(kv.value)
+                if previous is not None:  # a bad record is reported when claimed
+                    floors[int(suffix[5:])] = self._floor(previous)
+        now_ms = self.gen._now_ms()
         start = self.rng.randrange(count)
-        far: list[tuple[int, int]] = []  # (floor_ms, machine_id) of IDs with a long wait
+        near: list[int] = []
+        far: list[tuple[int, int]] = []
         for offset in range(count):
             machine_id = (start + offset) % count
             if machine_id in taken:
                 continue
+            floor = floors.get(machine_id, self._floor(None))
+            if floor - now_ms <= self.max_wait_ms:
+                near.append(machine_id)
+            else:
+                far.append((floor, machine_id))
+        if not near and not far:
+            raise self._exhausted()
+        return near, far
+
+    def _exhausted(self) -> MachineIdsExhausted:
+        count = self.gen.layout.max_machine_id + 1
+        return MachineIdsExhausted(
+            f"all {count} machine IDs under {self.gen.settings.key_prefix!r} are held"
+        )
+
+    async def _claim(self, lease: int, found: tuple[list[int], list[tuple[int, int]]]) -> _Claim:
+        """Claim a free machine ID: one usable soon if any (the scan may be stale: one
+        whose record moved far ahead is given back for now), else the one usable
+        soonest. Keeps the lease alive if the claims take long."""
+        near, far = found[0], list(found[1])
+        alive_ns = self.gen._mono()
+        for machine_id in near:
+            alive_ns = await self._keep_alive_while_claiming(lease, alive_ns)
             claim = await self._try_claim(machine_id, lease)
             if claim is None:
                 continue
@@ -225,13 +303,20 @@ class _Keeper:
             far.append((claim.floor_ms, machine_id))
             await self._drop(claim)
         for _, machine_id in sorted(far):
+            alive_ns = await self._keep_alive_while_claiming(lease, alive_ns)
             claim = await self._try_claim(machine_id, lease)
             if claim is not None:
                 return claim
-        self.log.error("idgen.exhausted", machine_ids=count)
-        raise MachineIdsExhausted(
-            f"all {count} machine IDs under {self.gen.settings.key_prefix!r} are held"
-        )
+        raise self._exhausted()
+
+    async def _keep_alive_while_claiming(self, lease: int, alive_ns: int) -> int:
+        """Refresh ``lease`` once a renewal interval has passed since ``alive_ns``."""
+        if self.gen._mono() - alive_ns < self.interval_ns:
+            return alive_ns
+        sent = self.gen._mono()
+        if await self._keepalive(lease) is None:
+            raise MachineIdLost(f"lease {lease} expired while claiming a machine ID")
+        return sent
 
     async def _try_claim(self, machine_id: int, lease: int) -> _Claim | None:
         key = self._key(machine_id)
@@ -246,6 +331,8 @@ class _Keeper:
         claim = _Claim(machine_id, result.revision, 0)
         found = result.responses[1]
         previous = _decode(found[0].value) if isinstance(found, list) and found else None
+        if isinstance(found, list) and found:
+            claim.record_mod = found[0].mod_revision
         if isinstance(found, list) and found and previous is None:
             self.log.warning("idgen.bad_record", machine_id=machine_id, value=found[0].value[:80])
             await self._drop(claim)
@@ -300,17 +387,7 @@ class _Keeper:
         ttl = await self._keepalive(lease)
         if ttl is None:
             raise MachineIdLost(f"etcd no longer has lease {lease} (machine ID {claim.machine_id})")
-        key = self._key(claim.machine_id)
-        last_ms = max(gen._now_ms(), gen._ms, claim.floor_ms - 1)
-        record = _encode(gen.owner, last_ms, self.ttl_ms)
-        result = await self._call(
-            "txn",
-            self.backend.txn,
-            [Compare(key, "create", claim.revision)],
-            [Put(key, record, lease), Put(self._last_key(claim.machine_id), record)],
-        )
-        if not result.succeeded:
-            raise MachineIdLost(f"the claim on machine ID {claim.machine_id} is gone")
+        await self._write_record(claim, lease)
         if not claim.installed:
             gen._install(claim.machine_id, claim.floor_ms)
             claim.installed = True
@@ -321,6 +398,49 @@ class _Keeper:
         if gen._metrics is not None:
             gen._metrics.idgen_renewals.inc()
         set_health(Health.OK)
+
+    async def _write_record(self, claim: _Claim, lease: int) -> None:
+        """Write our last timestamp to the claim and the record, guarded by the claim's
+        create revision (still ours) and the record's mod revision (unchanged since we
+        last saw it): a write of ours that etcd applies late, after a newer one, then
+        fails instead of rolling ``last/<m>`` back."""
+        gen = self.gen
+        key, last_key = self._key(claim.machine_id), self._last_key(claim.machine_id)
+        last_ms = max(gen._now_ms(), gen._ms, claim.floor_ms - 1)
+        record = _encode(gen.owner, last_ms, self.ttl_ms)
+        for _ in range(3):
+            ours = [Compare(key, "create", claim.revision)]
+            result = await self._call(
+                "txn",
+                self.backend.txn,
+                [*ours, Compare(last_key, "mod", claim.record_mod)],
+                [Put(key, record, lease), Put(last_key, record)],
+                [Get(key), Get(last_key)],
+            )
+            if result.succeeded:
+                claim.record_mod = result.revision
+                return
+            claim.record_mod = self._record_moved(claim, result)
+        raise IdGenUnavailable(f"the record of machine ID {claim.machine_id} keeps changing")
+
+    def _record_moved(self, claim: _Claim, result: TxnResult) -> int:
+        """Why the guarded write failed: the claim is gone (:class:`MachineIdLost`), or
+        a late write of our own moved the record (its new mod revision)."""
+        claims, records = result.responses
+        if not isinstance(claims, list) or not any(
+            kv.create_revision == claim.revision for kv in claims
+        ):
+            raise MachineIdLost(f"the claim on machine ID {claim.machine_id} is gone")
+        found = records[0] if isinstance(records, list) and records else None
+        previous = _decode(found.value) if found is not None else None
+        if found is None or previous is None or previous.owner != self.gen.owner:
+            # Only the claim's owner writes the record while the claim lives: someone
+            # else writes under our prefix. Give the ID up rather than trust it.
+            raise MachineIdLost(
+                f"the record of machine ID {claim.machine_id} was changed by another writer"
+            )
+        self.log.info("idgen.record_moved", machine_id=claim.machine_id, last_ms=previous.last_ms)
+        return found.mod_revision
 
     async def keep(self) -> None:
         """Renew every ``lease_ttl / 3``; retry failures sooner; reacquire after a loss."""

@@ -46,7 +46,7 @@ class IdGenSettings(Section):
     margin: NonNegativeSeconds = Field(
         default=2.0,
         description="IDs stop being issued this many seconds before the lease could expire "
-        "(`last keepalive ack + lease_ttl - margin`).",
+        "(`last keepalive sent + lease_ttl - margin`); must be < 2/3 of `lease_ttl`.",
     )
     epoch_ms: int = Field(
         default=1288834974657, ge=0, description="Epoch of the timestamp part, Unix milliseconds."
@@ -86,6 +86,16 @@ class IdGenSettings(Section):
         if self.margin >= self.lease_ttl:
             problems.append(
                 cross_field_error(("margin", "lease_ttl"), "margin must be < lease_ttl")
+            )
+        elif self.margin >= self.lease_ttl * 2 / 3:
+            # Renewals run every lease_ttl/3 and each lets IDs be issued for
+            # lease_ttl - margin from its send: that must outlast the interval.
+            problems.append(
+                cross_field_error(
+                    ("margin", "lease_ttl"),
+                    f"margin must be < 2/3 of lease_ttl ({self.lease_ttl * 2 / 3:g}s): renewals "
+                    "run every lease_ttl/3, each lets IDs be issued for lease_ttl - margin",
+                )
             )
         raise_cross_field_errors(self, problems)
         return self

@@ -4,9 +4,10 @@ How one ``async with locks.hold(name)`` goes:
 
 1. **acquire**: one round trip (a Lua script on Redis: ``SET NX PX`` + ``INCR`` of the
    fence counter) until acquired or ``wait`` runs out (jittered retries, never sleeping
-   past the holder's remaining TTL). ``acquired_at`` is when the winning request was
-   *sent*: the lock surely lives until ``acquired_at + ttl`` (the round trip is
-   subtracted).
+   past the holder's remaining TTL); ``hold()`` answers within ``max(wait, op_timeout)``
+   (an unanswered attempt is undone by the actor in the background). ``acquired_at``
+   is when the winning request was *sent*: the lock surely lives until
+   ``acquired_at + ttl`` (the round trip is subtracted).
 2. **body**: runs in a cancel scope whose deadline is
    ``renewed_at + ttl - safety_margin``; a renewer task in the holder's own nursery
    renews every ``ttl / 3`` (compare-and-pexpire) and moves the deadline forward after
@@ -26,9 +27,9 @@ from __future__ import annotations
 import functools
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn, Self
 
 import trio
 from prometheus_client import Counter, Histogram
@@ -40,8 +41,10 @@ from .._exceptions import LockError, LockLost, LockNotAcquired, LockUnavailable
 from ..cache import CacheSettings, MemoryStore
 from ..cache._actor import BackendOwner
 from ..cache._cache import check_seconds
+from ..cache._labels import MAX_METRIC_PREFIXES, PrefixLabels
+from ..cache._limits import check_key_text, ttl_ms
 from ..log import get_logger
-from ..metrics import Metrics, key_prefix
+from ..metrics import Metrics
 from ._memory import MemoryLockBackend
 from ._protocol import LockBackend, LockConnector
 from ._settings import LockSettings
@@ -61,7 +64,9 @@ class Lease:
     every write the lock protects and let the store refuse older tokens). ``lost`` is
     set when the lock is (or may be) lost; the body is cancelled at that moment.
     ``deadline`` is when the body will be cancelled if no renewal succeeds before
-    (``renewed_at + ttl - margin``, on the trio clock).
+    (``renewed_at + ttl - margin``, on the trio clock). :attr:`held` and :meth:`check`
+    compare the clock with it: a holder blocked past it (a long synchronous call, no
+    checkpoint for the renewer to run) no longer holds the lock, lost set or not yet.
 
     Example::
 
@@ -77,6 +82,7 @@ class Lease:
         "_done",
         "_gone",
         "_last_error",
+        "_on_lost",
         "_owner",
         "_renewing",
         "acquired_at",
@@ -108,6 +114,8 @@ class Lease:
         self._renewing = False
         self._last_error = "none"
         self._body = trio.CancelScope(deadline=self.deadline)
+        # Set by Locks: marks the lease lost (log, metric, cancel); None: mark it here.
+        self._on_lost: Callable[[Lease, str], None] | None = None
 
     @property
     def deadline(self) -> float:
@@ -116,17 +124,29 @@ class Lease:
 
     @property
     def held(self) -> bool:
-        """True until the lease is lost (it stays True after a normal release)."""
-        return not self.lost.is_set()
+        """True while the lease is not lost and its deadline has not passed (it stays
+        True after a normal release)."""
+        if self.lost.is_set():
+            return False
+        return self._done.is_set() or trio.current_time() < self.deadline
 
     def check(self) -> None:
-        """Raise :class:`~gochat_actors.LockLost` if the lease is lost.
+        """Raise :class:`~gochat_actors.LockLost` if the lease is lost or its deadline
+        has passed (then it is marked lost, as the renewer would have).
 
         Example::
 
             lease.check()          # before an irreversible step outside the fenced store
             await send_email()
         """
+        if not self.lost.is_set() and not self.held:
+            reason = _overdue(self)
+            if self._on_lost is not None:
+                self._on_lost(self, reason)
+            else:  # a Lease made by hand
+                self.lost_reason = reason
+                self.lost.set()
+                self._body.cancel()
         if self.lost.is_set():
             raise LockLost(f"lock {self.name!r} (token {self.token}) lost: {self.lost_reason}")
 
@@ -174,11 +194,14 @@ class Locks(BackendOwner[LockBackend]):
     ``safety_margin`` (seconds) is how long before the lock could expire its body is
     cancelled; by default ``ttl / 10``. ``store`` is the :class:`MemoryStore` used with
     ``memory://`` (share the cache's: ``store=cache.store``); ``backend`` replaces the
-    URL's backend with any :data:`LockConnector`.
+    URL's backend with any :data:`LockConnector`. ``metric_prefixes`` /
+    ``max_metric_prefixes`` bound the ``prefix`` label of the lock metrics as the
+    cache's do (:class:`~gochat_actors.cache.PrefixLabels`).
 
-    While the actor restarts, :meth:`hold` waits for it up to ``max(wait, op_timeout)``
-    and then raises :class:`~gochat_actors.LockUnavailable` (never
-    ``LockNotAcquired``, which means someone else holds the lock).
+    :meth:`hold` acquires or raises within ``max(wait, op_timeout)`` of being called,
+    waiting for a restarting actor included; when the actor does not come back it raises
+    :class:`~gochat_actors.LockUnavailable` (never ``LockNotAcquired``, which means
+    someone else holds the lock).
 
     Example::
 
@@ -198,6 +221,8 @@ class Locks(BackendOwner[LockBackend]):
         backend: LockConnector | None = None,
         safety_margin: float | None = None,
         probe_interval: float = 5.0,
+        metric_prefixes: Iterable[str] | None = None,
+        max_metric_prefixes: int = MAX_METRIC_PREFIXES,
     ) -> None:
         if not isinstance(settings, LockSettings):
             raise TypeError(f"settings must be a LockSettings, got {type(settings).__name__}")
@@ -233,7 +258,26 @@ class Locks(BackendOwner[LockBackend]):
             probe_interval=check_seconds("probe_interval", probe_interval),
             unavailable=LockUnavailable,
         )
+        self._label = PrefixLabels(metric_prefixes, limit=max_metric_prefixes)
         self._metric_children: dict[str, tuple[Counter, Histogram]] = {}
+        self._background: trio.Nursery | None = None  # undoes unanswered acquires
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Self] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Connect, ping once, serve until cancelled (``task_status.started(self)`` when
+        ready); also runs the releases that undo unanswered acquires.
+
+        Example::
+
+            await nursery.start(locks.run)   # or run locks.spec() in a supervisor
+        """
+        async with trio.open_nursery() as background:
+            self._background = background
+            try:
+                await super().run(task_status=task_status)
+            finally:
+                self._background = None
 
     def __repr__(self) -> str:
         return f"<Locks {self.url} running={self.running}>"
@@ -256,7 +300,8 @@ class Locks(BackendOwner[LockBackend]):
         """Hold the lock ``name`` for the ``async with`` block (see the module docstring).
 
         ``ttl`` defaults to ``settings.default_ttl``; ``wait`` is how long to wait for a
-        holder to let go (0: one attempt). Raises :class:`~gochat_actors.LockNotAcquired`
+        holder to let go (0: one attempt), and ``max(wait, op_timeout)`` bounds the whole
+        acquisition. Raises :class:`~gochat_actors.LockNotAcquired`
         when someone else still holds it after ``wait``,
         :class:`~gochat_actors.LockUnavailable` when the backend cannot be reached, and
         :class:`~gochat_actors.LockLost` on exit when the lease was lost (the body was
@@ -274,7 +319,13 @@ class Locks(BackendOwner[LockBackend]):
             raise (TypeError if not isinstance(name, str) else ValueError)(
                 f"lock name must be a non-empty str, got {name!r}"
             )
+        if not name.isascii():
+            try:
+                check_key_text(name)
+            except ValueError as exc:
+                raise ValueError(f"lock name {name!r} is not valid UTF-8 text") from exc
         ttl = self.settings.default_ttl if ttl is None else check_seconds("ttl", ttl)
+        ttl_ms(ttl)  # beyond what Redis accepts: refused before any round trip
         wait = check_seconds("wait", wait, allow_zero=True)
         margin = ttl / 10 if self._margin is None else self._margin
         if margin >= ttl * 2 / 3:
@@ -298,7 +349,9 @@ class Locks(BackendOwner[LockBackend]):
             lease._done.set()
             if lease._renewing:
                 nursery.cancel_scope.cancel()
-            if lease._body.cancel_called:  # the deadline passed (or _lose ran already)
+            # The deadline passed (or _lose ran already), checkpoint or not: a body that
+            # ran on past it without yielding was not protected for all its run.
+            if lease._body.cancel_called or trio.current_time() >= lease.deadline:
                 self._lose(lease, _overdue(lease))
             await self._release(lease)  # shielded and bounded
         if body_exc is not None:
@@ -308,36 +361,39 @@ class Locks(BackendOwner[LockBackend]):
     async def _acquire(self, name: str, ttl: float, wait: float, margin: float) -> Lease:
         start = trio.current_time()
         give_up_at = start + wait
-        backend_by = start + max(wait, self._op_timeout)
+        bound = start + max(wait, self._op_timeout)  # hold() answers by then, whatever
         owner = secrets.token_hex(16)
         pause = _FIRST_RETRY
         uncertain = False  # an attempt went unanswered: the lock may be ours
+        answered = False  # some attempt got an answer (or a clear error) back
         error: LockError | None = None
         try:
             while True:
                 backend = self._slot.value
                 if backend is None:
-                    backend = await self._slot.get(max(0.0, backend_by - trio.current_time()))
+                    backend = await self._slot.get(max(0.0, bound - trio.current_time()))
                 sent = trio.current_time()
+                budget = min(self._op_timeout, bound - sent)
                 holder_left = 0.0
                 uncertain = True
-                with trio.move_on_after(self._op_timeout) as attempt:
+                with trio.move_on_after(budget) as attempt:
                     try:
                         result = await backend.acquire(name, owner, ttl)
                     except LockUnavailable as exc:
                         error = exc
+                        answered = True
                     else:
                         uncertain = False
+                        answered = True
                         error = None
                         if result.token is not None:
                             return self._acquired(
                                 name, result.token, ttl, margin, sent, owner, start
                             )
                         holder_left = result.retry_after
-                if attempt.cancelled_caught:
-                    error = LockUnavailable(
-                        f"no answer to lock acquire within {self._op_timeout:g}s"
-                    )
+                # An attempt cut short by the bound says nothing about the server.
+                if attempt.cancelled_caught and (budget >= self._op_timeout or not answered):
+                    error = LockUnavailable(f"no answer to lock acquire within {budget:.3g}s")
                 now = trio.current_time()
                 if now >= give_up_at:
                     break
@@ -346,12 +402,11 @@ class Locks(BackendOwner[LockBackend]):
                     nap = min(nap, holder_left)
                 pause = min(pause * 2, _MAX_RETRY)
                 await trio.sleep(nap)
-        except BaseException:
-            if uncertain:
-                await self._release_quietly(name, owner)
-            raise
-        if uncertain:
-            await self._release_quietly(name, owner)
+                if trio.current_time() >= bound:
+                    break
+        finally:
+            if uncertain:  # undo it without making the caller wait
+                self._release_later(name, owner)
         if error is not None:
             raise LockUnavailable(f"lock {name!r}: {error}") from error
         raise LockNotAcquired(f"lock {name!r} is held by another owner (waited {wait:g}s)")
@@ -367,6 +422,7 @@ class Locks(BackendOwner[LockBackend]):
         start: float,
     ) -> Lease:
         lease = Lease(name, token, ttl=ttl, margin=margin, acquired_at=sent, owner=owner)
+        lease._on_lost = self._lose
         if self.metrics is not None:
             acquired, duration = self._children(name)
             acquired.inc()
@@ -375,7 +431,7 @@ class Locks(BackendOwner[LockBackend]):
 
     def _children(self, name: str) -> tuple[Counter, Histogram]:
         """The labelled metrics of ``name``'s prefix, looked up once (``labels()`` is slow)."""
-        prefix = key_prefix(name)
+        prefix = self._label(name)
         children = self._metric_children.get(prefix)
         if children is None:
             assert self.metrics is not None
@@ -458,7 +514,7 @@ class Locks(BackendOwner[LockBackend]):
         lease._body.cancel()
         _log.warning("lock lost", lock=lease.name, token=lease.token, reason=reason)
         if self.metrics is not None:
-            self.metrics.lock_lost.labels(prefix=key_prefix(lease.name)).inc()
+            self.metrics.lock_lost.labels(prefix=self._label(lease.name)).inc()
 
     # -- release ------------------------------------------------------------------------------
     async def _release(self, lease: Lease) -> None:
@@ -467,6 +523,15 @@ class Locks(BackendOwner[LockBackend]):
         released = await self._release_quietly(lease.name, lease._owner)
         if released is False:
             self._lose(lease, "the lock was no longer ours at release", gone=True)
+
+    def _release_later(self, name: str, owner: str) -> None:
+        """Undo an unanswered acquire in the actor's background (bounded by the op
+        timeout); without a running actor the key simply expires by its TTL."""
+        background = self._background
+        if background is None:
+            _log.warning("lock acquire got no answer; it expires by its TTL", lock=name)
+            return
+        background.start_soon(self._release_quietly, name, owner)
 
     async def _release_quietly(self, name: str, owner: str) -> bool | None:
         """Compare-and-delete, shielded, bounded by the op timeout; None if it failed."""

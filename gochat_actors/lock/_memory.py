@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .._exceptions import LockUnavailable
+from ..cache._limits import check_key_text, ttl_ms
 from ..cache._memory import MemoryConnection
 from ._protocol import AcquireResult, lock_keys
 
@@ -34,7 +35,8 @@ class MemoryLockBackend(MemoryConnection):
         return int(token), owner
 
     async def acquire(self, name: str, owner: str, ttl: float) -> AcquireResult:
-        key, fence = lock_keys(self._prefix, name)
+        key, fence = lock_keys(self._prefix, check_key_text(name))
+        ttl_ms(ttl)  # what Redis refuses, refused here too
 
         def step() -> AcquireResult:
             holder = self._holder(key)
@@ -51,7 +53,8 @@ class MemoryLockBackend(MemoryConnection):
         return await self._call(step)
 
     async def renew(self, name: str, owner: str, ttl: float) -> bool:
-        key, _ = lock_keys(self._prefix, name)
+        key, _ = lock_keys(self._prefix, check_key_text(name))
+        ttl_ms(ttl)
 
         def step() -> bool:
             holder = self._holder(key)
@@ -60,7 +63,7 @@ class MemoryLockBackend(MemoryConnection):
         return await self._call(step)
 
     async def release(self, name: str, owner: str) -> bool:
-        key, _ = lock_keys(self._prefix, name)
+        key, _ = lock_keys(self._prefix, check_key_text(name))
 
         def step() -> bool:
             holder = self._holder(key)

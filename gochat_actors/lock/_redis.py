@@ -14,7 +14,7 @@ import coredis
 from coredis.exceptions import NoScriptError
 
 from .._exceptions import LockError, LockUnavailable
-from ..cache._redis import ttl_ms
+from ..cache._limits import check_key_text, ttl_ms
 from ._errors import DRIVER_ERRORS, lock_error
 from ._protocol import AcquireResult, lock_keys
 
@@ -89,7 +89,7 @@ class RedisLockBackend:
             raise lock_error(exc, what) from exc
 
     async def acquire(self, name: str, owner: str, ttl: float) -> AcquireResult:
-        keys = list(lock_keys(self._prefix, name))
+        keys = list(lock_keys(self._prefix, check_key_text(name)))
         reply = await self._run("lock acquire", ACQUIRE, keys, [owner, ttl_ms(ttl)])
         try:
             acquired, number = int(reply[0]), int(reply[1])
@@ -100,11 +100,11 @@ class RedisLockBackend:
         return AcquireResult(None, max(number, 0) / 1000)
 
     async def renew(self, name: str, owner: str, ttl: float) -> bool:
-        key, _ = lock_keys(self._prefix, name)
+        key, _ = lock_keys(self._prefix, check_key_text(name))
         return bool(await self._run("lock renew", RENEW, [key], [owner, ttl_ms(ttl)]))
 
     async def release(self, name: str, owner: str) -> bool:
-        key, _ = lock_keys(self._prefix, name)
+        key, _ = lock_keys(self._prefix, check_key_text(name))
         return bool(await self._run("lock release", RELEASE, [key], [owner]))
 
     async def ping(self) -> None:

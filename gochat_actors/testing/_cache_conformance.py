@@ -2,8 +2,10 @@
 
 Each check is ``async def check_x(backend) -> None`` and raises ``AssertionError``; each
 uses its own keys (``conformance:<check>:...``), so checks may share a key space.
-Expiry checks wait for the expiry explicitly (at most a few seconds on a real server,
-no time at all under ``autojump_clock``).
+Lifetimes are checked both ways: a key expires once its TTL has passed (upper bound)
+and is still there shortly before (lower bound: a backend that keeps keys for half the
+TTL fails). Timing checks wait on the trio clock (about a second on a real server, no
+time at all under ``autojump_clock``).
 """
 
 from __future__ import annotations
@@ -100,6 +102,30 @@ async def check_expiry(backend: CacheBackend) -> None:
     assert await backend.ttl(key) is None
 
 
+LIFETIME_TTL = 1.0
+"""The TTL (seconds) of the lifetime checks."""
+
+LIFETIME_CHECKED_AT = 0.8
+"""The part of its TTL after which a key, lock or lease must still be there."""
+
+
+async def check_key_lives_its_ttl(backend: CacheBackend) -> None:
+    """A key set with a TTL is still there at 80% of it, counted from when the set was
+    sent (the server's clock can only start later), and reports time left."""
+    key = _K + "lifetime:x"
+    sent = trio.current_time()
+    await backend.set(key, b"v", LIFETIME_TTL)
+    await trio.sleep_until(sent + LIFETIME_TTL * LIFETIME_CHECKED_AT)
+    assert await backend.get(key) == b"v", (
+        f"a key set with ttl={LIFETIME_TTL:g}s was gone after "
+        f"{LIFETIME_TTL * LIFETIME_CHECKED_AT:g}s"
+    )
+    left = await backend.ttl(key)
+    assert left is not None
+    assert left > 0
+    await backend.delete([key])
+
+
 async def check_mget(backend: CacheBackend) -> None:
     """``mget`` answers in order, None for absent keys; an empty list is fine."""
     a, b, c = (_K + f"mget:{n}" for n in "abc")
@@ -152,9 +178,69 @@ async def check_incr_not_an_integer(backend: CacheBackend) -> None:
     await backend.delete([key])
 
 
+_NOT_INTEGERS = (b" 5", b"+5", b"1_000", b"007", b"-0", b"", b"1e3", b"9223372036854775808")
+
+
+async def check_incr_reads_integers_as_redis_does(backend: CacheBackend) -> None:
+    """``incr`` accepts exactly ``0`` or ``-?[1-9][0-9]*`` within 64 bits, as Redis'
+    ``INCRBY``; anything else, a result past 64 bits, or an amount outside 64 bits is a
+    CacheError, and the value is left as it was."""
+    key = _K + "incr-strict:x"
+    for raw in _NOT_INTEGERS:
+        await backend.set(key, raw, 30.0)
+        try:
+            await backend.incr(key)
+        except CacheUnavailable as exc:  # pragma: no cover - a failing backend
+            raise AssertionError(f"incr of {raw!r} raised {exc!r}") from exc
+        except CacheError:
+            pass
+        else:
+            raise AssertionError(f"incr of {raw!r} did not raise CacheError (Redis refuses it)")
+        assert await backend.get(key) == raw
+    for start, amount in ((b"9223372036854775807", 1), (b"-9223372036854775808", -1)):
+        await backend.set(key, start, 30.0)
+        try:
+            await backend.incr(key, amount)
+        except CacheError:
+            pass
+        else:
+            raise AssertionError(f"incr of {start!r} by {amount} did not overflow")
+        assert await backend.get(key) == start
+    await backend.delete([key])
+    try:
+        await backend.incr(key, 2**63)
+    except CacheError:
+        pass
+    else:
+        raise AssertionError("incr by 2**63 did not raise CacheError (Redis refuses it)")
+
+
+async def check_rejects_what_redis_rejects(backend: CacheBackend) -> None:
+    """A key that is not valid UTF-8 text, or a TTL past what Redis accepts, is a
+    ``ValueError``, before anything is stored."""
+    for call in (
+        lambda: backend.get("conformance:\ud800"),
+        lambda: backend.set("conformance:\ud800", b"v", 30.0),
+        lambda: backend.set(_K + "ttl-range:x", b"v", 1e300),
+    ):
+        try:
+            await call()
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("Redis refuses it: the backend must raise ValueError")
+    assert await backend.get(_K + "ttl-range:x") is None
+
+
 async def check_ping(backend: CacheBackend) -> None:
-    """``ping`` answers."""
+    """``ping`` answers, and raises CacheUnavailable once the backend is closed."""
     await backend.ping()
+    await backend.aclose()
+    try:
+        await backend.ping()
+    except CacheUnavailable:
+        return
+    raise AssertionError("ping of a closed backend did not raise CacheUnavailable")
 
 
 CACHE_CHECKS: list[Callable[[CacheBackend], Awaitable[None]]] = [
@@ -164,10 +250,13 @@ CACHE_CHECKS: list[Callable[[CacheBackend], Awaitable[None]]] = [
     check_set_nx,
     check_ttl,
     check_expiry,
+    check_key_lives_its_ttl,
     check_mget,
     check_delete,
     check_incr,
     check_incr_not_an_integer,
+    check_incr_reads_integers_as_redis_does,
+    check_rejects_what_redis_rejects,
     check_ping,
 ]
 """Every cache check, in order (parametrize tests over it)."""

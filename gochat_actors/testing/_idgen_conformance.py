@@ -3,7 +3,10 @@ etcd and :class:`~gochat_actors.idgen.MemoryEtcd`).
 
 Each check is ``async def check_x(backend) -> None`` raising ``AssertionError``. It works
 under a fresh key prefix ``/gochat-conformance/<random>/`` and deletes its keys and
-revokes its leases when done.
+revokes its leases when done. Lease lifetimes are checked both ways: a lease not kept
+alive expires with its keys, and is still there shortly before its TTL ends (a backend
+that keeps leases for half the TTL would let two generators hold one machine ID: it
+fails).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import trio
+
 from .._exceptions import MachineIdLost
 from ..idgen import Compare, Delete, EtcdBackend, Get, KeyValue, Put, prefix_end
-from ._cache_conformance import eventually
+from ._cache_conformance import LIFETIME_CHECKED_AT, eventually
 
 __all__ = ["IDGEN_CHECKS", "check_idgen_backend"]
 
@@ -130,6 +135,8 @@ async def check_txn_compare_targets(backend: EtcdBackend) -> None:
             (Compare(p + b"k", "mod", revision + 1), False),
             (Compare(p + b"k", "version", 1), True),
             (Compare(p + b"absent", "version", 0), True),
+            (Compare(p + b"absent", "mod", 0), True),  # the record guard relies on it
+            (Compare(p + b"absent", "mod", revision), False),
         ]:
             result = await backend.txn([cmp], [])
             assert result.succeeded is expected, cmp
@@ -187,6 +194,32 @@ async def check_expiry_deletes_keys(backend: EtcdBackend) -> None:
         assert await backend.lease_keepalive(lease) is None
 
 
+LEASE_TTL = 2
+"""The TTL (seconds) of the lease lifetime check: etcd's smallest."""
+
+
+async def check_lease_lives_its_ttl(backend: EtcdBackend) -> None:
+    """A lease (and its key) is still there at 80% of the TTL asked, counted from when
+    the grant (or the keepalive) was sent: the generator issues until about then."""
+    limit = LEASE_TTL * LIFETIME_CHECKED_AT
+    async with _space(backend) as p:
+        sent = trio.current_time()
+        lease, _ = await backend.lease_grant(LEASE_TTL)
+        try:
+            await backend.put(p + b"k", b"v", lease=lease)
+            for what in ("granted", "kept alive"):
+                await trio.sleep_until(sent + limit)
+                assert _keys(await backend.range(p + b"k")) == [p + b"k"], (
+                    f"a lease {what} with ttl={LEASE_TTL}s lost its key after {limit:g}s"
+                )
+                sent = trio.current_time()
+                assert await backend.lease_keepalive(lease) is not None, (
+                    f"a lease {what} with ttl={LEASE_TTL}s was gone after {limit:g}s"
+                )
+        finally:
+            await backend.lease_revoke(lease)
+
+
 IDGEN_CHECKS: list[Callable[[EtcdBackend], Awaitable[None]]] = [
     check_put_and_range,
     check_range_prefix_and_keys_only,
@@ -198,6 +231,7 @@ IDGEN_CHECKS: list[Callable[[EtcdBackend], Awaitable[None]]] = [
     check_unknown_lease,
     check_revoke_deletes_keys,
     check_expiry_deletes_keys,
+    check_lease_lives_its_ttl,
 ]
 """Every etcd-backend check, in order (parametrize tests over it)."""
 

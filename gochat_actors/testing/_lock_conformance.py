@@ -1,15 +1,20 @@
 """The conformance suite every :class:`~gochat_actors.lock.LockBackend` passes.
 
 Each check is ``async def check_x(backend) -> None`` raising ``AssertionError``, on its
-own lock names (``conformance-<check>``), with owners it makes up.
+own lock names (``conformance-<check>``), with owners it makes up. Lifetimes are checked
+both ways: a lock expires once its TTL has passed, and is still held shortly before (a
+backend that keeps locks for half the TTL would let two holders in at once: it fails).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import trio
+
+from .._exceptions import LockUnavailable
 from ..lock import LockBackend, LockConnector
-from ._cache_conformance import eventually, run_checks
+from ._cache_conformance import LIFETIME_CHECKED_AT, LIFETIME_TTL, eventually, run_checks
 
 __all__ = ["LOCK_CHECKS", "check_lock_backend"]
 
@@ -105,9 +110,46 @@ async def check_expiry(backend: LockBackend) -> None:
     assert await backend.release(name, B) is True
 
 
+async def check_lock_lives_its_ttl(backend: LockBackend) -> None:
+    """A lock is still held at 80% of its TTL, counted from when the acquire (or the
+    renewal) was sent: ``Locks`` lets its holder work until about then."""
+    name = "conformance-lifetime"
+    limit = LIFETIME_TTL * LIFETIME_CHECKED_AT
+    for renew in (False, True):
+        sent = trio.current_time()
+        if renew:
+            assert await backend.renew(name, A, LIFETIME_TTL) is True
+        else:
+            await _token(backend, name, A, LIFETIME_TTL)
+        await trio.sleep_until(sent + limit)
+        result = await backend.acquire(name, B, 30.0)
+        what = "renewed" if renew else "acquired"
+        assert result.token is None, (
+            f"a lock {what} with ttl={LIFETIME_TTL:g}s was free again after {limit:g}s"
+        )
+    assert await backend.release(name, A) is True
+
+
+async def check_rejects_what_redis_rejects(backend: LockBackend) -> None:
+    """A lock name that is not valid UTF-8 text, or a TTL past what Redis accepts, is a
+    ``ValueError``."""
+    for name, ttl in (("conformance-\ud800", 30.0), ("conformance-ttl-range", 1e300)):
+        try:
+            await backend.acquire(name, A, ttl)
+        except ValueError:
+            continue
+        raise AssertionError(f"acquire({name!r}, ttl={ttl:g}): Redis refuses it")
+
+
 async def check_ping(backend: LockBackend) -> None:
-    """``ping`` answers."""
+    """``ping`` answers, and raises LockUnavailable once the backend is closed."""
     await backend.ping()
+    await backend.aclose()
+    try:
+        await backend.ping()
+    except LockUnavailable:
+        return
+    raise AssertionError("ping of a closed backend did not raise LockUnavailable")
 
 
 LOCK_CHECKS: list[Callable[[LockBackend], Awaitable[None]]] = [
@@ -119,6 +161,8 @@ LOCK_CHECKS: list[Callable[[LockBackend], Awaitable[None]]] = [
     check_renew,
     check_release_only_by_owner,
     check_expiry,
+    check_lock_lives_its_ttl,
+    check_rejects_what_redis_rejects,
     check_ping,
 ]
 """Every lock check, in order (parametrize tests over it)."""

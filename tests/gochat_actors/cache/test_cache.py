@@ -288,3 +288,137 @@ def test_constructor_checks_its_arguments() -> None:
 def test_memory_store_checks_latency() -> None:
     with pytest.raises(ValueError, match="latency"):
         MemoryStore(latency=-1)
+
+
+# -- issue 27 point 27: strict JSON ------------------------------------------------------
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+async def test_the_json_codec_refuses_nan_and_infinity(cache: Cache, number: float) -> None:
+    """``NaN``/``Infinity`` are not JSON: other services' strict readers reject them."""
+    with pytest.raises(ValueError, match=r"json codec cannot encode.*not JSON compliant"):
+        await cache.set("k:x", {"score": number}, codec=JSON)
+    with pytest.raises(CacheMiss):
+        await cache.get("k:x")  # nothing was stored
+
+
+@pytest.mark.parametrize("text", [b"NaN", b'{"a": Infinity}', b"[-Infinity]"])
+async def test_the_json_codec_refuses_to_read_nan_and_infinity(cache: Cache, text: bytes) -> None:
+    await cache.set("k:x", text)
+    with pytest.raises(CacheError, match="json codec"):
+        await cache.get("k:x", codec=JSON)
+
+
+# -- issue 28: the `if raw is None` -> `if not raw` mutant ---------------------------------
+async def test_an_empty_value_round_trips(cache: Cache) -> None:
+    """An empty value is a value, not a miss (get, mget, and through a codec)."""
+    await cache.set("k:empty", b"")
+    assert await cache.get("k:empty") == b""
+    assert await cache.get("k:empty", codec=STR) == ""
+    assert await cache.mget(["k:empty", "k:absent"]) == [b"", None]
+    assert cache.metrics is not None
+    assert sample(cache.metrics, "gochat_cache_hits_total", prefix="k") == 3
+    assert sample(cache.metrics, "gochat_cache_misses_total", prefix="k") == 1
+
+
+# -- issue 27 point 28 / issue 22 point 6: what Redis rejects -----------------------------
+# The same calls run on Redis in test_cache_redis.py (same errors, same messages).
+REJECTED_INTEGERS = [
+    b" 5", b"5 ", b"+5", b"1_000", b"007", b"-0", b"-007", b"00", b"", b"-", b"0x10",
+    b"1e3", b"5\n", "٣".encode(), b"9223372036854775808", b"-9223372036854775809",
+]  # fmt: skip
+
+
+async def check_rejects_what_redis_rejects(cache: Cache) -> None:
+    for raw in REJECTED_INTEGERS:
+        await cache.set("n:bad", raw)
+        with pytest.raises(CacheError, match="not an integer or out of range"):
+            await cache.incr("n:bad")
+        assert await cache.get("n:bad") == raw  # untouched
+    await cache.set("n:max", b"9223372036854775807")
+    assert await cache.incr("n:max", 0) == 2**63 - 1
+    with pytest.raises(CacheError, match="would overflow"):
+        await cache.incr("n:max")
+    await cache.set("n:min", b"-9223372036854775808")
+    with pytest.raises(CacheError, match="would overflow"):
+        await cache.incr("n:min", -1)
+    assert await cache.get("n:min") == b"-9223372036854775808"
+    for amount in (2**63, -(2**63) - 1, 10**30):
+        with pytest.raises(ValueError, match="signed 64-bit"):
+            await cache.incr("n:x", amount)
+    with pytest.raises(ValueError, match=r"ttl .* beyond what Redis accepts"):
+        await cache.set("k:x", b"v", ttl=1e300)
+    for call in (
+        lambda: cache.get("\ud800"),
+        lambda: cache.set("k:\udfff", b"v"),
+        lambda: cache.mget(["ok", "\ud800"]),
+        lambda: cache.delete("\ud800"),
+        lambda: cache.incr("\ud800"),
+        lambda: cache.ttl("\ud800"),
+    ):
+        with pytest.raises(ValueError, match=r"cache key .* not valid UTF-8"):
+            await call()
+    with pytest.raises(ValueError, match=r"cache.set\('k:x'\): the str codec cannot encode it"):
+        await cache.set("k:x", "\ud800")
+    with pytest.raises(ValueError, match="json codec cannot encode it"):
+        await cache.set("k:x", {"name": "\ud800"}, codec=JSON)
+    assert await cache.mget(["k:x", "n:x"]) == [None, None]  # nothing was stored
+
+
+async def test_memory_rejects_what_redis_rejects(cache: Cache) -> None:
+    await check_rejects_what_redis_rejects(cache)
+
+
+# -- issue 27 point 29: the prefix label is bounded ------------------------------------
+def prefixes(metrics: Metrics, family: str) -> set[str]:
+    return {
+        s.labels["prefix"]
+        for f in text_string_to_metric_families(metrics.render().decode())
+        for s in f.samples
+        if s.name.startswith(family) and "prefix" in s.labels
+    }
+
+
+async def test_the_prefix_label_is_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    """Keys like ``f"{user_id}:profile"`` made one series per user (1,000 users: 1,000
+    series, and as many cached timers): IDs count as ``_other``, and past
+    ``max_metric_prefixes`` (64) distinct prefixes so does every new one."""
+    metrics = Metrics()
+    cache = Cache(CacheSettings(), metrics=metrics)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        for n in range(1000):
+            await cache.set(f"{n}:profile", b"v")  # an ID before the first ':'
+            await cache.set(f"tenant{n}:profile", b"v")  # 1,000 distinct words
+            with pytest.raises(CacheMiss):
+                await cache.get(f"tenant{n}:x")
+        await cache.get("0:profile")
+        nursery.cancel_scope.cancel()
+    for family in ("gochat_cache_operation_duration", "gochat_cache_hits", "gochat_cache_misses"):
+        seen = prefixes(metrics, family)
+        assert len(seen) <= 65, (family, len(seen))
+    assert "_other" in prefixes(metrics, "gochat_cache_hits")
+    assert prefixes(metrics, "gochat_cache_operation_duration") == {
+        "_other",
+        *(f"tenant{n}" for n in range(64)),
+    }
+    assert len(cache._timers) <= 2 * 65
+    assert len(cache._lookups) <= 2 * 65
+
+
+async def test_an_allow_list_names_the_only_prefixes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    metrics = Metrics()
+    cache = Cache(CacheSettings(), metrics=metrics, metric_prefixes=["user", "room"])
+    small = Metrics()
+    capped = Cache(CacheSettings(), metrics=small, max_metric_prefixes=2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cache.run)
+        await nursery.start(capped.run)
+        for key in ("user:1", "room:2", "session:3", "42:x"):
+            await cache.set(key, b"v")
+            await capped.set(key, b"v")
+        nursery.cancel_scope.cancel()
+    assert prefixes(metrics, "gochat_cache_operation_duration") == {"user", "room", "_other"}
+    assert prefixes(small, "gochat_cache_operation_duration") == {"user", "room", "_other"}
+    with pytest.raises(ValueError, match="max_metric_prefixes"):
+        Cache(CacheSettings(), max_metric_prefixes=-1)

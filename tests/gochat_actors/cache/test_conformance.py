@@ -36,12 +36,13 @@ async def test_whole_suite_on_one_memory_store(autojump_clock: trio.testing.Mock
 
 
 async def test_redis_backend_prefixes_every_key(redis_url: str, redis_key_prefix: str) -> None:
-    async with open_redis_cache(redis_url, key_prefix=redis_key_prefix) as backend:
+    app = redis_key_prefix + "app:"  # the backend's prefix, inside the test's namespace
+    async with open_redis_cache(redis_url, key_prefix=app) as backend:
         await backend.set("user:1", b"a", 30.0)
         await backend.incr("n")
-    async with open_redis_cache(redis_url) as raw:
-        assert await raw.mget([redis_key_prefix + "user:1", redis_key_prefix + "n"]) == [b"a", b"1"]
-        assert await raw.get("user:1") is None
+    async with open_redis_cache(redis_url, key_prefix=redis_key_prefix) as raw:
+        assert await raw.mget(["app:user:1", "app:n"]) == [b"a", b"1"]
+        assert await raw.mget(["user:1", "n"]) == [None, None]  # not as given
 
 
 async def test_memory_backend_prefixes_every_key(autojump_clock: trio.testing.MockClock) -> None:
@@ -60,3 +61,32 @@ async def test_closed_connections_are_unavailable(redis_url: str) -> None:
         pass
     with pytest.raises(CacheUnavailable):
         await memory.get("k")
+
+
+# -- issue 28: the suite rejects backends that keep keys too short, or never fail -------
+class HalfTtlCache(MemoryCache):
+    """Keeps keys for half the TTL asked (every check of expiry alone passes)."""
+
+    async def set(
+        self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
+    ) -> bool:
+        return await super().set(key, value, None if ttl is None else ttl / 2, nx=nx)
+
+
+class PingAlwaysAnswers(MemoryCache):
+    async def ping(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_the_suite_rejects_a_backend_keeping_keys_half_their_ttl(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with pytest.raises(AssertionError, match=r"was gone after 0\.8s"):
+        await check_cache_backend(HalfTtlCache().connect)
+
+
+async def test_the_suite_rejects_a_ping_that_cannot_fail(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with pytest.raises(AssertionError, match="ping of a closed backend"):
+        await check_cache_backend(PingAlwaysAnswers().connect)

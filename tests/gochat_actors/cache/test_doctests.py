@@ -8,7 +8,10 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["gochat_actors.cache._redis", "gochat_actors.lock._protocol"])
+@pytest.mark.parametrize(
+    "name",
+    ["gochat_actors.cache._limits", "gochat_actors.cache._labels", "gochat_actors.lock._protocol"],
+)
 def test_doctests(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0

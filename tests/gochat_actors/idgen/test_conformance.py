@@ -69,3 +69,28 @@ def test_error_replies_map_to_our_exceptions() -> None:
     assert loads(b"") == {}
     with pytest.raises(ValueError, match="JSON object"):
         loads(b"[1]")
+
+
+# -- issue 28: the suite rejects a backend that keeps leases too short -------------------
+class HalfTtlEtcd(MemoryEtcd):
+    """Grants and keeps leases alive for half the TTL it reports: two generators would
+    hold one machine ID at once."""
+
+    async def lease_grant(self, ttl: int) -> tuple[int, int]:
+        lease, granted = await super().lease_grant(ttl)
+        self._leases[lease].expires_at -= granted / 2
+        return lease, granted
+
+    async def lease_keepalive(self, lease: int) -> int | None:
+        granted = await super().lease_keepalive(lease)
+        if granted is not None:
+            self._leases[lease].expires_at -= granted / 2
+        return granted
+
+
+async def test_the_suite_rejects_a_backend_keeping_leases_half_their_ttl(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    etcd = HalfTtlEtcd()
+    with pytest.raises(AssertionError, match=r"lost its key after 1\.6s"):
+        await check_idgen_backend(lambda: etcd)

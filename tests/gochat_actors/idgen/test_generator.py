@@ -4,6 +4,7 @@ clock steps, metrics, bad input."""
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import trio
@@ -134,9 +135,13 @@ def test_a_leased_generator_issues_nothing_before_its_child_runs() -> None:
 
 
 def test_system_clock_is_the_default() -> None:
+    ids = IdGenerator(IdGenSettings())
+    assert isinstance(ids._clock, SystemClock)
     clock = SystemClock()
-    assert clock.monotonic_ns() <= clock.monotonic_ns()
-    assert clock.wall_ns() > WALL_MS * 1_000_000
+    before_mono, before_wall = time.monotonic_ns(), time.time_ns()
+    mono, wall = clock.monotonic_ns(), clock.wall_ns()
+    assert before_mono <= mono <= time.monotonic_ns()  # it reads time.monotonic_ns ...
+    assert before_wall <= wall <= time.time_ns()  # ... and time.time_ns
 
 
 async def test_static_child_starts_at_once_and_stays_up() -> None:
@@ -157,3 +162,37 @@ async def test_trio_id_clock_steps_the_wall_clock_only(autojump_clock: trio.abc.
     clock.step(-10.0)
     assert clock.monotonic_ns() - mono == 1_500_000_000
     assert clock.wall_ns() - wall == 1_500_000_000 - 10_000_000_000
+
+
+# -- issue 28 mutant: the deadline checked only before a batch's first chunk -------------
+def test_a_batch_stops_at_the_deadline_crossed_inside_it() -> None:
+    """Each clock read moves 1.5 ms, so every chunk of a batch is a new millisecond: the
+    deadline (5 ms away) passes inside a batch of ten milliseconds' worth. Checked only
+    before the first chunk, the batch issued IDs past the deadline."""
+    clock = StepClock(1_500_000)
+    ids = IdGenerator(IdGenSettings(etcd=Dsn("memory://")), clock=clock)
+    ids._install(3, 0)
+    deadline_ns = clock.now + 5_000_000
+    ids._extend(deadline_ns)
+    with pytest.raises(MachineIdLost):
+        ids.next_ids(10 * 4096)
+    assert clock.now >= deadline_ns
+    with pytest.raises(MachineIdLost):
+        ids.next_id()
+
+
+# -- issue 22 point 6: next_ids(n) is bounded ---------------------------------------------
+def test_a_batch_is_bounded_by_a_typed_error() -> None:
+    """``next_ids(10**18)`` allocated until the kernel killed the process. A batch is at
+    most 16 ms worth of sequence (65,536 IDs with the default layout): a synchronous
+    call must not block the trio thread for long, nor allocate without bound."""
+    ids = IdGenerator(IdGenSettings())
+    assert len(ids.next_ids(65_536)) == 65_536
+    for n in (65_537, 10**18):
+        with pytest.raises(ValueError, match=r"n must be <= 65536 \(max_batch\)"):
+            ids.next_ids(n)
+    assert ids.max_batch == 65_536
+    small = IdGenerator(
+        IdGenSettings(timestamp_bits=41, machine_bits=20, sequence_bits=2, machine_id=1)
+    )
+    assert small.max_batch == 16 * 4  # 16 ms of a 4-ID millisecond

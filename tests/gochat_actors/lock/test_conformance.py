@@ -10,7 +10,13 @@ import trio.testing
 
 from gochat_actors import LockUnavailable
 from gochat_actors.cache import MemoryStore
-from gochat_actors.lock import LockBackend, MemoryLockBackend, lock_keys, open_redis_locks
+from gochat_actors.lock import (
+    AcquireResult,
+    LockBackend,
+    MemoryLockBackend,
+    lock_keys,
+    open_redis_locks,
+)
 from gochat_actors.testing import LOCK_CHECKS, check_lock_backend
 from tests._private import PrivateServer
 
@@ -71,3 +77,33 @@ async def test_closed_connections_are_unavailable(redis_url: str) -> None:
         await backend.acquire("x", "a" * 32, 1.0)
     with pytest.raises(LockUnavailable):
         await backend.ping()
+
+
+# -- issue 28: the suite rejects backends that keep locks too short, or never fail ------
+class HalfTtlLocks(MemoryLockBackend):
+    """Keeps locks for half the TTL asked: two holders at once under Locks."""
+
+    async def acquire(self, name: str, owner: str, ttl: float) -> AcquireResult:
+        return await super().acquire(name, owner, ttl / 2)
+
+    async def renew(self, name: str, owner: str, ttl: float) -> bool:
+        return await super().renew(name, owner, ttl / 2)
+
+
+class PingAlwaysAnswers(MemoryLockBackend):
+    async def ping(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_the_suite_rejects_a_backend_keeping_locks_half_their_ttl(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with pytest.raises(AssertionError, match=r"was free again after 0\.8s"):
+        await check_lock_backend(HalfTtlLocks().connect)
+
+
+async def test_the_suite_rejects_a_ping_that_cannot_fail(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with pytest.raises(AssertionError, match="ping of a closed backend"):
+        await check_lock_backend(PingAlwaysAnswers().connect)

@@ -41,11 +41,16 @@ async def test_a_hung_cache_costs_one_timeout(autojump_clock: trio.testing.MockC
         nursery.cancel_scope.cancel()
 
 
+compacted: list[tuple[int, int]] = []
+
+
 async def compact(room: int, fence: int) -> None:
     await trio.lowlevel.checkpoint()
+    compacted.append((room, fence))
 
 
 async def test_locks_quick_start() -> None:
+    compacted.clear()
     locks = Locks(LockSettings(), cache_settings=CacheSettings())
     async with open_supervisor([locks.spec()]):
         try:
@@ -53,6 +58,12 @@ async def test_locks_quick_start() -> None:
                 await compact(42, fence=lease.token)
         except LockNotAcquired:  # pragma: no cover - nobody else holds it here
             pass
+        assert compacted == [(42, 1)]  # it held the lock, with the first fencing token
+        async with locks.hold("room:42:compaction") as again:  # and released it
+            assert again.token == 2
+            with pytest.raises(LockNotAcquired):  # someone else is compacting it
+                async with locks.hold("room:42:compaction", wait=0.1):
+                    pass  # pragma: no cover
 
 
 async def test_a_hung_server_stops_the_holder_in_time(

@@ -415,7 +415,9 @@ async def test_unanswered_acquire_is_undone(
         async with locks.hold("room:42"):
             pass
     assert store.get(FENCE) == b"1"  # it was acquired on the server ...
-    assert store.get(KEY) is None  # ... and released again
+    with trio.fail_after(OP_TIMEOUT):  # ... and is released again, in the background
+        while store.get(KEY) is not None:  # noqa: ASYNC110 (the store has no event)
+            await trio.sleep(0.01)
 
 
 async def test_tokens_strictly_increase_and_holders_never_overlap(
@@ -459,6 +461,8 @@ async def test_metrics(locks: Locks, autojump_clock: trio.testing.MockClock) -> 
         ({"name": "a", "ttl": float("inf")}, ValueError, "ttl must be"),
         ({"name": "a", "ttl": "10"}, TypeError, "ttl must be a number"),
         ({"name": "a", "wait": -1}, ValueError, "wait must be"),
+        ({"name": "room:\ud800"}, ValueError, "not valid UTF-8"),  # Redis refuses them too
+        ({"name": "a", "ttl": 1e300}, ValueError, "beyond what Redis accepts"),
     ],
 )
 async def test_bad_input_is_a_clear_typed_error(
@@ -471,6 +475,8 @@ async def test_bad_input_is_a_clear_typed_error(
     with pytest.raises(error, match=match):
         async with locks.hold(**kwargs):
             pass
+    async with locks.hold("a"):  # the actor is still up
+        pass
 
 
 def test_url_prefix_and_timeout_come_from_the_cache_settings() -> None:
@@ -523,3 +529,123 @@ async def test_cache_and_locks_can_share_one_store(autojump_clock: trio.testing.
     async with running(locks), locks.hold("room:42"):
         assert cache.store is not None
         assert cache.store.keys() == ["app:lock:{room:42}:fence", "app:lock:{room:42}"]
+
+
+# -- issue 27 point 11: a holder blocked past its deadline -----------------------------
+async def test_check_and_held_compare_the_clock_with_the_deadline(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A holder whose loop was blocked past ``lease.deadline`` (no checkpoint: the renewer
+    and the cancel scope could not run) must not pass ``check()`` before an irreversible
+    step: the key may have expired and someone else may hold it."""
+    seen: list[bool] = []
+
+    async def holder() -> None:
+        async with locks.hold("room:42") as lease:
+            assert lease.held
+            lease.check()  # in time: passes
+            autojump_clock.jump(TTL)  # blocked for a whole TTL, like a long sync call
+            seen.append(lease.held)
+            with pytest.raises(LockLost, match="deadline"):
+                lease.check()
+            seen.append(lease.lost.is_set())
+
+    with pytest.raises(LockLost, match="deadline"):
+        await holder()
+    assert seen == [False, True]
+    assert sample(locks, "gochat_lock_lost_total", prefix="room") == 1
+
+
+async def test_a_body_that_ran_past_its_deadline_without_yielding_is_lost(
+    locks: Locks, autojump_clock: trio.testing.MockClock
+) -> None:
+    with pytest.raises(LockLost, match="no renewal"):
+        async with locks.hold("room:42") as lease:
+            # past the deadline, the key not yet expired: the release still finds it ours
+            autojump_clock.jump(TTL - MARGIN / 2)  # no checkpoint until the body's end
+    assert lease.lost.is_set()
+    assert sample(locks, "gochat_lock_lost_total", prefix="room") == 1
+
+
+# -- issue 27 point 12: what bounds hold() ---------------------------------------------
+async def test_hold_answers_within_wait_even_when_the_last_attempt_hangs(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """``wait`` bounds ``hold()``: an attempt cut off by it and the release that undoes
+    it (in the background) do not make the caller wait longer."""
+    async with locks.hold("room:42", ttl=30.0), trio.open_nursery() as nursery:
+
+        async def hang_later() -> None:
+            await trio.sleep(0.9)
+            store.pause()  # the attempt in flight at 0.9 s never gets an answer
+
+        nursery.start_soon(hang_later)
+        start = trio.current_time()
+        with pytest.raises(LockNotAcquired):  # the answers it got said "held"
+            async with locks.hold("room:42", wait=1.0):
+                pass  # pragma: no cover
+        assert trio.current_time() - start <= 1.0
+        store.resume()
+
+
+async def test_hold_without_wait_answers_within_one_op_timeout(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    store.pause()
+    start = trio.current_time()
+    with pytest.raises(LockUnavailable, match="no answer"):
+        async with locks.hold("room:42"):
+            pass  # pragma: no cover
+    assert trio.current_time() - start == pytest.approx(OP_TIMEOUT)
+    store.resume()
+
+
+async def test_the_prefix_label_of_lock_metrics_is_bounded(
+    store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Issue 27 point 29, for locks: names like ``f"{user_id}:inbox"`` or 1,000
+    distinct words make at most 65 series per metric."""
+    locks = make_locks(store)
+    async with running(locks):
+        for n in range(1000):
+            async with locks.hold(f"{n}:inbox"):
+                pass
+            async with locks.hold(f"tenant{n}:inbox"):
+                pass
+    assert locks.metrics is not None
+    seen = {
+        s.labels["prefix"]
+        for f in text_string_to_metric_families(locks.metrics.render().decode())
+        for s in f.samples
+        if s.name.startswith("gochat_lock_acquired")
+    }
+    assert seen == {"_other", *(f"tenant{n}" for n in range(64))}
+    assert len(locks._metric_children) == 65
+
+
+# -- issue 28 mutant: renewed_at taken at the renewal's reply instead of its send --------
+async def test_a_renewal_counts_from_its_send_not_its_reply(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """With 0.2 s each way, Redis set the new TTL 0.2 s after the renewal was sent and
+    the holder learns it 0.4 s after: the safe deadline counts from the send."""
+    store.latency = 0.4
+    seen: dict[str, float] = {}
+
+    async def holder() -> None:
+        async with locks.hold("room:42") as lease:
+            t0 = lease.acquired_at
+            while lease.renewals < 1:  # noqa: ASYNC110 (no event for a renewal)
+                await trio.sleep(0.01)
+            assert lease.renewed_at == pytest.approx(t0 + TTL / 3)  # its send time
+            assert lease.deadline == pytest.approx(t0 + TTL / 3 + TTL - MARGIN)
+            store.pause()
+            try:
+                await trio.sleep_forever()
+            finally:
+                seen["cancelled_at"] = trio.current_time()
+                seen["sent"] = t0 + TTL / 3
+
+    with pytest.raises(LockLost):
+        await holder()
+    assert seen["cancelled_at"] == pytest.approx(seen["sent"] + TTL - MARGIN)
