@@ -15,7 +15,7 @@ from supervisors import Supervisor
 
 from .._dsn import mask_urls
 from ..metrics import CONTENT_TYPE, Metrics, RuntimeMetrics
-from ._html import render_tree_html
+from ._html import CONTENT_SECURITY_POLICY, render_tree_html
 
 __all__ = ["EndpointsApp", "metrics_format", "redact", "wants_html"]
 
@@ -190,6 +190,8 @@ async def _respond(
     ]
     if allow:
         headers.append((b"allow", b"GET, HEAD"))
+    if content_type == _HTML:  # the tree page: its own script and style, nothing else
+        headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
 
