@@ -38,6 +38,12 @@ TOPICS = {
 }
 
 
+def test_metric_names_reads_names_not_strings_or_labels() -> None:
+    expr = 'sum by (le) (rate(gochat_a_bucket{x="gochat_b", job=~"$job"}[5m])) / gochat_c:d'
+    assert metric_names(expr) == {"gochat_a_bucket", "gochat_c:d"}
+    assert as_prometheus_query('rate(x{job=~"$job"}[$__rate_interval])') == 'rate(x{job=~".*"}[1m])'
+
+
 def all_names() -> set[str]:
     return {name for _, expr in dashboard_queries(load_dashboard()) for name in metric_names(expr)}
 
