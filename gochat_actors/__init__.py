@@ -42,6 +42,7 @@ from ._exceptions import (
     SettingsError,
     SettingsProblem,
 )
+from ._version import __version__ as __version__
 from .config import Settings, load_settings
 from .service import Service, open_service, run
 

@@ -8,13 +8,16 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics import exposition as openmetrics
+
 from supervisors import Supervisor
 
 from .._dsn import mask_urls
-from ..metrics import Metrics, RuntimeMetrics
-from ._html import render_tree_html
+from ..metrics import CONTENT_TYPE, Metrics, RuntimeMetrics
+from ._html import CONTENT_SECURITY_POLICY, render_tree_html
 
-__all__ = ["EndpointsApp", "redact", "wants_html"]
+__all__ = ["EndpointsApp", "metrics_format", "redact", "wants_html"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -75,6 +78,24 @@ def wants_html(accept: str) -> bool:
     return html > 0 and html >= _quality(accept, _JSON)
 
 
+def metrics_format(accept: str) -> tuple[Callable[[CollectorRegistry], bytes] | None, str]:
+    """How to render ``/metrics`` for an ``Accept`` header: ``(encoder, content type)``.
+
+    OpenMetrics 1.0.0 when the client prefers ``application/openmetrics-text`` to
+    ``text/plain`` (Prometheus does when it scrapes); otherwise the text format 0.0.4
+    (encoder ``None``: :meth:`Metrics.render`), which every scraper reads.
+
+    Example::
+
+        metrics_format("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+        # (<openmetrics encoder>, 'application/openmetrics-text; version=1.0.0; charset=utf-8')
+    """
+    wanted = _quality(accept, "application/openmetrics-text")
+    if wanted > 0 and wanted >= _quality(accept, "text/plain"):
+        return openmetrics.generate_latest, openmetrics.CONTENT_TYPE_LATEST
+    return None, CONTENT_TYPE
+
+
 class EndpointsApp:
     """The ASGI app serving one supervision tree (and, if given, its metrics)."""
 
@@ -109,7 +130,10 @@ class EndpointsApp:
         if path == "/metrics" and self.metrics is not None:
             if self.runtime is not None:
                 self.runtime.sample(self.supervisor.snapshot())
-            return 200, self.metrics.content_type, self.metrics.render()
+            encoder, content_type = metrics_format(_header(scope, b"accept"))
+            if encoder is None:
+                return 200, self.metrics.content_type, self.metrics.render()
+            return 200, content_type, encoder(self.metrics.registry)
         if path == "/healthz":
             report = self.supervisor.health()
             doc = {"live": report.live, "reasons": list(report.reasons)}
@@ -166,6 +190,8 @@ async def _respond(
     ]
     if allow:
         headers.append((b"allow", b"GET, HEAD"))
+    if content_type == _HTML:  # the tree page: its own script and style, nothing else
+        headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
 

@@ -255,7 +255,7 @@ class IdGenerator:
         """Spin until the clock passes the current millisecond (its sequence is used up)."""
         self._next_ms_waits += 1
         if self._metrics is not None:
-            self._metrics.idgen_next_ms_waits.inc()
+            self._metrics.idgen_next_millisecond_waits.inc()
         first = self._mono()
         for _ in range(_MAX_SPINS):
             ns = self._mono()

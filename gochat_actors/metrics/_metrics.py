@@ -231,9 +231,9 @@ class Metrics:
             namespace=ns,
             registry=reg,
         )
-        self.idgen_next_ms_waits = Counter(
-            "idgen_next_ms_waits",
-            "Times the sequence overflowed and waited for the next ms.",
+        self.idgen_next_millisecond_waits = Counter(
+            "idgen_next_millisecond_waits",
+            "Times the sequence overflowed and waited for the next millisecond.",
             namespace=ns,
             registry=reg,
         )

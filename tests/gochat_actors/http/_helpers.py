@@ -56,24 +56,39 @@ async def serving(
 
 
 class TreeParser(HTMLParser):
-    """Collects each rendered node's path and state, and the page's text."""
+    """Collects each rendered node's path and state (and its row's other data
+    attributes), the page's text and its scripts."""
 
     def __init__(self) -> None:
         super().__init__()
         self.nodes: dict[str, str] = {}
+        self.rows: dict[str, dict[str, str]] = {}
         self.text: list[str] = []
         self.refresh: str | None = None
+        self.scripts = 0
+        self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
-        if tag == "li" and a.get("class") == "node":
-            self.nodes[a["data-path"] or ""] = a["data-state"] or ""
+        if tag == "tr" and a.get("class") == "node":
+            path = a["data-path"] or ""
+            self.nodes[path] = a["data-state"] or ""
+            self.rows[path] = {k[5:]: v or "" for k, v in a.items() if k.startswith("data-")}
         if tag == "meta" and a.get("http-equiv") == "refresh":
             self.refresh = a.get("content")
-        assert tag not in ("script", "link", "img"), "the page loads nothing else"
+        if tag == "script":
+            assert "src" not in a, "the page loads nothing else"
+            self.scripts += 1
+            self._in_script = True
+        assert tag not in ("link", "img", "iframe", "object"), "the page loads nothing else"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
 
     def handle_data(self, data: str) -> None:
-        self.text.append(data)
+        if not self._in_script:
+            self.text.append(data)
 
 
 def parse(page: str) -> TreeParser:

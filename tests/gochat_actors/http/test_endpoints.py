@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gochat_actors import ComponentUnavailable
 from gochat_actors.http import HTTPEndpoints, HTTPSettings
+from gochat_actors.http._html import CONTENT_SECURITY_POLICY
 from gochat_actors.metrics import Metrics
 from supervisors import (
     Actor,
@@ -108,6 +109,7 @@ async def test_debug_tree_json_html_and_negotiation() -> None:
         response = await s.client.get("/debug/tree", headers={"accept": browser})
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/html; charset=utf-8"
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         page = parse(response.text)
         assert page.nodes == {
             "": "running",

@@ -70,7 +70,7 @@ def test_sequence_overflow_waits_for_the_next_millisecond() -> None:
     stats = ids.statistics()
     assert stats.next_ms_waits >= 30_000 // 4096
     assert stats.issued == 60_000
-    assert metrics.idgen_next_ms_waits._value.get() == stats.next_ms_waits
+    assert metrics.idgen_next_millisecond_waits._value.get() == stats.next_ms_waits
     assert metrics.idgen_issued._value.get() == 60_000
     assert metrics.idgen_machine_id._value.get() == 1
 

@@ -32,7 +32,7 @@ FAMILIES = {
     "gochat_mq_dead_lettered": "counter",
     "gochat_mq_lag": "gauge",
     "gochat_idgen_issued": "counter",
-    "gochat_idgen_next_ms_waits": "counter",
+    "gochat_idgen_next_millisecond_waits": "counter",
     "gochat_idgen_renewals": "counter",
     "gochat_idgen_renewal_failures": "counter",
     "gochat_idgen_machine_id": "gauge",
