@@ -48,20 +48,6 @@ FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)(?P<attrs>[^\n`]*)$"
 TITLE = re.compile(r'title="(?P<title>[^"]+)"')
 FRAGMENT = "# fragment"
 
-# Pages other sessions are editing while this test was written: their blocks that fail
-# are expected to fail until the coordinator fixes them (then remove the page here).
-PENDING_PAGES = frozenset(
-    {
-        "actors.md",
-        "cache.md",
-        "db.md",
-        "idgen.md",
-        "locks.md",
-        "mq.md",
-        "supervisors.md",
-        "testing.md",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -107,10 +93,7 @@ def runnable_blocks() -> list[Any]:
         for block in doc_blocks(page):
             if block.lang != "python" or block.fragment:
                 continue
-            marks = []
-            if block.page in PENDING_PAGES:
-                marks.append(pytest.mark.xfail(reason="page being edited elsewhere", strict=False))
-            params.append(pytest.param(block, id=f"{block.page}:{block.line}", marks=marks))
+            params.append(pytest.param(block, id=f"{block.page}:{block.line}"))
     return params
 
 
