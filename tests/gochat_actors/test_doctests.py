@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib
 import os
@@ -47,7 +48,6 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)(?P<attrs>[^\n`]*)$")
 TITLE = re.compile(r'title="(?P<title>[^"]+)"')
 FRAGMENT = "# fragment"
-
 
 
 @dataclass(frozen=True)
@@ -143,3 +143,22 @@ def test_docs_code_block_runs_as_shown(block: Block, tmp_path: Path) -> None:
         check=False,
     )
     assert lint.returncode == 0, f"docs/{block.page} line {block.line}:\n{lint.stdout}"
+
+
+def test_every_fragment_is_still_valid_python() -> None:
+    # A fragment is not run, but it must parse (top-level await allowed: fragments show
+    # the inside of an async function), so a typo in one is still caught.
+    failures = []
+    for page in sorted(DOCS.glob("*.md")):
+        for block in doc_blocks(page):
+            if block.lang == "python" and block.fragment:
+                try:
+                    compile(
+                        block.code,
+                        f"{page.name}:{block.line}",
+                        "exec",
+                        flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                    )
+                except SyntaxError as exc:
+                    failures.append(f"docs/{page.name}:{block.line}: {exc}")
+    assert failures == []
