@@ -15,7 +15,7 @@ from pydantic_settings import EnvSettingsSource, TomlConfigSettingsSource
 
 from .._exceptions import SettingsError, SettingsProblem
 from ._settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings
-from ._sources import DEFAULT, OVERRIDE, SettingSource
+from ._source import DEFAULT, OVERRIDE, SettingSource
 
 __all__ = ["CONFIG_ENV_VAR", "load_settings"]
 

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..cache._settings import CacheSettings
-from ..db._settings import DBSettings
-from ..http._settings import HTTPSettings
-from ..idgen._settings import IdGenSettings
-from ..lock._settings import LockSettings
-from ..log._settings import LogSettings
-from ..metrics._settings import MetricsSettings
-from ..mq._settings import MQSettings
-from ..service._settings import ServiceSettings
-
-if TYPE_CHECKING:
-    from ._sources import SettingSource
+from ..cache import CacheSettings
+from ..db import DBSettings
+from ..http import HTTPSettings
+from ..idgen import IdGenSettings
+from ..lock import LockSettings
+from ..log import LogSettings
+from ..metrics import MetricsSettings
+from ..mq import MQSettings
+from ._service import ServiceSettings
+from ._source import SettingSource
 
 __all__ = ["ENV_NESTED_DELIMITER", "ENV_PREFIX", "Settings"]
 
