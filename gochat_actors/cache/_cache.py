@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -14,36 +13,20 @@ from prometheus_client import Counter, Histogram
 
 from supervisors import ChildSpec
 
+from .._checks import check_amount, check_seconds
 from .._dsn import Dsn
 from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
+from .._labels import MAX_METRIC_PREFIXES, PrefixLabels
+from .._owner import BackendOwner
 from ..metrics import Metrics
-from ._actor import BackendOwner
 from ._codec import BYTES, STR, Codec
-from ._labels import MAX_METRIC_PREFIXES, PrefixLabels
-from ._limits import check_amount
 from ._memory import MemoryCache, MemoryStore
 from ._protocol import CacheBackend, CacheConnector
 from ._settings import CacheSettings
 
-__all__ = ["Cache", "check_seconds", "connector_for", "open_redis_cache"]
+__all__ = ["Cache", "connector_for", "open_redis_cache"]
 
 T = TypeVar("T")
-
-
-def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """``value`` as a finite number of seconds (> 0, or >= 0), else a ``TypeError``/``ValueError``
-    naming ``name``.
-
-    Example::
-
-        ttl = check_seconds("ttl", ttl)
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return float(value)
 
 
 def _check_key(key: object) -> str:
@@ -66,7 +49,8 @@ async def open_redis_cache(
         async with open_redis_cache("redis://127.0.0.1:6379/0", key_prefix="chat:") as backend:
             await backend.set("user:42", b"ann", 60.0)   # stored as chat:user:42
     """
-    from ._redis import RedisCache, open_redis_client
+    from .._redis import open_redis_client
+    from ._redis import RedisCache
 
     async with open_redis_client(url, connect_timeout=op_timeout) as client:
         backend = RedisCache(client, key_prefix=key_prefix)

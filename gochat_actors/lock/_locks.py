@@ -36,13 +36,13 @@ from prometheus_client import Counter, Histogram
 
 from supervisors import ChildSpec, cleanup_scope
 
+from .._checks import check_key_text, check_seconds, ttl_ms
 from .._dsn import Dsn
 from .._exceptions import LockError, LockLost, LockNotAcquired, LockUnavailable
-from ..cache import CacheSettings, MemoryStore
-from ..cache._actor import BackendOwner
-from ..cache._cache import check_seconds
-from ..cache._labels import MAX_METRIC_PREFIXES, PrefixLabels
-from ..cache._limits import check_key_text, ttl_ms
+from .._kvstore import MemoryStore
+from .._labels import MAX_METRIC_PREFIXES, PrefixLabels
+from .._owner import BackendOwner
+from ..cache import CacheSettings
 from ..log import get_logger
 from ..metrics import Metrics
 from ._memory import MemoryLockBackend
@@ -174,7 +174,7 @@ async def open_redis_locks(
         async with open_redis_locks("redis://127.0.0.1:6379/0") as backend:
             result = await backend.acquire("room:42", "owner-a", 10.0)
     """
-    from ..cache._redis import open_redis_client
+    from .._redis import open_redis_client
     from ._redis import RedisLockBackend
 
     async with open_redis_client(url, connect_timeout=op_timeout) as client:

@@ -13,8 +13,8 @@ from typing import Any
 import coredis
 from coredis.exceptions import NoScriptError
 
+from .._checks import check_key_text, ttl_ms
 from .._exceptions import LockError, LockUnavailable
-from ..cache._limits import check_key_text, ttl_ms
 from ._errors import DRIVER_ERRORS, lock_error
 from ._protocol import AcquireResult, lock_keys
 
