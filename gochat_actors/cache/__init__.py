@@ -10,7 +10,8 @@ Example::
 """
 
 from .._labels import PrefixLabels
-from ._cache import Cache, open_redis_cache
+from ._backends import open_redis_cache
+from ._cache import Cache
 from ._codec import BYTES, JSON, STR, BytesCodec, Codec, JsonCodec, StrCodec
 from ._memory import MemoryCache, MemoryStore
 from ._protocol import CacheBackend, CacheConnector

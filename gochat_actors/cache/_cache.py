@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, overload
 
 import trio
@@ -14,17 +12,17 @@ from prometheus_client import Counter, Histogram
 from supervisors import ChildSpec
 
 from .._checks import check_amount, check_seconds
-from .._dsn import Dsn
 from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
 from .._labels import MAX_METRIC_PREFIXES, PrefixLabels
 from .._owner import BackendOwner
 from ..metrics import Metrics
+from ._backends import connector_for
 from ._codec import BYTES, STR, Codec
-from ._memory import MemoryCache, MemoryStore
+from ._memory import MemoryStore
 from ._protocol import CacheBackend, CacheConnector
 from ._settings import CacheSettings
 
-__all__ = ["Cache", "connector_for", "open_redis_cache"]
+__all__ = ["Cache"]
 
 T = TypeVar("T")
 
@@ -35,41 +33,6 @@ def _check_key(key: object) -> str:
     if not key:
         raise ValueError("cache key must not be empty")
     return key
-
-
-@asynccontextmanager
-async def open_redis_cache(
-    url: Dsn | str, *, key_prefix: str = "", op_timeout: float = 1.0
-) -> AsyncIterator[CacheBackend]:
-    """Open the Redis :class:`CacheBackend` for the ``async with`` block (coredis is
-    imported only now). With its arguments bound it is a :data:`CacheConnector`.
-
-    Example::
-
-        async with open_redis_cache("redis://127.0.0.1:6379/0", key_prefix="chat:") as backend:
-            await backend.set("user:42", b"ann", 60.0)   # stored as chat:user:42
-    """
-    from .._redis import open_redis_client
-    from ._redis import RedisCache
-
-    async with open_redis_client(url, connect_timeout=op_timeout) as client:
-        backend = RedisCache(client, key_prefix=key_prefix)
-        try:
-            yield backend
-        finally:
-            await backend.aclose()
-
-
-def connector_for(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
-    """The backend the settings' URL names: Redis or in-memory (over ``store``)."""
-    if settings.url.scheme == "memory":
-        return MemoryCache(store, key_prefix=settings.key_prefix).connect
-    return functools.partial(
-        open_redis_cache,
-        settings.url,
-        key_prefix=settings.key_prefix,
-        op_timeout=settings.op_timeout,
-    )
 
 
 class Cache(BackendOwner[CacheBackend]):

@@ -24,8 +24,8 @@ from supervisors import Backoff, Health, cleanup_scope, progress, set_health
 
 from .._exceptions import IdGenError, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
 from ..log import get_logger
+from ._backends import BACKENDS
 from ._lease import LeaseHolder
-from ._memory import MemoryEtcd
 from ._protocol import Compare, Delete, EtcdBackend, Get, Put, TxnResult, prefix_end
 
 __all__ = ["run_keeper"]
@@ -77,11 +77,7 @@ def _open_backend(gen: LeaseHolder) -> tuple[EtcdBackend, bool]:
     if gen.backend is not None:
         return gen.backend, False
     url = gen.settings.etcd
-    if url.scheme == "memory":
-        return MemoryEtcd(), True
-    from ._etcd import HttpEtcd  # the HTTP driver is imported only when used
-
-    return HttpEtcd(url.reveal(), timeout=gen.request_timeout), True
+    return BACKENDS.factory(url.scheme)(url, gen.request_timeout), True
 
 
 async def run_keeper(gen: LeaseHolder, *, started: Callable[[], None]) -> None:

@@ -1,0 +1,70 @@
+"""The cache's backends by URL scheme: ``memory://`` (the in-memory key space) and
+``redis://``/``rediss://`` (coredis, imported only when such a URL is used). The registry
+also checks ``[cache] url`` (see :class:`~gochat_actors.cache.CacheSettings`)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from .._backends import Backends
+from .._dsn import Dsn
+from .._kvstore import MemoryStore
+from ._memory import MemoryCache
+from ._protocol import CacheBackend, CacheConnector
+
+if TYPE_CHECKING:
+    from ._settings import CacheSettings
+
+__all__ = ["BACKENDS", "CacheFactory", "connector_for", "open_redis_cache"]
+
+CacheFactory = Callable[["CacheSettings", MemoryStore | None], CacheConnector]
+"""Makes the connector of a cache's settings (``store``: the memory:// key space)."""
+
+
+@asynccontextmanager
+async def open_redis_cache(
+    url: Dsn | str, *, key_prefix: str = "", op_timeout: float = 1.0
+) -> AsyncIterator[CacheBackend]:
+    """Open the Redis :class:`CacheBackend` for the ``async with`` block (coredis is
+    imported only now). With its arguments bound it is a :data:`CacheConnector`.
+
+    Example::
+
+        async with open_redis_cache("redis://127.0.0.1:6379/0", key_prefix="chat:") as backend:
+            await backend.set("user:42", b"ann", 60.0)   # stored as chat:user:42
+    """
+    from .._redis import open_redis_client
+    from ._redis import RedisCache
+
+    async with open_redis_client(url, connect_timeout=op_timeout) as client:
+        backend = RedisCache(client, key_prefix=key_prefix)
+        try:
+            yield backend
+        finally:
+            await backend.aclose()
+
+
+def _memory(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
+    return MemoryCache(store, key_prefix=settings.key_prefix).connect
+
+
+def _redis(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
+    return functools.partial(
+        open_redis_cache,
+        settings.url,
+        key_prefix=settings.key_prefix,
+        op_timeout=settings.op_timeout,
+    )
+
+
+BACKENDS: Backends[CacheFactory] = Backends("cache")
+BACKENDS.add(_redis, "redis", "rediss")
+BACKENDS.add(_memory, "memory")
+
+
+def connector_for(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
+    """The backend the settings' URL names (``store``: the key space of ``memory://``)."""
+    return BACKENDS.factory(settings.url.scheme)(settings, store)
