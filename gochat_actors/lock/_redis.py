@@ -74,8 +74,9 @@ class RedisLockBackend:
         self._closed = False
 
     async def _run(self, what: str, script: str, keys: list[str], args: list[Any]) -> Any:
-        # EVALSHA directly (coredis' Script wrapper costs ~15% of a round trip), loading
-        # the script once when the server does not know it (first use, SCRIPT FLUSH).
+        # EVALSHA directly (coredis' Script wrapper adds work to every round trip: see
+        # docs/locks.md), loading the script once when the server does not know it
+        # (first use, SCRIPT FLUSH).
         if self._closed:
             raise LockUnavailable(f"Redis {what}: the connection is closed")
         client = self._client
