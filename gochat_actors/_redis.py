@@ -7,9 +7,9 @@ Imported only by the Redis backends, so importing :mod:`gochat_actors` loads no 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import coredis
@@ -21,7 +21,7 @@ from coredis.retry import NoRetryPolicy
 from ._dsn import Dsn, mask_urls
 from ._exceptions import GochatError
 
-__all__ = ["DRIVER_ERRORS", "open_redis_client", "translate"]
+__all__ = ["DRIVER_ERRORS", "open_redis_backend", "open_redis_client", "translate"]
 
 
 @asynccontextmanager
@@ -61,6 +61,33 @@ async def open_redis_client(
     if real is not None:
         raise real  # outside the except block: no group in its context
 
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+B = TypeVar("B", bound=_Closable)
+
+
+@asynccontextmanager
+async def open_redis_backend(
+    url: Dsn | str, make: Callable[[coredis.Redis[bytes]], B], *, op_timeout: float = 1.0
+) -> AsyncIterator[B]:
+    """The backend ``make(client)`` builds over a new coredis client, for the ``async
+    with`` block; closed (then the client) when it ends.
+
+    Example::
+
+        async with open_redis_backend(url, RedisCache, op_timeout=1.0) as backend:
+            await backend.ping()
+    """
+    async with open_redis_client(url, connect_timeout=op_timeout) as client:
+        backend = make(client)
+        try:
+            yield backend
+        finally:
+            await backend.aclose()
 
 _STREAMS = (
     "_write_buffer_in",

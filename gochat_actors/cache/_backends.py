@@ -36,15 +36,12 @@ async def open_redis_cache(
         async with open_redis_cache("redis://127.0.0.1:6379/0", key_prefix="chat:") as backend:
             await backend.set("user:42", b"ann", 60.0)   # stored as chat:user:42
     """
-    from .._redis import open_redis_client
+    from .._redis import open_redis_backend
     from ._redis import RedisCache
 
-    async with open_redis_client(url, connect_timeout=op_timeout) as client:
-        backend = RedisCache(client, key_prefix=key_prefix)
-        try:
-            yield backend
-        finally:
-            await backend.aclose()
+    make = functools.partial(RedisCache, key_prefix=key_prefix)
+    async with open_redis_backend(url, make, op_timeout=op_timeout) as backend:
+        yield backend
 
 
 def _memory(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:

@@ -33,15 +33,12 @@ async def open_redis_locks(
         async with open_redis_locks("redis://127.0.0.1:6379/0") as backend:
             result = await backend.acquire("room:42", "owner-a", 10.0)
     """
-    from .._redis import open_redis_client
+    from .._redis import open_redis_backend
     from ._redis import RedisLockBackend
 
-    async with open_redis_client(url, connect_timeout=op_timeout) as client:
-        backend = RedisLockBackend(client, key_prefix=key_prefix)
-        try:
-            yield backend
-        finally:
-            await backend.aclose()
+    make = functools.partial(RedisLockBackend, key_prefix=key_prefix)
+    async with open_redis_backend(url, make, op_timeout=op_timeout) as backend:
+        yield backend
 
 
 def _memory(
