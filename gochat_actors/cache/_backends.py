@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from .._backends import Backends
 from .._dsn import Dsn
@@ -15,13 +14,11 @@ from .._kvstore import MemoryStore
 from ._memory import MemoryCache
 from ._protocol import CacheBackend, CacheConnector
 
-if TYPE_CHECKING:
-    from ._settings import CacheSettings
+__all__ = ["BACKENDS", "CacheFactory", "open_redis_cache"]
 
-__all__ = ["BACKENDS", "CacheFactory", "connector_for", "open_redis_cache"]
-
-CacheFactory = Callable[["CacheSettings", MemoryStore | None], CacheConnector]
-"""Makes the connector of a cache's settings (``store``: the memory:// key space)."""
+CacheFactory = Callable[[Dsn, str, float, MemoryStore | None], CacheConnector]
+"""Makes the connector of ``(url, key_prefix, op_timeout, store)``; ``store`` is the
+key space of ``memory://``."""
 
 
 @asynccontextmanager
@@ -44,24 +41,18 @@ async def open_redis_cache(
         yield backend
 
 
-def _memory(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
-    return MemoryCache(store, key_prefix=settings.key_prefix).connect
+def _memory(
+    url: Dsn, key_prefix: str, op_timeout: float, store: MemoryStore | None
+) -> CacheConnector:
+    return MemoryCache(store, key_prefix=key_prefix).connect
 
 
-def _redis(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
-    return functools.partial(
-        open_redis_cache,
-        settings.url,
-        key_prefix=settings.key_prefix,
-        op_timeout=settings.op_timeout,
-    )
+def _redis(
+    url: Dsn, key_prefix: str, op_timeout: float, store: MemoryStore | None
+) -> CacheConnector:
+    return functools.partial(open_redis_cache, url, key_prefix=key_prefix, op_timeout=op_timeout)
 
 
 BACKENDS: Backends[CacheFactory] = Backends("cache")
 BACKENDS.add(_redis, "redis", "rediss")
 BACKENDS.add(_memory, "memory")
-
-
-def connector_for(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
-    """The backend the settings' URL names (``store``: the key space of ``memory://``)."""
-    return BACKENDS.factory(settings.url.scheme)(settings, store)

@@ -16,7 +16,7 @@ from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
 from .._labels import MAX_METRIC_PREFIXES, PrefixLabels
 from .._owner import BackendOwner
 from ..metrics import Metrics
-from ._backends import connector_for
+from ._backends import BACKENDS
 from ._codec import BYTES, STR, Codec
 from ._memory import MemoryStore
 from ._protocol import CacheBackend, CacheConnector
@@ -33,6 +33,12 @@ def _check_key(key: object) -> str:
     if not key:
         raise ValueError("cache key must not be empty")
     return key
+
+
+def _connector(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
+    """The backend the settings' URL names (``store``: the key space of ``memory://``)."""
+    factory = BACKENDS.factory(settings.url.scheme)
+    return factory(settings.url, settings.key_prefix, settings.op_timeout, store)
 
 
 class Cache(BackendOwner[CacheBackend]):
@@ -85,7 +91,7 @@ class Cache(BackendOwner[CacheBackend]):
         )
         super().__init__(
             "cache",
-            backend if backend is not None else connector_for(settings, self.store),
+            backend if backend is not None else _connector(settings, self.store),
             op_timeout=settings.op_timeout,
             probe_interval=check_seconds("probe_interval", probe_interval),
             unavailable=CacheUnavailable,

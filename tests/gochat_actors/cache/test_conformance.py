@@ -11,7 +11,6 @@ import trio
 from gochat_actors import CacheUnavailable, Dsn
 from gochat_actors.cache import (
     CacheBackend,
-    CacheSettings,
     MemoryCache,
     MemoryStore,
     open_redis_cache,
@@ -37,15 +36,15 @@ def test_every_registered_backend_runs_the_suite() -> None:
 
 @pytest.mark.parametrize("check", CACHE_CHECKS, ids=_name)
 async def test_memory_backend(check: Check, autojump_clock: trio.testing.MockClock) -> None:
-    connect = BACKENDS.factory("memory")(CacheSettings(url=Dsn("memory://")), None)
+    connect = BACKENDS.factory("memory")(Dsn("memory://"), "", 1.0, None)
     async with connect() as backend:
         await check(backend)
 
 
 @pytest.mark.parametrize("check", CACHE_CHECKS, ids=_name)
 async def test_redis_backend(check: Check, redis_url: str, redis_key_prefix: str) -> None:
-    settings = CacheSettings(url=Dsn(redis_url), key_prefix=redis_key_prefix)
-    async with BACKENDS.factory("redis")(settings, None)() as backend:
+    connect = BACKENDS.factory("redis")(Dsn(redis_url), redis_key_prefix, 1.0, None)
+    async with connect() as backend:
         await check(backend)
 
 
