@@ -16,7 +16,13 @@ from ..mq import MQSettings
 from ._service import ServiceSettings
 from ._source import SettingSource
 
-__all__ = ["ENV_NESTED_DELIMITER", "ENV_PREFIX", "Settings"]
+__all__ = [
+    "ENV_NESTED_DELIMITER",
+    "ENV_PREFIX",
+    "Settings",
+    "record_sources",
+    "recorded_sources",
+]
 
 ENV_PREFIX = "GOCHAT_"
 ENV_NESTED_DELIMITER = "__"
@@ -78,3 +84,13 @@ class Settings(BaseSettings):
         # Only the constructor's arguments: load_settings() does the layering itself,
         # so that it can tell where every value came from.
         return (init_settings,)
+
+
+def record_sources(settings: Settings, sources: dict[str, SettingSource]) -> None:
+    """Note where each value of ``settings`` came from (what ``load_settings`` found)."""
+    settings._sources = sources
+
+
+def recorded_sources(settings: Settings) -> dict[str, SettingSource] | None:
+    """What :func:`record_sources` noted for ``settings`` (None: built directly)."""
+    return settings._sources

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ._settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings
+from ._settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings, recorded_sources
 from ._source import DEFAULT, OVERRIDE, SettingSource
 
 __all__ = [
@@ -61,7 +61,7 @@ def settings_sources(settings: Settings) -> dict[str, SettingSource]:
         settings_sources(settings)["http.port"]        # SettingSource('override')
         str(settings_sources(settings)["db.primary"])  # 'file app.toml'
     """
-    recorded = settings._sources
+    recorded = recorded_sources(settings)
     if recorded is not None:
         return dict(recorded)
     out: dict[str, SettingSource] = {}
