@@ -17,7 +17,8 @@ export NO_MKDOCS_2_WARNING := 1
 help:
 	@echo "make demo             create .venv, install, run 'gochat-actors demo'"
 	@echo "make test             create .venv, install .[dev], start the servers, run"
-	@echo "                      ruff, mypy --strict, mkdocs build --strict and pytest"
+	@echo "                      ruff, mypy --strict, lint-imports, mkdocs build --strict"
+	@echo "                      and pytest"
 	@echo "make services-up      start MariaDB, Redis, etcd and Tansu (Kafka) on 127.0.0.1"
 	@echo "make services-down    stop the servers that services-up started"
 	@echo "make services-status  show each server"
@@ -46,6 +47,7 @@ test: install-dev
 	$(BIN)/ruff check .
 	bash -n scripts/services .ci/run
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest
 
@@ -64,6 +66,7 @@ lint: install-dev
 
 typecheck: install-dev
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 docs: install-dev
 	$(BIN)/mkdocs build --strict --quiet
@@ -72,4 +75,4 @@ pytest: install-dev services-up
 	$(BIN)/pytest
 
 clean:
-	rm -rf site .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf site .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

@@ -9,9 +9,10 @@ Example::
     user = await cache.get("user:42", codec=JSON)       # CacheMiss when absent
 """
 
-from ._cache import Cache, open_redis_cache
+from .._labels import PrefixLabels
+from ._backends import open_redis_cache
+from ._cache import Cache
 from ._codec import BYTES, JSON, STR, BytesCodec, Codec, JsonCodec, StrCodec
-from ._labels import PrefixLabels
 from ._memory import MemoryCache, MemoryStore
 from ._protocol import CacheBackend, CacheConnector
 from ._settings import CacheSettings

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, overload
 
 import trio
@@ -14,36 +11,20 @@ from prometheus_client import Counter, Histogram
 
 from supervisors import ChildSpec
 
-from .._dsn import Dsn
+from .._checks import check_amount, check_seconds
 from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
+from .._labels import MAX_METRIC_PREFIXES, PrefixLabels
+from .._owner import BackendOwner
 from ..metrics import Metrics
-from ._actor import BackendOwner
+from ._backends import BACKENDS
 from ._codec import BYTES, STR, Codec
-from ._labels import MAX_METRIC_PREFIXES, PrefixLabels
-from ._limits import check_amount
-from ._memory import MemoryCache, MemoryStore
+from ._memory import MemoryStore
 from ._protocol import CacheBackend, CacheConnector
 from ._settings import CacheSettings
 
-__all__ = ["Cache", "check_seconds", "connector_for", "open_redis_cache"]
+__all__ = ["Cache"]
 
 T = TypeVar("T")
-
-
-def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """``value`` as a finite number of seconds (> 0, or >= 0), else a ``TypeError``/``ValueError``
-    naming ``name``.
-
-    Example::
-
-        ttl = check_seconds("ttl", ttl)
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return float(value)
 
 
 def _check_key(key: object) -> str:
@@ -54,38 +35,10 @@ def _check_key(key: object) -> str:
     return key
 
 
-@asynccontextmanager
-async def open_redis_cache(
-    url: Dsn | str, *, key_prefix: str = "", op_timeout: float = 1.0
-) -> AsyncIterator[CacheBackend]:
-    """Open the Redis :class:`CacheBackend` for the ``async with`` block (coredis is
-    imported only now). With its arguments bound it is a :data:`CacheConnector`.
-
-    Example::
-
-        async with open_redis_cache("redis://127.0.0.1:6379/0", key_prefix="chat:") as backend:
-            await backend.set("user:42", b"ann", 60.0)   # stored as chat:user:42
-    """
-    from ._redis import RedisCache, open_redis_client
-
-    async with open_redis_client(url, connect_timeout=op_timeout) as client:
-        backend = RedisCache(client, key_prefix=key_prefix)
-        try:
-            yield backend
-        finally:
-            await backend.aclose()
-
-
-def connector_for(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
-    """The backend the settings' URL names: Redis or in-memory (over ``store``)."""
-    if settings.url.scheme == "memory":
-        return MemoryCache(store, key_prefix=settings.key_prefix).connect
-    return functools.partial(
-        open_redis_cache,
-        settings.url,
-        key_prefix=settings.key_prefix,
-        op_timeout=settings.op_timeout,
-    )
+def _connector(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
+    """The backend the settings' URL names (``store``: the key space of ``memory://``)."""
+    factory = BACKENDS.factory(settings.url.scheme)
+    return factory(settings.url, settings.key_prefix, settings.op_timeout, store)
 
 
 class Cache(BackendOwner[CacheBackend]):
@@ -138,7 +91,7 @@ class Cache(BackendOwner[CacheBackend]):
         )
         super().__init__(
             "cache",
-            backend if backend is not None else connector_for(settings, self.store),
+            backend if backend is not None else _connector(settings, self.store),
             op_timeout=settings.op_timeout,
             probe_interval=check_seconds("probe_interval", probe_interval),
             unavailable=CacheUnavailable,

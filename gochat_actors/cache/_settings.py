@@ -6,12 +6,13 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .._dsn import Dsn, DsnSchemes
+from .._dsn import Dsn
 from .._section import PositiveSeconds, Section
+from ._backends import BACKENDS
 
 __all__ = ["CacheSettings", "CacheUrl"]
 
-CacheUrl = Annotated[Dsn, DsnSchemes("redis", "rediss", "memory")]
+CacheUrl = Annotated[Dsn, BACKENDS.url_check()]
 """A cache URL: ``redis://[:password@]host:6379/0``, ``rediss://...`` or ``memory://``."""
 
 

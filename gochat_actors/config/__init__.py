@@ -11,17 +11,17 @@ Example::
 
 from .._dsn import Dsn
 from .._exceptions import SettingsError, SettingsProblem
-from ..cache._settings import CacheSettings
-from ..db._settings import DBSettings
-from ..http._settings import HTTPSettings
-from ..idgen._settings import IdGenSettings
-from ..lock._settings import LockSettings
-from ..log._settings import LogSettings
-from ..metrics._settings import MetricsSettings
-from ..mq._settings import MQSettings
-from ..service._settings import ServiceSettings
+from ..cache import CacheSettings
+from ..db import DBSettings
+from ..http import HTTPSettings
+from ..idgen import IdGenSettings
+from ..lock import LockSettings
+from ..log import LogSettings
+from ..metrics import MetricsSettings
+from ..mq import MQSettings
 from ._load import CONFIG_ENV_VAR, load_settings
 from ._runtime import check_runtime
+from ._service import ServiceSettings
 from ._settings import Settings
 from ._sources import (
     SettingSource,

@@ -14,8 +14,8 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import EnvSettingsSource, TomlConfigSettingsSource
 
 from .._exceptions import SettingsError, SettingsProblem
-from ._settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings
-from ._sources import DEFAULT, OVERRIDE, SettingSource
+from ._settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings, record_sources
+from ._source import DEFAULT, OVERRIDE, SettingSource
 
 __all__ = ["CONFIG_ENV_VAR", "load_settings"]
 
@@ -71,7 +71,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, /, **overrides: An
     if problems or settings is None:
         raise SettingsError(problems)
 
-    settings._sources = _effective_sources(provenance)
+    record_sources(settings, _effective_sources(provenance))
     return settings
 
 

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..cache._settings import CacheSettings
-from ..db._settings import DBSettings
-from ..http._settings import HTTPSettings
-from ..idgen._settings import IdGenSettings
-from ..lock._settings import LockSettings
-from ..log._settings import LogSettings
-from ..metrics._settings import MetricsSettings
-from ..mq._settings import MQSettings
-from ..service._settings import ServiceSettings
+from ..cache import CacheSettings
+from ..db import DBSettings
+from ..http import HTTPSettings
+from ..idgen import IdGenSettings
+from ..lock import LockSettings
+from ..log import LogSettings
+from ..metrics import MetricsSettings
+from ..mq import MQSettings
+from ._service import ServiceSettings
+from ._source import SettingSource
 
-if TYPE_CHECKING:
-    from ._sources import SettingSource
-
-__all__ = ["ENV_NESTED_DELIMITER", "ENV_PREFIX", "Settings"]
+__all__ = [
+    "ENV_NESTED_DELIMITER",
+    "ENV_PREFIX",
+    "Settings",
+    "record_sources",
+    "recorded_sources",
+]
 
 ENV_PREFIX = "GOCHAT_"
 ENV_NESTED_DELIMITER = "__"
@@ -82,3 +84,13 @@ class Settings(BaseSettings):
         # Only the constructor's arguments: load_settings() does the layering itself,
         # so that it can tell where every value came from.
         return (init_settings,)
+
+
+def record_sources(settings: Settings, sources: dict[str, SettingSource]) -> None:
+    """Note where each value of ``settings`` came from (what ``load_settings`` found)."""
+    settings._sources = sources
+
+
+def recorded_sources(settings: Settings) -> dict[str, SettingSource] | None:
+    """What :func:`record_sources` noted for ``settings`` (None: built directly)."""
+    return settings._sources

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
-from ._settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings
+from ._settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings, recorded_sources
+from ._source import DEFAULT, OVERRIDE, SettingSource
 
 __all__ = [
     "DEFAULT",
@@ -18,32 +19,6 @@ __all__ = [
     "explain_settings",
     "settings_sources",
 ]
-
-SourceKind = Literal["default", "file", "env", "override"]
-
-
-@dataclass(frozen=True, slots=True)
-class SettingSource:
-    """One source of a value: ``kind`` and, for files and env, ``location``.
-
-    ``str()`` gives ``"default"``, ``"file /etc/chat.toml"``, ``"env GOCHAT_DB__POOL_SIZE"``
-    or ``"override"`` (a keyword argument of ``load_settings`` or ``Settings``).
-
-    Example::
-
-        >>> str(SettingSource("env", "GOCHAT_HTTP__PORT"))
-        'env GOCHAT_HTTP__PORT'
-    """
-
-    kind: SourceKind
-    location: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.location}" if self.location else self.kind
-
-
-DEFAULT = SettingSource("default")
-OVERRIDE = SettingSource("override")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +61,7 @@ def settings_sources(settings: Settings) -> dict[str, SettingSource]:
         settings_sources(settings)["http.port"]        # SettingSource('override')
         str(settings_sources(settings)["db.primary"])  # 'file app.toml'
     """
-    recorded = settings._sources
+    recorded = recorded_sources(settings)
     if recorded is not None:
         return dict(recorded)
     out: dict[str, SettingSource] = {}

@@ -17,17 +17,13 @@ shown to have the write (read-your-writes).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import functools
 import inspect
-import itertools
-import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, cast
 
 import trio
@@ -44,13 +40,13 @@ from supervisors import (
 
 from .._bridge import Bridge
 from .._dsn import Dsn
-from .._exceptions import DBCommitUnknown, DBError, DBRetryExhausted, DBTimeout, DBUnavailable
+from .._exceptions import DBCommitUnknown, DBError, DBRetryExhausted, DBUnavailable
 from .._slot import Slot
 from ..log import get_logger
-from ._classify import NO_TABLE
 from ._errors import is_retryable
-from ._protocol import CommitState, DBBackend, DBServer, ReplicaStatus, commit_session
-from ._session import DBSession, Mode
+from ._protocol import DBBackend, DBServer, ReplicaStatus
+from ._router import Replica, ReplicaRouter
+from ._session import DBSession, Mode, deadline_of, open_session, run_unit, timed_out
 from ._settings import DBSettings
 
 if TYPE_CHECKING:
@@ -65,12 +61,6 @@ Ts = TypeVarTuple("Ts")
 
 START_TIMEOUT = 10.0
 """Seconds the primary gets to answer its first ``SELECT 1`` when the actor starts."""
-
-READMIT_PROBES = 3
-"""Passing probes in a row that re-admit an ejected replica (doubled each time it is
-ejected again soon after, up to :data:`READMIT_MAX`): no flapping."""
-
-READMIT_MAX = 48
 
 LAG_RESOLUTION = 1.0
 """Seconds of margin on a replica's reported lag (``Seconds_Behind_Master`` is whole
@@ -113,49 +103,6 @@ class DBStatistics:
     primary_running: bool
     replicas: tuple[ReplicaInfo, ...]
     reads_on_primary: bool
-
-
-@dataclass(eq=False, slots=True)
-class _Replica:
-    name: str
-    url: Dsn
-    server: DBServer | None = None
-    admitted: bool = False
-    probed: bool = False
-    lag: float | None = None
-    reason: str = "not probed yet"
-    warned_unknown: bool = False
-    inflight: dict[trio.CancelScope, float] = field(default_factory=dict)
-    """Calls waiting on this replica, each with the time it started (oldest first)."""
-    probe_started: float = -math.inf
-    """When the last probe started: the replica answered at or after it, if it passed."""
-    passes: int = 0
-    """Probes passed in a row."""
-    readmit_after: int = READMIT_PROBES
-    """Passes in a row that re-admit it once ejected (hysteresis)."""
-    admitted_at: float = -math.inf
-    ever_admitted: bool = False
-    has_until: float = -math.inf
-    """Every write committed on the primary before this time (trio clock) is applied
-    here, as far as the last probe showed (its start, less the lag it reported)."""
-    wake: trio.Event = field(default_factory=trio.Event)
-    """Set when a call starts with none in flight: the probe child recomputes its wait."""
-
-    def call_started(self, scope: trio.CancelScope) -> None:
-        """A read (or its rollback) starts waiting here: ``scope`` is cancelled on ejection."""
-        self.inflight[scope] = trio.current_time()
-        if len(self.inflight) == 1:
-            self.wake.set()
-
-    def call_ended(self, scope: trio.CancelScope) -> None:
-        self.inflight.pop(scope, None)
-
-    def unanswered_since(self) -> float | None:
-        """Since when the oldest call in flight has waited without the replica answering
-        a probe (``None`` with no call in flight)."""
-        for started in self.inflight.values():  # insertion order: the oldest first
-            return max(started, self.probe_started)
-        return None
 
 
 def assess_replica(status: ReplicaStatus, max_lag: float) -> tuple[bool, str]:
@@ -221,16 +168,13 @@ class DBManager:
         self._backend = backend
         self._slot: Slot[DBServer] = Slot("the database primary", error=DBUnavailable)
         self._replicas = [
-            _Replica(f"replica-{i}", url) for i, url in enumerate(self._usable_replicas())
+            Replica(f"replica-{i}", url) for i, url in enumerate(self._usable_replicas())
         ]
-        self._admitted: list[_Replica] = []
-        self._round_robin = itertools.count()
-        self._reads_on_primary = False
+        self._router = ReplicaRouter(
+            settings, self._replicas, self._slot, wait=self._wait, metrics=metrics
+        )
         self._primary_ok = True
         self._probe_timeout = settings.probe_interval / 2
-        self._written: contextvars.ContextVar[float] = contextvars.ContextVar(
-            f"gochat_db_written_{id(self):x}", default=-math.inf
-        )  # when this context last wrote (trio clock), for read-your-writes
         if metrics is not None:
             for replica in self._replicas:
                 metrics.db_replica_healthy.labels(replica=replica.name).set(0)
@@ -337,7 +281,7 @@ class DBManager:
         set_health(Health.OK if ok else Health.FAILED, reason)
 
     async def _run_replica(
-        self, replica: _Replica, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self, replica: Replica, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> NoReturn:
         server = self._server(replica.url, replica.name, "replica")
         try:
@@ -355,12 +299,12 @@ class DBManager:
                 await self._probe(replica, server)
                 progress()
         finally:
-            self._set_admitted(replica, False, "its probe stopped", quiet=True)
+            self._router.set_admitted(replica, False, "its probe stopped", quiet=True)
             replica.server = None
             with cleanup_scope():
                 await server.aclose()
 
-    async def _probe_due(self, replica: _Replica, next_probe: float) -> None:
+    async def _probe_due(self, replica: Replica, next_probe: float) -> None:
         """Sleep until ``next_probe``, or until a call has waited on the replica for a
         probe timeout since it last answered: then it is probed at once, so that no call
         waits on a hung replica for more than one ``probe_interval`` before it is ejected
@@ -376,7 +320,7 @@ class DBManager:
             with trio.move_on_at(deadline):
                 await replica.wake.wait()
 
-    async def _probe(self, replica: _Replica, server: DBServer) -> None:
+    async def _probe(self, replica: Replica, server: DBServer) -> None:
         replica.probe_started = trio.current_time()
         status: ReplicaStatus | None = None
         with trio.move_on_after(self._probe_timeout) as scope:
@@ -407,109 +351,8 @@ class DBManager:
                 f" in a row ({reason})"
             )
             healthy = False
-        self._set_admitted(replica, healthy, reason)
+        self._router.set_admitted(replica, healthy, reason)
         set_health(Health.OK if healthy else Health.DEGRADED, "" if healthy else reason)
-
-    def _set_admitted(
-        self, replica: _Replica, healthy: bool, reason: str, *, quiet: bool = False
-    ) -> None:
-        replica.reason = reason
-        if healthy != replica.admitted:
-            replica.admitted = healthy
-            url = str(replica.url)
-            now = trio.current_time()
-            if healthy:
-                self._admitted.append(replica)
-                if replica.ever_admitted:  # a re-admission: watched for flapping
-                    replica.admitted_at = now
-                replica.ever_admitted = True
-                _log.info("db.replica_admitted", replica=replica.name, url=url, reason=reason)
-            else:
-                self._admitted.remove(replica)
-                replica.has_until = -math.inf  # re-admitted: its next probes tell anew
-                replica.passes = 0
-                # Ejected again soon after a re-admission: it flaps, make it prove more.
-                # (Its own probe child stopping says nothing of the server: the next
-                # incarnation's first passing probe admits it, as at start.)
-                stayed = now - replica.admitted_at
-                if quiet:
-                    replica.ever_admitted, replica.readmit_after = False, READMIT_PROBES
-                elif stayed < replica.readmit_after * self._settings.probe_interval:
-                    replica.readmit_after = min(replica.readmit_after * 2, READMIT_MAX)
-                else:
-                    replica.readmit_after = READMIT_PROBES
-                for scope in list(replica.inflight):
-                    scope.cancel()  # reads in flight there fail over (see DBSession)
-                log = _log.info if quiet else _log.warning
-                log("db.replica_ejected", replica=replica.name, url=url, reason=reason)
-            if self._metrics is not None:
-                gauge = self._metrics.db_replica_healthy.labels(replica=replica.name)
-                gauge.set(1 if healthy else 0)
-        if not quiet:
-            self._note_read_target()
-
-    def _eject(self, replica: _Replica, reason: str) -> None:
-        self._set_admitted(replica, False, reason)
-
-    def _note_read_target(self) -> None:
-        """Log once when reads fall back to the primary, once when replicas are back."""
-        if not self._replicas:
-            return
-        if self._admitted:
-            if self._reads_on_primary:
-                self._reads_on_primary = False
-                _log.info("db.reads_on_replicas", admitted=[r.name for r in self._admitted])
-        elif not self._reads_on_primary and all(r.probed for r in self._replicas):
-            self._reads_on_primary = True
-            reasons = {r.name: r.reason for r in self._replicas}
-            _log.warning("db.reads_on_primary", reason="no healthy replica", replicas=reasons)
-
-    # -- routing -----------------------------------------------------------------------
-    async def _primary(self) -> DBServer:
-        return await self._slot.get(self._wait)
-
-    async def _route_primary(self) -> tuple[DBServer, _Replica | None]:
-        return await self._primary(), None
-
-    async def _attach_session(
-        self, session: DBSession, route: Callable[[], Awaitable[tuple[DBServer, _Replica | None]]]
-    ) -> None:
-        """Open ``session`` on the server ``route()`` picks. One that stopped after it was
-        picked (its actor is restarting: it opens no new session) is passed over for the
-        next (the next incarnation, another replica)."""
-        while True:
-            server, replica = await route()
-            try:
-                await session._attach(server, replica)
-                return
-            except DBUnavailable:
-                current = replica.server if replica is not None else self._slot.value
-                if current is server:
-                    raise
-
-    def _mark_sticky(self) -> None:
-        """This context wrote (or may have): note when, for read-your-writes."""
-        if self._replicas and self._settings.sticky_seconds > 0:
-            self._written.set(trio.current_time())
-
-    async def _route_read(
-        self, *, consistent: bool = False, exclude: set[str] | frozenset[str] = frozenset()
-    ) -> tuple[DBServer, _Replica | None]:
-        if not consistent and self._admitted:
-            wrote = self._written.get()
-            if wrote == -math.inf:  # this context never wrote: any admitted replica
-                candidates = [r for r in self._admitted if r.name not in exclude]
-            elif trio.current_time() < wrote + self._settings.sticky_seconds:
-                candidates = []
-            else:  # read-your-writes: only a replica a probe has shown to have the write
-                candidates = [
-                    r for r in self._admitted if r.has_until > wrote and r.name not in exclude
-                ]
-            if candidates:
-                replica = candidates[next(self._round_robin) % len(candidates)]
-                if replica.server is not None:
-                    return replica.server, replica
-        return await self._primary(), None
 
     # -- sessions ----------------------------------------------------------------------
     def transaction(
@@ -530,7 +373,7 @@ class DBManager:
                 await session.execute(text("UPDATE rooms SET n = n + 1 WHERE id = :id"), {"id": 7})
                 session.add(Message(room_id=7, body="hi"))
         """
-        return self._open(Mode.TRANSACTION, timeout=timeout)
+        return open_session(self._router, Mode.TRANSACTION, timeout=timeout)
 
     def writer(self, *, timeout: float | None = None) -> AbstractAsyncContextManager[DBSession]:
         """A session on the primary that commits after every call (autocommit, the
@@ -543,7 +386,7 @@ class DBManager:
             async with db.writer() as session:
                 await session.execute(text("DELETE FROM sessions WHERE expires < NOW()"))
         """
-        return self._open(Mode.WRITER, timeout=timeout)
+        return open_session(self._router, Mode.WRITER, timeout=timeout)
 
     def reader(
         self, consistent: bool = False, *, timeout: float | None = None
@@ -562,31 +405,7 @@ class DBManager:
             async with db.reader() as session:
                 rooms = (await session.scalars(select(Room))).all()
         """
-        return self._open(Mode.READER, consistent=consistent, timeout=timeout)
-
-    @asynccontextmanager
-    async def _open(
-        self, mode: Mode, *, consistent: bool = False, timeout: float | None = None
-    ) -> AsyncIterator[DBSession]:
-        deadline = _deadline(timeout)
-        session = DBSession(self, mode)
-        with trio.CancelScope(deadline=deadline) as scope:
-            if mode is Mode.READER:
-                route = functools.partial(self._route_read, consistent=consistent)
-                await self._attach_session(session, route)
-            else:
-                await self._attach_session(session, self._route_primary)
-            try:
-                yield session
-            except BaseException:
-                await session._release(quietly=True)
-                raise
-            try:
-                await session._end()  # releases or drops the session itself if it raises
-            finally:
-                session._detach()
-        if scope.cancelled_caught:  # before any COMMIT was sent (see DBSession._committed)
-            raise _timed_out(mode, timeout)
+        return open_session(self._router, Mode.READER, consistent=consistent, timeout=timeout)
 
     async def with_transaction(
         self,
@@ -622,13 +441,13 @@ class DBManager:
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
         on_trio = _is_async(fn)
-        with trio.CancelScope(deadline=_deadline(timeout)) as scope:
+        with trio.CancelScope(deadline=deadline_of(timeout)) as scope:
             attempt = 0
             while True:
                 try:
                     if not on_trio:
-                        return await self._run_unit(cast("Callable[..., T]", fn), args)
-                    async with self._open(Mode.TRANSACTION) as session:
+                        return await run_unit(self._router, cast("Callable[..., T]", fn), args)
+                    async with open_session(self._router, Mode.TRANSACTION) as session:
                         return await cast("Callable[..., Awaitable[T]]", fn)(session, *args)
                 except DBError as exc:
                     if isinstance(exc, DBCommitUnknown) or not is_retryable(exc):
@@ -648,25 +467,7 @@ class DBManager:
                     )
                 await trio.sleep(delay)
         assert scope.cancelled_caught  # the loop only ends by returning, raising, or this
-        raise _timed_out(Mode.TRANSACTION, timeout)
-
-    async def _run_unit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        """The whole transaction of a sync ``fn`` in one call (one crossing)."""
-        session = DBSession(self, Mode.TRANSACTION)
-        await self._attach_session(session, self._route_primary)
-        handle = session._live()
-        state = handle.commit_state()
-        metrics = self._metrics
-        timer = metrics.time_db_query("transaction", NO_TABLE) if metrics else nullcontext()
-        try:
-            with timer:
-                run = functools.partial(handle.call, _unit, fn, args, state)
-                result: T = await session._committed(state, run, sticky=True)
-        except BaseException:
-            await session._drop()
-            raise
-        session._detach()
-        return result
+        raise timed_out(Mode.TRANSACTION, timeout)
 
     # -- introspection -------------------------------------------------------------------
     def statistics(self) -> DBStatistics:
@@ -682,43 +483,8 @@ class DBManager:
             replicas=tuple(
                 ReplicaInfo(r.name, str(r.url), r.admitted, r.lag, r.reason) for r in self._replicas
             ),
-            reads_on_primary=bool(self._replicas) and not self._admitted,
+            reads_on_primary=bool(self._replicas) and not self._router.admitted,
         )
-
-
-def _unit(session: Session, fn: Callable[..., T], args: tuple[Any, ...], state: CommitState) -> T:
-    try:
-        result = fn(session, *args)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise TypeError(
-                f"with_transaction: {fn!r} returned an awaitable; pass an async function "
-                "itself (it runs on the trio side), or a plain function"
-            )
-        state.result = result
-        commit_session(session, state)
-        return result
-    except BaseException:
-        if not state.sent:
-            with contextlib.suppress(Exception):  # connection gone: the server rolls back
-                session.rollback()
-        raise
-    finally:
-        session.close()
-
-
-def _deadline(timeout: float | None) -> float:
-    if timeout is None:
-        return math.inf
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout >= 0:
-        raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
-    return trio.current_time() + timeout
-
-
-def _timed_out(mode: Mode, timeout: float | None) -> DBTimeout:
-    what = "transaction" if mode is Mode.TRANSACTION else f"{mode.value} session"
-    return DBTimeout(f"{what} timed out after {timeout:g}s; rolled back")
 
 
 def _is_async(fn: object) -> bool:

@@ -17,27 +17,31 @@ raises :class:`~gochat_actors.DBUnavailable`, and the caller runs the read again
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
-from collections.abc import Callable, Iterable
+import inspect
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from supervisors import cleanup_scope
 
-from .._exceptions import DBCommitUnknown, DBError, DBUnavailable
+from .._exceptions import DBCommitUnknown, DBError, DBTimeout, DBUnavailable
 from ..log import get_logger
 from ._classify import NO_TABLE, classify, table_label
 from ._protocol import CommitState, DBServer, DBSessionHandle, commit_session
+from ._router import Replica, ReplicaRouter
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result, ScalarResult
     from sqlalchemy.orm import Session
 
-    from ._manager import DBManager, _Replica
 
-__all__ = ["DBSession", "Mode"]
+__all__ = ["DBSession", "Mode", "deadline_of", "open_session", "run_unit", "timed_out"]
 
 T = TypeVar("T")
 
@@ -72,23 +76,23 @@ class DBSession:
     """
 
     __slots__ = (
-        "_db",
         "_handle",
         "_locked",
         "_mode",
         "_replica",
+        "_router",
         "_served",
         "_server",
         "_tried",
         "_wrote",
     )
 
-    def __init__(self, db: DBManager, mode: Mode) -> None:
-        self._db = db
+    def __init__(self, router: ReplicaRouter, mode: Mode) -> None:
+        self._router = router
         self._mode = mode
         self._server: DBServer | None = None
         self._handle: DBSessionHandle | None = None
-        self._replica: _Replica | None = None
+        self._replica: Replica | None = None
         self._locked = False
         self._tried: set[str] = set()
         self._wrote = False
@@ -289,7 +293,7 @@ class DBSession:
     ) -> Any:
         if write and operation != "select":
             self._note_write()
-        metrics = self._db._metrics
+        metrics = self._router.metrics
         if self._mode is Mode.WRITER:  # each call commits: see _committed
             state = self._live().commit_state()
             run = functools.partial(self._call, _then_commit, fn, args, state)
@@ -336,7 +340,7 @@ class DBSession:
 
     def _commit_seen(self, sticky: bool) -> None:
         if sticky or self.wrote:
-            self._db._mark_sticky()
+            self._router.mark_sticky()
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         while True:
@@ -354,7 +358,7 @@ class DBSession:
                         return result
                 except DBUnavailable as exc:
                     reason, cause = f"read failed: {exc}", exc
-                    self._db._eject(replica, reason)
+                    self._router.eject(replica, reason)
                 finally:
                     replica.call_ended(scope)
             if self._served or handle.session.new:
@@ -368,7 +372,22 @@ class DBSession:
                 ) from cause
             await self._failover(replica, reason)
 
-    async def _attach(self, server: DBServer, replica: _Replica | None) -> None:
+    async def _open_on(
+        self, route: Callable[[], Awaitable[tuple[DBServer, Replica | None]]]
+    ) -> None:
+        """Open this session on the server ``route()`` picks. One that stopped after it was
+        picked (its actor is restarting: it opens no new session) is passed over for the
+        next (the next incarnation, another replica)."""
+        while True:
+            server, replica = await route()
+            try:
+                await self._attach(server, replica)
+                return
+            except DBUnavailable:
+                if self._router.current_server(replica) is server:
+                    raise
+
+    async def _attach(self, server: DBServer, replica: Replica | None) -> None:
         """Take ``server`` (its turn first, on SQLite) and open a session on it."""
         if server.exclusive is not None:
             try:
@@ -402,12 +421,10 @@ class DBSession:
         self._locked = False
         self._handle = None
 
-    async def _failover(self, replica: _Replica, reason: str) -> None:
+    async def _failover(self, replica: Replica, reason: str) -> None:
         self._tried.add(replica.name)
         await self._drop()
-        await self._db._attach_session(
-            self, functools.partial(self._db._route_read, exclude=self._tried)
-        )
+        await self._open_on(functools.partial(self._router.route_read, exclude=self._tried))
         target = self._server_name()
         _log.info("db.read_failover", origin=replica.name, target=target, reason=reason)
 
@@ -437,7 +454,7 @@ class DBSession:
             # A cancellation already pending: nothing is sent (SQLite's calls are
             # shielded, they would commit first).
             await trio.lowlevel.checkpoint_if_cancelled()
-            metrics = self._db._metrics
+            metrics = self._router.metrics
             if metrics is None:
                 await self._committed(state, finish)
             else:
@@ -489,6 +506,87 @@ class DBSession:
 
     def _server_name(self) -> str:
         return self._server.name if self._server else "-"
+
+
+@asynccontextmanager
+async def open_session(
+    router: ReplicaRouter, mode: Mode, *, consistent: bool = False, timeout: float | None = None
+) -> AsyncIterator[DBSession]:
+    """A session of ``mode`` for the ``async with`` block (what ``DBManager.transaction``,
+    ``writer`` and ``reader`` return): opened on the server ``router`` picks, ended
+    (committed or rolled back) when the block ends; ``timeout`` bounds it all."""
+    deadline = deadline_of(timeout)
+    session = DBSession(router, mode)
+    with trio.CancelScope(deadline=deadline) as scope:
+        if mode is Mode.READER:
+            await session._open_on(functools.partial(router.route_read, consistent=consistent))
+        else:
+            await session._open_on(router.route_primary)
+        try:
+            yield session
+        except BaseException:
+            await session._release(quietly=True)
+            raise
+        try:
+            await session._end()  # releases or drops the session itself if it raises
+        finally:
+            session._detach()
+    if scope.cancelled_caught:  # before any COMMIT was sent (see DBSession._committed)
+        raise timed_out(mode, timeout)
+
+
+async def run_unit(router: ReplicaRouter, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """The whole transaction of a sync ``fn(session, *args)`` in one call (one crossing)."""
+    session = DBSession(router, Mode.TRANSACTION)
+    await session._open_on(router.route_primary)
+    handle = session._live()
+    state = handle.commit_state()
+    metrics = router.metrics
+    timer = metrics.time_db_query("transaction", NO_TABLE) if metrics else nullcontext()
+    try:
+        with timer:
+            run = functools.partial(handle.call, _unit, fn, args, state)
+            result: T = await session._committed(state, run, sticky=True)
+    except BaseException:
+        await session._drop()
+        raise
+    session._detach()
+    return result
+
+
+def _unit(session: Session, fn: Callable[..., T], args: tuple[Any, ...], state: CommitState) -> T:
+    try:
+        result = fn(session, *args)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"with_transaction: {fn!r} returned an awaitable; pass an async function "
+                "itself (it runs on the trio side), or a plain function"
+            )
+        state.result = result
+        commit_session(session, state)
+        return result
+    except BaseException:
+        if not state.sent:
+            with contextlib.suppress(Exception):  # connection gone: the server rolls back
+                session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def deadline_of(timeout: float | None) -> float:
+    if timeout is None:
+        return math.inf
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout >= 0:
+        raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    return trio.current_time() + timeout
+
+
+def timed_out(mode: Mode, timeout: float | None) -> DBTimeout:
+    what = "transaction" if mode is Mode.TRANSACTION else f"{mode.value} session"
+    return DBTimeout(f"{what} timed out after {timeout:g}s; rolled back")
 
 
 def _as_statement(statement: Any) -> Any:

@@ -427,8 +427,100 @@ class IdGenerator:
 
             await nursery.start(ids.run)   # or run ids.spec() in a supervisor
         """
-        await run_keeper(self, task_status=task_status)
+        await run_keeper(GeneratorLease(self), started=lambda: task_status.started(self))
 
     def __repr__(self) -> str:
         mode = "static" if self.static else "leased"
         return f"<IdGenerator {mode} machine_id={self.machine_id} owner={self.owner!r}>"
+
+
+class GeneratorLease:
+    """An :class:`IdGenerator` as its keeper drives it (a
+    :class:`~gochat_actors.idgen._lease.LeaseHolder`): the issuing state stays in the
+    generator's own fields, read on its hot path; this is the one door the keeper uses."""
+
+    __slots__ = ("_gen",)
+
+    def __init__(self, gen: IdGenerator) -> None:
+        self._gen = gen
+
+    @property
+    def settings(self) -> IdGenSettings:
+        return self._gen.settings
+
+    @property
+    def layout(self) -> SnowflakeLayout:
+        return self._gen.layout
+
+    @property
+    def owner(self) -> str:
+        return self._gen.owner
+
+    @property
+    def running(self) -> bool:
+        return self._gen._running
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        self._gen._running = value
+
+    @property
+    def static(self) -> bool:
+        return self._gen.static
+
+    @property
+    def ready(self) -> bool:
+        return self._gen.ready
+
+    @property
+    def backend(self) -> EtcdBackend | None:
+        return self._gen._backend
+
+    @property
+    def request_timeout(self) -> float:
+        return self._gen._request_timeout
+
+    @property
+    def machine_id(self) -> int | None:
+        return self._gen._machine_id
+
+    @property
+    def valid_until_ns(self) -> int:
+        return self._gen._valid_until_ns
+
+    @property
+    def last_ms(self) -> int:
+        return self._gen._ms
+
+    def mono(self) -> int:
+        return self._gen._mono()
+
+    def now_ms(self) -> int:
+        return self._gen._now_ms()
+
+    def install(self, machine_id: int, floor_ms: int) -> None:
+        self._gen._install(machine_id, floor_ms)
+
+    def extend(self, valid_until_ns: int) -> None:
+        self._gen._extend(valid_until_ns)
+
+    def invalidate(self, reason: str) -> None:
+        self._gen._invalidate(reason)
+
+    def flush_issued(self) -> None:
+        self._gen._flush_issued()
+
+    def count_renewal(self) -> None:
+        gen = self._gen
+        gen._renewals += 1
+        if gen._metrics is not None:
+            gen._metrics.idgen_renewals.inc()
+
+    def count_renewal_failure(self) -> None:
+        gen = self._gen
+        gen._renewal_failures += 1
+        if gen._metrics is not None:
+            gen._metrics.idgen_renewal_failures.inc()
+
+    def count_acquisition(self) -> None:
+        self._gen._acquisitions += 1

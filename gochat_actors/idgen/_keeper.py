@@ -16,7 +16,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import trio
 
@@ -24,11 +24,9 @@ from supervisors import Backoff, Health, cleanup_scope, progress, set_health
 
 from .._exceptions import IdGenError, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
 from ..log import get_logger
-from ._memory import MemoryEtcd
+from ._backends import BACKENDS
+from ._lease import LeaseHolder
 from ._protocol import Compare, Delete, EtcdBackend, Get, Put, TxnResult, prefix_end
-
-if TYPE_CHECKING:
-    from ._generator import IdGenerator
 
 __all__ = ["run_keeper"]
 
@@ -74,30 +72,25 @@ def _decode(raw: bytes) -> _Record | None:
         return None
 
 
-def _open_backend(gen: IdGenerator) -> tuple[EtcdBackend, bool]:
+def _open_backend(gen: LeaseHolder) -> tuple[EtcdBackend, bool]:
     """The backend for one incarnation, and whether this incarnation owns (closes) it."""
-    if gen._backend is not None:
-        return gen._backend, False
+    if gen.backend is not None:
+        return gen.backend, False
     url = gen.settings.etcd
-    if url.scheme == "memory":
-        return MemoryEtcd(), True
-    from ._etcd import HttpEtcd  # the HTTP driver is imported only when used
-
-    return HttpEtcd(url.reveal(), timeout=gen._request_timeout), True
+    return BACKENDS.factory(url.scheme)(url, gen.request_timeout), True
 
 
-async def run_keeper(
-    gen: IdGenerator, *, task_status: trio.TaskStatus[IdGenerator] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """What :meth:`IdGenerator.run` does: hold a machine ID until cancelled."""
-    if gen._running:
+async def run_keeper(gen: LeaseHolder, *, started: Callable[[], None]) -> None:
+    """What :meth:`IdGenerator.run` does: hold a machine ID until cancelled; call
+    ``started()`` once IDs can be issued (or while waiting for a free machine ID)."""
+    if gen.running:
         raise RuntimeError("this IdGenerator's child is already running (one spec() per tree)")
-    gen._running = True
+    gen.running = True
     try:
         if gen.static:
             _log.info("idgen.static", machine_id=gen.settings.machine_id)
             set_health(Health.OK)
-            task_status.started(gen)
+            started()
             await trio.sleep_forever()
         backend, owned = _open_backend(gen)
         keeper = _Keeper(gen, backend)
@@ -106,27 +99,27 @@ async def run_keeper(
         def announce() -> None:  # started while waiting for a free machine ID
             nonlocal announced
             announced = True
-            task_status.started(gen)
+            started()
 
         try:
             await keeper.acquire(first=True, announce=announce)
             if not announced:
-                task_status.started(gen)
+                started()
             await keeper.keep()
         finally:
-            gen._invalidate("the idgen child stopped")
+            gen.invalidate("the idgen child stopped")
             with cleanup_scope():
                 await keeper.release()
                 if owned:
                     await backend.aclose()
     finally:
-        gen._running = False
+        gen.running = False
 
 
 class _Keeper:
     """One incarnation's lease, claim and renewal loop (private)."""
 
-    def __init__(self, gen: IdGenerator, backend: EtcdBackend) -> None:
+    def __init__(self, gen: LeaseHolder, backend: EtcdBackend) -> None:
         settings = gen.settings
         self.gen = gen
         self.backend = backend
@@ -136,7 +129,7 @@ class _Keeper:
         self.ttl_ms = math.ceil(settings.lease_ttl * 1000)
         self.interval_ns = round(settings.lease_ttl / 3 * 1e9)
         self.max_wait_ms = 2 * self.ttl_ms  # a longer wait: try another free ID first
-        self.timeout = gen._request_timeout
+        self.timeout = gen.request_timeout
         # Retry a failed renewal at least every margin/2 (and TTL/3): the lease may
         # outlive our deadline by `margin`, the window in which it can still be saved.
         retry_max = min(self.ttl / 3, max(self.margin / 2, 0.05))
@@ -172,9 +165,7 @@ class _Keeper:
         return self.prefix + b"last/" + str(machine_id).encode()
 
     def _failed(self, what: str, exc: Exception) -> None:
-        self.gen._renewal_failures += 1
-        if self.gen._metrics is not None:
-            self.gen._metrics.idgen_renewal_failures.inc()
+        self.gen.count_renewal_failure()
         holding = self.gen.ready
         self.log.warning(f"idgen.{what}_failed", error=str(exc), still_issuing=holding)
         set_health(Health.DEGRADED if holding else Health.FAILED, f"{what} failed: {exc}")
@@ -187,7 +178,7 @@ class _Keeper:
         ``next_id``'s error, a log line), and a first start is announced (``announce``)
         meanwhile so that the rest of the tree starts."""
         attempt = exhausted = 0
-        waiting_since = self.gen._mono()
+        waiting_since = self.gen.mono()
         while True:
             try:
                 await self._acquire_once()
@@ -209,15 +200,15 @@ class _Keeper:
                 progress()
             else:
                 if exhausted:
-                    waited_ms = (self.gen._mono() - waiting_since) // 1_000_000
+                    waited_ms = (self.gen.mono() - waiting_since) // 1_000_000
                     self.log.info(
-                        "idgen.id_freed", machine_id=self.gen._machine_id, waited_ms=waited_ms
+                        "idgen.id_freed", machine_id=self.gen.machine_id, waited_ms=waited_ms
                     )
                 return
 
     def _wait_for_a_free_id(self, exc: MachineIdsExhausted, tries: int, delay: float) -> None:
         reason = f"{exc}: waiting for one to free (next try in {delay:.1f}s)"
-        self.gen._invalidate(reason)
+        self.gen.invalidate(reason)
         set_health(Health.FAILED, reason)
         if tries == 0:  # once per wait; each try is one range read, at most every ttl/3
             self.log.warning(
@@ -226,7 +217,7 @@ class _Keeper:
 
     async def _acquire_once(self) -> None:
         gen = self.gen
-        started = gen._mono()
+        started = gen.mono()
         # Scan before granting: the lease then lives only through the claims it needs.
         order = await self._scan()
         lease, _ = await self._call("lease grant", self.backend.lease_grant, math.ceil(self.ttl))
@@ -240,12 +231,12 @@ class _Keeper:
             with cleanup_scope():
                 await self._revoke()
             raise
-        gen._acquisitions += 1
+        gen.count_acquisition()
         self.log.info(
             "idgen.acquired",
             machine_id=self.claim.machine_id,
             lease=self.lease,
-            took_ms=(gen._mono() - started) // 1_000_000,
+            took_ms=(gen.mono() - started) // 1_000_000,
         )
 
     async def _scan(self) -> tuple[list[int], list[tuple[int, int]]]:
@@ -264,7 +255,7 @@ class _Keeper:
                 previous = _decode(kv.value)
                 if previous is not None:  # a bad record is reported when claimed
                     floors[int(suffix[5:])] = self._floor(previous)
-        now_ms = self.gen._now_ms()
+        now_ms = self.gen.now_ms()
         start = self.rng.randrange(count)
         near: list[int] = []
         far: list[tuple[int, int]] = []
@@ -292,13 +283,13 @@ class _Keeper:
         whose record moved far ahead is given back for now), else the one usable
         soonest. Keeps the lease alive if the claims take long."""
         near, far = found[0], list(found[1])
-        alive_ns = self.gen._mono()
+        alive_ns = self.gen.mono()
         for machine_id in near:
             alive_ns = await self._keep_alive_while_claiming(lease, alive_ns)
             claim = await self._try_claim(machine_id, lease)
             if claim is None:
                 continue
-            if claim.floor_ms - self.gen._now_ms() <= self.max_wait_ms:
+            if claim.floor_ms - self.gen.now_ms() <= self.max_wait_ms:
                 return claim
             far.append((claim.floor_ms, machine_id))
             await self._drop(claim)
@@ -311,9 +302,9 @@ class _Keeper:
 
     async def _keep_alive_while_claiming(self, lease: int, alive_ns: int) -> int:
         """Refresh ``lease`` once a renewal interval has passed since ``alive_ns``."""
-        if self.gen._mono() - alive_ns < self.interval_ns:
+        if self.gen.mono() - alive_ns < self.interval_ns:
             return alive_ns
-        sent = self.gen._mono()
+        sent = self.gen.mono()
         if await self._keepalive(lease) is None:
             raise MachineIdLost(f"lease {lease} expired while claiming a machine ID")
         return sent
@@ -342,7 +333,7 @@ class _Keeper:
 
     def _floor(self, previous: _Record | None) -> int:
         """The first millisecond we may issue under an ID whose last record is ``previous``."""
-        used = self.gen._ms  # every millisecond this generator used, under any ID
+        used = self.gen.last_ms  # every millisecond this generator used, under any ID
         if previous is None or previous.owner == self.gen.owner:
             return used + 1  # never used, or last used by us: our own high-water mark
         if previous.final:  # its owner stopped for good after writing it
@@ -357,7 +348,7 @@ class _Keeper:
 
     async def _wait_for_floor(self, claim: _Claim, lease: int) -> None:
         """Wait until the clock passes ``claim.floor_ms``, keeping the lease alive."""
-        wait_ms = claim.floor_ms - self.gen._now_ms()
+        wait_ms = claim.floor_ms - self.gen.now_ms()
         if wait_ms <= 0:
             return
         self.log.info("idgen.waiting_for_clock", machine_id=claim.machine_id, wait_ms=wait_ms)
@@ -369,7 +360,7 @@ class _Keeper:
         while wait_ms > 0:
             await trio.sleep(min(wait_ms / 1000, self.interval_ns / 1e9))
             progress()
-            wait_ms = claim.floor_ms - self.gen._now_ms()
+            wait_ms = claim.floor_ms - self.gen.now_ms()
             if wait_ms > 0 and await self._keepalive(lease) is None:
                 raise MachineIdLost(f"lease {lease} expired while waiting for the clock")
 
@@ -383,20 +374,18 @@ class _Keeper:
         gen, claim, lease = self.gen, self.claim, self.lease
         if claim is None or lease is None:
             raise MachineIdLost("no machine ID claimed")
-        sent = gen._mono()
+        sent = gen.mono()
         ttl = await self._keepalive(lease)
         if ttl is None:
             raise MachineIdLost(f"etcd no longer has lease {lease} (machine ID {claim.machine_id})")
         await self._write_record(claim, lease)
         if not claim.installed:
-            gen._install(claim.machine_id, claim.floor_ms)
+            gen.install(claim.machine_id, claim.floor_ms)
             claim.installed = True
-        gen._extend(sent + round((min(self.ttl, ttl) - self.margin) * 1e9))
+        gen.extend(sent + round((min(self.ttl, ttl) - self.margin) * 1e9))
         self.sent_ns = sent
-        gen._flush_issued()  # the issued counter lags by at most a renewal interval
-        gen._renewals += 1
-        if gen._metrics is not None:
-            gen._metrics.idgen_renewals.inc()
+        gen.flush_issued()  # the issued counter lags by at most a renewal interval
+        gen.count_renewal()
         set_health(Health.OK)
 
     async def _write_record(self, claim: _Claim, lease: int) -> None:
@@ -406,7 +395,7 @@ class _Keeper:
         fails instead of rolling ``last/<m>`` back."""
         gen = self.gen
         key, last_key = self._key(claim.machine_id), self._last_key(claim.machine_id)
-        last_ms = max(gen._now_ms(), gen._ms, claim.floor_ms - 1)
+        last_ms = max(gen.now_ms(), gen.last_ms, claim.floor_ms - 1)
         record = _encode(gen.owner, last_ms, self.ttl_ms)
         for _ in range(3):
             ours = [Compare(key, "create", claim.revision)]
@@ -449,24 +438,24 @@ class _Keeper:
         failures = 0
         lapsed = False
         while True:
-            now = gen._mono()
-            if not lapsed and now >= gen._valid_until_ns:
+            now = gen.mono()
+            if not lapsed and now >= gen.valid_until_ns:
                 lapsed = True
                 reason = (
-                    f"the lease on machine ID {gen._machine_id} was not renewed within "
+                    f"the lease on machine ID {gen.machine_id} was not renewed within "
                     "lease_ttl - margin"
                 )
-                gen._invalidate(reason)
-                self.log.error("idgen.lost", machine_id=gen._machine_id, reason=reason)
+                gen.invalidate(reason)
+                self.log.error("idgen.lost", machine_id=gen.machine_id, reason=reason)
                 set_health(Health.FAILED, reason)
             if now < next_ns:
-                until = next_ns if lapsed else min(next_ns, gen._valid_until_ns)
+                until = next_ns if lapsed else min(next_ns, gen.valid_until_ns)
                 await trio.sleep((until - now) / 1e9)
                 continue
             progress()
             # While issuing, a renewal may not outlast the deadline: a hung etcd is
             # reported (gauge, health, log) the moment IDs stop.
-            limit = math.inf if lapsed else (gen._valid_until_ns - gen._mono()) / 1e9
+            limit = math.inf if lapsed else (gen.valid_until_ns - gen.mono()) / 1e9
             try:
                 with trio.move_on_after(limit) as scope:
                     await self.renew()
@@ -474,14 +463,14 @@ class _Keeper:
                     raise IdGenUnavailable("etcd did not answer before the lease deadline")
             except MachineIdLost as exc:  # the lease or the claim is gone: claim again
                 self._failed("renewal", exc)
-                gen._invalidate(str(exc))
-                self.log.error("idgen.lost", machine_id=gen._machine_id, reason=str(exc))
+                gen.invalidate(str(exc))
+                self.log.error("idgen.lost", machine_id=gen.machine_id, reason=str(exc))
                 self.claim = None
                 await self._revoke()
                 await self.acquire(first=False)
             except IdGenUnavailable as exc:
                 self._failed("renewal", exc)
-                next_ns = gen._mono() + round(self.backoff.delay(failures, self.rng.random()) * 1e9)
+                next_ns = gen.mono() + round(self.backoff.delay(failures, self.rng.random()) * 1e9)
                 failures += 1
                 continue
             failures = 0
@@ -496,7 +485,7 @@ class _Keeper:
         self.claim = None
         if claim is not None:
             key = self._key(claim.machine_id)
-            final = _encode(gen.owner, max(gen._ms, claim.floor_ms - 1), self.ttl_ms, True)
+            final = _encode(gen.owner, max(gen.last_ms, claim.floor_ms - 1), self.ttl_ms, True)
             try:
                 await self._call(
                     "txn",

@@ -6,7 +6,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
-from .._dsn import Dsn, DsnSchemes
+from .._dsn import Dsn
 from .._section import (
     NonNegativeSeconds,
     PositiveSeconds,
@@ -14,10 +14,11 @@ from .._section import (
     cross_field_error,
     raise_cross_field_errors,
 )
+from ._backends import BACKENDS
 
 __all__ = ["EtcdUrl", "IdGenSettings"]
 
-EtcdUrl = Annotated[Dsn, DsnSchemes("http", "https", "memory", allow_empty=True)]
+EtcdUrl = Annotated[Dsn, BACKENDS.url_check(allow_empty=True)]
 """An etcd v3 JSON-gateway URL (``http://127.0.0.1:2379``), ``memory://``, or empty."""
 
 

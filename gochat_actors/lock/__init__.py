@@ -10,7 +10,8 @@ Example::
         await store.write(room=42, fence=lease.token)
 """
 
-from ._locks import Lease, Locks, open_redis_locks
+from ._backends import open_redis_locks
+from ._locks import Lease, Locks
 from ._memory import MemoryLockBackend
 from ._protocol import AcquireResult, LockBackend, LockConnector, lock_keys
 from ._settings import LockSettings

@@ -4,7 +4,7 @@ Redis lock backend imports this module)."""
 from __future__ import annotations
 
 from .._exceptions import GochatError, LockError, LockUnavailable
-from ..cache._errors import DRIVER_ERRORS, translate
+from .._redis import DRIVER_ERRORS, translate
 
 __all__ = ["DRIVER_ERRORS", "lock_error"]
 

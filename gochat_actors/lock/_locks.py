@@ -24,7 +24,6 @@ How one ``async with locks.hold(name)`` goes:
 
 from __future__ import annotations
 
-import functools
 import random
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -36,20 +35,20 @@ from prometheus_client import Counter, Histogram
 
 from supervisors import ChildSpec, cleanup_scope
 
+from .._checks import check_key_text, check_seconds, ttl_ms
 from .._dsn import Dsn
 from .._exceptions import LockError, LockLost, LockNotAcquired, LockUnavailable
-from ..cache import CacheSettings, MemoryStore
-from ..cache._actor import BackendOwner
-from ..cache._cache import check_seconds
-from ..cache._labels import MAX_METRIC_PREFIXES, PrefixLabels
-from ..cache._limits import check_key_text, ttl_ms
+from .._kvstore import MemoryStore
+from .._labels import MAX_METRIC_PREFIXES, PrefixLabels
+from .._owner import BackendOwner
+from ..cache import CacheSettings
 from ..log import get_logger
 from ..metrics import Metrics
-from ._memory import MemoryLockBackend
+from ._backends import BACKENDS
 from ._protocol import LockBackend, LockConnector
 from ._settings import LockSettings
 
-__all__ = ["Lease", "Locks", "open_redis_locks"]
+__all__ = ["Lease", "Locks"]
 
 _log = get_logger("gochat_actors.lock")
 
@@ -162,29 +161,6 @@ def _overdue(lease: Lease) -> str:
     )
 
 
-@asynccontextmanager
-async def open_redis_locks(
-    url: Dsn | str, *, key_prefix: str = "", op_timeout: float = 1.0
-) -> AsyncIterator[LockBackend]:
-    """Open the Redis :class:`LockBackend` for the ``async with`` block (coredis is
-    imported only now). With its arguments bound it is a :data:`LockConnector`.
-
-    Example::
-
-        async with open_redis_locks("redis://127.0.0.1:6379/0") as backend:
-            result = await backend.acquire("room:42", "owner-a", 10.0)
-    """
-    from ..cache._redis import open_redis_client
-    from ._redis import RedisLockBackend
-
-    async with open_redis_client(url, connect_timeout=op_timeout) as client:
-        backend = RedisLockBackend(client, key_prefix=key_prefix)
-        try:
-            yield backend
-        finally:
-            await backend.aclose()
-
-
 class Locks(BackendOwner[LockBackend]):
     """Distributed locks on Redis (or in memory), with fencing tokens and renewal.
 
@@ -245,12 +221,9 @@ class Locks(BackendOwner[LockBackend]):
         connect: LockConnector
         if backend is not None:
             connect = backend
-        elif memory:
-            connect = MemoryLockBackend(self.store, key_prefix=self.key_prefix).connect
         else:
-            connect = functools.partial(
-                open_redis_locks, self.url, key_prefix=self.key_prefix, op_timeout=op_timeout
-            )
+            factory = BACKENDS.factory(self.url.scheme)
+            connect = factory(self.url, self.key_prefix, op_timeout, self.store)
         super().__init__(
             "locks",
             connect,

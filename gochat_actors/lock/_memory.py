@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
+from .._checks import check_key_text, ttl_ms
 from .._exceptions import LockUnavailable
-from ..cache._limits import check_key_text, ttl_ms
-from ..cache._memory import MemoryConnection
+from .._kvstore import MemoryConnection
 from ._protocol import AcquireResult, lock_keys
 
 __all__ = ["MemoryLockBackend"]

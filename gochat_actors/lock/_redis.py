@@ -13,8 +13,8 @@ from typing import Any
 import coredis
 from coredis.exceptions import NoScriptError
 
+from .._checks import check_key_text, ttl_ms
 from .._exceptions import LockError, LockUnavailable
-from ..cache._limits import check_key_text, ttl_ms
 from ._errors import DRIVER_ERRORS, lock_error
 from ._protocol import AcquireResult, lock_keys
 
@@ -74,8 +74,9 @@ class RedisLockBackend:
         self._closed = False
 
     async def _run(self, what: str, script: str, keys: list[str], args: list[Any]) -> Any:
-        # EVALSHA directly (coredis' Script wrapper costs ~15% of a round trip), loading
-        # the script once when the server does not know it (first use, SCRIPT FLUSH).
+        # EVALSHA directly (coredis' Script wrapper adds work to every round trip: see
+        # docs/locks.md), loading the script once when the server does not know it
+        # (first use, SCRIPT FLUSH).
         if self._closed:
             raise LockUnavailable(f"Redis {what}: the connection is closed")
         client = self._client

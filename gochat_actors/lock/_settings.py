@@ -6,12 +6,13 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .._dsn import Dsn, DsnSchemes
+from .._dsn import Dsn
 from .._section import PositiveSeconds, Section
+from ._backends import BACKENDS
 
 __all__ = ["LockSettings", "LockUrl"]
 
-LockUrl = Annotated[Dsn, DsnSchemes("redis", "rediss", "memory", allow_empty=True)]
+LockUrl = Annotated[Dsn, BACKENDS.url_check(allow_empty=True)]
 """A lock backend URL (as the cache's), or empty for "the cache's url"."""
 
 

@@ -46,9 +46,10 @@ _BATCH_BYTES = 1 << 20  # one BatchBuilder per partition per flush, up to 1 MiB
 READER_LIMIT = 1 << 20
 """The stream-reader limit aiokafka's connections get here (its own is 64 KiB: a socket
 is paused once 128 KiB wait unread, resumed when read). On the bridge each resume starts
-a trio task and each pause cancels one, about eight times per MiB fetched, which cost a
-consumer ~10% of its throughput; at 1 MiB a connection pauses at 2 MiB buffered. It is
-aiokafka's module-wide setting: other aiokafka clients in the process get it too."""
+a trio task and each pause cancels one, about eight times per MiB fetched, a cost the
+consumer pays per MiB (docs/mq.md has the figure); at 1 MiB a connection pauses at 2 MiB
+buffered. It is aiokafka's module-wide setting: other aiokafka clients in the process
+get it too."""
 _CLOSE_TIMEOUT = 5.0
 JOIN_GRACE = 1.0
 """Seconds a closing group member waits for a group join (or rebalance) in progress to

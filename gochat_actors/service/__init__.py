@@ -8,9 +8,9 @@ Example::
         print(service.ids.next_id())
 """
 
+from ..config import ServiceSettings
 from ._run import exit_on_startup_error, run, startup_error
 from ._service import COMPONENTS, Service, open_service, untraced
-from ._settings import ServiceSettings
 
 __all__ = [
     "COMPONENTS",

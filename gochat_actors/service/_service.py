@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 import trio
@@ -16,6 +16,7 @@ from supervisors import ChildSpec, Supervisor, open_supervisor
 from .._bridge import Bridge
 from .._exceptions import ComponentUnavailable, SettingsError
 from ..cache import Cache
+from ..config import Settings, check_runtime, load_settings
 from ..db import DBManager
 from ..http import HTTPEndpoints
 from ..idgen import IdGenerator
@@ -23,9 +24,6 @@ from ..lock import Locks
 from ..log import TRACE_ID_KEY, configured, event_logger, get_logger
 from ..metrics import Metrics, RuntimeMetrics
 from ..mq import Producer, consumer_spec
-
-if TYPE_CHECKING:  # config imports this package (for ServiceSettings): import it lazily
-    from ..config import Settings
 
 __all__ = ["COMPONENTS", "Service", "open_service", "untraced"]
 
@@ -202,8 +200,6 @@ async def open_service(
         async with open_service(load_settings("app.toml")) as service:
             i = service.ids.next_id()
     """
-    from ..config import check_runtime, load_settings
-
     if settings is None:
         settings = load_settings()
     wanted = tuple(COMPONENTS if components is None else components)

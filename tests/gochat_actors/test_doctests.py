@@ -17,6 +17,7 @@ import pytest
 
 MODULES = [
     "gochat_actors._dsn",
+    "gochat_actors.config._source",
     "gochat_actors.config._sources",
     "gochat_actors.log._processors",
     "gochat_actors.log._trace",

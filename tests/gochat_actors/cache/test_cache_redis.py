@@ -11,8 +11,9 @@ import pytest
 import trio
 
 from gochat_actors import CacheMiss, CacheTimeout, CacheUnavailable, Dsn
+from gochat_actors._redis import open_redis_client
 from gochat_actors.cache import JSON, STR, Cache, CacheSettings, open_redis_cache
-from gochat_actors.cache._redis import RedisCache, open_redis_client
+from gochat_actors.cache._redis import RedisCache
 from gochat_actors.metrics import Metrics
 from supervisors import open_supervisor
 from tests._private import PrivateServer

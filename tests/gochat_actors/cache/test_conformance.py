@@ -1,4 +1,5 @@
-"""The cache conformance suite, unchanged, on Redis and on the in-memory backend."""
+"""The cache conformance suite, unchanged, on every backend of the cache's registry
+(Redis and the in-memory one), each built by its registered factory."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 
-from gochat_actors import CacheUnavailable
-from gochat_actors.cache import CacheBackend, MemoryCache, MemoryStore, open_redis_cache
+from gochat_actors import CacheUnavailable, Dsn
+from gochat_actors.cache import (
+    CacheBackend,
+    MemoryCache,
+    MemoryStore,
+    open_redis_cache,
+)
+from gochat_actors.cache._backends import BACKENDS
 from gochat_actors.testing import CACHE_CHECKS, check_cache_backend
 
 Check = Callable[[CacheBackend], Awaitable[None]]
@@ -18,15 +25,26 @@ def _name(check: Check) -> str:
     return getattr(check, "__name__", "check")
 
 
+CHECKED = {"memory", "redis"}
+"""The backends (by first scheme) whose conformance tests are below."""
+
+
+def test_every_registered_backend_runs_the_suite() -> None:
+    """A backend added to the registry fails here until it gets its conformance run."""
+    assert set(BACKENDS.kinds()) == CHECKED
+
+
 @pytest.mark.parametrize("check", CACHE_CHECKS, ids=_name)
 async def test_memory_backend(check: Check, autojump_clock: trio.testing.MockClock) -> None:
-    async with MemoryCache().connect() as backend:
+    connect = BACKENDS.factory("memory")(Dsn("memory://"), "", 1.0, None)
+    async with connect() as backend:
         await check(backend)
 
 
 @pytest.mark.parametrize("check", CACHE_CHECKS, ids=_name)
 async def test_redis_backend(check: Check, redis_url: str, redis_key_prefix: str) -> None:
-    async with open_redis_cache(redis_url, key_prefix=redis_key_prefix) as backend:
+    connect = BACKENDS.factory("redis")(Dsn(redis_url), redis_key_prefix, 1.0, None)
+    async with connect() as backend:
         await check(backend)
 
 

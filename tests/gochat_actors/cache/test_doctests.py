@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.parametrize(
     "name",
-    ["gochat_actors.cache._limits", "gochat_actors.cache._labels", "gochat_actors.lock._protocol"],
+    ["gochat_actors._checks", "gochat_actors._labels", "gochat_actors.lock._protocol"],
 )
 def test_doctests(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))

@@ -208,7 +208,7 @@ async def test_read_your_writes_within_sticky_seconds(pair_db: PairDB) -> None:
             blocker.close()
         await trio.to_thread.run_sync(pair_db.pair.wait_replicated)
         # Once a probe has seen it caught up, the replica serves this context again.
-        wrote_at = db._written.get()
+        wrote_at = db._router.last_write()
         await wait_for(lambda: db._replicas[0].has_until > wrote_at, "a caught-up probe")
         assert await read_note_ids(db) == ("replica-0", [1, 2, 3])
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 from gochat_actors import DBTimeout, DBUnavailable
 from gochat_actors.db import DBManager, DBSettings, MemoryDB
-from gochat_actors.db._manager import READMIT_PROBES
+from gochat_actors.db._router import READMIT_PROBES
 from gochat_actors.metrics import Metrics
 from supervisors import Event, Health, HealthChanged, Supervisor, open_supervisor
 

@@ -1,4 +1,5 @@
-"""The etcd conformance suite, unchanged, on real etcd and on MemoryEtcd."""
+"""The etcd conformance suite, unchanged, on every backend of idgen's registry (real etcd
+over HTTP and MemoryEtcd), each built by its registered factory."""
 
 from __future__ import annotations
 
@@ -7,17 +8,29 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 
-from gochat_actors import IdGenUnavailable
+from gochat_actors import Dsn, IdGenUnavailable
 from gochat_actors.idgen import EtcdBackend, MemoryEtcd
+from gochat_actors.idgen._backends import BACKENDS
 from gochat_actors.idgen._etcd import HttpEtcd
 from gochat_actors.testing import IDGEN_CHECKS, check_idgen_backend
 
 Check = Callable[[EtcdBackend], Awaitable[None]]
 
+HTTP_TIMEOUT = 5.0  # HttpEtcd's own default
+
+
+CHECKED = {"http", "memory"}
+"""The backends (by first scheme) whose conformance tests are below."""
+
+
+def test_every_registered_backend_runs_the_suite() -> None:
+    """A backend added to the registry fails here until it gets its conformance run."""
+    assert set(BACKENDS.kinds()) == CHECKED
+
 
 @pytest.mark.parametrize("check", IDGEN_CHECKS, ids=lambda c: c.__name__)
 async def test_real_etcd(check: Check, etcd_url: str) -> None:
-    backend = HttpEtcd(etcd_url)
+    backend = BACKENDS.factory("http")(Dsn(etcd_url), HTTP_TIMEOUT)
     try:
         await check(backend)
     finally:
@@ -26,7 +39,7 @@ async def test_real_etcd(check: Check, etcd_url: str) -> None:
 
 @pytest.mark.parametrize("check", IDGEN_CHECKS, ids=lambda c: c.__name__)
 async def test_memory_etcd(check: Check, autojump_clock: trio.abc.Clock) -> None:
-    await check(MemoryEtcd())
+    await check(BACKENDS.factory("memory")(Dsn("memory://"), 1.0))
 
 
 async def test_whole_suite_runner(autojump_clock: trio.abc.Clock) -> None:

@@ -1,4 +1,5 @@
-"""The lock conformance suite, unchanged, on Redis and on the in-memory backend."""
+"""The lock conformance suite, unchanged, on every backend of the locks' registry (Redis
+and the in-memory one), each built by its registered factory."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from gochat_actors import LockUnavailable
+from gochat_actors import Dsn, LockUnavailable
 from gochat_actors.cache import MemoryStore
 from gochat_actors.lock import (
     AcquireResult,
@@ -17,6 +18,7 @@ from gochat_actors.lock import (
     lock_keys,
     open_redis_locks,
 )
+from gochat_actors.lock._backends import BACKENDS
 from gochat_actors.testing import LOCK_CHECKS, check_lock_backend
 from tests._private import PrivateServer
 
@@ -27,15 +29,26 @@ def _name(check: Check) -> str:
     return getattr(check, "__name__", "check")
 
 
+CHECKED = {"memory", "redis"}
+"""The backends (by first scheme) whose conformance tests are below."""
+
+
+def test_every_registered_backend_runs_the_suite() -> None:
+    """A backend added to the registry fails here until it gets its conformance run."""
+    assert set(BACKENDS.kinds()) == CHECKED
+
+
 @pytest.mark.parametrize("check", LOCK_CHECKS, ids=_name)
 async def test_memory_backend(check: Check, autojump_clock: trio.testing.MockClock) -> None:
-    async with MemoryLockBackend().connect() as backend:
+    connect = BACKENDS.factory("memory")(Dsn("memory://"), "", 1.0, MemoryStore())
+    async with connect() as backend:
         await check(backend)
 
 
 @pytest.mark.parametrize("check", LOCK_CHECKS, ids=_name)
 async def test_redis_backend(check: Check, redis_url: str, redis_key_prefix: str) -> None:
-    async with open_redis_locks(redis_url, key_prefix=redis_key_prefix) as backend:
+    connect = BACKENDS.factory("redis")(Dsn(redis_url), redis_key_prefix, 1.0, None)
+    async with connect() as backend:
         await check(backend)
 
 

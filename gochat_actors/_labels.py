@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..metrics import OTHER_PREFIX, key_prefix
+from .metrics import OTHER_PREFIX, key_prefix
 
 __all__ = ["MAX_METRIC_PREFIXES", "PrefixLabels"]
 

@@ -12,9 +12,9 @@ import trio
 
 from supervisors import ChildSpec, Health, cleanup_scope, progress, set_health
 
-from .._exceptions import ComponentUnavailable, GochatError
-from .._slot import Slot
-from ..log import get_logger
+from ._exceptions import ComponentUnavailable, GochatError
+from ._slot import Slot
+from .log import get_logger
 
 __all__ = ["Backend", "BackendOwner"]
 

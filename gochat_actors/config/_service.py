@@ -1,4 +1,4 @@
-"""``[service]``: who this process is."""
+"""``[service]``: who this process is (the composition root, service/, reads it)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,467 @@
+"""One incarnation of a consumer (a :class:`Session`): the GroupHandler the backend feeds,
+the dispatcher, ``concurrency`` workers over the partition queues, retries, commits::
+
+    backend poll loop ──deliver──▶ bounded channel ──▶ dispatcher ──▶ partition queues
+    (asyncio side for Kafka)        (backpressure)      (bounded)        │ one worker at a
+                                                                         ▼ time per partition
+                                  commit loop ◀── positions ◀── `concurrency` workers
+                                  (periodic, on revoke, on stop)    (processor, retries, DLQ)
+
+A partition's position is the offset after the last message it finished (processed or
+dead-lettered); workers take a partition's messages in order, so that is also the
+highest contiguous processed offset + 1, and it is all that is ever committed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import trio
+
+from supervisors import ChildHandle, current_child, progress
+
+from .._exceptions import BridgeError, MQError
+from ..log import get_logger, reset_trace_id, set_trace_id, trace_context
+from ..metrics import observe_many
+from ._connect import BrokerWatch
+from ._consumer_config import ConsumerConfig, ConsumerTally
+from ._dead_letter import dead_letter
+from ._message import Message
+from ._protocol import Batch, GroupConsumer, MQBackend, RawRecord, TopicPartition
+
+__all__ = ["Partition", "Session"]
+
+_log = get_logger("gochat_actors.mq")
+
+_CHANNEL_BATCHES = 4  # polled batches waiting for the dispatcher (bounded)
+_SLICE = 0.002  # seconds a worker processes one partition before others (and I/O) run
+
+
+class Partition:
+    """One assigned partition within one session and one rebalance epoch."""
+
+    __slots__ = (
+        "busy",
+        "committed",
+        "fetched",
+        "highwater",
+        "idle",
+        "in_flight",
+        "position",
+        "queue",
+        "revoked",
+        "scheduled",
+        "scope",
+        "tp",
+    )
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.queue: deque[RawRecord] = deque()
+        self.position: int | None = None  # next offset to process
+        self.committed: int | None = None
+        self.fetched: int | None = None  # offset after the last record fetched
+        self.highwater: int | None = None
+        self.busy = False
+        self.scheduled = False
+        self.revoked = False
+        self.in_flight = False
+        self.scope: trio.CancelScope | None = None
+        self.idle = trio.Event()
+        self.idle.set()
+
+    @property
+    def lag(self) -> int:
+        """Messages known to exist here that are not processed yet."""
+        if self.highwater is None:
+            return len(self.queue) + self.in_flight
+        base = self.position if self.position is not None else self.fetched
+        if base is None:
+            base = self.highwater
+        return max(0, self.highwater - base)
+
+
+class Session:
+    """One incarnation: the GroupHandler the backend feeds, workers, commits."""
+
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        tally: ConsumerTally,
+        backend: MQBackend,
+        group: GroupConsumer,
+        watch: BrokerWatch,
+    ) -> None:
+        self.config = config
+        self.tally = tally
+        self.backend = backend
+        self.group = group
+        self.watch = watch
+        self.parts: dict[TopicPartition, Partition] = {}
+        self.min_epoch = 0
+        self.buffered = 0
+        self._send, self._receive = trio.open_memory_channel[Batch](_CHANNEL_BATCHES)
+        self._ready: deque[Partition] = deque()
+        self._ready_lot = trio.lowlevel.ParkingLot()
+        self._space_lot = trio.lowlevel.ParkingLot()
+        self._space_waiting = False
+        self._commit_lock = trio.Lock()
+        self._lag_labels: set[TopicPartition] = set()
+        # The consumer actor's handle: the workers child reports progress to it (the
+        # stall watchdog is the actor's), None outside a supervised child.
+        self._owner: ChildHandle | None
+        try:
+            self._owner = current_child()
+        except RuntimeError:
+            self._owner = None
+
+    def progress(self) -> None:
+        """Feed the consumer actor's stall watchdog (from any of its tasks or children)."""
+        if self._owner is not None:
+            self._owner.progress()
+        else:
+            progress()
+
+    # -- GroupHandler (called from the backend's tasks) -------------------------------
+    def deliver_nowait(self, batch: Batch) -> bool:
+        try:
+            self._send.send_nowait(batch)
+        except trio.WouldBlock:
+            return False
+        return True
+
+    async def deliver(self, batch: Batch) -> None:
+        await self._send.send(batch)
+
+    async def revoke(
+        self, partitions: frozenset[TopicPartition], epoch: int
+    ) -> dict[TopicPartition, int]:
+        self.min_epoch = max(self.min_epoch, epoch)
+        # The partitions stay in ``parts`` until their work is done and their offsets
+        # taken: a stop meanwhile (the final commit) still commits what they finished.
+        states = [p for p in (self.parts.get(tp) for tp in partitions) if p is not None]
+        for part in states:
+            part.revoked = True
+            self.buffered -= len(part.queue)
+            part.queue.clear()
+        self._space_lot.unpark_all()
+        busy = [p for p in states if p.busy]
+        if busy:
+            with trio.move_on_after(self.config.revoke_timeout):
+                for part in busy:
+                    await part.idle.wait()
+            for part in busy:
+                if part.scope is not None:
+                    part.scope.cancel()
+            with trio.move_on_after(self.config.revoke_timeout):
+                for part in busy:
+                    await part.idle.wait()
+        offsets = {
+            p.tp: p.position for p in states if p.position is not None and p.position != p.committed
+        }
+        for part in states:
+            if self.parts.get(part.tp) is part:
+                del self.parts[part.tp]
+        self._forget_lag([p.tp for p in states])
+        _log.info(
+            "mq partitions revoked",
+            group=self.config.group_id,
+            partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions),
+            committing={f"{tp.topic}[{tp.partition}]": off for tp, off in offsets.items()},
+            cancelled=sum(1 for p in busy if p.busy),
+        )
+        return offsets
+
+    # -- dispatch ------------------------------------------------------------------------
+    def _part(self, tp: TopicPartition) -> Partition:
+        part = self.parts.get(tp)
+        if part is None or part.revoked:  # a revoked partition given back: a new state
+            part = self.parts[tp] = Partition(tp)
+        return part
+
+    async def dispatch(self) -> None:
+        limit = self.config.max_buffered
+        async for batch in self._receive:
+            if batch.epoch < self.min_epoch:
+                continue  # polled before a rebalance: those partitions were handed back
+            # Room for the whole batch (or an empty queue): max_buffered is a real bound.
+            count = sum(len(records) for records in batch.records.values())
+            while self.buffered and self.buffered + count > limit:
+                self._space_waiting = True
+                try:
+                    await self._space_lot.park()
+                finally:
+                    self._space_waiting = False
+            if batch.epoch < self.min_epoch:
+                continue
+            for tp, mark in batch.highwater.items():
+                self._part(tp).highwater = mark
+            for tp, records in batch.records.items():
+                if not records:
+                    continue
+                part = self._part(tp)
+                if part.fetched is not None and records[0].offset < part.fetched:
+                    records = [r for r in records if r.offset >= part.fetched]
+                    if not records:
+                        continue
+                if part.position is None:
+                    part.position = records[0].offset
+                part.fetched = records[-1].offset + 1
+                part.queue.extend(records)
+                self.buffered += len(records)
+                if not part.busy and not part.scheduled:
+                    part.scheduled = True
+                    self._ready.append(part)
+                    self._ready_lot.unpark()
+
+    # -- workers ---------------------------------------------------------------------
+    async def run_workers(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The ``workers`` child: ``concurrency`` workers over the partition queues. A new
+        incarnation first schedules every partition with messages waiting (those the
+        previous one was processing when it was killed went back to their queues)."""
+        for part in self.parts.values():
+            if part.queue and not (part.scheduled or part.busy or part.revoked):
+                part.scheduled = True
+                self._ready.append(part)
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.config.concurrency):
+                nursery.start_soon(self.work)
+            task_status.started()
+            self._ready_lot.unpark_all()
+
+    async def work(self) -> NoReturn:
+        while True:
+            while not self._ready:
+                await self._ready_lot.park()
+            part = self._ready.popleft()
+            part.scheduled = False
+            if part.revoked or not part.queue:
+                continue
+            part.busy = True
+            part.idle = trio.Event()
+            try:
+                await self._drain(part)
+            finally:
+                part.busy = False
+                part.in_flight = False
+                part.scope = None
+                part.idle.set()
+            if part.queue and not part.revoked:
+                part.scheduled = True
+                self._ready.append(part)
+                self._ready_lot.unpark()
+            # A schedule point per slice: a processor that never blocks must not starve
+            # the fetcher (the bridge's asyncio loop runs between trio tasks).
+            await trio.lowlevel.checkpoint()
+
+    async def _drain(self, part: Partition) -> None:
+        """Process ``part``'s messages in order for about ``_SLICE`` seconds (the hot
+        path: the first attempt is inline; retries and dead letters go to :meth:`_retry`).
+
+        Per message: decode, bind its trace ID, run the processor, time it.
+        Per slice: one cancel scope (for a revoke), the times observed in one pass
+        (:func:`~gochat_actors.metrics.observe_many`), the consumed counter, progress.
+        """
+        config, tally = self.config, self.tally
+        processor = config.processor
+        timeout = config.processing_timeout
+        histogram = tally.metric("mq_processing_duration", part.tp.topic)
+        timings: list[float] | None = [] if histogram is not None else None
+        decode = Message.from_record
+        perf_counter = time.perf_counter
+        queue = part.queue
+        done = succeeded = 0
+        unfinished: RawRecord | None = None  # taken from the queue, not finished yet
+        try:
+            with trio.CancelScope() as scope:
+                part.scope = scope
+                now = perf_counter()
+                until = now + _SLICE
+                while queue and not part.revoked and now < until:
+                    record = unfinished = queue.popleft()
+                    self.buffered -= 1
+                    part.in_flight = True
+                    try:
+                        msg = decode(record)
+                    except Exception as exc:
+                        await self._dead_letter(record, None, exc, 0)
+                        now = perf_counter()
+                    else:
+                        error: Exception | None = None
+                        token = set_trace_id(msg.trace_id)
+                        start = perf_counter()
+                        try:
+                            if timeout is None:
+                                await processor(msg)
+                            else:
+                                with trio.fail_after(timeout):
+                                    await processor(msg)
+                        except Exception as exc:
+                            error = exc
+                        finally:
+                            reset_trace_id(token)
+                        now = perf_counter()
+                        if timings is not None:
+                            timings.append(now - start)
+                        if error is None:
+                            succeeded += 1
+                        else:
+                            if await self._retry(record, msg, error, histogram):
+                                succeeded += 1
+                            now = perf_counter()
+                    part.in_flight = False
+                    part.position = record.offset + 1
+                    unfinished = None
+                    done += 1
+        finally:
+            if unfinished is not None and not part.revoked:
+                # cancelled mid-message (the workers child was killed): it goes back to
+                # the front of its queue, for the next incarnation
+                queue.appendleft(unfinished)
+                self.buffered += 1
+            if done:
+                tally.processed += done
+                self.progress()
+                if self._space_waiting:
+                    self._space_lot.unpark_all()
+            if timings:
+                observe_many(histogram, timings)
+            if succeeded and histogram is not None:
+                tally.metric("mq_messages_consumed", part.tp.topic).inc(succeeded)
+
+    async def _retry(
+        self, record: RawRecord, msg: Message, error: Exception, histogram: Any
+    ) -> bool:
+        """Attempts 2..retries+1 of a failed message (backoff between), then the
+        dead-letter topic. True if an attempt succeeded."""
+        config, tally = self.config, self.tally
+        timeout = config.processing_timeout
+        attempts = 1
+        while attempts <= config.retries:
+            tally.retried += 1
+            counter = tally.metric("mq_retries", msg.topic)
+            if counter is not None:
+                counter.inc()
+            delay = config.retry_backoff.delay(attempts - 1, random.random())
+            _log.warning(
+                "mq processing failed; retrying",
+                group=config.group_id,
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                trace_id=msg.trace_id,
+                attempt=attempts,
+                retry_in=round(delay, 3),
+                error=f"{type(error).__name__}: {error}",
+            )
+            await trio.sleep(delay)
+            attempts += 1
+            start = time.perf_counter()
+            try:
+                with trace_context(msg.trace_id):
+                    if timeout is None:
+                        await config.processor(msg)
+                    else:
+                        with trio.fail_after(timeout):
+                            await config.processor(msg)
+            except Exception as exc:
+                error = exc
+            else:
+                return True
+            finally:
+                if histogram is not None:
+                    histogram.observe(time.perf_counter() - start)
+        await self._dead_letter(record, msg, error, attempts)
+        return False
+
+    # -- commits, lag, progress -----------------------------------------------------------
+    async def tick(self) -> NoReturn:
+        """Every ``commit_interval``: commit, publish lag, and feed the stall watchdog
+        while there is nothing to do (or the broker is unreachable: a restart won't help)."""
+        async with trio.open_nursery() as nursery:
+            while True:
+                await trio.sleep(self.config.commit_interval)
+                if not self._commit_lock.locked():  # a commit may hang on a hung broker
+                    nursery.start_soon(self.commit)
+                if not self.watch.reachable or self._idle():
+                    self.progress()
+
+    def _idle(self) -> bool:
+        if self.buffered or self._receive.statistics().current_buffer_used:
+            return False
+        return all(p.lag == 0 for p in self.parts.values())
+
+    async def commit(self, *, final: bool = False) -> None:
+        """Commit every partition's position that moved since its last commit."""
+        async with self._commit_lock:
+            moved = [
+                (p, p.position)
+                for p in self.parts.values()
+                if p.position is not None and p.position != p.committed
+            ]
+            if moved:
+                offsets = {p.tp: pos for p, pos in moved}
+                try:
+                    await self.group.commit(offsets)
+                except (MQError, BridgeError) as exc:
+                    _log.warning(
+                        "mq commit failed",
+                        group=self.config.group_id,
+                        final=final,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    return
+                for part, pos in moved:
+                    part.committed = pos
+            self._publish_lag()
+
+    def _publish_lag(self) -> None:
+        metrics = self.tally.metrics
+        if metrics is None:
+            return
+        for tp, part in self.parts.items():
+            if part.highwater is None:
+                continue
+            base = part.committed if part.committed is not None else part.position
+            if base is None:
+                base = part.highwater
+            metrics.mq_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(0, part.highwater - base)
+            )
+            self._lag_labels.add(tp)
+
+    def _forget_lag(self, tps: Sequence[TopicPartition]) -> None:
+        metrics = self.tally.metrics
+        for tp in tps:
+            if tp in self._lag_labels:
+                self._lag_labels.discard(tp)
+                if metrics is not None:
+                    metrics.mq_lag.remove(tp.topic, str(tp.partition))
+
+    def forget_lag(self) -> None:
+        """Drop this session's lag series (the partitions are not ours any more)."""
+        self._forget_lag(list(self._lag_labels))
+
+    def close(self) -> None:
+        """No more batches: the backend's deliver fails from now on."""
+        self._receive.close()
+
+    async def _dead_letter(
+        self, record: RawRecord, msg: Message | None, exc: Exception, attempts: int
+    ) -> None:
+        await dead_letter(
+            record,
+            msg,
+            exc,
+            attempts,
+            config=self.config,
+            tally=self.tally,
+            backend=self.backend,
+            watch=self.watch,
+        )
