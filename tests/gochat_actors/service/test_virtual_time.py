@@ -59,8 +59,8 @@ def test_the_in_place_default_keeps_no_binlog() -> None:
 async def test_a_reader_nested_in_a_transaction_is_refused_as_on_sqlite(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_service(load_settings(http={"enabled": False}), components=["db"]) as svc:
-        async with svc.db.transaction():
-            with pytest.raises(DBError, match="one session at a time"):
-                async with svc.db.reader():
-                    pass
+    settings = load_settings(http={"enabled": False})
+    async with open_service(settings, components=["db"]) as svc, svc.db.transaction():
+        with pytest.raises(DBError, match="one session at a time"):
+            async with svc.db.reader():
+                pass
