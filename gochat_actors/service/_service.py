@@ -302,17 +302,19 @@ async def _open_tree(
             settings.idgen, metrics=used, backend=backends.etcd, clock=backends.id_clock
         )
         specs.append(ids.spec("ids"))
-    # Where the service's consumers connect (those made without settings too).
-    mq = Connection(settings.mq, bridge=bridge, broker=backends.broker)
     if "producer" in wanted:
         built["producer"] = producer = Producer(
             settings.mq, bridge=bridge, metrics=used, broker=backends.broker
         )
         specs.append(producer.spec("producer", depends_on=("bridge",)))
         mq = producer.connection
+    else:
+        memory = settings.mq.is_memory
+        mq = Connection(settings.mq, bridge=None if memory else bridge, broker=backends.broker)
     specs.extend(children)
     supervisor_options.setdefault("name", settings.service.name)
     supervisor_options.setdefault("on_event", event_logger())
+    # Where the service's consumers connect, those made without settings too.
     with using_service_connection(mq):
         async with open_supervisor([untraced(s) for s in specs], **supervisor_options) as sup:
             yield service_type(settings, sup, metrics, bridge, built, broker=backends.broker)

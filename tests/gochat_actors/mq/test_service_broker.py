@@ -36,7 +36,7 @@ async def test_a_consumer_without_settings_in_a_kafka_service_reads_kafka(
             )
         )
         await service.producer.send(topic, b"through kafka")
-        with trio.fail_after(60):
+        with trio.fail_after(30):
             await arrived.wait()
     assert got == [b"through kafka"]
 

@@ -219,7 +219,9 @@ async def _chaos_run(seed: int, messages: int = 60) -> tuple[str, Any]:
         async with svc.db.transaction() as session:
             await session.execute(text("CREATE TABLE chat (n INTEGER PRIMARY KEY)"))
         await svc.add_child(
-            svc.consumer_spec("persister", topics=["chat"], group_id="g", processor=persist)
+            svc.consumer_spec(
+                "persister", topics=["chat"], group_id="g", processor=persist, retries=10
+            )
         )
         plan = await svc.fault_plan(seed, duration=30.0, faults=12)
         for n in range(messages):
