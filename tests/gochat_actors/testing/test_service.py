@@ -10,7 +10,7 @@ import trio.testing
 from sqlalchemy import text
 
 import gochat_actors
-from gochat_actors import CacheTimeout, LockLost, MachineIdLost, Service
+from gochat_actors import CacheMiss, CacheTimeout, LockLost, MachineIdLost, Service
 from gochat_actors.db import MemoryDB, MemoryServer
 from gochat_actors.lock import Lease
 from gochat_actors.mq import Message
@@ -321,4 +321,5 @@ async def test_the_gochat_service_fixture(
         await gochat_service.cache.get("k")
     await trio.sleep(10)
     gochat_service.faults.cache.resume()
-    assert await gochat_service.cache.get("k") is None  # expired meanwhile
+    with pytest.raises(CacheMiss):  # expired meanwhile, on the trio clock
+        await gochat_service.cache.get("k")
