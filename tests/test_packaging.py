@@ -85,6 +85,7 @@ def test_build_makes_an_sdist_and_a_wheel_that_twine_accepts(dist: Path) -> None
     assert any(d.startswith("trio>=") for d in metadata.get_all("Requires-Dist", []))
     assert "gochat-actors = gochat_actors.cli:main" in entry_points
     assert "supervisors = supervisors.testing._plugin" in entry_points
+    assert "gochat_actors = gochat_actors.testing._plugin" in entry_points
 
     with tarfile.open(sdist) as tar:
         members = {m.split("/", 1)[1] for m in tar.getnames() if "/" in m}

@@ -6,7 +6,7 @@ database, run in place on the trio thread (no bridge, no thread), so it works un
 applies ``delay`` seconds later (statement-based replication), at its next session or
 probe; the replica reports its lag like ``SHOW REPLICA STATUS`` would, counting what is
 due as applied while a session holds it (as MySQL, whose sessions keep their snapshot).
-A reader nested in the task's own session on a server gets :meth:`MemoryServer.snapshot_session`:
+A reader nested in the task's own session on a server gets :attr:`MemoryServer.snapshot_session`:
 what is committed there, as another MySQL connection would see it.
 
 Faults for tests: :meth:`MemoryServer.pause` (every call hangs, like ``kill -STOP``),
@@ -78,13 +78,16 @@ class _Entry:
 @dataclass(slots=True)
 class _Binlog:
     entries: list[_Entry] = field(default_factory=list)
+    enabled: bool = True
 
 
 class MemoryDB:
     """An in-memory primary and replicas: the :class:`~gochat_actors.db.DBBackend` for tests.
 
     Servers are made on demand by name (``"primary"``, ``"replica-0"``...); replicas
-    replicate from this object's primary.
+    replicate from this object's primary. ``replication=False`` keeps no binlog (no
+    replica can be made): a primary alone, whose memory does not grow with its writes,
+    as ``open_service`` runs the embedded ``sqlite+aiosqlite:///:memory:`` default.
 
     Example::
 
@@ -94,9 +97,9 @@ class MemoryDB:
             memdb.replica(0).pause()         # reads fail over to the primary
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, replication: bool = True) -> None:
         self.servers: dict[str, MemoryServer] = {}
-        self._binlog = _Binlog()
+        self._binlog = _Binlog(enabled=bool(replication))
 
     def settings(self, replicas: int = 0, **overrides: Any) -> DBSettings:
         """``DBSettings`` naming a primary and ``replicas`` replicas of this object.
@@ -115,6 +118,8 @@ class MemoryDB:
         """The server called ``name``, made on first use (the DBBackend method)."""
         server = self.servers.get(name)
         if server is None:
+            if role == "replica" and not self._binlog.enabled:
+                raise ValueError(f"no replica {name!r}: this MemoryDB has replication=False")
             server = self.servers[name] = MemoryServer(name, role, self._binlog)
         server.metrics = metrics
         return server
@@ -224,7 +229,7 @@ class MemoryServer(PauseSwitch):
 
         engine = create_engine("sqlite://", poolclass=StaticPool, hide_parameters=True)
         watch_driver_errors(engine)
-        if self.role == "primary":
+        if self.role == "primary" and self._binlog.enabled:
             event.listen(engine, "after_cursor_execute", self._record)
             event.listen(engine, "commit", self._on_commit)
             event.listen(engine, "rollback", self._on_rollback)
@@ -249,13 +254,19 @@ class MemoryServer(PauseSwitch):
     def session(self) -> _MemoryHandle:
         return _MemoryHandle(self)
 
-    def snapshot_session(self) -> _MemoryHandle:
-        """A read session on what is committed here, beside the session the calling task
-        holds (a reader nested in a transaction: MySQL would use another connection).
+    @property
+    def snapshot_session(self) -> Callable[[], _MemoryHandle] | None:
+        """A function that opens a read session on what is committed here, beside the
+        session the calling task holds (a reader nested in a transaction: MySQL would use
+        another connection); ``None`` without a binlog (``MemoryDB(replication=False)``,
+        which then refuses a nested reader as SQLite does).
 
-        It sees the committed data only (not that task's open transaction), and goes
-        through this server's knobs (latency, pause, down, faults).
+        Its session sees the committed data only (not that task's open transaction), and
+        goes through this server's knobs (latency, pause, down, faults).
         """
+        return self._snapshot_session if self._binlog.enabled else None
+
+    def _snapshot_session(self) -> _MemoryHandle:
         mirror = self._mirror
         if mirror is None:
             mirror = self._mirror = MemoryServer(f"{self.name}-snapshot", "replica", self._binlog)

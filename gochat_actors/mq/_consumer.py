@@ -30,6 +30,7 @@ from .._bridge import Bridge
 from .._exceptions import BridgeError, MQError, MQUnavailable
 from ..log import get_logger
 from ..metrics import Metrics
+from ._ambient import service_connection
 from ._connect import Connection
 from ._consumer_config import ConsumerConfig, ConsumerTally, Processor
 from ._memory import MemoryBroker
@@ -148,6 +149,8 @@ class Consumer:
             broker=broker,
             request_timeout=request_timeout,
         )
+        # Made without saying where the broker is: inside a service, the service's.
+        self._follows_service = settings is None and bridge is None and broker is None
         if isinstance(topics, str) or not isinstance(topics, Sequence) or not topics:
             raise TypeError(f"topics must be a non-empty list of topic names, got {topics!r}")
         if not all(isinstance(t, str) and t for t in topics):
@@ -235,7 +238,7 @@ class Consumer:
     async def _run(
         self, *, task_status: trio.TaskStatus[Consumer] = trio.TASK_STATUS_IGNORED
     ) -> NoReturn:
-        async with self._conn.serve(
+        async with self._connection().serve(
             f"consumer {self.group_id}",
             connect_timeout=self._connect_timeout,
             probe_interval=self._probe_interval,
@@ -284,6 +287,21 @@ class Consumer:
                     session.forget_lag()
                 self._session = None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connection(self) -> Connection:
+        """Where this incarnation connects: a consumer made without ``settings=``,
+        ``bridge=`` or ``broker=`` and started inside a service consumes from that
+        service's broker (Kafka or its memory broker), never from a broker of its own
+        that the service's producer does not write to."""
+        service = service_connection() if self._follows_service else None
+        if service is None:
+            return self._conn
+        return Connection(
+            service.settings,
+            bridge=service.bridge,
+            broker=service.broker,
+            request_timeout=self._conn.request_timeout,
+        )
 
     def statistics(self) -> ConsumerStatistics:
         """Counters and the current session's state (a frozen record).
@@ -341,7 +359,10 @@ def consumer_spec(
     """A child running a :class:`Consumer` of ``topics`` in ``group_id``.
 
     ``settings``/``bridge``/``metrics``/``broker`` say how to reach the broker (the
-    same as the :class:`Producer`'s; ``settings=None`` is ``memory://``). Other keyword
+    same as the :class:`Producer`'s). With none of ``settings``, ``bridge`` and
+    ``broker``, the consumer takes, at each start, the broker of the service it starts
+    in (``open_service``: its ``[mq]`` settings, bridge and memory broker), and outside a
+    service ``memory://``, the in-process broker of the current ``trio.run``. Other keyword
     arguments are :class:`supervisors.ChildSpec` options (``depends_on``,
     ``stall_timeout``, ``shutdown``...).
 

@@ -23,7 +23,9 @@ from ..idgen import IdGenerator
 from ..lock import Locks
 from ..log import TRACE_ID_KEY, configured, event_logger, get_logger
 from ..metrics import Metrics, RuntimeMetrics
-from ..mq import Producer, consumer_spec
+from ..mq import Connection, MemoryBroker, Producer, consumer_spec
+from ..mq._ambient import using_service_connection
+from ._backends import ServiceBackends, embedded_db
 
 __all__ = ["COMPONENTS", "Service", "open_service", "untraced"]
 
@@ -51,12 +53,15 @@ class Service:
         metrics: Metrics,
         bridge: Bridge,
         components: dict[str, Any],
+        *,
+        broker: MemoryBroker | None = None,
     ) -> None:
         self.settings = settings
         self.supervisor = supervisor
         self.metrics = metrics
         self.bridge = bridge
         self._components = components
+        self._broker = broker  # the memory broker its components were given, if any
 
     def _get(self, name: str) -> Any:
         try:
@@ -124,6 +129,8 @@ class Service:
         options.setdefault("bridge", self.bridge)
         options.setdefault("metrics", self.metrics if self.settings.metrics.enabled else None)
         options.setdefault("depends_on", ("bridge",))
+        if self._broker is not None and "broker" not in options:
+            options["broker"] = self._broker
         return consumer_spec(id, **options)
 
 
@@ -190,6 +197,10 @@ async def open_service(
 ) -> AsyncIterator[Service]:
     """Build and run the standard tree from ``settings``; yield the :class:`Service`.
 
+    The embedded DB default (``sqlite+aiosqlite:///:memory:``, no replica) runs in place
+    on the trio thread, not in aiosqlite's thread, so the whole default service runs
+    under ``autojump_clock``; a SQLite file keeps aiosqlite.
+
     Start order: bridge, log, metrics, http, db, cache, locks, ids, producer, then
     ``children``. ``components`` picks a subset of :data:`COMPONENTS` (default: all;
     each section's embedded default needs no server). Other keyword options go to the
@@ -202,6 +213,29 @@ async def open_service(
     """
     if settings is None:
         settings = load_settings()
+    async with open_service_on(
+        settings,
+        ServiceBackends(),
+        children=children,
+        components=components,
+        **supervisor_options,
+    ) as service:
+        yield service
+
+
+@asynccontextmanager
+async def open_service_on(
+    settings: Settings,
+    backends: ServiceBackends,
+    *,
+    children: Iterable[ChildSpec] = (),
+    components: Iterable[str] | None = None,
+    service_type: type[Service] = Service,
+    **supervisor_options: Any,
+) -> AsyncIterator[Service]:
+    """:func:`open_service` with its components on ``backends`` where given (for
+    :func:`gochat_actors.testing.open_test_service`), the service an instance of
+    ``service_type``."""
     wanted = tuple(COMPONENTS if components is None else components)
     unknown = sorted(set(wanted) - set(COMPONENTS))
     if unknown:
@@ -214,7 +248,9 @@ async def open_service(
     # Logging first, so that every line (the components' constructors', the bridge's)
     # follows [log]; the configuration from before is back when the service exits.
     with configured(settings.log, service=settings.service.name):
-        async with _open_tree(settings, wanted, children, supervisor_options) as service:
+        async with _open_tree(
+            settings, wanted, children, supervisor_options, backends, service_type
+        ) as service:
             yield service
 
 
@@ -224,6 +260,8 @@ async def _open_tree(
     wanted: tuple[str, ...],
     children: Iterable[ChildSpec],
     supervisor_options: dict[str, Any],
+    backends: ServiceBackends,
+    service_type: type[Service],
 ) -> AsyncIterator[Service]:
     metrics = Metrics(namespace=settings.metrics.namespace)
     used: Metrics | None = metrics if settings.metrics.enabled else None
@@ -239,11 +277,12 @@ async def _open_tree(
         built["http"] = http = HTTPEndpoints(settings.http, metrics=used)
         specs.append(http.spec("http"))
     if "db" in wanted:
-        built["db"] = db = DBManager(settings.db, bridge=bridge, metrics=used)
+        db_backend = backends.db if backends.db is not None else embedded_db(settings.db)
+        built["db"] = db = DBManager(settings.db, bridge=bridge, metrics=used, backend=db_backend)
         specs.append(db.spec("db", depends_on=("bridge",)))
     cache: Cache | None = None
     if "cache" in wanted:
-        built["cache"] = cache = Cache(settings.cache, metrics=used)
+        built["cache"] = cache = Cache(settings.cache, metrics=used, store=backends.cache)
         specs.append(cache.spec("cache"))
     if "locks" in wanted:
         # With no lock url, locks live where the cache does: the same in-memory store.
@@ -253,13 +292,23 @@ async def _open_tree(
         )
         specs.append(locks.spec("locks"))
     if "ids" in wanted:
-        built["ids"] = ids = IdGenerator(settings.idgen, metrics=used)
+        built["ids"] = ids = IdGenerator(
+            settings.idgen, metrics=used, backend=backends.etcd, clock=backends.id_clock
+        )
         specs.append(ids.spec("ids"))
     if "producer" in wanted:
-        built["producer"] = producer = Producer(settings.mq, bridge=bridge, metrics=used)
+        built["producer"] = producer = Producer(
+            settings.mq, bridge=bridge, metrics=used, broker=backends.broker
+        )
         specs.append(producer.spec("producer", depends_on=("bridge",)))
+        mq = producer.connection
+    else:
+        memory = settings.mq.is_memory
+        mq = Connection(settings.mq, bridge=None if memory else bridge, broker=backends.broker)
     specs.extend(children)
     supervisor_options.setdefault("name", settings.service.name)
     supervisor_options.setdefault("on_event", event_logger())
-    async with open_supervisor([untraced(s) for s in specs], **supervisor_options) as sup:
-        yield Service(settings, sup, metrics, bridge, built)
+    # Where the service's consumers connect, those made without settings too.
+    with using_service_connection(mq):
+        async with open_supervisor([untraced(s) for s in specs], **supervisor_options) as sup:
+            yield service_type(settings, sup, metrics, bridge, built, broker=backends.broker)

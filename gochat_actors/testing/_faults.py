@@ -1,0 +1,238 @@
+"""A test service's fault switches, and seeded fault plans over the whole service."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from supervisors import ChildSpec, Restart, current_child
+from supervisors.testing import ChaosMonkey, FaultPlan
+
+from .._pause import PauseSwitch
+from ..cache import MemoryStore
+from ..db import MemoryDB
+from ..idgen import MemoryEtcd
+from ..mq import MemoryBroker
+
+__all__ = ["DEFAULT_SPARED", "PauseServer", "ServiceFaultPlan", "ServiceFaults"]
+
+DEFAULT_SPARED = ("bridge", "log", "metrics", "http")
+"""Children a service fault plan does not kill unless told: the plumbing (the asyncio
+bridge, logging, metrics, the HTTP endpoints), not the components under test."""
+
+
+class ServiceFaults:
+    """The switches of a test service's in-memory servers (``kill -STOP`` and more).
+
+    ``cache`` is the store of the cache *and* the locks (as one Redis would be);
+    ``db`` the :class:`~gochat_actors.db.MemoryDB` (``db.primary``, ``db.replica(i)``);
+    ``etcd`` the machine-ID leases; ``broker`` the producer's and consumers' broker.
+    Each has ``pause()`` / ``resume()`` and the switches of its class.
+
+    Example::
+
+        svc.faults.cache.pause()            # cache and lock calls hang
+        svc.faults.db.replica(0).delay = 3.0
+        svc.faults.cache.resume()
+    """
+
+    def __init__(
+        self,
+        *,
+        db: MemoryDB,
+        cache: MemoryStore,
+        etcd: MemoryEtcd,
+        broker: MemoryBroker,
+        replicas: int,
+    ) -> None:
+        self.db = db
+        self.cache = cache
+        self.etcd = etcd
+        self.broker = broker
+        self.replicas = replicas
+
+    def servers(self) -> dict[str, PauseSwitch]:
+        """Every server by name: ``broker``, ``cache``, ``db.primary``, ``db.replica-<i>``
+        (those the service reads from) and ``etcd``, sorted by name.
+
+        Example::
+
+            for name, server in svc.faults.servers().items():
+                assert not server.paused, name
+        """
+        found: dict[str, PauseSwitch] = {
+            "broker": self.broker,
+            "cache": self.cache,
+            "db.primary": self.db.primary,
+            "etcd": self.etcd,
+        }
+        for i in range(self.replicas):
+            found[f"db.replica-{i}"] = self.db.replica(i)
+        return dict(sorted(found.items()))
+
+    def resume_all(self) -> None:
+        """Resume every paused server."""
+        for server in self.servers().values():
+            server.resume()
+
+
+@dataclass(frozen=True, slots=True)
+class PauseServer:
+    """Pause the server ``server`` (a name of :meth:`ServiceFaults.servers`) ``at``
+    seconds into the plan, for ``duration`` seconds."""
+
+    at: float
+    server: str
+    duration: float
+
+
+class ServiceFaultPlan:
+    """A seeded fault plan over a whole test service: kills of its children (a
+    :class:`~supervisors.testing.FaultPlan` drawn by
+    :meth:`~supervisors.testing.FaultPlan.random` over the children running when the
+    plan starts) and pauses of its in-memory servers (:class:`PauseServer`).
+
+    ``faults`` faults are drawn from ``seed`` over ``duration`` seconds, about half of
+    each kind; every pause ends by ``duration`` (at most ``max_pause`` seconds, default
+    a quarter of ``duration``). Under ``MockClock`` the same seed replays the same run.
+    Times are seconds from the plan's first start (:attr:`started_at`); the plan keeps
+    its schedule across restarts of its child, and resumes the servers it paused when
+    its child stops (and pauses them again if it comes back within their pause).
+
+    ``include`` / ``exclude`` are :class:`~supervisors.testing.ChaosMonkey` globs on the
+    paths that may be killed; ``exclude`` defaults to :data:`DEFAULT_SPARED`. ``servers``
+    names the servers that may be paused (default: all of them).
+
+    Example::
+
+        plan = await svc.fault_plan(7, duration=30.0, faults=12)
+        await trio.sleep(40)
+        print(plan.applied)
+    """
+
+    def __init__(
+        self,
+        faults: ServiceFaults,
+        seed: int,
+        *,
+        duration: float = 10.0,
+        count: int = 5,
+        include: Sequence[str] = ("**",),
+        exclude: Sequence[str] = DEFAULT_SPARED,
+        servers: Sequence[str] | None = None,
+        max_pause: float | None = None,
+    ) -> None:
+        if not isinstance(duration, int | float) or not 0 < duration < math.inf:
+            raise ValueError(f"duration must be a finite number of seconds > 0, got {duration!r}")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError(f"faults must be an int >= 0, got {count!r}")
+        known = faults.servers()
+        names = sorted(known) if servers is None else sorted(servers)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"unknown servers {unknown}; choose from {sorted(known)}")
+        longest = duration / 4 if max_pause is None else float(max_pause)
+        if not 0 < longest < math.inf:
+            raise ValueError(f"max_pause must be a finite number of seconds > 0, got {max_pause!r}")
+        self.seed = seed
+        self.duration = float(duration)
+        self._faults = faults
+        self._monkey = ChaosMonkey(1.0, include=include, exclude=exclude)  # its path filter
+        rng = random.Random(seed)
+        self._kill_seed = rng.randrange(2**32)
+        pauses: list[PauseServer] = []
+        kills = 0
+        for _ in range(count):
+            if not names or rng.random() < 0.5:
+                kills += 1
+                continue
+            at = round(rng.uniform(0, duration), 3)
+            length = round(rng.uniform(0, longest), 3)
+            pauses.append(PauseServer(at, rng.choice(names), min(length, duration - at)))
+        self.pauses: tuple[PauseServer, ...] = tuple(pauses)
+        self._kill_count = kills
+        self.kills: FaultPlan | None = None
+        """The kill plan, drawn when the plan first starts (None before)."""
+        # (time, order, server, +1 pause / -1 resume), in the order they are applied
+        self._steps = sorted(
+            [(p.at, i, p.server, 1) for i, p in enumerate(pauses)]
+            + [(p.at + p.duration, i, p.server, -1) for i, p in enumerate(pauses)]
+        )
+        self._next = 0
+        self._depth: dict[str, int] = {}
+        self._applied: list[tuple[float, str]] = []
+
+    @property
+    def started_at(self) -> float | None:
+        """The ``trio.current_time()`` of the plan's first start (None before)."""
+        return self.kills.started_at if self.kills is not None else None
+
+    @property
+    def applied(self) -> list[tuple[float, str]]:
+        """``(time, description)`` of every effect so far, in time order: kills, message
+        faults, ``pause <server>`` and ``resume <server>``."""
+        kills = self.kills.applied if self.kills is not None else []
+        return sorted(kills + self._applied)
+
+    @property
+    def pending(self) -> list[Any]:
+        """The faults that have not (fully) taken effect yet."""
+        kills = self.kills.pending if self.kills is not None else []
+        started = {i for _, i, _, sign in self._steps[: self._next] if sign < 0}
+        return [*kills, *(p for i, p in enumerate(self.pauses) if i not in started)]
+
+    def spec(self, id: str = "fault-plan", **spec_options: Any) -> ChildSpec:
+        """The child that runs the plan: not significant for readiness, ``kind="chaos"``
+        (monkeys spare it), ``TRANSIENT``."""
+        spec_options.setdefault("significant", False)
+        spec_options.setdefault("kind", "chaos")
+        spec_options.setdefault("restart", Restart.TRANSIENT)
+        return ChildSpec(id, self.run, **spec_options)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[ServiceFaultPlan] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start the kill plan, then pause and resume servers at the planned times."""
+        if self.kills is None:
+            paths = self._monkey.candidates(current_child().path)
+            if paths and self._kill_count:
+                self.kills = FaultPlan.random(
+                    self._kill_seed, paths, duration=self.duration, faults=self._kill_count
+                )
+            else:
+                self.kills = FaultPlan([])
+        servers = self._faults.servers()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.kills.run)
+                t0 = self.kills.started_at
+                assert t0 is not None
+                for name, depth in self._depth.items():
+                    if depth > 0:  # paused when this child stopped last
+                        servers[name].pause()
+                task_status.started(self)
+                while self._next < len(self._steps):
+                    at, _, name, sign = self._steps[self._next]
+                    await trio.sleep_until(t0 + at)
+                    self._step(servers[name], name, sign, t0)
+                    self._next += 1
+                await trio.sleep_forever()
+        finally:
+            for name, depth in self._depth.items():
+                if depth > 0:  # never leave a server hung behind the plan
+                    servers[name].resume()
+
+    def _step(self, server: PauseSwitch, name: str, sign: int, t0: float) -> None:
+        depth = self._depth.get(name, 0)
+        self._depth[name] = depth + sign
+        if sign > 0 and depth == 0:
+            server.pause()
+            self._applied.append((round(trio.current_time() - t0, 9), f"pause {name}"))
+        elif sign < 0 and depth == 1:
+            server.resume()
+            self._applied.append((round(trio.current_time() - t0, 9), f"resume {name}"))

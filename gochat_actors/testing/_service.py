@@ -1,0 +1,153 @@
+"""``open_test_service``: the standard tree with every component in memory, faults at hand."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from .._dsn import Dsn
+from ..cache import MemoryStore
+from ..db import MemoryDB
+from ..idgen import MemoryEtcd, TrioIdClock
+from ..mq import MemoryBroker
+from ..service import Service
+from ..service._backends import ServiceBackends
+from ..service._service import open_service_on
+from ._faults import DEFAULT_SPARED, ServiceFaultPlan, ServiceFaults
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["TestService", "in_memory_settings", "open_test_service"]
+
+_MEMORY = Dsn("memory://")
+
+
+class TestService(Service):
+    """The :class:`~gochat_actors.Service` of :func:`open_test_service`, with
+    :attr:`faults` (its servers' switches) and :meth:`fault_plan`.
+
+    Example::
+
+        async with open_test_service() as svc:
+            svc.faults.cache.pause()
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    faults: ServiceFaults
+    """The switches of the service's in-memory servers."""
+
+    async def fault_plan(
+        self,
+        seed: int,
+        *,
+        duration: float = 10.0,
+        faults: int = 5,
+        include: Sequence[str] = ("**",),
+        exclude: Sequence[str] = DEFAULT_SPARED,
+        servers: Sequence[str] | None = None,
+        max_pause: float | None = None,
+        id: str = "fault-plan",
+    ) -> ServiceFaultPlan:
+        """Start a :class:`ServiceFaultPlan` drawn from ``seed`` as the child ``id`` of
+        the service's tree, and return it: ``faults`` faults over ``duration`` seconds,
+        kills of the children running now and pauses of the in-memory servers. Start it
+        after the children it should target.
+
+        Example::
+
+            plan = await svc.fault_plan(7, duration=30.0, faults=12)
+        """
+        plan = ServiceFaultPlan(
+            self.faults,
+            seed,
+            duration=duration,
+            count=faults,
+            include=include,
+            exclude=exclude,
+            servers=servers,
+            max_pause=max_pause,
+        )
+        await self.supervisor.start_child(plan.spec(id))
+        return plan
+
+
+def in_memory_settings(settings: Settings, *, db_replicas: int | None = None) -> Settings:
+    """``settings`` with every section that names a server pointed at memory: ``[db]``
+    at a :class:`~gochat_actors.db.MemoryDB` primary (and ``db_replicas`` replicas,
+    default as many as ``[db] replicas`` names), ``[cache]`` at ``memory://``, ``[lock]``
+    at the cache's store, ``[mq]`` at ``memory://``, ``[idgen]`` at ``memory://`` etcd.
+    Their other fields (TTLs, probe intervals, prefixes...) are kept.
+
+    Example::
+
+        in_memory_settings(load_settings("chat.toml"), db_replicas=1).cache.url  # memory://
+    """
+    replicas = len(settings.db.replicas) if db_replicas is None else db_replicas
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise ValueError(f"db_replicas must be an int >= 0, got {db_replicas!r}")
+    db = MemoryDB().settings(
+        replicas=replicas, **settings.db.model_dump(exclude={"primary", "replicas"})
+    )
+    return settings.model_copy(
+        update={
+            "db": db,
+            "cache": settings.cache.model_copy(update={"url": _MEMORY}),
+            "lock": settings.lock.model_copy(update={"url": Dsn("")}),
+            "mq": settings.mq.model_copy(update={"brokers": "memory://"}),
+            "idgen": settings.idgen.model_copy(update={"etcd": _MEMORY}),
+        }
+    )
+
+
+@asynccontextmanager
+async def open_test_service(
+    settings: Settings | None = None,
+    *,
+    db_replicas: int | None = None,
+    **open_service_options: Any,
+) -> AsyncIterator[TestService]:
+    """:func:`~gochat_actors.open_service` with every component in memory, on the trio
+    clock (``autojump_clock`` and ``MockClock`` drive all of it); yields a
+    :class:`TestService`.
+
+    ``settings`` defaults to the embedded defaults with the HTTP endpoints off (no file,
+    no environment). Whatever they say, the components run on the service's own
+    in-memory servers (see :func:`in_memory_settings`): a ``MemoryDB`` (``db_replicas``
+    replicas), one ``MemoryStore`` for the cache and the locks, ``MemoryEtcd`` for the
+    machine-ID leases (IDs on a :class:`~gochat_actors.idgen.TrioIdClock`), a
+    ``MemoryBroker`` for the producer and the consumers (``svc.consumer_spec``, and
+    ``consumer_spec`` without settings). ``svc.faults`` reaches their switches.
+    ``open_service_options`` go to ``open_service`` (``children=``, ``components=``,
+    and the root supervisor's ``on_event=``, ``seed=``, ``max_restarts=``...).
+
+    Example::
+
+        async with open_test_service(on_event=trace, seed=7) as svc:
+            svc.faults.cache.pause()
+            svc.faults.db.replica(0).delay = 3.0
+    """
+    if settings is None:
+        from ..config import Settings
+        from ..http import HTTPSettings
+
+        settings = Settings(http=HTTPSettings(enabled=False))
+    settings = in_memory_settings(settings, db_replicas=db_replicas)
+    memdb, store, etcd, broker = MemoryDB(), MemoryStore(), MemoryEtcd(), MemoryBroker()
+    backends = ServiceBackends(
+        db=memdb, cache=store, etcd=etcd, id_clock=TrioIdClock(), broker=broker
+    )
+    faults = ServiceFaults(
+        db=memdb, cache=store, etcd=etcd, broker=broker, replicas=len(settings.db.replicas)
+    )
+    async with open_service_on(
+        settings, backends, service_type=TestService, **open_service_options
+    ) as service:
+        assert isinstance(service, TestService)
+        service.faults = faults
+        try:
+            yield service
+        finally:
+            faults.resume_all()  # a server left paused would hang the components' stop
