@@ -20,12 +20,15 @@ with ``CI=1`` so a missing server fails the clean run instead of skipping tests.
 from __future__ import annotations
 
 import argparse
+import difflib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import tokenize
 import tomllib
 from pathlib import Path
 
@@ -35,9 +38,12 @@ TSLOT = Path("/work/bin/tslot")
 
 # module -> (the files mutated, the tests that check them). Only fast tests: a module's
 # run is minutes, not hours. Server tests are included where they are the relevant ones.
+# test_imports checks that supervisors imports only trio and the stdlib: the mutated copy
+# imports mutmut's trampoline, so it fails whatever the mutant.
+SUPERVISORS_TESTS = ["tests/supervisors", "--ignore=tests/supervisors/test_imports.py"]
 MODULES: dict[str, tuple[list[str], list[str]]] = {
-    "supervisors/_supervisor.py": (["supervisors/_supervisor.py"], ["tests/supervisors"]),
-    "supervisors/_child.py": (["supervisors/_child.py"], ["tests/supervisors"]),
+    "supervisors/_supervisor.py": (["supervisors/_supervisor.py"], SUPERVISORS_TESTS),
+    "supervisors/_child.py": (["supervisors/_child.py"], SUPERVISORS_TESTS),
     "gochat_actors/lock": (
         ["gochat_actors/lock/_locks.py", "gochat_actors/lock/_redis.py"],
         ["tests/gochat_actors/lock"],
@@ -69,9 +75,10 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/gochat_actors/db/test_replicas.py",
         ],
     ),
-    "supervisors/_actor.py": (["supervisors/_actor.py"], ["tests/supervisors"]),
+    "supervisors/_actor.py": (["supervisors/_actor.py"], SUPERVISORS_TESTS),
 }
 
+IGNORED_TOKENS = {tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT}
 LINKED = ["supervisors", "gochat_actors", "tests", "examples", "docs", "README.md", "mkdocs.yml"]
 
 
@@ -127,10 +134,110 @@ def run(module: str) -> int:
     return code
 
 
+def _changed_tokens(diff: str) -> tuple[list[str], list[str]]:
+    """The tokens a mutant's diff removes and adds (positions where the lines differ)."""
+    old = [line[1:] for line in diff.splitlines() if line[:1] == "-" and line[:3] != "---"]
+    new = [line[1:] for line in diff.splitlines() if line[:1] == "+" and line[:3] != "+++"]
+
+    def tokens(lines: list[str]) -> list[str]:
+        try:
+            found = tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline)
+            return [t.string for t in found if t.type not in IGNORED_TOKENS]
+        except (tokenize.TokenError, IndentationError, SyntaxError):
+            return lines
+
+    a, b = tokens(old), tokens(new)
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    removed, added = [], []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            removed += a[i1:i2]
+            added += b[j1:j2]
+    return removed, added
+
+
+def kind_of(diff: str) -> str:
+    """``text`` when the mutant changes only string literals (to other text or None)."""
+    removed, added = _changed_tokens(diff)
+    is_text = all(t[-1:] in "'\"" for t in removed) and all(
+        t[-1:] in "'\"" or t == "None" for t in added
+    )
+    return "text" if removed and is_text else "logic"
+
+
+def report(module: str) -> int:
+    """Write mutants/<slug>/survivors.md: the counts, and each surviving mutant's diff."""
+    where = prepare(module)
+    sys.path.insert(0, str(where))
+    os.chdir(where)
+    from mutmut.mutation.data import SourceFileMutationData
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+    from mutmut.utils.file_utils import walk_mutatable_files
+
+    counts: dict[str, int] = {}
+    rows = []
+    for path in walk_mutatable_files():
+        data = SourceFileMutationData(path=path)
+        data.load()
+        for name, code in data.exit_code_by_key.items():
+            status = status_by_exit_code[code]
+            counts[status] = counts.get(status, 0) + 1
+            if status in ("survived", "timeout", "suspicious", "no tests"):
+                diff = get_diff_for_mutant(name, path=path)
+                rows.append((status, kind_of(diff) if status == "survived" else "", name, diff))
+    lines = [f"# {module}", "", ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), ""]
+    for status, kind, name, diff in rows:
+        changed = [x for x in diff.splitlines() if x[:1] in "+-" and x[:3] not in ("---", "+++")]
+        lines += [f"## {status} {kind} {name}", "```diff", *changed, "```", ""]
+    out = where / "survivors.md"
+    out.write_text("\n".join(lines))
+    texts = sum(1 for r in rows if r[1] == "text")
+    print(f"{module}: {counts}; {texts} of the survivors change text only; see {out}")
+    return 0
+
+
+def check(module: str, mutants: list[str], tests: list[str]) -> int:
+    """Run ``tests`` (the working tree's current versions) against each of ``mutants`` of
+    ``module`` in turn, all in one test slot: how a new test is seen to fail with a
+    mutant and pass without (the mutant ``""``). Needs the module's mutants generated by
+    a run. Exit status 0 when the tests pass without a mutant and fail with each one."""
+    copies = WORK / slug(module) / "mutants"
+    if not copies.exists():
+        raise SystemExit(f"no mutants for {module} yet: run `make mutants MODULE={module}`")
+    if TSLOT.exists() and not os.environ.get("MUTANTS_IN_SLOT"):
+        again = [sys.executable, __file__, module, "--tests", *tests, "--check", *mutants]
+        env = {**os.environ, "MUTANTS_IN_SLOT": "1"}
+        return subprocess.call([str(TSLOT), *again], env=env)
+    shutil.copytree(ROOT / "tests", copies / "tests", dirs_exist_ok=True)
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    wrong = 0
+    for mutant in mutants:
+        env = {**os.environ, "CI": "1", "MUTANT_UNDER_TEST": mutant}
+        result = subprocess.run(command, cwd=copies, env=env, capture_output=True, text=True)
+        last = (result.stdout.strip().splitlines() or ["?"])[-1]
+        verdict = ("passes" if result.returncode == 0 else "FAILS") + f": {last}"
+        expected = (result.returncode == 0) == (mutant == "")
+        wrong += not expected
+        print(f"{'ok ' if expected else 'BAD'} {mutant or '(no mutant)'}: tests {verdict}")
+    return 1 if wrong else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(MODULES))
     parser.add_argument("--list", action="store_true", help="list the modules and their tests")
+    parser.add_argument(
+        "--report", action="store_true", help="write each module's survivors to survivors.md"
+    )
+    parser.add_argument("--report-one", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--check",
+        nargs="+",
+        metavar="MUTANT",
+        help="run the --tests against each MUTANT of the one MODULE given ('' = no mutant)",
+    )
+    parser.add_argument("--tests", nargs="+", default=[], help="the tests for --check")
     parser.add_argument("--clean", action="store_true", help="forget a module's earlier results")
     args = parser.parse_args()
     if args.list:
@@ -140,6 +247,17 @@ def main() -> int:
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
+    if args.check:
+        if len(args.modules) != 1:
+            parser.error("--check needs exactly one MODULE")
+        return check(args.modules[0], args.check, args.tests)
+    if args.report:
+        for module in args.modules or list(MODULES):
+            if (WORK / slug(module) / "mutants").exists():
+                subprocess.check_call([sys.executable, __file__, "--report-one", module])
+        return 0
+    if args.report_one:
+        return report(args.report_one)
     worst = 0
     for module in args.modules or list(MODULES):
         if args.clean:

@@ -1,0 +1,170 @@
+"""Behaviours of ``_supervisor.py`` that the mutation run (``make mutants``) found
+unchecked: each test asserts what a surviving mutant changed (its name in the comment),
+so the mutant now fails it. docs/testing.md, "How the project checks its tests"."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from supervisors import (
+    ChildRestarting,
+    ChildSpec,
+    ChildStartError,
+    ChildStartFailed,
+    ChildState,
+    Escalating,
+    RestartIntensityExceeded,
+    current_child,
+    open_supervisor,
+    supervisor_spec,
+)
+
+from ._helpers import Boom, Controlled, Recorder, until
+
+
+async def test_count_children_tells_supervisors_from_workers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # count_children__mutmut_5 (kind != "supervisor"): one of each could not tell.
+    ctl = Controlled()
+    children = [
+        ChildSpec("w1", ctl, args=("w1",)),
+        ChildSpec("w2", ctl, args=("w2",)),
+        supervisor_spec("s", [ChildSpec("x", ctl, args=("x",))]),
+    ]
+    async with open_supervisor(children) as sup:
+        counts = sup.count_children()
+    assert (counts.specs, counts.active, counts.supervisors, counts.workers) == (3, 3, 1, 2)
+
+
+async def test_escalation_event_and_error_say_who_when_and_why(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # _escalate__mutmut_4/6/7/8/16: the Escalating event's time, exception, restarts and
+    # window, and the error's supervisor path.
+    async def crash(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep(1)
+        raise Boom("again")
+
+    rec = Recorder()
+    with pytest.raises(RestartIntensityExceeded) as info:
+        async with open_supervisor(
+            [ChildSpec("c", crash)], max_restarts=2, max_seconds=7.5, backoff=None, on_event=rec
+        ):
+            await trio.sleep_forever()
+    (escalating,) = rec.of(Escalating)
+    assert (escalating.supervisor, escalating.child) == ("", "c")
+    assert isinstance(escalating.exception, Boom)
+    assert (escalating.restarts, escalating.window) == (2, 7.5)
+    assert escalating.time == 3.0  # the third crash, one second apart
+    error = info.value
+    assert (error.supervisor, error.child, error.restarts, error.window) == ("", "c", 2, 7.5)
+    assert isinstance(error.__cause__, Boom)
+
+
+async def test_a_child_that_restarts_itself_counts_each_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # _after_self_stop__mutmut_4 (restarts = 1), _10/_22 (the delay 0.0 becomes None or
+    # 1.0): a self-restart counts per child and starts the next incarnation at once.
+    starts: list[float] = []
+
+    async def again(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        starts.append(trio.current_time())
+        task_status.started()
+        if len(starts) < 4:
+            await trio.sleep(1)
+            sup = current_child().supervisor
+            await sup.restart_child("a")
+        await trio.sleep_forever()
+
+    async with open_supervisor([ChildSpec("a", again)]) as sup:
+        await until(sup, lambda: len(starts) == 4)
+        (info,) = sup.which_children()
+    assert info.restarts == 3
+    assert info.state is ChildState.RUNNING
+    assert starts == [0.0, 1.0, 2.0, 3.0]
+
+
+async def test_a_child_that_terminates_itself_is_not_restarted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # _after_self_stop__mutmut_3 (restart_at = None instead of inf).
+    starts = 0
+
+    async def once(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal starts
+        starts += 1
+        task_status.started()
+        await current_child().supervisor.terminate_child("a")
+        await trio.sleep_forever()
+
+    async with open_supervisor([ChildSpec("a", once)]) as sup:
+        await until(sup, lambda: sup.which_children()[0].state is ChildState.TERMINATED)
+        await trio.sleep(60)
+        (info,) = sup.which_children()
+        assert info.state is ChildState.TERMINATED
+    assert starts == 1
+
+
+async def test_a_child_that_fails_to_start_is_forgotten_with_its_path_in_the_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # start_child__mutmut_31 (the error's child path), _37.._40 (the failed child removed).
+    ctl = Controlled()
+    ctl.fail_start["late"] = 1
+    rec = Recorder()
+    async with open_supervisor([ChildSpec("w", ctl, args=("w",))], on_event=rec) as sup:
+        with pytest.raises(ChildStartError) as info:
+            await sup.start_child(ChildSpec("late", ctl, args=("late",)))
+        assert info.value.child == "late"
+        assert isinstance(info.value.__cause__, Boom)
+        assert [c.id for c in sup.which_children()] == ["w"]
+        # the id is free again
+        assert await sup.start_child(ChildSpec("late", ctl, args=("late",))) == "late"
+    (failed,) = rec.of(ChildStartFailed)
+    assert failed.child == "late"
+
+
+async def test_a_dependent_failing_while_its_dependency_starts_is_not_a_root_cause(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # _fail__mutmut_2 (no blocking dependency: the failure counts toward the intensity),
+    # _19.._31 (its restart's cause, delay, time): a child that fails while a dependency
+    # is down restarts after it, with the dependency as the cause, and is not counted.
+    db_ready = trio.Event()
+    app_crash = trio.Event()
+    starts: list[str] = []
+
+    async def db(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        starts.append(f"db@{trio.current_time():g}")
+        if len(starts) > 2:
+            await db_ready.wait()  # the manual restart's start takes a while
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def app(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        starts.append(f"app@{trio.current_time():g}")
+        task_status.started()
+        if starts.count(starts[-1]) == 1 and len(starts) == 2:
+            await app_crash.wait()
+            raise Boom("the db went away")
+        await trio.sleep_forever()
+
+    rec = Recorder()
+    children = [ChildSpec("db", db), ChildSpec("app", app, depends_on=("db",))]
+    async with open_supervisor(children, max_restarts=0, on_event=rec) as sup:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.restart_child, "db")
+            await until(sup, lambda: len(starts) == 3)  # db's new start is under way
+            await trio.sleep(1)
+            app_crash.set()
+            await trio.sleep(1)
+            db_ready.set()
+        await until(sup, lambda: all(c.state is ChildState.RUNNING for c in sup.which_children()))
+    assert not rec.of(Escalating)
+    restarts = [(e.child, e.cause, e.delay) for e in rec.of(ChildRestarting)]
+    assert ("app", "db", 0.0) in restarts, restarts
