@@ -192,6 +192,22 @@ def report(module: str) -> int:
         lines += [f"## {status} {kind} {name}", "```diff", *changed, "```", ""]
     out = where / "survivors.md"
     out.write_text("\n".join(lines))
+    # For docs/mutants.md: the survivors by kind, then by function, with their numbers.
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for status, kind, name, _ in rows:
+        function, _, number = name.rpartition("__mutmut_")
+        function = (
+            function.rpartition(".")[2]
+            .removeprefix("x_")
+            .removeprefix("x")
+            .replace("ǁ", ".")
+            .strip(".")
+        )
+        grouped.setdefault((f"{status} {kind}".strip(), function), []).append(number)
+    summary = [f"### {module}", ""]
+    for (what, function), numbers in sorted(grouped.items()):
+        summary.append(f"- {what}: `{function}` {', '.join(numbers)}")
+    (where / "survivors-summary.md").write_text("\n".join(summary) + "\n")
     texts = sum(1 for r in rows if r[1] == "text")
     print(f"{module}: {counts}; {texts} of the survivors change text only; see {out}")
     return 0

@@ -15,9 +15,11 @@ from supervisors import (
     ChildStartFailed,
     ChildState,
     Escalating,
+    Health,
     RestartIntensityExceeded,
     current_child,
     open_supervisor,
+    set_health,
     supervisor_spec,
 )
 
@@ -68,8 +70,8 @@ async def test_escalation_event_and_error_say_who_when_and_why(
 async def test_a_child_that_restarts_itself_counts_each_restart(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    # _after_self_stop__mutmut_4 (restarts = 1), _10/_22 (the delay 0.0 becomes None or
-    # 1.0): a self-restart counts per child and starts the next incarnation at once.
+    # _after_self_stop__mutmut_4 (restarts = 1), _10/_12/_22 (the restart event's delay
+    # and cause): a self-restart counts per child and starts the next incarnation at once.
     starts: list[float] = []
 
     async def again(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -81,18 +83,21 @@ async def test_a_child_that_restarts_itself_counts_each_restart(
             await sup.restart_child("a")
         await trio.sleep_forever()
 
-    async with open_supervisor([ChildSpec("a", again)]) as sup:
+    rec = Recorder()
+    async with open_supervisor([ChildSpec("a", again)], on_event=rec) as sup:
         await until(sup, lambda: len(starts) == 4)
         (info,) = sup.which_children()
     assert info.restarts == 3
     assert info.state is ChildState.RUNNING
     assert starts == [0.0, 1.0, 2.0, 3.0]
+    assert [(e.child, e.delay, e.cause) for e in rec.of(ChildRestarting)] == [("a", 0.0, "a")] * 3
 
 
 async def test_a_child_that_terminates_itself_is_not_restarted(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    # _after_self_stop__mutmut_3 (restart_at = None instead of inf).
+    # The other half of _after_self_stop: terminated, it stays so (restart_at = None for
+    # inf, _after_self_stop__mutmut_3, survives: a terminated child is never scheduled).
     starts = 0
 
     async def once(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -133,8 +138,8 @@ async def test_a_dependent_failing_while_its_dependency_starts_is_not_a_root_cau
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # _fail__mutmut_2 (no blocking dependency: the failure counts toward the intensity),
-    # _19.._31 (its restart's cause, delay, time): a child that fails while a dependency
-    # is down restarts after it, with the dependency as the cause, and is not counted.
+    # _9/_11/_19.._31 but _22/_24 (its restart's time, cause, delay): a child that fails
+    # while a dependency is down restarts after it, caused by it, and is not counted.
     db_ready = trio.Event()
     app_crash = trio.Event()
     starts: list[str] = []
@@ -168,3 +173,50 @@ async def test_a_dependent_failing_while_its_dependency_starts_is_not_a_root_cau
     assert not rec.of(Escalating)
     restarts = [(e.child, e.cause, e.delay) for e in rec.of(ChildRestarting)]
     assert ("app", "db", 0.0) in restarts, restarts
+
+
+async def test_a_start_child_its_caller_gave_up_on_stays_terminated(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # start_child__mutmut_37/39: the caller was cancelled before the child was ready: the
+    # start is stopped and the spec kept, TERMINATED (not dropped, not restarted).
+    starts = 0
+
+    async def slow(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal starts
+        starts += 1
+        await trio.sleep(10)
+        task_status.started()
+        await trio.sleep_forever()
+
+    async with open_supervisor([]) as sup:
+        with trio.move_on_after(1):
+            await sup.start_child(ChildSpec("slow", slow))
+        await trio.sleep(20)
+        assert [(c.id, c.state) for c in sup.which_children()] == [
+            ("slow", ChildState.TERMINATED)
+        ]
+    assert starts == 1
+
+
+async def test_a_new_incarnation_starts_healthy_with_no_reason(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # _spawn__mutmut_19/20: the reason the last incarnation gave stayed on the new one.
+    runs = 0
+
+    async def sick(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal runs
+        runs += 1
+        task_status.started()
+        if runs == 1:
+            set_health(Health.DEGRADED, "replica lagging")
+            await trio.sleep(1)
+            raise Boom("lost it")
+        await trio.sleep_forever()
+
+    async with open_supervisor([ChildSpec("s", sick)], backoff=None) as sup:
+        await until(sup, lambda: sup.which_children()[0].health_reason == "replica lagging")
+        await until(sup, lambda: runs == 2)
+        (info,) = sup.which_children()
+        assert (info.health, info.health_reason) == (Health.OK, "")
