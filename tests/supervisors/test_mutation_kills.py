@@ -9,14 +9,17 @@ import trio
 import trio.testing
 
 from supervisors import (
+    ChildExited,
     ChildRestarting,
     ChildSpec,
     ChildStartError,
     ChildStartFailed,
     ChildState,
     Escalating,
+    ExitReason,
     Health,
     RestartIntensityExceeded,
+    Strategy,
     current_child,
     open_supervisor,
     set_health,
@@ -220,3 +223,85 @@ async def test_a_new_incarnation_starts_healthy_with_no_reason(
         await until(sup, lambda: runs == 2)
         (info,) = sup.which_children()
         assert (info.health, info.health_reason) == (Health.OK, "")
+
+
+def test_a_nested_supervisor_budget_is_its_childrens_plus_one_unless_given() -> None:
+    # supervisor_spec__mutmut_13/18/39: the default shutdown budget, and a given one.
+    async def idle() -> None:
+        await trio.sleep_forever()
+
+    children = [ChildSpec("a", idle, shutdown=2.0), ChildSpec("b", idle, shutdown=3.0)]
+    assert supervisor_spec("s", children).shutdown == 6.0
+    assert supervisor_spec("s", children, shutdown=4.0).shutdown == 4.0
+
+
+async def test_health_during_a_restart_storm_is_not_live_up_the_tree(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # health__mutmut_10/11/12 (the storm's threshold, live), _25 (a subtree's liveness),
+    # _32 (a stopped child hides the children after it), _34 (ready is False).
+    ctl = Controlled()
+    inner = supervisor_spec(
+        "inner", [ChildSpec("c", ctl, args=("c",))], max_restarts=2, max_seconds=60, backoff=None
+    )
+    children = [
+        ChildSpec("gone", ctl, args=("gone",)),
+        ChildSpec("w", ctl, args=("w",)),
+        inner,
+    ]
+    async with open_supervisor(children, max_restarts=10, backoff=None) as sup:
+        assert sup.health().live is True
+        await sup.terminate_child("gone")
+        for _ in range(2):
+            starts = ctl.starts["c"]
+            ctl.crash("c")
+            await until(sup, lambda: ctl.starts["c"] == starts + 1)  # noqa: B023
+            await trio.testing.wait_all_tasks_blocked()
+        report = sup.health()
+        assert report.live is False
+        assert report.ready is False
+        assert any("inner: restart storm (2 restarts" in r for r in report.reasons), report
+        await sup.terminate_child("w")
+        ctl.fail_start["w"] = 1
+        with pytest.raises(ChildStartError):
+            await sup.restart_child("w")
+        report = sup.health()
+        assert "w: failed" in report.reasons, report
+        assert report.ready is False
+
+
+async def test_a_sibling_that_died_in_the_same_failure_is_reported_with_its_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # _claim__mutmut_20/21/27: the victim that had died on its own is reported with its
+    # exception, and keeps it as its last error.
+    runs: dict[str, int] = {}
+
+    def crash_once(name: str) -> ChildSpec:
+        async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            runs[name] = runs.get(name, 0) + 1
+            task_status.started()
+            if runs[name] == 1:
+                await trio.sleep(1)
+                raise Boom(f"{name} crashed")
+            await trio.sleep_forever()
+
+        return ChildSpec(name, child)
+
+    rec = Recorder()
+    async with open_supervisor(
+        [crash_once("a"), crash_once("b")],
+        strategy=Strategy.ONE_FOR_ALL,
+        max_restarts=1,
+        backoff=None,
+        on_event=rec,
+    ) as sup:
+        await until(sup, lambda: runs == {"a": 2, "b": 2})
+        errors = {i.id: str(i.last_error) for i in sup.which_children()}
+    exits = [
+        (e.child, str(e.exception), e.will_restart)
+        for e in rec.of(ChildExited)
+        if e.reason is ExitReason.EXCEPTION
+    ]
+    assert sorted(exits) == [("a", "a crashed", True), ("b", "b crashed", True)]
+    assert errors == {"a": "a crashed", "b": "b crashed"}
