@@ -6,7 +6,7 @@
 mutmut 3 reads its settings from ``[tool.mutmut]`` in ``pyproject.toml`` in the directory
 it runs in, and keeps its work (mutated copies, stats, results) in ``mutants/`` there. One
 settings table cannot give each module its own tests, so each module gets its own
-directory ``mutants/<slug>/``: links to the sources and the tests, and a copy of
+directory ``mutants/<slug>/``: copies of the sources and the tests, and a copy of
 ``pyproject.toml`` whose ``[tool.mutmut]`` is the repository's with ``only_mutate`` and the
 test selection of that module. Its results stay there (``cd mutants/<slug> && mutmut
 results``, ``mutmut show NAME``) and a rerun retests only what changed.
@@ -79,7 +79,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
 }
 
 IGNORED_TOKENS = {tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT}
-LINKED = ["supervisors", "gochat_actors", "tests", "examples", "docs", "README.md", "mkdocs.yml"]
+COPIED = ["supervisors", "gochat_actors", "tests", "examples", "docs", "README.md", "mkdocs.yml"]
 
 
 def slug(module: str) -> str:
@@ -107,10 +107,19 @@ def prepare(module: str) -> Path:
     files, tests = MODULES[module]
     where = WORK / slug(module)
     where.mkdir(parents=True, exist_ok=True)
-    for name in LINKED:
-        link = where / name
-        if not link.is_symlink():
-            link.symlink_to(ROOT / name)
+    # Copies, not links: hatchling walks each real directory once, so a link to
+    # supervisors/ under mutants/ made it skip the real one (sdist and wheel without it).
+    # copy2 keeps modification times: mutmut regenerates only the files that changed.
+    for name in COPIED:
+        source, copy = ROOT / name, where / name
+        if copy.is_symlink() or copy.is_file():
+            copy.unlink()
+        elif copy.is_dir():
+            shutil.rmtree(copy)
+        if source.is_dir():
+            shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy)
     wanted = pyproject_for(files, tests)
     config = where / "pyproject.toml"
     if not config.exists() or config.read_text() != wanted:
