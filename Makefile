@@ -12,7 +12,7 @@ export NO_MKDOCS_2_WARNING := 1
 
 .DEFAULT_GOAL := help
 .PHONY: help demo test install install-dev services-up services-down services-status \
-	lint typecheck docs pytest clean
+	lint typecheck docs pytest mutants clean
 
 help:
 	@echo "make demo             create .venv, install, run 'gochat-actors demo'"
@@ -23,6 +23,8 @@ help:
 	@echo "make services-down    stop the servers that services-up started"
 	@echo "make services-status  show each server"
 	@echo "make lint | typecheck | docs | pytest   one step of 'make test'"
+	@echo "make mutants [MODULE=supervisors/_supervisor.py]   mutation testing (mutmut) of one"
+	@echo "                      safety-critical module, or all in turn; not part of 'make test'"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +75,12 @@ docs: install-dev
 
 pytest: install-dev services-up
 	$(BIN)/pytest
+
+# Mutation testing: slow (minutes to an hour a module), so never part of `make test`.
+# MODULE empty = every module of scripts/mutants.py, in order. Results: docs/testing.md.
+MODULE ?=
+mutants: install-dev
+	$(BIN)/python scripts/mutants.py $(MODULE)
 
 clean:
 	rm -rf site .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
