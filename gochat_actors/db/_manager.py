@@ -47,6 +47,7 @@ from .._dsn import Dsn
 from .._exceptions import DBCommitUnknown, DBError, DBRetryExhausted, DBTimeout, DBUnavailable
 from .._slot import Slot
 from ..log import get_logger
+from ..tracing._hooks import db_transaction_span
 from ._classify import NO_TABLE
 from ._errors import is_retryable
 from ._protocol import CommitState, DBBackend, DBServer, ReplicaStatus, commit_session
@@ -570,7 +571,8 @@ class DBManager:
     ) -> AsyncIterator[DBSession]:
         deadline = _deadline(timeout)
         session = DBSession(self, mode)
-        with trio.CancelScope(deadline=deadline) as scope:
+        span = db_transaction_span(self.settings.primary, mode.name.lower())
+        with span, trio.CancelScope(deadline=deadline) as scope:
             if mode is Mode.READER:
                 route = functools.partial(self._route_read, consistent=consistent)
                 await self._attach_session(session, route)

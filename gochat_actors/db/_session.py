@@ -28,6 +28,7 @@ from supervisors import cleanup_scope
 
 from .._exceptions import DBCommitUnknown, DBError, DBUnavailable
 from ..log import get_logger
+from ..tracing._hooks import db_statement_span
 from ._classify import NO_TABLE, classify, table_label
 from ._protocol import CommitState, DBServer, DBSessionHandle, commit_session
 
@@ -290,17 +291,18 @@ class DBSession:
         if write and operation != "select":
             self._note_write()
         metrics = self._db._metrics
-        if self._mode is Mode.WRITER:  # each call commits: see _committed
-            state = self._live().commit_state()
-            run = functools.partial(self._call, _then_commit, fn, args, state)
+        with db_statement_span(self._db.settings.primary, operation, table):
+            if self._mode is Mode.WRITER:  # each call commits: see _committed
+                state = self._live().commit_state()
+                run = functools.partial(self._call, _then_commit, fn, args, state)
+                if metrics is None:
+                    return await self._committed(state, run)
+                with metrics.time_db_query(operation, table):
+                    return await self._committed(state, run)
             if metrics is None:
-                return await self._committed(state, run)
+                return await self._call(fn, *args)
             with metrics.time_db_query(operation, table):
-                return await self._committed(state, run)
-        if metrics is None:
-            return await self._call(fn, *args)
-        with metrics.time_db_query(operation, table):
-            return await self._call(fn, *args)
+                return await self._call(fn, *args)
 
     async def _committed(
         self, state: CommitState, run: Callable[[], Any], *, sticky: bool = False

@@ -39,8 +39,9 @@ from supervisors import (
 
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MessageTooLarge, MQError, MQUnavailable
-from ..log import get_logger, new_trace_id, reset_trace_id, set_trace_id, trace_context
+from ..log import get_logger, new_trace_id, trace_context
 from ..metrics import Metrics, observe_many
+from ..tracing._hooks import process_ended, process_started
 from ._connect import BrokerWatch, Connection
 from ._memory import MemoryBroker
 from ._message import (
@@ -576,6 +577,7 @@ class _Session:
         consumer = self.consumer
         processor = consumer._processor
         timeout = consumer._processing_timeout
+        group = consumer.group_id
         histogram = consumer._metric("mq_processing_duration", part.tp.topic)
         timings: list[float] | None = [] if histogram is not None else None
         decode = Message.from_record
@@ -599,7 +601,7 @@ class _Session:
                         now = perf_counter()
                     else:
                         error: Exception | None = None
-                        token = set_trace_id(msg.trace_id)
+                        token = process_started(msg, group)  # trace + span in logs (spans)
                         start = perf_counter()
                         try:
                             if timeout is None:
@@ -610,7 +612,7 @@ class _Session:
                         except Exception as exc:
                             error = exc
                         finally:
-                            reset_trace_id(token)
+                            process_ended(token, error)
                         now = perf_counter()
                         if timings is not None:
                             timings.append(now - start)
@@ -668,18 +670,20 @@ class _Session:
             await trio.sleep(delay)
             attempts += 1
             start = time.perf_counter()
+            token = process_started(msg, consumer.group_id)
+            failed: Exception | None = None
             try:
-                with trace_context(msg.trace_id):
-                    if timeout is None:
+                if timeout is None:
+                    await consumer._processor(msg)
+                else:
+                    with trio.fail_after(timeout):
                         await consumer._processor(msg)
-                    else:
-                        with trio.fail_after(timeout):
-                            await consumer._processor(msg)
             except Exception as exc:
-                error = exc
+                error = failed = exc
             else:
                 return True
             finally:
+                process_ended(token, failed)
                 if histogram is not None:
                     histogram.observe(time.perf_counter() - start)
         await self._dead_letter(record, msg, error, attempts)

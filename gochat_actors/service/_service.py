@@ -20,9 +20,10 @@ from ..db import DBManager
 from ..http import HTTPEndpoints
 from ..idgen import IdGenerator
 from ..lock import Locks
-from ..log import TRACE_ID_KEY, configured, event_logger, get_logger
+from ..log import SPAN_ID_KEY, TRACE_ID_KEY, configured, event_logger, get_logger
 from ..metrics import Metrics, RuntimeMetrics
 from ..mq import Producer, consumer_spec
+from ..tracing._hooks import leave_trace
 
 if TYPE_CHECKING:  # config imports this package (for ServiceSettings): import it lazily
     from ..config import Settings
@@ -149,7 +150,8 @@ def untraced(spec: ChildSpec) -> ChildSpec:
         *args: Any, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
     ) -> None:
         # this task's own copy of the context: the starter's binding is untouched
-        structlog.contextvars.unbind_contextvars(TRACE_ID_KEY)
+        structlog.contextvars.unbind_contextvars(TRACE_ID_KEY, SPAN_ID_KEY)
+        leave_trace()  # and OpenTelemetry's current span, when spans are on
         if takes_status:
             await target(*args, task_status=task_status)
         else:

@@ -1,0 +1,258 @@
+"""What components call: one hook per traced operation, each a few lines at its call
+site. With spans off a hook returns :data:`NO_SPAN` (a shared no-op) after one
+attribute read; attributes are built only when spans are on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from random import getrandbits
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..log import SpanToken, current_trace_id, new_trace_id, reset_span, set_span
+from ._switch import SPANS, spans
+from ._w3c import is_w3c_trace_id
+
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+    from ._otel import Span
+
+__all__ = [
+    "NO_SPAN",
+    "SpanLike",
+    "cache_span",
+    "db_statement_span",
+    "db_transaction_span",
+    "idgen_event",
+    "idgen_span",
+    "leave_trace",
+    "lock_span",
+    "message_trace",
+    "process_ended",
+    "process_started",
+    "send_span",
+]
+
+
+class SpanLike(Protocol):
+    """A span as the components use it: a ``with`` block, attributes set inside."""
+
+    def set(self, key: str, value: Any) -> None: ...
+
+    def __enter__(self) -> SpanLike: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class _NoSpan:
+    __slots__ = ()
+
+    def set(self, key: str, value: Any) -> None:
+        pass
+
+    def __enter__(self) -> _NoSpan:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+
+NO_SPAN = _NoSpan()
+"""What every hook returns while spans are off."""
+
+
+def _on() -> Any:
+    return SPANS.on if SPANS.checked else spans()
+
+
+def leave_trace() -> None:
+    """Leave OpenTelemetry's current span in this task (its own context copy): a child
+    actor started from inside a span must not make all its work that span's."""
+    on = _on()
+    if on is not None:
+        on.leave()
+
+
+# -- mq ----------------------------------------------------------------------------------
+def message_trace(trace_id: str | None = None) -> tuple[bytes, bytes | None]:
+    """A produced message's ``trace_id`` and ``traceparent`` header values.
+
+    The trace: ``trace_id``, else the current span's (spans on), else the log context's,
+    else a new one. The parent span: the current span (spans on: the ``send`` span),
+    else a new span ID. No ``traceparent`` when the trace ID is not W3C-shaped (a
+    ``trace_id`` from elsewhere, e.g. ``"req-7"``): only the seed's header then.
+    """
+    on = SPANS.on if SPANS.checked else spans()
+    if on is not None:
+        ids = on.current_ids()
+        if ids is not None and (trace_id is None or trace_id == ids[0]):
+            return ids[0].encode(), b"00-%s-%s-%s" % (
+                ids[0].encode(),
+                ids[1].encode(),
+                b"01" if ids[2] else b"00",
+            )
+    if trace_id is None:
+        trace_id = current_trace_id()
+        if trace_id is None:  # new_trace_id's are W3C-shaped: no check
+            tid = new_trace_id().encode()
+            return tid, b"00-%s-%016x-01" % (tid, getrandbits(64) or 1)
+    tid = trace_id.encode()
+    if not is_w3c_trace_id(trace_id):
+        return tid, None
+    return tid, b"00-%s-%016x-01" % (tid, getrandbits(64) or 1)
+
+
+def send_span(topic: str, partition: int | None = None, count: int = 1) -> SpanLike:
+    """``send <topic>`` (kind producer) around a send, from the call to the broker's
+    acknowledgement; its span ID is the messages' ``traceparent`` parent."""
+    on = SPANS.on if SPANS.checked else spans()
+    if on is None:
+        return NO_SPAN
+    attributes: dict[str, AttributeValue] = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+    }
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    if count != 1:
+        attributes["messaging.batch.message_count"] = count
+    span: SpanLike = on.start(f"send {topic}", "producer", attributes)
+    return span
+
+
+class _Message(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, bytes]: ...
+    @property
+    def trace_id(self) -> str: ...
+
+
+def process_started(msg: _Message, group: str) -> SpanToken | Span:
+    """Bind a consumed message's trace and a processing span (logs carry both IDs);
+    with spans on, start ``process <topic>`` (kind consumer), the child of the span its
+    ``traceparent`` names. Always paired with :func:`process_ended` in a ``finally``."""
+    on = SPANS.on if SPANS.checked else spans()
+    if on is None:
+        return set_span(msg.trace_id, "%016x" % (getrandbits(64) or 1))
+    span: Span = on.process(
+        msg.trace_id,
+        msg.headers,
+        f"process {msg.topic}",
+        {
+            "messaging.system": "kafka",
+            "messaging.destination.name": msg.topic,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.consumer.group.name": group,
+            "messaging.destination.partition.id": str(msg.partition),
+            "messaging.kafka.offset": msg.offset,
+        },
+    )
+    return span
+
+
+def process_ended(token: SpanToken | Span, error: BaseException | None) -> None:
+    """End what :func:`process_started` began (``error``: the processor's, if any)."""
+    if type(token) is tuple:
+        reset_span(token)
+    else:
+        token.end(error)  # type: ignore[union-attr]  # a Span: the only other kind
+
+
+# -- db, cache, lock, idgen (each operation a network round trip: a call is noise) ------
+def _db_system(url: object) -> str:
+    scheme = str(getattr(url, "scheme", "")).split("+", 1)[0]
+    return {"mysql": "mysql", "mariadb": "mariadb", "sqlite": "sqlite"}.get(scheme, scheme)
+
+
+def db_statement_span(primary_url: object, operation: str, table: str) -> SpanLike:
+    """``<operation> <table>`` (kind client) around one statement (``db.system`` from
+    the primary's URL scheme, ``db.operation.name``, ``db.collection.name``)."""
+    on = _on()
+    if on is None:
+        return NO_SPAN
+    span: SpanLike = on.start(
+        f"{operation} {table}" if table else operation,
+        "client",
+        {
+            "db.system": _db_system(primary_url),
+            "db.operation.name": operation,
+            "db.collection.name": table,
+        },
+    )
+    return span
+
+
+def db_transaction_span(primary_url: object, mode: str) -> SpanLike:
+    """``db.transaction`` (kind internal) around a writer/reader/transaction block:
+    its statements are its children."""
+    on = _on()
+    if on is None:
+        return NO_SPAN
+    span: SpanLike = on.start(
+        "db.transaction",
+        "internal",
+        {"db.system": _db_system(primary_url), "gochat.db.mode": mode},
+    )
+    return span
+
+
+def cache_span(url: object, op: str, key: str) -> SpanLike:
+    """``<OP>`` (kind client) around one cache operation: ``db.system`` is ``redis``
+    (``memory`` for the in-memory cache), the key goes in ``gochat.cache.key``."""
+    on = _on()
+    if on is None:
+        return NO_SPAN
+    scheme = str(getattr(url, "scheme", ""))
+    span: SpanLike = on.start(
+        op.upper(),
+        "client",
+        {
+            "db.system": "memory" if scheme == "memory" else "redis",
+            "db.operation.name": op.upper(),
+            "gochat.cache.key": key,
+        },
+    )
+    return span
+
+
+def lock_span(op: str, name: str) -> SpanLike:
+    """``lock.acquire`` (the attempts until held or refused) or ``lock.hold`` (the
+    ``async with`` body, renewals included) for the lock ``name``."""
+    on = _on()
+    if on is None:
+        return NO_SPAN
+    span: SpanLike = on.start(f"lock.{op}", "internal", {"gochat.lock.name": name})
+    return span
+
+
+def idgen_span(op: str, **attributes: AttributeValue) -> SpanLike:
+    """``idgen.<op>`` around a machine-ID lease step (acquire, renew, release)."""
+    on = _on()
+    if on is None:
+        return NO_SPAN
+    span: SpanLike = on.start(f"idgen.{op}", "internal", dict(attributes))
+    return span
+
+
+def idgen_event(name: str, **attributes: AttributeValue) -> None:
+    """A point event of the machine-ID lease (``lost``...): a span that ends at once."""
+    on = _on()
+    if on is None:
+        return
+    with on.start(f"idgen.{name}", "internal", dict(attributes)):
+        pass
