@@ -5,10 +5,12 @@ Runs ``benchmarks.bench_mq --one <contender>`` for ``send_ours``, ``bulk_ours`` 
 commit before a change, unpacked), alternating A and B run by run, each in a fresh
 interpreter, and prints each contender's median rates and B/A ratio. The peer contenders
 of ``bench_mq`` do not change between trees, so they are left out: what is compared is
-ours before and after, on the same broker in the same minutes.
+ours before and after, on the same broker in the same minutes. The rows go to
+``benchmarks/results/mq-ab.json`` (ours = B, peer = A), with ``--change`` saying what
+B changed.
 
-Run: ``.venv/bin/python -m benchmarks.ab_mq --base /tmp/base`` (needs the broker at
-127.0.0.1:9092, like ``bench_mq``).
+Run: ``.venv/bin/python -m benchmarks.ab_mq --base /tmp/base --change "..."`` (needs the
+broker at 127.0.0.1:9092, like ``bench_mq``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from benchmarks._report import Row, write_results
 
 CONTENDERS = ("send_ours", "bulk_ours", "consume_ours")
 HERE = Path(__file__).resolve().parents[1]
@@ -41,6 +45,8 @@ def main() -> None:
     parser.add_argument("--base", type=Path, required=True)
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--change", default="", help="what B changed (goes in the notes)")
+    parser.add_argument("--target", default=">= 0.95x")
     opts = parser.parse_args()
     trees = {"A": opts.base.resolve(), "B": HERE}
     rates: dict[tuple[str, str], list[float]] = {}
@@ -51,10 +57,37 @@ def main() -> None:
                 rate = one(trees[side], name, opts.n)
                 rates.setdefault((name, side), []).append(rate)
                 print(f"  round {round_ + 1} {name:13s} {side} {rate:12,.0f} msg/s", flush=True)
-    for name in CONTENDERS:
-        a = statistics.median(rates[(name, "A")])
-        b = statistics.median(rates[(name, "B")])
-        print(f"{name:13s} A {a:10,.0f}  B {b:10,.0f}  B/A {b / a:.3f}")
+    what = {
+        "send_ours": "produce 1 KB, 1,000 senders awaiting acks (msg/s)",
+        "bulk_ours": "produce 1 KB, bulk (msg/s)",
+        "consume_ours": "consume + no-op process + commit (msg/s)",
+    }
+    rows = [
+        Row(
+            f"{what[name]}, after / before",
+            statistics.median(rates[(name, "B")]),
+            statistics.median(rates[(name, "A")]),
+            "the same before the change",
+            True,
+            opts.target,
+            "msg/s",
+            "all rates, A: "
+            + ", ".join(f"{r:,.0f}" for r in rates[(name, "A")])
+            + "; B: "
+            + ", ".join(f"{r:,.0f}" for r in rates[(name, "B")]),
+        )
+        for name in CONTENDERS
+    ]
+    write_results(
+        "mq-ab",
+        f"python -m benchmarks.ab_mq --base A --n {opts.n} --rounds {opts.rounds}",
+        rows,
+        notes=(
+            f"{opts.change} Each contender of bench_mq (ours only), {opts.n:,} messages "
+            f"per run, {opts.rounds} runs per side alternating A and B (each in a fresh "
+            "interpreter, on the same broker in the same minutes); medians."
+        ).strip(),
+    )
 
 
 if __name__ == "__main__":
