@@ -6,11 +6,12 @@ attribute read; attributes are built only when spans are on.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from random import getrandbits
+from os import urandom
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..log import SpanToken, current_trace_id, new_trace_id, reset_span, set_span
+from ..log import SpanToken, new_trace_id
+from ..log._trace import _SPAN_VAR, _TRACE_VAR  # the per-message path sets them directly
 from ._switch import SPANS, spans
 from ._w3c import is_w3c_trace_id
 
@@ -79,6 +80,29 @@ def leave_trace() -> None:
         on.leave()
 
 
+# -- the per-message path: span IDs from a pool, context variables set directly --------
+_span_ids: list[str] = []
+_ZERO_SPAN = "0" * 16
+
+
+def _more_span_ids() -> str:
+    """Refill the pool: 256 random span IDs from one read of the OS's randomness (a
+    slice each instead of a random call and a format per message); returns one more."""
+    text = urandom(8 * 257).hex()
+    _span_ids[:] = [text[i : i + 16] for i in range(16, len(text), 16)]
+    if _ZERO_SPAN in _span_ids:  # invalid in W3C; one chance in 2**64 per ID
+        _span_ids[:] = [i for i in _span_ids if i != _ZERO_SPAN]
+    return text[:16] if text[:16] != _ZERO_SPAN else _more_span_ids()
+
+
+_get_trace = _TRACE_VAR.get
+_set_trace = _TRACE_VAR.set
+_reset_trace = _TRACE_VAR.reset
+_set_span = _SPAN_VAR.set
+_reset_span = _SPAN_VAR.reset
+_w3c_seen = [""]  # the last trace ID found W3C-shaped: one check per trace, not per send
+
+
 # -- mq ----------------------------------------------------------------------------------
 def message_trace(trace_id: str | None = None) -> tuple[bytes, bytes | None]:
     """A produced message's ``trace_id`` and ``traceparent`` header values.
@@ -88,24 +112,24 @@ def message_trace(trace_id: str | None = None) -> tuple[bytes, bytes | None]:
     else a new span ID. No ``traceparent`` when the trace ID is not W3C-shaped (a
     ``trace_id`` from elsewhere, e.g. ``"req-7"``): only the seed's header then.
     """
-    on = SPANS.on if SPANS.checked else spans()
-    if on is not None:
-        ids = on.current_ids()
+    if SPANS.on is not None or not SPANS.checked:
+        on = spans()
+        ids = None if on is None else on.current_ids()
         if ids is not None and (trace_id is None or trace_id == ids[0]):
-            return ids[0].encode(), b"00-%s-%s-%s" % (
-                ids[0].encode(),
-                ids[1].encode(),
-                b"01" if ids[2] else b"00",
-            )
+            flags = "01" if ids[2] else "00"
+            return ids[0].encode(), f"00-{ids[0]}-{ids[1]}-{flags}".encode()
     if trace_id is None:
-        trace_id = current_trace_id()
-        if trace_id is None:  # new_trace_id's are W3C-shaped: no check
-            tid = new_trace_id().encode()
-            return tid, b"00-%s-%016x-01" % (tid, getrandbits(64) or 1)
-    tid = trace_id.encode()
-    if not is_w3c_trace_id(trace_id):
-        return tid, None
-    return tid, b"00-%s-%016x-01" % (tid, getrandbits(64) or 1)
+        trace_id = _get_trace(None)
+        if type(trace_id) is not str:  # nothing bound: a new trace (W3C-shaped: no check)
+            trace_id = new_trace_id()
+            span_id = _span_ids.pop() if _span_ids else _more_span_ids()
+            return trace_id.encode(), f"00-{trace_id}-{span_id}-01".encode()
+    if trace_id is not _w3c_seen[0]:
+        if not is_w3c_trace_id(trace_id):
+            return trace_id.encode(), None
+        _w3c_seen[0] = trace_id
+    span_id = _span_ids.pop() if _span_ids else _more_span_ids()
+    return trace_id.encode(), f"00-{trace_id}-{span_id}-01".encode()
 
 
 def send_span(topic: str, partition: int | None = None, count: int = 1) -> SpanLike:
@@ -145,9 +169,13 @@ def process_started(msg: _Message, group: str) -> SpanToken | Span:
     """Bind a consumed message's trace and a processing span (logs carry both IDs);
     with spans on, start ``process <topic>`` (kind consumer), the child of the span its
     ``traceparent`` names. Always paired with :func:`process_ended` in a ``finally``."""
-    on = SPANS.on if SPANS.checked else spans()
-    if on is None:
-        return set_span(msg.trace_id, "%016x" % (getrandbits(64) or 1))
+    if SPANS.on is None and SPANS.checked:  # spans off: two context variables set
+        # msg.trace_id is checked already (Message.from_record): no check again
+        span_id = _span_ids.pop() if _span_ids else _more_span_ids()
+        return (_set_trace(msg.trace_id), _set_span(span_id))
+    on = spans()
+    if on is None:  # the first call of the process looked: off
+        return process_started(msg, group)
     span: Span = on.process(
         msg.trace_id,
         msg.headers,
@@ -168,7 +196,8 @@ def process_started(msg: _Message, group: str) -> SpanToken | Span:
 def process_ended(token: SpanToken | Span, error: BaseException | None) -> None:
     """End what :func:`process_started` began (``error``: the processor's, if any)."""
     if type(token) is tuple:
-        reset_span(token)
+        _reset_span(token[1])
+        _reset_trace(token[0])
     else:
         token.end(error)  # type: ignore[union-attr]  # a Span: the only other kind
 
