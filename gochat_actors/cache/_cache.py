@@ -16,8 +16,8 @@ from supervisors import ChildSpec
 
 from .._dsn import Dsn
 from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
+from .._tracing import cache_span
 from ..metrics import Metrics
-from ..tracing._hooks import cache_span
 from ._actor import BackendOwner
 from ._codec import BYTES, STR, Codec
 from ._labels import MAX_METRIC_PREFIXES, PrefixLabels

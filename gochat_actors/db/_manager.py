@@ -46,8 +46,8 @@ from .._bridge import Bridge
 from .._dsn import Dsn
 from .._exceptions import DBCommitUnknown, DBError, DBRetryExhausted, DBTimeout, DBUnavailable
 from .._slot import Slot
+from .._tracing import db_transaction_span
 from ..log import get_logger
-from ..tracing._hooks import db_transaction_span
 from ._classify import NO_TABLE
 from ._errors import is_retryable
 from ._protocol import CommitState, DBBackend, DBServer, ReplicaStatus, commit_session

@@ -27,8 +27,8 @@ import trio
 from supervisors import cleanup_scope
 
 from .._exceptions import DBCommitUnknown, DBError, DBUnavailable
+from .._tracing import db_statement_span
 from ..log import get_logger
-from ..tracing._hooks import db_statement_span
 from ._classify import NO_TABLE, classify, table_label
 from ._protocol import CommitState, DBServer, DBSessionHandle, commit_session
 

@@ -23,8 +23,8 @@ import trio
 from supervisors import Backoff, Health, cleanup_scope, progress, set_health
 
 from .._exceptions import IdGenError, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
+from .._tracing import idgen_event, idgen_span
 from ..log import get_logger
-from ..tracing._hooks import idgen_event, idgen_span
 from ._memory import MemoryEtcd
 from ._protocol import Compare, Delete, EtcdBackend, Get, Put, TxnResult, prefix_end
 

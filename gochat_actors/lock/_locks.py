@@ -38,6 +38,7 @@ from supervisors import ChildSpec, cleanup_scope
 
 from .._dsn import Dsn
 from .._exceptions import LockError, LockLost, LockNotAcquired, LockUnavailable
+from .._tracing import lock_span
 from ..cache import CacheSettings, MemoryStore
 from ..cache._actor import BackendOwner
 from ..cache._cache import check_seconds
@@ -45,7 +46,6 @@ from ..cache._labels import MAX_METRIC_PREFIXES, PrefixLabels
 from ..cache._limits import check_key_text, ttl_ms
 from ..log import get_logger
 from ..metrics import Metrics
-from ..tracing._hooks import lock_span
 from ._memory import MemoryLockBackend
 from ._protocol import LockBackend, LockConnector
 from ._settings import LockSettings

@@ -39,9 +39,9 @@ from supervisors import (
 
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MessageTooLarge, MQError, MQUnavailable
+from .._tracing import process_ended, process_started
 from ..log import get_logger, new_trace_id, trace_context
 from ..metrics import Metrics, observe_many
-from ..tracing._hooks import process_ended, process_started
 from ._connect import BrokerWatch, Connection
 from ._memory import MemoryBroker
 from ._message import (

@@ -6,9 +6,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from .._tracing import message_trace
+from .._w3c import TRACEPARENT_HEADER, parse_traceparent
 from ..log import new_trace_id
-from ..tracing import TRACEPARENT_HEADER, parse_traceparent
-from ..tracing._hooks import message_trace
 from ._protocol import OutgoingRecord, RawRecord
 
 __all__ = [
@@ -146,7 +146,7 @@ def outgoing_record(
     ``traceparent`` (W3C) and ``trace_id`` (the same trace: ``trace_id``, else the
     current span's or log context's, else a new one) and ``timestamp`` (now, unix
     seconds) unless the caller set them. ``trace_headers``: both headers' values, made
-    once for many records (:func:`gochat_actors.tracing._hooks.message_trace`).
+    once for many records (:func:`gochat_actors._tracing.message_trace`).
 
     Raises ``TypeError``/``ValueError`` naming the bad argument.
 

@@ -19,9 +19,9 @@ from supervisors import ChildSpec, cleanup_scope
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MessageTooLarge, MQError, MQTimeout, MQUnavailable
 from .._slot import Slot
+from .._tracing import message_trace, send_span
 from ..log import get_logger
 from ..metrics import Metrics
-from ..tracing._hooks import message_trace, send_span
 from ._connect import Acks, Connection
 from ._memory import MemoryBroker
 from ._message import TRACE_ID_HEADER, outgoing_record

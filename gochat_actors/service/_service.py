@@ -15,6 +15,7 @@ from supervisors import ChildSpec, Supervisor, open_supervisor
 
 from .._bridge import Bridge
 from .._exceptions import ComponentUnavailable, SettingsError
+from .._tracing import leave_trace
 from ..cache import Cache
 from ..db import DBManager
 from ..http import HTTPEndpoints
@@ -23,7 +24,6 @@ from ..lock import Locks
 from ..log import SPAN_ID_KEY, TRACE_ID_KEY, configured, event_logger, get_logger
 from ..metrics import Metrics, RuntimeMetrics
 from ..mq import Producer, consumer_spec
-from ..tracing._hooks import leave_trace
 
 if TYPE_CHECKING:  # config imports this package (for ServiceSettings): import it lazily
     from ..config import Settings

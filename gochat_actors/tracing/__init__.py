@@ -17,8 +17,8 @@ Example::
     trace.set_tracer_provider(TracerProvider())   # before the first message: spans on
 """
 
-from ._switch import disable, enable, is_enabled
-from ._w3c import (
+from .._tracing import disable, enable, is_enabled
+from .._w3c import (
     TRACEPARENT_HEADER,
     TraceParent,
     format_traceparent,

@@ -21,7 +21,7 @@ MODULES = [
     "gochat_actors.log._processors",
     "gochat_actors.log._trace",
     "gochat_actors.metrics._metrics",
-    "gochat_actors.tracing._w3c",
+    "gochat_actors._w3c",
 ]
 
 

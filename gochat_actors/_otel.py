@@ -26,9 +26,9 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
-from .._version import __version__
-from ..log import current_trace_id, reset_span, set_span
+from ._version import __version__
 from ._w3c import TRACEPARENT_HEADER, is_w3c_trace_id, new_span_id
+from .log import current_trace_id, reset_span, set_span
 
 __all__ = ["Spans", "provider_is_set"]
 

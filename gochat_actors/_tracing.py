@@ -1,40 +1,132 @@
-"""What components call: one hook per traced operation, each a few lines at its call
-site. With spans off a hook returns :data:`NO_SPAN` (a shared no-op) after one
-attribute read; attributes are built only when spans are on.
+"""Traces, the engine under :mod:`gochat_actors.tracing`: whether spans are on (one
+record, set once), and the hooks the components call, each a few lines at its call site.
+
+Spans are on when :func:`enable` was called, or when the first hook finds OpenTelemetry
+already imported with a tracer provider set. Without OpenTelemetry imported by someone
+else, nothing here imports it: without the ``otel`` extra, or with it and no tracing set
+up, a hook costs an attribute read and returns :data:`NO_SPAN` (a shared no-op);
+attributes are built only when spans are on.
 """
 
 from __future__ import annotations
 
+import contextvars
+import sys
 from collections.abc import Mapping
 from os import urandom
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..log import SpanToken, new_trace_id
-from ..log._trace import _SPAN_VAR, _TRACE_VAR  # the per-message path sets them directly
-from ._switch import SPANS, spans
+import structlog
+
+from ._exceptions import TracingUnavailable
 from ._w3c import is_w3c_trace_id
+from .log import SPAN_ID_KEY, TRACE_ID_KEY, SpanToken, new_trace_id
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
-    from ._otel import Span
+    from ._otel import Span, Spans
 
 __all__ = [
     "NO_SPAN",
+    "SPANS",
     "SpanLike",
     "cache_span",
     "db_statement_span",
     "db_transaction_span",
+    "disable",
+    "enable",
     "idgen_event",
     "idgen_span",
+    "is_enabled",
     "leave_trace",
     "lock_span",
     "message_trace",
     "process_ended",
     "process_started",
     "send_span",
+    "spans",
 ]
+
+
+class _Switch:
+    __slots__ = ("checked", "on")
+
+    def __init__(self) -> None:
+        self.checked = False  # the global tracer provider was looked at (or enable() ran)
+        self.on: Spans | None = None  # the span maker, when spans are on
+
+
+SPANS = _Switch()
+"""The switch (``SPANS.on`` is the span maker or None); hooks read it directly."""
+
+
+def spans() -> Spans | None:
+    """The span maker when spans are on, else None (the first call looks once)."""
+    if SPANS.checked:
+        return SPANS.on
+    SPANS.checked = True
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:  # nobody imported OpenTelemetry: no tracer provider can be set
+        return None
+    from ._otel import Spans, provider_is_set
+
+    provider = trace.get_tracer_provider()
+    if provider_is_set(provider):
+        SPANS.on = Spans(provider)
+    return SPANS.on
+
+
+def enable(tracer_provider: Any = None) -> None:
+    """Turn spans on: from ``tracer_provider``, else from OpenTelemetry's global one
+    (set now or later: OpenTelemetry's proxy follows it). Raises
+    :class:`~gochat_actors.TracingUnavailable` when ``opentelemetry-api`` is not
+    installed (``pip install 'gochat-actors[otel]'``).
+
+    Spans also turn on by themselves when a global tracer provider is set before the
+    first traced call (a message, a statement): ``enable`` is for the other orders, and
+    for tests that bring their own provider.
+
+    Example::
+
+        from opentelemetry.sdk.trace import TracerProvider
+        from gochat_actors import tracing
+
+        tracing.enable(TracerProvider())
+    """
+    try:
+        from opentelemetry import trace
+    except ImportError as exc:
+        raise TracingUnavailable(
+            "OpenTelemetry is not installed: pip install 'gochat-actors[otel]'"
+        ) from exc
+    from ._otel import Spans
+
+    SPANS.on = Spans(trace.get_tracer_provider() if tracer_provider is None else tracer_provider)
+    SPANS.checked = True
+
+
+def disable() -> None:
+    """Turn spans off (the W3C headers and log IDs stay: they need no OpenTelemetry).
+
+    Example::
+
+        tracing.disable()
+    """
+    SPANS.on = None
+    SPANS.checked = True
+
+
+def is_enabled() -> bool:
+    """Whether spans are on (looking at the global tracer provider if not done yet).
+
+    Example::
+
+        if tracing.is_enabled():
+            print("spans go to", type(trace.get_tracer_provider()).__name__)
+    """
+    return spans() is not None
 
 
 class SpanLike(Protocol):
@@ -95,6 +187,17 @@ def _more_span_ids() -> str:
     return text[:16] if text[:16] != _ZERO_SPAN else _more_span_ids()
 
 
+def _structlog_var(key: str) -> contextvars.ContextVar[Any]:
+    """The context variable structlog keeps ``key`` in: the one :mod:`gochat_actors.log`
+    binds (structlog makes one per key, for the life of the process)."""
+    tokens = structlog.contextvars.bind_contextvars(**{key: None})
+    structlog.contextvars.reset_contextvars(**tokens)
+    var: contextvars.ContextVar[Any] = tokens[key].var
+    return var
+
+
+_TRACE_VAR = _structlog_var(TRACE_ID_KEY)
+_SPAN_VAR = _structlog_var(SPAN_ID_KEY)
 _get_trace = _TRACE_VAR.get
 _set_trace = _TRACE_VAR.set
 _reset_trace = _TRACE_VAR.reset
