@@ -15,8 +15,9 @@ Rows:
   after the last message, which commits at once, instead of waiting for the next
   periodic commit).
 
-Both sides send the Go original's ``trace_id`` (16 random bytes as hex, a new one per
-message: what ``gochat_actors.log.new_trace_id`` does) and ``timestamp`` headers, with
+Both sides send a W3C ``traceparent``, the Go original's ``trace_id`` (16 random bytes as
+hex, a new one per message: what ``gochat_actors.log.new_trace_id`` does) and
+``timestamp`` headers, with
 ``acks="all"``, linger 0 and the same 1 MiB batch size, after one warm-up message. Each
 measurement runs in a fresh interpreter (so neither side inherits the other's heap or
 loop), interleaved round by round with the order rotated; the table shows medians.
@@ -57,7 +58,12 @@ CONTENDERS = (
 
 
 def _headers() -> list[tuple[str, bytes]]:
-    return [("trace_id", os.urandom(16).hex().encode()), ("timestamp", b"%d" % int(time.time()))]
+    trace_id = os.urandom(16).hex()
+    return [
+        ("traceparent", f"00-{trace_id}-{os.urandom(8).hex()}-01".encode()),
+        ("trace_id", trace_id.encode()),
+        ("timestamp", b"%d" % int(time.time())),
+    ]
 
 
 # -- raw aiokafka on asyncio ----------------------------------------------------------------
@@ -377,8 +383,9 @@ def main() -> None:
         notes=(
             f"{n:,} messages of 1 KB per run, a fresh topic of {PARTITIONS} partitions per "
             f"run on Tansu ({opts.brokers}, on the same 2-core machine), acks=all, linger 0, "
-            "1 MiB batches, no idempotence; trace_id (os.urandom(16).hex(), what "
-            "log.new_trace_id does) and timestamp headers on both sides; produce rows "
+            "1 MiB batches, no idempotence; traceparent, trace_id (os.urandom(16).hex(), "
+            "what log.new_trace_id does) and timestamp headers on both sides (the "
+            "traceparent since issue 25; before it, neither side sent one); produce rows "
             "after one warm-up message; consume rows read a topic filled beforehand the "
             "same way for both (untimed), in a new consumer group, and stop their clock "
             "only once all is processed and committed. Ours runs on trio with aiokafka on "

@@ -41,6 +41,7 @@ from ._exceptions import (
     MQUnavailable,
     SettingsError,
     SettingsProblem,
+    TracingUnavailable,
 )
 from ._version import __version__ as __version__
 from .config import Settings, load_settings
@@ -81,6 +82,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "SettingsProblem",
+    "TracingUnavailable",
     "load_settings",
     "open_service",
     "run",

@@ -26,11 +26,12 @@
      │    ├── MQUnavailable       the broker is unreachable (+ComponentUnavailable)
      │    ├── MessageTooLarge     the broker refused the message's size
      │    └── MQTimeout           the operation exceeded its timeout (+TimeoutError)
-     └── IdGenError               an ID could not be generated
-          ├── MachineIdLost       not sure of the machine ID (lease may have expired)
-          ├── MachineIdsExhausted every machine ID is held by someone
-          ├── ClockBehind         the clock is behind the last issued timestamp
-          └── IdGenUnavailable    etcd unreachable or failed a request (+ComponentUnavailable)
+     ├── IdGenError               an ID could not be generated
+     │    ├── MachineIdLost       not sure of the machine ID (lease may have expired)
+     │    ├── MachineIdsExhausted every machine ID is held by someone
+     │    ├── ClockBehind         the clock is behind the last issued timestamp
+     │    └── IdGenUnavailable    etcd unreachable or failed a request (+ComponentUnavailable)
+     └── TracingUnavailable       tracing.enable() without opentelemetry-api (the otel extra)
 
 Components add their own branch here (one root per component, e.g. ``CacheError``),
 so users catch ``gochat_actors.<X>Error``, never a driver's exception: drivers'
@@ -72,6 +73,7 @@ __all__ = [
     "MessageTooLarge",
     "SettingsError",
     "SettingsProblem",
+    "TracingUnavailable",
 ]
 
 
@@ -317,6 +319,19 @@ class IdGenUnavailable(IdGenError, ComponentUnavailable):
     """etcd (the machine-ID registry) is unreachable or failed a request."""
 
 
+class TracingUnavailable(GochatError):
+    """Spans were asked for (:func:`gochat_actors.tracing.enable`) and OpenTelemetry is
+    not installed: ``pip install 'gochat-actors[otel]'``.
+
+    Example::
+
+        try:
+            tracing.enable()
+        except TracingUnavailable:
+            pass  # W3C headers and log IDs still work without OpenTelemetry
+    """
+
+
 # Show the public path in tracebacks and reprs: gochat_actors.SettingsError.
 for _cls in (
     GochatError,
@@ -349,6 +364,7 @@ for _cls in (
     MachineIdsExhausted,
     ClockBehind,
     IdGenUnavailable,
+    TracingUnavailable,
 ):
     _cls.__module__ = "gochat_actors"
 del _cls

@@ -24,6 +24,7 @@ PUBLIC_PACKAGES: list[str] = [
     "gochat_actors.lock",
     "gochat_actors.mq",
     "gochat_actors.testing",
+    "gochat_actors.tracing",
 ]
 
 

@@ -15,6 +15,7 @@ from .._checks import check_amount, check_seconds
 from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
 from .._labels import MAX_METRIC_PREFIXES, PrefixLabels
 from .._owner import BackendOwner
+from .._tracing import cache_span
 from ..metrics import Metrics
 from ._backends import BACKENDS
 from ._codec import BYTES, STR, Codec
@@ -142,17 +143,18 @@ class Cache(BackendOwner[CacheBackend]):
         backend = self._slot.value
         if backend is None:
             backend = await self._slot.get(limit)
-        if self.metrics is None:
-            with trio.move_on_at(deadline):
-                return await call(backend)
-        else:
-            start = time.perf_counter()
-            try:
+        with cache_span(self.settings.url, op, key):  # a no-op while spans are off
+            if self.metrics is None:
                 with trio.move_on_at(deadline):
                     return await call(backend)
-            finally:
-                self._observe(op, key, time.perf_counter() - start)
-        raise CacheTimeout(f"cache {op} {key!r} timed out after {limit:g}s")
+            else:
+                start = time.perf_counter()
+                try:
+                    with trio.move_on_at(deadline):
+                        return await call(backend)
+                finally:
+                    self._observe(op, key, time.perf_counter() - start)
+            raise CacheTimeout(f"cache {op} {key!r} timed out after {limit:g}s")
 
     @overload
     async def get(self, key: str, *, timeout: float | None = None) -> bytes: ...

@@ -31,6 +31,7 @@ import trio
 from supervisors import cleanup_scope
 
 from .._exceptions import DBCommitUnknown, DBError, DBTimeout, DBUnavailable
+from .._tracing import db_statement_span, db_transaction_span
 from ..log import get_logger
 from ._classify import NO_TABLE, classify, table_label
 from ._protocol import CommitState, DBServer, DBSessionHandle, commit_session
@@ -294,17 +295,18 @@ class DBSession:
         if write and operation != "select":
             self._note_write()
         metrics = self._router.metrics
-        if self._mode is Mode.WRITER:  # each call commits: see _committed
-            state = self._live().commit_state()
-            run = functools.partial(self._call, _then_commit, fn, args, state)
+        with db_statement_span(self._router.settings.primary, operation, table):
+            if self._mode is Mode.WRITER:  # each call commits: see _committed
+                state = self._live().commit_state()
+                run = functools.partial(self._call, _then_commit, fn, args, state)
+                if metrics is None:
+                    return await self._committed(state, run)
+                with metrics.time_db_query(operation, table):
+                    return await self._committed(state, run)
             if metrics is None:
-                return await self._committed(state, run)
+                return await self._call(fn, *args)
             with metrics.time_db_query(operation, table):
-                return await self._committed(state, run)
-        if metrics is None:
-            return await self._call(fn, *args)
-        with metrics.time_db_query(operation, table):
-            return await self._call(fn, *args)
+                return await self._call(fn, *args)
 
     async def _committed(
         self, state: CommitState, run: Callable[[], Any], *, sticky: bool = False
@@ -517,7 +519,8 @@ async def open_session(
     (committed or rolled back) when the block ends; ``timeout`` bounds it all."""
     deadline = deadline_of(timeout)
     session = DBSession(router, mode)
-    with trio.CancelScope(deadline=deadline) as scope:
+    span = db_transaction_span(router.settings.primary, mode.name.lower())
+    with span, trio.CancelScope(deadline=deadline) as scope:
         if mode is Mode.READER:
             await session._open_on(functools.partial(router.route_read, consistent=consistent))
         else:

@@ -23,6 +23,7 @@ import trio
 from supervisors import Backoff, Health, cleanup_scope, progress, set_health
 
 from .._exceptions import IdGenError, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
+from .._tracing import idgen_event, idgen_span
 from ..log import get_logger
 from ._backends import BACKENDS
 from ._lease import LeaseHolder
@@ -181,7 +182,8 @@ class _Keeper:
         waiting_since = self.gen.mono()
         while True:
             try:
-                await self._acquire_once()
+                with idgen_span("acquire"):
+                    await self._acquire_once()
             except MachineIdsExhausted as exc:
                 delay = self.wait_backoff.delay(exhausted, self.rng.random())
                 self._wait_for_a_free_id(exc, exhausted, delay)
@@ -447,6 +449,7 @@ class _Keeper:
                 )
                 gen.invalidate(reason)
                 self.log.error("idgen.lost", machine_id=gen.machine_id, reason=reason)
+                idgen_event("lost", reason=reason)
                 set_health(Health.FAILED, reason)
             if now < next_ns:
                 until = next_ns if lapsed else min(next_ns, gen.valid_until_ns)
@@ -457,7 +460,7 @@ class _Keeper:
             # reported (gauge, health, log) the moment IDs stop.
             limit = math.inf if lapsed else (gen.valid_until_ns - gen.mono()) / 1e9
             try:
-                with trio.move_on_after(limit) as scope:
+                with idgen_span("renew"), trio.move_on_after(limit) as scope:
                     await self.renew()
                 if scope.cancelled_caught:
                     raise IdGenUnavailable("etcd did not answer before the lease deadline")
@@ -465,6 +468,7 @@ class _Keeper:
                 self._failed("renewal", exc)
                 gen.invalidate(str(exc))
                 self.log.error("idgen.lost", machine_id=gen.machine_id, reason=str(exc))
+                idgen_event("lost", reason=str(exc))
                 self.claim = None
                 await self._revoke()
                 await self.acquire(first=False)
@@ -498,6 +502,7 @@ class _Keeper:
         await self._revoke()
         if claim is not None:
             self.log.info("idgen.released", machine_id=claim.machine_id)
+            idgen_event("released", machine_id=claim.machine_id)
 
     async def _revoke(self) -> None:
         lease, self.lease = self.lease, None

@@ -41,6 +41,7 @@ from .._exceptions import LockError, LockLost, LockNotAcquired, LockUnavailable
 from .._kvstore import MemoryStore
 from .._labels import MAX_METRIC_PREFIXES, PrefixLabels
 from .._owner import BackendOwner
+from .._tracing import lock_span
 from ..cache import CacheSettings
 from ..log import get_logger
 from ..metrics import Metrics
@@ -306,12 +307,13 @@ class Locks(BackendOwner[LockBackend]):
                 f"safety_margin ({margin:g}s) must be < 2/3 of ttl ({ttl:g}s): "
                 "renewals start at ttl/3"
             )
-        lease = await self._acquire(name, ttl, wait, margin)
+        with lock_span("acquire", name):
+            lease = await self._acquire(name, ttl, wait, margin)
         body_exc: BaseException | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._keep, lease)
             try:
-                with lease._body:
+                with lease._body, lock_span("hold", name):
                     yield lease
             except GeneratorExit:  # pragma: no cover - the context manager was dropped
                 raise

@@ -16,12 +16,17 @@ from ._events import EVENT_LOGGER_NAME, event_logger
 from ._processors import SECRET_KEYS, add_service, is_secret_key, order_keys, redact_secrets
 from ._settings import LogFormat, LogLevel, LogSettings
 from ._trace import (
+    SPAN_ID_KEY,
     TRACE_ID_KEY,
+    SpanToken,
     TraceToken,
     bind_trace_id,
+    current_span_id,
     current_trace_id,
     new_trace_id,
+    reset_span,
     reset_trace_id,
+    set_span,
     set_trace_id,
     trace_context,
 )
@@ -29,15 +34,18 @@ from ._trace import (
 __all__ = [
     "EVENT_LOGGER_NAME",
     "SECRET_KEYS",
+    "SPAN_ID_KEY",
     "TRACE_ID_KEY",
     "LogFormat",
     "LogLevel",
     "LogSettings",
+    "SpanToken",
     "TraceToken",
     "add_service",
     "bind_trace_id",
     "configure",
     "configured",
+    "current_span_id",
     "current_trace_id",
     "event_logger",
     "get_logger",
@@ -47,7 +55,9 @@ __all__ = [
     "order_keys",
     "redact_secrets",
     "reset",
+    "reset_span",
     "reset_trace_id",
+    "set_span",
     "set_trace_id",
     "trace_context",
 ]

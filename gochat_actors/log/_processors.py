@@ -34,7 +34,7 @@ SECRET_KEYS = frozenset(
 ``accessToken``, ``x-api-key``, ``client_secret``...)."""
 
 _MASKED = "**********"
-_FIRST_KEYS = ("timestamp", "level", "event", "service", "trace_id", "logger")
+_FIRST_KEYS = ("timestamp", "level", "event", "service", "trace_id", "span_id", "logger")
 _MAX_DEPTH = 32  # deeper than this, a value is masked as its (masked) repr
 _CLEAR = (int, float, bool, type(None))  # never a credential, shown under any key
 
@@ -139,7 +139,7 @@ def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDic
 
 
 def order_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """Put ``timestamp, level, event, service, trace_id, logger`` first (for human eyes).
+    """Put ``timestamp, level, event, service, trace_id, span_id, logger`` first (for human eyes).
 
     Example::
 

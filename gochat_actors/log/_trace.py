@@ -15,12 +15,17 @@ from typing import Any
 import structlog
 
 __all__ = [
+    "SPAN_ID_KEY",
     "TRACE_ID_KEY",
+    "SpanToken",
     "TraceToken",
     "bind_trace_id",
+    "current_span_id",
     "current_trace_id",
     "new_trace_id",
+    "reset_span",
     "reset_trace_id",
+    "set_span",
     "set_trace_id",
     "trace_context",
 ]
@@ -28,21 +33,28 @@ __all__ = [
 TRACE_ID_KEY = "trace_id"
 """The log field (and contextvar key) of the trace ID."""
 
+SPAN_ID_KEY = "span_id"
+"""The log field (and contextvar key) of the current span ID (16 hex digits, W3C)."""
+
 TraceToken = contextvars.Token
 """What :func:`set_trace_id` returns and :func:`reset_trace_id` takes."""
 
+SpanToken = tuple[contextvars.Token[Any], contextvars.Token[Any]]
+"""What :func:`set_span` returns and :func:`reset_span` takes."""
 
-def _structlog_var() -> contextvars.ContextVar[Any]:
-    """The context variable structlog keeps the trace ID in (public APIs only:
+
+def _structlog_var(key: str = TRACE_ID_KEY) -> contextvars.ContextVar[Any]:
+    """The context variable structlog keeps ``key`` in (public APIs only:
     ``bind_contextvars`` returns tokens, ``Token.var`` is the variable). structlog
     creates it once per key and keeps it: it is the same for the life of the process."""
-    tokens = structlog.contextvars.bind_contextvars(**{TRACE_ID_KEY: None})
+    tokens = structlog.contextvars.bind_contextvars(**{key: None})
     structlog.contextvars.reset_contextvars(**tokens)
-    var: contextvars.ContextVar[Any] = tokens[TRACE_ID_KEY].var
+    var: contextvars.ContextVar[Any] = tokens[key].var
     return var
 
 
 _TRACE_VAR = _structlog_var()
+_SPAN_VAR = _structlog_var(SPAN_ID_KEY)
 
 
 def new_trace_id() -> str:
@@ -97,6 +109,49 @@ def reset_trace_id(token: TraceToken[Any]) -> None:
         reset_trace_id(token)        # back to the previous trace ID, or none
     """
     _TRACE_VAR.reset(token)
+
+
+def set_span(trace_id: str, span_id: str | None) -> SpanToken:
+    """Bind ``trace_id`` and ``span_id`` (the span this work runs in) in the current
+    context; return the token :func:`reset_span` takes. A consumer binds each message's
+    trace and its processing span with it; ``trace_id`` is checked as in
+    :func:`set_trace_id`, ``span_id`` is the caller's (None: no span).
+
+    Example::
+
+        token = set_span(msg.trace_id, "00f067aa0ba902b7")
+        try:
+            await handle(msg)        # its log lines carry trace_id and span_id
+        finally:
+            reset_span(token)
+    """
+    if not (type(trace_id) is str and 0 < len(trace_id) <= 128 and trace_id.isprintable()):
+        trace_id = _checked(trace_id)
+    return (_TRACE_VAR.set(trace_id), _SPAN_VAR.set(span_id))
+
+
+def reset_span(token: SpanToken) -> None:
+    """Restore the trace and span IDs bound before the :func:`set_span` that returned
+    ``token``.
+
+    Example::
+
+        token = set_span(new_trace_id(), None)
+        reset_span(token)
+    """
+    _SPAN_VAR.reset(token[1])
+    _TRACE_VAR.reset(token[0])
+
+
+def current_span_id() -> str | None:
+    """The span ID bound in the current context (by :func:`set_span`), or None.
+
+    Example::
+
+        log.info("done", parent=current_span_id())
+    """
+    value = _SPAN_VAR.get(None)
+    return value if isinstance(value, str) else None
 
 
 def bind_trace_id(trace_id: str) -> None:

@@ -6,7 +6,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from ..log import current_trace_id, new_trace_id
+from .._tracing import message_trace
+from .._w3c import TRACEPARENT_HEADER, parse_traceparent
+from ..log import new_trace_id
 from ._protocol import OutgoingRecord, RawRecord
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "DLQ_ORIGINAL_PARTITION",
     "DLQ_ORIGINAL_TOPIC",
     "TIMESTAMP_HEADER",
+    "TRACEPARENT_HEADER",
     "TRACE_ID_HEADER",
     "Message",
     "outgoing_record",
@@ -52,8 +55,9 @@ class Message(NamedTuple):
     """One consumed message, as a processor receives it.
 
     ``headers`` maps each header name to its value (the last one wins if a name repeats);
-    ``trace_id`` comes from the ``trace_id`` header (a new one when it is missing or
-    empty); ``timestamp`` is the record's timestamp in seconds since the epoch.
+    ``trace_id`` is the trace of the W3C ``traceparent`` header when it is valid, else
+    the ``trace_id`` header, else a new one; ``timestamp`` is the record's timestamp in
+    seconds since the epoch.
 
     Example::
 
@@ -95,6 +99,13 @@ class Message(NamedTuple):
                     )
             headers[name] = value
         raw = headers.get(TRACE_ID_HEADER)
+        parent = headers.get(TRACEPARENT_HEADER)
+        if parent is not None and (raw is None or parent[3:35] != raw):
+            # traceparent first; when it agrees with trace_id (all ours do) the checks
+            # below are enough: no parsing on the common path
+            w3c = parse_traceparent(parent)
+            if w3c is not None:
+                raw = w3c.trace_id.encode()
         if raw:
             trace_id = raw.decode("utf-8")
             if len(trace_id) > _MAX_TRACE_ID or not trace_id.isprintable():
@@ -129,10 +140,13 @@ def outgoing_record(
     *,
     partition: int | None = None,
     trace_id: str | None = None,
+    trace_headers: tuple[bytes, bytes | None] | None = None,
 ) -> OutgoingRecord:
     """Check a send's arguments and build its record: the caller's headers, then
-    ``trace_id`` (``trace_id``, else the current log context's, else a new one) and
-    ``timestamp`` (now, unix seconds) unless the caller set them.
+    ``traceparent`` (W3C) and ``trace_id`` (the same trace: ``trace_id``, else the
+    current span's or log context's, else a new one) and ``timestamp`` (now, unix
+    seconds) unless the caller set them. ``trace_headers``: both headers' values, made
+    once for many records (:func:`gochat_actors._tracing.message_trace`).
 
     Raises ``TypeError``/``ValueError`` naming the bad argument.
 
@@ -149,14 +163,20 @@ def outgoing_record(
         and type(value) is bytes
         and (key is None or type(key) is bytes)
     ):  # the common case, checked at once
-        tid = trace_id or current_trace_id() or new_trace_id()
+        tid, parent = trace_headers or message_trace(trace_id)
         return _tuple_new(
             OutgoingRecord,
             (
                 topic,
                 value,
                 key,
-                ((TRACE_ID_HEADER, tid.encode()), (TIMESTAMP_HEADER, _timestamp_text(now))),
+                (
+                    (TRACEPARENT_HEADER, parent),
+                    (TRACE_ID_HEADER, tid),
+                    (TIMESTAMP_HEADER, _timestamp_text(now)),
+                )
+                if parent is not None
+                else ((TRACE_ID_HEADER, tid), (TIMESTAMP_HEADER, _timestamp_text(now))),
                 int(now * 1000),
                 None,
             ),
@@ -174,11 +194,13 @@ def outgoing_record(
     ):
         raise ValueError(f"partition must be an int >= 0 or None, got {partition!r}")
     if not headers:  # the common case: only ours
-        tid = trace_id or current_trace_id() or new_trace_id()
+        tid, parent = trace_headers or message_trace(trace_id)
         pairs: tuple[tuple[str, bytes], ...] = (
-            (TRACE_ID_HEADER, tid.encode()),
+            (TRACE_ID_HEADER, tid),
             (TIMESTAMP_HEADER, _timestamp_text(now)),
         )
+        if parent is not None:
+            pairs = ((TRACEPARENT_HEADER, parent), *pairs)
         return _tuple_new(OutgoingRecord, (topic, value, key, pairs, int(now * 1000), partition))
     given: list[tuple[str, bytes]] = []
     names: set[str] = set()
@@ -190,9 +212,18 @@ def outgoing_record(
             raise TypeError(f"header {name!r} must be bytes, got {type(data).__name__}")
         given.append((name, data))
         names.add(name)
-    if TRACE_ID_HEADER not in names:
-        tid = trace_id or current_trace_id() or new_trace_id()
-        given.append((TRACE_ID_HEADER, tid.encode()))
+    if TRACEPARENT_HEADER not in names:
+        if TRACE_ID_HEADER in names:  # the caller's trace: a traceparent in it, if W3C
+            own = next(v for k, v in given if k == TRACE_ID_HEADER)
+            parent = message_trace(own.decode("utf-8", "replace"))[1]
+        else:
+            tid, parent = trace_headers or message_trace(trace_id)
+            given.append((TRACE_ID_HEADER, tid))
+        if parent is not None:
+            given.append((TRACEPARENT_HEADER, parent))
+    elif TRACE_ID_HEADER not in names:  # the caller's traceparent: its trace, the seed's way
+        w3c = parse_traceparent(next(v for k, v in given if k == TRACEPARENT_HEADER))
+        given.append((TRACE_ID_HEADER, w3c.trace_id.encode() if w3c else message_trace()[0]))
     if TIMESTAMP_HEADER not in names:
         given.append((TIMESTAMP_HEADER, _timestamp_text(now)))
     return OutgoingRecord(topic, value, key, tuple(given), int(now * 1000), partition)

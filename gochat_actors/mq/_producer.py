@@ -15,7 +15,8 @@ from supervisors import ChildSpec, cleanup_scope
 from .._bridge import Bridge
 from .._exceptions import MessageTooLarge, MQError, MQTimeout, MQUnavailable
 from .._slot import Slot
-from ..log import current_trace_id, get_logger, new_trace_id
+from .._tracing import message_trace, send_span
+from ..log import get_logger
 from ..metrics import Metrics
 from ._connect import Acks, Connection
 from ._memory import MemoryBroker
@@ -46,7 +47,7 @@ def _partial(
         return fresh_error(error)
 
 
-_OWN_HEADERS = 1024  # more than trace_id + timestamp take (a checked trace_id is <= 128)
+_OWN_HEADERS = 1024  # more than traceparent + trace_id + timestamp take (trace_id <= 128)
 
 
 class Producer:
@@ -59,7 +60,8 @@ class Producer:
 
     Records get ``acks`` (default ``"all"``: every in-sync replica), a ``trace_id`` header
     (the current log context's, or a new one) and a ``timestamp`` header (unix seconds),
-    as the Go original. Concurrent sends are batched: one bridge crossing per batch.
+    as the Go original, and a W3C ``traceparent`` header in the same trace
+    (:mod:`gochat_actors.tracing`). Concurrent sends are batched: one bridge crossing per batch.
     On shutdown the actor stops taking new sends and flushes what is queued within its
     shutdown budget.
 
@@ -192,8 +194,8 @@ class Producer:
     ) -> RecordMetadata:
         """Send one message and wait for the broker's acknowledgement.
 
-        ``headers`` maps names to ``bytes`` (the ``trace_id``/``timestamp`` headers are
-        added unless given). ``partition=None`` hashes the key (murmur2, as Kafka), or
+        ``headers`` maps names to ``bytes`` (the ``traceparent``/``trace_id``/``timestamp``
+        headers are added unless given). ``partition=None`` hashes the key (murmur2, as Kafka), or
         picks one for keyless records. ``timeout`` (default: the producer's) covers
         waiting for the actor, for queue space and for the acknowledgement.
 
@@ -205,23 +207,24 @@ class Producer:
 
             meta = await producer.send("chat.messages", b'{"text": "hi"}', key=b"room:42")
         """
-        record = outgoing_record(topic, value, key, headers, partition=partition)
-        if headers or len(value or b"") + len(key or b"") + _OWN_HEADERS > self._max_bytes:
-            self._check_size(record)  # exact; else only our two headers: it fits
-        wait = self._timeout if timeout is None else timeout
-        deadline = trio.current_time() + wait
-        sender = self._slot.value or await self._slot.get(wait)
-        pending = sender.enqueue([record], deadline)
-        if pending is None:
-            pending = await self._queue([record], deadline, sender)
-            await pending.wait()
-        else:  # waiting inline: on the per-message path each coroutine level costs
-            pending.task = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(pending.abort)
-        result = pending.results[pending.at]
-        if isinstance(result, Exception):
-            raise fresh_error(result)
-        return result
+        with send_span(topic, partition):  # a no-op while spans are off
+            record = outgoing_record(topic, value, key, headers, partition=partition)
+            if headers or len(value or b"") + len(key or b"") + _OWN_HEADERS > self._max_bytes:
+                self._check_size(record)  # exact; else only our headers: they fit
+            wait = self._timeout if timeout is None else timeout
+            deadline = trio.current_time() + wait
+            sender = self._slot.value or await self._slot.get(wait)
+            pending = sender.enqueue([record], deadline)
+            if pending is None:
+                pending = await self._queue([record], deadline, sender)
+                await pending.wait()
+            else:  # waiting inline: on the per-message path each coroutine level costs
+                pending.task = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(pending.abort)
+            result = pending.results[pending.at]
+            if isinstance(result, Exception):
+                raise fresh_error(result)
+            return result
 
     async def send_many(
         self,
@@ -236,9 +239,9 @@ class Producer:
 
         The bulk form of :meth:`send` (one task, one wait for the lot): ``keys`` pairs
         with ``values`` (same length), ``headers`` go on every message, and they all
-        carry one ``trace_id`` (the current one, or one new one). Returns the metadata in
-        order. The values land in input order (per partition): past ``max_batch`` they
-        go in chunks, each sent once the one before is acknowledged.
+        carry one ``trace_id`` (the current one, or one new one) and one ``traceparent``.
+        Returns the metadata in order. The values land in input order (per partition):
+        past ``max_batch`` they go in chunks, each sent once the one before is acknowledged.
 
         If a chunk fails, no later chunk is sent and the first failure's type is raised
         (:class:`MQTimeout`: the chunk may still be delivered; :class:`MQUnavailable`...)
@@ -260,9 +263,20 @@ class Producer:
             if headers is None
             else list(headers.items() if isinstance(headers, Mapping) else headers)
         )
-        trace_id = current_trace_id() or new_trace_id()
+        with send_span(topic, count=len(value_list)):  # a no-op while spans are off
+            return await self._send_many(topic, value_list, key_list, header_list, timeout)
+
+    async def _send_many(
+        self,
+        topic: str,
+        value_list: list[bytes | None],
+        key_list: list[bytes | None],
+        header_list: list[tuple[str, bytes]] | None,
+        timeout: float | None,
+    ) -> list[RecordMetadata]:
+        ids = message_trace()  # one trace and one send span for the lot
         records = [
-            outgoing_record(topic, v, k, header_list, trace_id=trace_id)
+            outgoing_record(topic, v, k, header_list, trace_headers=ids)
             for v, k in zip(value_list, key_list, strict=True)
         ]
         for record in records:

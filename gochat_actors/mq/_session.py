@@ -25,7 +25,8 @@ import trio
 from supervisors import ChildHandle, current_child, progress
 
 from .._exceptions import BridgeError, MQError
-from ..log import get_logger, reset_trace_id, set_trace_id, trace_context
+from .._tracing import process_ended, process_started
+from ..log import get_logger
 from ..metrics import observe_many
 from ._connect import BrokerWatch
 from ._consumer_config import ConsumerConfig, ConsumerTally
@@ -271,6 +272,7 @@ class Session:
         config, tally = self.config, self.tally
         processor = config.processor
         timeout = config.processing_timeout
+        group = config.group_id
         histogram = tally.metric("mq_processing_duration", part.tp.topic)
         timings: list[float] | None = [] if histogram is not None else None
         decode = Message.from_record
@@ -294,7 +296,7 @@ class Session:
                         now = perf_counter()
                     else:
                         error: Exception | None = None
-                        token = set_trace_id(msg.trace_id)
+                        token = process_started(msg, group)  # trace + span in logs (spans)
                         start = perf_counter()
                         try:
                             if timeout is None:
@@ -305,7 +307,7 @@ class Session:
                         except Exception as exc:
                             error = exc
                         finally:
-                            reset_trace_id(token)
+                            process_ended(token, error)
                         now = perf_counter()
                         if timings is not None:
                             timings.append(now - start)
@@ -363,18 +365,20 @@ class Session:
             await trio.sleep(delay)
             attempts += 1
             start = time.perf_counter()
+            token = process_started(msg, config.group_id)
+            failed: Exception | None = None
             try:
-                with trace_context(msg.trace_id):
-                    if timeout is None:
+                if timeout is None:
+                    await config.processor(msg)
+                else:
+                    with trio.fail_after(timeout):
                         await config.processor(msg)
-                    else:
-                        with trio.fail_after(timeout):
-                            await config.processor(msg)
             except Exception as exc:
-                error = exc
+                error = failed = exc
             else:
                 return True
             finally:
+                process_ended(token, failed)
                 if histogram is not None:
                     histogram.observe(time.perf_counter() - start)
         await self._dead_letter(record, msg, error, attempts)

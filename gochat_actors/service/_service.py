@@ -15,13 +15,14 @@ from supervisors import ChildSpec, Supervisor, open_supervisor
 
 from .._bridge import Bridge
 from .._exceptions import ComponentUnavailable, SettingsError
+from .._tracing import leave_trace
 from ..cache import Cache
 from ..config import Settings, check_runtime, load_settings
 from ..db import DBManager
 from ..http import HTTPEndpoints
 from ..idgen import IdGenerator
 from ..lock import Locks
-from ..log import TRACE_ID_KEY, configured, event_logger, get_logger
+from ..log import SPAN_ID_KEY, TRACE_ID_KEY, configured, event_logger, get_logger
 from ..metrics import Metrics, RuntimeMetrics
 from ..mq import Connection, MemoryBroker, Producer, consumer_spec
 from ..mq._ambient import using_service_connection
@@ -154,7 +155,8 @@ def untraced(spec: ChildSpec) -> ChildSpec:
         *args: Any, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
     ) -> None:
         # this task's own copy of the context: the starter's binding is untouched
-        structlog.contextvars.unbind_contextvars(TRACE_ID_KEY)
+        structlog.contextvars.unbind_contextvars(TRACE_ID_KEY, SPAN_ID_KEY)
+        leave_trace()  # and OpenTelemetry's current span, when spans are on
         if takes_status:
             await target(*args, task_status=task_status)
         else:

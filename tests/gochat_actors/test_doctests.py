@@ -22,6 +22,7 @@ MODULES = [
     "gochat_actors.log._processors",
     "gochat_actors.log._trace",
     "gochat_actors.metrics._metrics",
+    "gochat_actors._w3c",
 ]
 
 

@@ -21,6 +21,7 @@ SUBPACKAGES = [
     "gochat_actors.metrics",
     "gochat_actors.mq",
     "gochat_actors.service",
+    "gochat_actors.tracing",
 ]
 
 
@@ -46,7 +47,8 @@ def test_importing_the_package_imports_no_optional_driver_nor_asyncio_bridge() -
     code = (
         "import sys\n"
         f"import gochat_actors, {', '.join(SUBPACKAGES)}\n"
-        "drivers = {'aiomysql', 'aiokafka', 'trio_asyncio', 'sqlalchemy', 'coredis'}\n"
+        "drivers = {'aiomysql', 'aiokafka', 'trio_asyncio', 'sqlalchemy', 'coredis',"
+        " 'opentelemetry'}\n"
         "bad = drivers & set(sys.modules)\n"
         "assert not bad, bad\n"
     )

@@ -1,0 +1,390 @@
+"""Traces, the engine under :mod:`gochat_actors.tracing`: whether spans are on (one
+record, set once), and the hooks the components call, each a few lines at its call site.
+
+Spans are on when :func:`enable` was called, or when the first hook finds OpenTelemetry
+already imported with a tracer provider set. Without OpenTelemetry imported by someone
+else, nothing here imports it: without the ``otel`` extra, or with it and no tracing set
+up, a hook costs an attribute read and returns :data:`NO_SPAN` (a shared no-op);
+attributes are built only when spans are on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from collections.abc import Mapping
+from os import urandom
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from ._exceptions import TracingUnavailable
+from ._w3c import is_w3c_trace_id
+from .log import SPAN_ID_KEY, TRACE_ID_KEY, SpanToken, new_trace_id
+
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+    from ._otel import Span, Spans
+
+__all__ = [
+    "NO_SPAN",
+    "SPANS",
+    "SpanLike",
+    "cache_span",
+    "db_statement_span",
+    "db_transaction_span",
+    "disable",
+    "enable",
+    "idgen_event",
+    "idgen_span",
+    "is_enabled",
+    "leave_trace",
+    "lock_span",
+    "message_trace",
+    "process_ended",
+    "process_started",
+    "send_span",
+    "spans",
+]
+
+
+class _Switch:
+    __slots__ = ("checked", "on")
+
+    def __init__(self) -> None:
+        self.checked = False  # the global tracer provider was looked at (or enable() ran)
+        self.on: Spans | None = None  # the span maker, when spans are on
+
+
+SPANS = _Switch()
+"""The switch (``SPANS.on`` is the span maker or None); hooks read it directly."""
+
+
+def spans() -> Spans | None:
+    """The span maker when spans are on, else None (the first call looks once)."""
+    if SPANS.checked:
+        return SPANS.on
+    SPANS.checked = True
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:  # nobody imported OpenTelemetry: no tracer provider can be set
+        return None
+    from ._otel import Spans, provider_is_set
+
+    provider = trace.get_tracer_provider()
+    if provider_is_set(provider):
+        SPANS.on = Spans(provider)
+    return SPANS.on
+
+
+def enable(tracer_provider: Any = None) -> None:
+    """Turn spans on: from ``tracer_provider``, else from OpenTelemetry's global one
+    (set now or later: OpenTelemetry's proxy follows it). Raises
+    :class:`~gochat_actors.TracingUnavailable` when ``opentelemetry-api`` is not
+    installed (``pip install 'gochat-actors[otel]'``).
+
+    Spans also turn on by themselves when a global tracer provider is set before the
+    first traced call (a message, a statement): ``enable`` is for the other orders, and
+    for tests that bring their own provider.
+
+    Example::
+
+        from opentelemetry.sdk.trace import TracerProvider
+        from gochat_actors import tracing
+
+        tracing.enable(TracerProvider())
+    """
+    try:
+        from opentelemetry import trace
+    except ImportError as exc:
+        raise TracingUnavailable(
+            "OpenTelemetry is not installed: pip install 'gochat-actors[otel]'"
+        ) from exc
+    from ._otel import Spans
+
+    SPANS.on = Spans(trace.get_tracer_provider() if tracer_provider is None else tracer_provider)
+    SPANS.checked = True
+
+
+def disable() -> None:
+    """Turn spans off (the W3C headers and log IDs stay: they need no OpenTelemetry).
+
+    Example::
+
+        tracing.disable()
+    """
+    SPANS.on = None
+    SPANS.checked = True
+
+
+def is_enabled() -> bool:
+    """Whether spans are on (looking at the global tracer provider if not done yet).
+
+    Example::
+
+        if tracing.is_enabled():
+            print("spans go to", type(trace.get_tracer_provider()).__name__)
+    """
+    return spans() is not None
+
+
+class SpanLike(Protocol):
+    """A span as the components use it: a ``with`` block, attributes set inside."""
+
+    def set(self, key: str, value: Any) -> None: ...
+
+    def __enter__(self) -> SpanLike: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class _NoSpan:
+    __slots__ = ()
+
+    def set(self, key: str, value: Any) -> None:
+        pass
+
+    def __enter__(self) -> _NoSpan:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+
+NO_SPAN = _NoSpan()
+"""What every hook returns while spans are off."""
+
+
+def _on() -> Any:
+    return SPANS.on if SPANS.checked else spans()
+
+
+def leave_trace() -> None:
+    """Leave OpenTelemetry's current span in this task (its own context copy): a child
+    actor started from inside a span must not make all its work that span's."""
+    on = _on()
+    if on is not None:
+        on.leave()
+
+
+# -- the per-message path: span IDs from a pool, context variables set directly --------
+_span_ids: list[str] = []
+_ZERO_SPAN = "0" * 16
+
+
+def _more_span_ids() -> str:
+    """Refill the pool: 256 random span IDs from one read of the OS's randomness (a
+    slice each instead of a random call and a format per message); returns one more."""
+    text = urandom(8 * 257).hex()
+    _span_ids[:] = [text[i : i + 16] for i in range(16, len(text), 16)]
+    if _ZERO_SPAN in _span_ids:  # invalid in W3C; one chance in 2**64 per ID
+        _span_ids[:] = [i for i in _span_ids if i != _ZERO_SPAN]
+    return text[:16] if text[:16] != _ZERO_SPAN else _more_span_ids()
+
+
+def _structlog_var(key: str) -> contextvars.ContextVar[Any]:
+    """The context variable structlog keeps ``key`` in: the one :mod:`gochat_actors.log`
+    binds (structlog makes one per key, for the life of the process)."""
+    tokens = structlog.contextvars.bind_contextvars(**{key: None})
+    structlog.contextvars.reset_contextvars(**tokens)
+    var: contextvars.ContextVar[Any] = tokens[key].var
+    return var
+
+
+_TRACE_VAR = _structlog_var(TRACE_ID_KEY)
+_SPAN_VAR = _structlog_var(SPAN_ID_KEY)
+_get_trace = _TRACE_VAR.get
+_set_trace = _TRACE_VAR.set
+_reset_trace = _TRACE_VAR.reset
+_set_span = _SPAN_VAR.set
+_reset_span = _SPAN_VAR.reset
+_w3c_seen = [""]  # the last trace ID found W3C-shaped: one check per trace, not per send
+
+
+# -- mq ----------------------------------------------------------------------------------
+def message_trace(trace_id: str | None = None) -> tuple[bytes, bytes | None]:
+    """A produced message's ``trace_id`` and ``traceparent`` header values.
+
+    The trace: ``trace_id``, else the current span's (spans on), else the log context's,
+    else a new one. The parent span: the current span (spans on: the ``send`` span),
+    else a new span ID. No ``traceparent`` when the trace ID is not W3C-shaped (a
+    ``trace_id`` from elsewhere, e.g. ``"req-7"``): only the seed's header then.
+    """
+    if SPANS.on is not None or not SPANS.checked:
+        on = spans()
+        ids = None if on is None else on.current_ids()
+        if ids is not None and (trace_id is None or trace_id == ids[0]):
+            flags = "01" if ids[2] else "00"
+            return ids[0].encode(), f"00-{ids[0]}-{ids[1]}-{flags}".encode()
+    if trace_id is None:
+        trace_id = _get_trace(None)
+        if type(trace_id) is not str:  # nothing bound: a new trace (W3C-shaped: no check)
+            trace_id = new_trace_id()
+            span_id = _span_ids.pop() if _span_ids else _more_span_ids()
+            return trace_id.encode(), f"00-{trace_id}-{span_id}-01".encode()
+    if trace_id is not _w3c_seen[0]:
+        if not is_w3c_trace_id(trace_id):
+            return trace_id.encode(), None
+        _w3c_seen[0] = trace_id
+    span_id = _span_ids.pop() if _span_ids else _more_span_ids()
+    return trace_id.encode(), f"00-{trace_id}-{span_id}-01".encode()
+
+
+def send_span(topic: str, partition: int | None = None, count: int = 1) -> SpanLike:
+    """``send <topic>`` (kind producer) around a send, from the call to the broker's
+    acknowledgement; its span ID is the messages' ``traceparent`` parent."""
+    on = SPANS.on if SPANS.checked else spans()
+    if on is None:
+        return NO_SPAN
+    attributes: dict[str, AttributeValue] = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+    }
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    if count != 1:
+        attributes["messaging.batch.message_count"] = count
+    span: SpanLike = on.start(f"send {topic}", "producer", attributes)
+    return span
+
+
+class _Message(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, bytes]: ...
+    @property
+    def trace_id(self) -> str: ...
+
+
+def process_started(msg: _Message, group: str) -> SpanToken | Span:
+    """Bind a consumed message's trace and a processing span (logs carry both IDs);
+    with spans on, start ``process <topic>`` (kind consumer), the child of the span its
+    ``traceparent`` names. Always paired with :func:`process_ended` in a ``finally``."""
+    if SPANS.on is None and SPANS.checked:  # spans off: two context variables set
+        # msg.trace_id is checked already (Message.from_record): no check again
+        span_id = _span_ids.pop() if _span_ids else _more_span_ids()
+        return (_set_trace(msg.trace_id), _set_span(span_id))
+    on = spans()
+    if on is None:  # the first call of the process looked: off
+        return process_started(msg, group)
+    span: Span = on.process(
+        msg.trace_id,
+        msg.headers,
+        f"process {msg.topic}",
+        {
+            "messaging.system": "kafka",
+            "messaging.destination.name": msg.topic,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.consumer.group.name": group,
+            "messaging.destination.partition.id": str(msg.partition),
+            "messaging.kafka.offset": msg.offset,
+        },
+    )
+    return span
+
+
+def process_ended(token: SpanToken | Span, error: BaseException | None) -> None:
+    """End what :func:`process_started` began (``error``: the processor's, if any)."""
+    if type(token) is tuple:
+        _reset_span(token[1])
+        _reset_trace(token[0])
+    else:
+        token.end(error)  # type: ignore[union-attr]  # a Span: the only other kind
+
+
+# -- db, cache, lock, idgen (each operation a network round trip: a call is noise) ------
+def _db_system(url: object) -> str:
+    scheme = str(getattr(url, "scheme", "")).split("+", 1)[0]
+    return {"mysql": "mysql", "mariadb": "mariadb", "sqlite": "sqlite"}.get(scheme, scheme)
+
+
+def db_statement_span(primary_url: object, operation: str, table: str) -> SpanLike:
+    """``<operation> <table>`` (kind client) around one statement (``db.system`` from
+    the primary's URL scheme, ``db.operation.name``, ``db.collection.name``)."""
+    on = _on()
+    if on is None:
+        return NO_SPAN
+    span: SpanLike = on.start(
+        f"{operation} {table}" if table else operation,
+        "client",
+        {
+            "db.system": _db_system(primary_url),
+            "db.operation.name": operation,
+            "db.collection.name": table,
+        },
+    )
+    return span
+
+
+def db_transaction_span(primary_url: object, mode: str) -> SpanLike:
+    """``db.transaction`` (kind internal) around a writer/reader/transaction block:
+    its statements are its children."""
+    on = _on()
+    if on is None:
+        return NO_SPAN
+    span: SpanLike = on.start(
+        "db.transaction",
+        "internal",
+        {"db.system": _db_system(primary_url), "gochat.db.mode": mode},
+    )
+    return span
+
+
+def cache_span(url: object, op: str, key: str) -> SpanLike:
+    """``<OP>`` (kind client) around one cache operation: ``db.system`` is ``redis``
+    (``memory`` for the in-memory cache), the key goes in ``gochat.cache.key``."""
+    on = _on()
+    if on is None:
+        return NO_SPAN
+    scheme = str(getattr(url, "scheme", ""))
+    span: SpanLike = on.start(
+        op.upper(),
+        "client",
+        {
+            "db.system": "memory" if scheme == "memory" else "redis",
+            "db.operation.name": op.upper(),
+            "gochat.cache.key": key,
+        },
+    )
+    return span
+
+
+def lock_span(op: str, name: str) -> SpanLike:
+    """``lock.acquire`` (the attempts until held or refused) or ``lock.hold`` (the
+    ``async with`` body, renewals included) for the lock ``name``."""
+    on = _on()
+    if on is None:
+        return NO_SPAN
+    span: SpanLike = on.start(f"lock.{op}", "internal", {"gochat.lock.name": name})
+    return span
+
+
+def idgen_span(op: str, **attributes: AttributeValue) -> SpanLike:
+    """``idgen.<op>`` around a machine-ID lease step (acquire, renew, release)."""
+    on = _on()
+    if on is None:
+        return NO_SPAN
+    span: SpanLike = on.start(f"idgen.{op}", "internal", dict(attributes))
+    return span
+
+
+def idgen_event(name: str, **attributes: AttributeValue) -> None:
+    """A point event of the machine-ID lease (``lost``...): a span that ends at once."""
+    on = _on()
+    if on is None:
+        return
+    with on.start(f"idgen.{name}", "internal", dict(attributes)):
+        pass
