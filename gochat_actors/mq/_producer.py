@@ -69,6 +69,17 @@ def _log_send_failure(record: OutgoingRecord, error: Exception) -> None:
     )
 
 
+def _check_timeout(timeout: object) -> float:
+    """A call's own ``timeout=``, checked before anything is queued: a NaN deadline
+    would reach the reaper every send shares (and stop it), a non-positive one would
+    send the message and then report it timed out."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if not timeout > 0:  # NaN included
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    return float(timeout)
+
+
 Results = list[RecordMetadata | Exception]
 _topic_of = attrgetter("topic")
 _OWN_HEADERS = 1024  # more than trace_id + timestamp take (a checked trace_id is <= 128)
@@ -503,7 +514,7 @@ class Producer:
         record = outgoing_record(topic, value, key, headers, partition=partition)
         if headers or len(value or b"") + len(key or b"") + _OWN_HEADERS > self._max_bytes:
             self._check_size(record)  # exact; else only our two headers: it fits
-        wait = self._timeout if timeout is None else timeout
+        wait = self._timeout if timeout is None else _check_timeout(timeout)
         deadline = trio.current_time() + wait
         sender = self._slot.value or await self._slot.get(wait)
         pending = sender.enqueue([record], deadline)
@@ -562,7 +573,7 @@ class Producer:
         ]
         for record in records:
             self._check_size(record)
-        wait = self._timeout if timeout is None else timeout
+        wait = self._timeout if timeout is None else _check_timeout(timeout)
         deadline = trio.current_time() + wait
         # One chunk (max_batch records) at a time, each queued once the one before is
         # acknowledged: flights run concurrently and a broker may apply them in any
@@ -613,7 +624,7 @@ class Producer:
     async def _admin(
         self, what: str, timeout: float | None, fn: Callable[[MQBackend], Awaitable[T]]
     ) -> T:
-        wait = self._timeout if timeout is None else timeout
+        wait = self._timeout if timeout is None else _check_timeout(timeout)
         deadline = trio.current_time() + wait
         sender = await self._slot.get(wait)
         with trio.move_on_at(deadline):
