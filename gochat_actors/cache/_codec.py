@@ -81,7 +81,8 @@ def _no_constant(name: str) -> Any:
 class JsonCodec(Codec[Any]):
     """Any JSON-serializable value, compact UTF-8 JSON on the wire; strict JSON both
     ways: ``NaN`` and ``Infinity`` are refused when encoding (``ValueError``) and when
-    decoding, since other services' strict readers reject them.
+    decoding, since other services' strict readers reject them. Values (or stored JSON)
+    nested deeper than the interpreter's recursion limit are refused the same way.
 
     ``default`` is passed to :func:`json.dumps` for types JSON does not know.
 
@@ -97,17 +98,27 @@ class JsonCodec(Codec[Any]):
         self._default = default
 
     def encode(self, value: Any, /) -> bytes:
-        text = json.dumps(
-            value,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-            default=self._default,
-        )
+        try:
+            text = json.dumps(
+                value,
+                separators=(",", ":"),
+                ensure_ascii=False,
+                allow_nan=False,
+                default=self._default,
+            )
+        except RecursionError:
+            # Nested deeper than the interpreter's recursion limit (or a ``default``
+            # that never bottoms out): a value this codec cannot store, not a crash.
+            raise ValueError("the value is nested too deeply to encode") from None
         return text.encode()
 
     def decode(self, data: bytes, /) -> Any:
-        return json.loads(data, parse_constant=_no_constant)
+        try:
+            return json.loads(data, parse_constant=_no_constant)
+        except RecursionError:
+            # Another writer stored JSON nested past the recursion limit: unreadable
+            # bytes (a ``ValueError``, ``CacheError`` to ``get``), not a crash.
+            raise ValueError("the JSON is nested too deeply to decode") from None
 
 
 BYTES: Codec[bytes] = BytesCodec()

@@ -211,8 +211,13 @@ class SQLAlchemyServer:
         if self._engine is None:
             return
         deadline = trio.current_effective_deadline()
-        budget = deadline - trio.current_time() if deadline < math.inf else CLOSE_BUDGET
-        with trio.move_on_after(budget * DRAIN_SHARE):
+        # A spent budget (the cleanup started past its deadline; -inf in a cancelled
+        # scope) leaves no time to wait for anyone, and is no reason not to close.
+        budget = max(0.0, deadline - trio.current_time()) if deadline < math.inf else CLOSE_BUDGET
+        # Each wait shielded and bounded by its share: in a scope already cancelled (the
+        # budget spent) an unshielded wait would end the close before the sessions in
+        # flight are told and the pool is closed.
+        with trio.move_on_after(budget * DRAIN_SHARE, shield=True):
             while self._handles:
                 self._drained = trio.Event()
                 await self._drained.wait()
@@ -222,11 +227,15 @@ class SQLAlchemyServer:
             reason = f"database server {self.name} stopped while this session was in use"
             for handle in stuck:
                 handle._kill(reason)
-            with trio.move_on_after(budget * (1 - DRAIN_SHARE) / 2):
+            with trio.move_on_after(budget * (1 - DRAIN_SHARE) / 2, shield=True):
                 for handle in stuck:
                     await handle._wait_idle()
+        # The pool is closed even with no budget left (shielded, bounded like a discard):
+        # dropped unclosed, it would hold its connections until the process exits.
+        left = deadline - trio.current_time() if deadline < math.inf else budget / 4
         try:
-            await self._cross(self._teardown, f"database server {self.name} stopped", False)
+            with trio.move_on_after(max(left, DISCARD_TIMEOUT), shield=True):
+                await self._cross(self._teardown, f"database server {self.name} stopped", False)
         except DBError:  # the loop is gone: its guard closed what it could
             pass
         finally:

@@ -61,16 +61,27 @@ def _encode(owner: str, last_ms: int | None = None, ttl_ms: int = 0, final: bool
 
 
 def _decode(raw: bytes) -> _Record | None:
+    """The record in ``raw`` as :func:`_encode` writes it, else None (a bad record: its
+    machine ID is left alone). Strict: every generator scans every record, so one that
+    made this raise (JSON nested too deep, ``1e999``) would stop them all, and one read
+    loosely (``"final": "false"`` as true) would let the next owner start too early."""
     try:
         record = json.loads(raw)
-        return _Record(
-            str(record["owner"]),
-            int(record["last_ms"]),
-            int(record["ttl_ms"]),
-            bool(record.get("final", False)),
-        )
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, RecursionError):
         return None
+    if not isinstance(record, dict):
+        return None
+    owner, last_ms, ttl_ms = record.get("owner"), record.get("last_ms"), record.get("ttl_ms")
+    final = record.get("final", False)
+    if not (
+        isinstance(owner, str)
+        and type(last_ms) is int
+        and type(ttl_ms) is int
+        and ttl_ms >= 0  # last_ms may be -1: an owner that stopped before its first ID
+        and isinstance(final, bool)
+    ):
+        return None
+    return _Record(owner, last_ms, ttl_ms, final)
 
 
 def _open_backend(gen: LeaseHolder) -> tuple[EtcdBackend, bool]:

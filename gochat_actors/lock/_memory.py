@@ -27,12 +27,14 @@ class MemoryLockBackend(MemoryConnection):
 
     unavailable = LockUnavailable
 
-    def _holder(self, key: str) -> tuple[int, str] | None:
+    def _holder(self, key: str) -> tuple[str, str] | None:
+        """The lock's ``(token, owner)``, read as the Redis scripts read it: a value that
+        is not ``token:owner`` (written through a shared cache) is someone else's lock."""
         raw = self.store.get(key)
         if raw is None:
             return None
-        token, _, owner = raw.decode().partition(":")
-        return int(token), owner
+        token, sep, owner = raw.decode("utf-8", "replace").partition(":")
+        return token, owner if sep else ""
 
     async def acquire(self, name: str, owner: str, ttl: float) -> AcquireResult:
         key, fence = lock_keys(self._prefix, check_key_text(name))
@@ -43,7 +45,7 @@ class MemoryLockBackend(MemoryConnection):
             if holder is not None:
                 if holder[1] == owner:
                     self.store.expire(key, ttl)
-                    return AcquireResult(holder[0])
+                    return AcquireResult(int(holder[0]))
                 left = self.store.ttl(key)
                 return AcquireResult(None, 0.0 if left is None or left == math.inf else left)
             token = self.store.incr(fence)

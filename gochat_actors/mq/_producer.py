@@ -47,6 +47,17 @@ def _partial(
         return fresh_error(error)
 
 
+def _check_timeout(timeout: object) -> float:
+    """A call's own ``timeout=``, checked before anything is queued: a NaN deadline
+    would reach the reaper every send shares (and stop it), a non-positive one would
+    send the message and then report it timed out."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if not timeout > 0:  # NaN included
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    return float(timeout)
+
+
 _OWN_HEADERS = 1024  # more than traceparent + trace_id + timestamp take (trace_id <= 128)
 
 
@@ -211,7 +222,7 @@ class Producer:
             record = outgoing_record(topic, value, key, headers, partition=partition)
             if headers or len(value or b"") + len(key or b"") + _OWN_HEADERS > self._max_bytes:
                 self._check_size(record)  # exact; else only our headers: they fit
-            wait = self._timeout if timeout is None else timeout
+            wait = self._timeout if timeout is None else _check_timeout(timeout)
             deadline = trio.current_time() + wait
             sender = self._slot.value or await self._slot.get(wait)
             pending = sender.enqueue([record], deadline)
@@ -281,7 +292,7 @@ class Producer:
         ]
         for record in records:
             self._check_size(record)
-        wait = self._timeout if timeout is None else timeout
+        wait = self._timeout if timeout is None else _check_timeout(timeout)
         deadline = trio.current_time() + wait
         # One chunk (max_batch records) at a time, each queued once the one before is
         # acknowledged: flights run concurrently and a broker may apply them in any
@@ -332,7 +343,7 @@ class Producer:
     async def _admin(
         self, what: str, timeout: float | None, fn: Callable[[MQBackend], Awaitable[T]]
     ) -> T:
-        wait = self._timeout if timeout is None else timeout
+        wait = self._timeout if timeout is None else _check_timeout(timeout)
         deadline = trio.current_time() + wait
         sender = await self._slot.get(wait)
         with trio.move_on_at(deadline):
