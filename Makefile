@@ -1,6 +1,7 @@
 # gochat-actors. The two commands: `make demo` and `make test` (see README.md).
 # Both create .venv with `python3 -m venv` when it is missing and install into it;
 # an install is redone only when pyproject.toml changes (stamp files in .venv).
+# `make test` then runs pytest a second time on Python $(ALSO_PYTHON), in its own venv.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -12,16 +13,24 @@ export NO_MKDOCS_2_WARNING := 1
 
 .DEFAULT_GOAL := help
 .PHONY: help demo test install install-dev services-up services-down services-status \
-	lint typecheck docs pytest clean
+	lint typecheck docs pytest pytest-also clean
+
+# The second interpreter `make test` runs pytest on (empty: none). Found on PATH or under
+# ~/.pyenv/versions (pyenv's shims are skipped when they cannot run it); when CI is set, a
+# missing one is a failure, otherwise that pass is skipped with a notice.
+ALSO_PYTHON ?= 3.13
+ALSO_VENV := .venv$(subst .,,$(ALSO_PYTHON))
+ALSO_BIN := $(ALSO_VENV)/bin
 
 help:
 	@echo "make demo             create .venv, install, run 'gochat-actors demo'"
 	@echo "make test             create .venv, install .[dev], start the servers, run"
-	@echo "                      ruff, mypy --strict, mkdocs build --strict and pytest"
+	@echo "                      ruff, mypy --strict, mkdocs build --strict and pytest,"
+	@echo "                      then pytest again on Python $(ALSO_PYTHON) ($(ALSO_VENV))"
 	@echo "make services-up      start MariaDB, Redis, etcd and Tansu (Kafka) on 127.0.0.1"
 	@echo "make services-down    stop the servers that services-up started"
 	@echo "make services-status  show each server"
-	@echo "make lint | typecheck | docs | pytest   one step of 'make test'"
+	@echo "make lint | typecheck | docs | pytest | pytest-also   one step of 'make test'"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +57,7 @@ test: install-dev
 	$(BIN)/mypy
 	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory pytest-also
 
 services-up: install-dev
 	scripts/services up
@@ -70,6 +80,33 @@ docs: install-dev
 
 pytest: install-dev services-up
 	$(BIN)/pytest
+
+ifneq ($(ALSO_PYTHON),)
+# The first python$(ALSO_PYTHON) that runs: on PATH, then the newest under ~/.pyenv/versions.
+find_also_python = for p in $$(command -v python$(ALSO_PYTHON)) \
+	$$(ls -d $$HOME/.pyenv/versions/$(ALSO_PYTHON).*/bin/python$(ALSO_PYTHON) 2>/dev/null | sort -rV); do \
+	"$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done
+
+$(ALSO_BIN)/python:
+	@p=$$($(find_also_python)); \
+	if [ -z "$$p" ]; then echo "no python$(ALSO_PYTHON) on PATH nor under ~/.pyenv/versions" >&2; exit 1; fi; \
+	echo "$$p -m venv $(ALSO_VENV)"; "$$p" -m venv $(ALSO_VENV)
+
+$(ALSO_VENV)/.installed-dev: pyproject.toml | $(ALSO_BIN)/python
+	$(ALSO_BIN)/python -m pip --disable-pip-version-check install --quiet -e '.[dev]'
+	@touch $@
+endif
+
+# pytest (only: lint, types and docs do not depend on the interpreter) on the second
+# Python; skipped when there is none, or when .venv already is that version.
+pytest-also: services-up
+	@if [ -z "$(ALSO_PYTHON)" ]; then exit 0; fi; \
+	if $(BIN)/python -c 'import sys; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" != "$(ALSO_PYTHON)")'; then \
+		echo "pytest-also: .venv is already Python $(ALSO_PYTHON)"; exit 0; fi; \
+	if [ ! -x $(ALSO_BIN)/python ] && [ -z "$$($(find_also_python))" ]; then \
+		if [ -n "$${CI:-}" ]; then echo "pytest-also: no python$(ALSO_PYTHON) (CI is set: a failure)" >&2; exit 1; fi; \
+		echo "pytest-also: no python$(ALSO_PYTHON) on PATH nor under ~/.pyenv/versions: skipped"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(ALSO_VENV)/.installed-dev && $(ALSO_BIN)/pytest
 
 clean:
 	rm -rf site .mypy_cache .ruff_cache .pytest_cache .hypothesis
