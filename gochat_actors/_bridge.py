@@ -21,6 +21,12 @@ trio-asyncio takes six (a 3-INSERT transaction: 8 rounds, not 24). The loop also
 for callbacks without a cancel scope per wait (a waker task ends the wait when the
 first timer is due; cancelled timers are dropped), and its socket reader tasks skip the
 extra queued callback trio-asyncio adds after each read.
+
+trio-asyncio is imported through :mod:`gochat_actors._aiocompat`, which gives its import
+the asyncio names Python 3.12-3.14 deprecated or removed; on 3.14, where an asyncio
+task's step requires its loop to be the thread's running loop, every callback the loop
+runs is run with that set (the loop's own step is replaced whole: trio-asyncio's never
+runs a callback).
 """
 
 from __future__ import annotations
