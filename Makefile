@@ -99,14 +99,14 @@ endif
 
 # pytest (only: lint, types and docs do not depend on the interpreter) on the second
 # Python; skipped when there is none, or when .venv already is that version.
-pytest-also: services-up
+pytest-also:
 	@if [ -z "$(ALSO_PYTHON)" ]; then exit 0; fi; \
 	if $(BIN)/python -c 'import sys; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" != "$(ALSO_PYTHON)")'; then \
 		echo "pytest-also: .venv is already Python $(ALSO_PYTHON)"; exit 0; fi; \
 	if [ ! -x $(ALSO_BIN)/python ] && [ -z "$$($(find_also_python))" ]; then \
 		if [ -n "$${CI:-}" ]; then echo "pytest-also: no python$(ALSO_PYTHON) (CI is set: a failure)" >&2; exit 1; fi; \
 		echo "pytest-also: no python$(ALSO_PYTHON) on PATH nor under ~/.pyenv/versions: skipped"; exit 0; fi; \
-	$(MAKE) --no-print-directory $(ALSO_VENV)/.installed-dev && $(ALSO_BIN)/pytest
+	$(MAKE) --no-print-directory services-up $(ALSO_VENV)/.installed-dev && $(ALSO_BIN)/pytest
 
 clean:
 	rm -rf site .mypy_cache .ruff_cache .pytest_cache .hypothesis
