@@ -472,7 +472,7 @@ async def test_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPat
 # -- MemoryDB ----------------------------------------------------------------------------
 
 
-def test_closing_a_memory_db_closes_its_sqlite_databases() -> None:
+async def test_closing_a_memory_db_closes_its_sqlite_databases() -> None:
     # Python 3.13 reports a SQLite connection left to the garbage collector
     # (ResourceWarning: unclosed database): the owner of a MemoryDB closes it.
     memdb = MemoryDB()
