@@ -29,6 +29,12 @@ test suite: timing assertions do not belong in tests.
 Regenerate everything with `benchmarks/run` (needs the servers: `scripts/services up`,
 and `pip install -e '.[bench]'`, which `benchmarks/run` does), or one benchmark with the
 command shown under it, then `python -m benchmarks.render`.
+
+The asyncio bridge's A/B (issue 29: the shipped trio-asyncio bridge against a loop in a
+thread of its own) is not part of `benchmarks/run`: `.venv/bin/python -m
+benchmarks.bridge_ab --rounds 3 --n 500` (MariaDB and Kafka up) prints its table; the
+figures and the decision are in
+[the design notes](design.md#the-asyncio-bridge-on-python-311-314-issue-29).
 """
 
 

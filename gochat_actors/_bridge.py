@@ -21,6 +21,12 @@ trio-asyncio takes six (a 3-INSERT transaction: 8 rounds, not 24). The loop also
 for callbacks without a cancel scope per wait (a waker task ends the wait when the
 first timer is due; cancelled timers are dropped), and its socket reader tasks skip the
 extra queued callback trio-asyncio adds after each read.
+
+trio-asyncio is imported through :mod:`gochat_actors._aiocompat`, which gives its import
+the asyncio names Python 3.12-3.14 deprecated or removed; on 3.14, where an asyncio
+task's step requires its loop to be the thread's running loop, every callback the loop
+runs is run with that set (the loop's own step is replaced whole: trio-asyncio's never
+runs a callback).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, TypeVarTup
 
 import trio
 
+from . import _aiocompat
 from ._exceptions import BridgeError, BridgeNotRunning
 
 if TYPE_CHECKING:
@@ -79,13 +86,15 @@ class _ReadyQueue:
         "_held",
         "_library",
         "_loop",
+        "_set_running",
         "_waiter",
         "starting",
     )
 
     def __init__(self, loop: Any) -> None:
         import sniffio
-        from trio_asyncio import current_loop
+
+        trio_asyncio = _aiocompat.load_trio_asyncio()
         from trio_asyncio._base import TrioAsyncioExit
 
         self._data: collections.deque[Any] = collections.deque()
@@ -96,10 +105,12 @@ class _ReadyQueue:
         self._graces: dict[asyncio.Task[Any], float] = {}  # tasks inside a cancel_grace()
         self._deferred: dict[asyncio.Task[Any], asyncio.TimerHandle] = {}  # their cancels
         self._current_loop, self._exit, self._library = (
-            current_loop,
+            trio_asyncio.current_loop,
             TrioAsyncioExit,
             sniffio.thread_local,
         )
+        # 3.14: a task's step needs its loop to be the thread's running loop.
+        self._set_running = _aiocompat.TASKS_NEED_RUNNING_LOOP
 
     def __bool__(self) -> bool:
         return bool(self._data)
@@ -235,6 +246,9 @@ class _ReadyQueue:
         library, current_loop = self._library, self._current_loop
         token = current_loop.set(self._loop)  # get_running_loop() looks at the trio task
         previous, library.name = library.name, "asyncio"
+        running = _aiocompat.thread_running_loop() if self._set_running else None
+        if self._set_running:
+            _aiocompat.set_thread_running_loop(self._loop)
         try:
             for _ in range(CALLBACK_BATCH):
                 if not data or type(data[0]) is not asyncio.Handle:
@@ -248,6 +262,8 @@ class _ReadyQueue:
                     data.appendleft(handle)
                     return
         finally:
+            if self._set_running:
+                _aiocompat.set_thread_running_loop(running)
             library.name = previous
             current_loop.reset(token)
 
@@ -340,8 +356,8 @@ def _tune_loop(loop: Any) -> _Tuning | None:
 
     if not all(hasattr(loop, name) for name in _LOOP_INTERNALS):
         return None  # pragma: no cover - a trio-asyncio release we do not know
-    loop_step = loop._main_loop_one
     queue = _ReadyQueue(loop)
+    set_running = _aiocompat.TASKS_NEED_RUNNING_LOOP
     old_send, old_receive = loop._q_send, loop._q_recv
     while True:  # what is queued already keeps its place
         try:
@@ -353,6 +369,20 @@ def _tune_loop(loop: Any) -> _Tuning | None:
     waker = _TimerWaker(queue)
     timers, library = loop._timers, sniffio.thread_local
 
+    def run(handle: Any) -> None:
+        if handle._cancelled:
+            return
+        previous, library.name = library.name, "asyncio"
+        running = _aiocompat.thread_running_loop() if set_running else None
+        if set_running:
+            _aiocompat.set_thread_running_loop(loop)
+        try:
+            handle._run()
+        finally:
+            if set_running:
+                _aiocompat.set_thread_running_loop(running)
+            library.name = previous
+
     async def dispatch(handle: Any) -> None:
         if isinstance(handle, asyncio.TimerHandle):
             heapq.heappush(timers, handle)
@@ -363,20 +393,19 @@ def _tune_loop(loop: Any) -> _Tuning | None:
                 await handle._started.wait()
             finally:
                 queue.starting = False
-        elif not handle._cancelled:
-            previous, library.name = library.name, "asyncio"
-            try:
-                handle._run()
-            finally:
-                library.name = previous
+        else:
+            run(handle)
 
     async def step(no_wait: bool = False) -> None:
+        # The loop's whole step (trio-asyncio's own is never called): every callback
+        # then runs through run() or the queue's run_ready(), which set what a step
+        # needs (sniffio's name; on 3.14 the thread's running loop).
         while timers and timers[0]._cancelled:
             # As asyncio's loop: a cancelled timer is dropped, not waited for (aiomysql's
             # connect leaves its 10 s timeout in the heap, cancelled).
             heapq.heappop(timers)
         if timers and timers[0]._when <= loop.time():
-            await loop_step(no_wait)  # runs the due timer
+            run(heapq.heappop(timers))  # the due timer
         else:
             handle = None
             if queue:
@@ -386,8 +415,12 @@ def _tune_loop(loop: Any) -> _Tuning | None:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 with contextlib.suppress(trio.WouldBlock):  # that task ran them all
                     handle = queue.receive_nowait()
-            elif no_wait or (timers and not waker.running):
-                await loop_step(no_wait)  # waits for a callback or the next timer
+            elif no_wait:
+                handle = queue.receive_nowait()  # WouldBlock when empty, as the loop expects
+            elif timers and not waker.running:
+                # The waker is not running (the loop is closing): wait with a timeout.
+                with trio.move_on_after(timers[0]._when - loop.time()):
+                    handle = await queue.receive()
             else:
                 # Wait for a callback with no cancel scope (the loop's own step opens
                 # one per wait: a tenth of a crossing's CPU); the waker ends the wait
@@ -421,10 +454,15 @@ def _tune_loop(loop: Any) -> _Tuning | None:
                     # What the read makes ready (the waiting task's next step, its done
                     # callbacks) runs here, not one trio round later in the loop's task.
                     queue.hold()
+                    running = _aiocompat.thread_running_loop() if set_running else None
+                    if set_running:
+                        _aiocompat.set_thread_running_loop(loop)
                     try:
                         handle._run()
                         queue.run_ready()
                     finally:
+                        if set_running:
+                            _aiocompat.set_thread_running_loop(running)
                         queue.release()
             except Exception as exc:
                 handle._raise(exc)
@@ -497,7 +535,8 @@ class Bridge:
 
             await nursery.start(bridge.run)
         """
-        import trio_asyncio  # imported here: patching asyncio's policy only when used
+        # Imported here: patching asyncio's policy only when used.
+        trio_asyncio = _aiocompat.load_trio_asyncio()
 
         if self._opening:
             raise BridgeError("this Bridge is already running")
@@ -586,7 +625,7 @@ class Bridge:
             if ready is not None:
                 result: T = await ready.cross(coro)
             else:  # an untuned loop (a trio-asyncio release we do not know)
-                from trio_asyncio import run_aio_future  # loaded by run(): a dict lookup
+                run_aio_future = _aiocompat.load_trio_asyncio().run_aio_future
 
                 try:
                     task = loop.create_task(coro)

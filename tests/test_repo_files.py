@@ -124,3 +124,46 @@ def test_mkdocs_nav_lists_every_page() -> None:
     in_nav = set(pages(config["nav"]))
     on_disk = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
     assert in_nav == on_disk
+
+
+def test_the_workflow_tests_exactly_the_pythons_the_classifiers_name() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    prefix = "Programming Language :: Python :: "
+    named = [c.removeprefix(prefix) for c in project["classifiers"] if c.startswith(prefix + "3.")]
+    (job,) = load_yaml(".github/workflows/ci.yml")["jobs"].values()
+    matrix = job["strategy"]["matrix"]["python-version"]
+    assert matrix == named == ["3.11", "3.12", "3.13", "3.14"]
+    assert project["requires-python"] == f">={named[0]}" == ">=3.11"
+    # Each job is its own interpreter: make test's second pass on 3.13 is off there.
+    assert job["env"]["ALSO_PYTHON"] == ""
+
+
+def _pytest_also(python: str, ci: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "MAKEFLAGS", "MAKELEVEL")}
+    if ci is not None:
+        env["CI"] = ci
+    return subprocess.run(
+        ["make", "--no-print-directory", "pytest-also", f"ALSO_PYTHON={python}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_make_test_can_run_pytest_again_on_a_second_python_and_ci_fails_without_it() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    # Off by default until the 3.13 pass is green (one SQLite connection left unclosed).
+    assert "ALSO_PYTHON ?=\n" in makefile
+    test_recipe = makefile.split("\ntest: ", 1)[1].split("\n\n", 1)[0]
+    assert test_recipe.rstrip().endswith("$(MAKE) --no-print-directory pytest-also")
+    missing = _pytest_also("3.99", "1")
+    assert missing.returncode != 0
+    assert "no python3.99 (CI is set: a failure)" in missing.stderr
+    skipped = _pytest_also("3.99", None)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "no python3.99 on PATH nor under ~/.pyenv/versions: skipped" in skipped.stdout

@@ -89,17 +89,36 @@ class MemoryDB:
     replica can be made): a primary alone, whose memory does not grow with its writes,
     as ``open_service`` runs the embedded ``sqlite+aiosqlite:///:memory:`` default.
 
+    Its data outlives the managers that use it (a restarted DBManager finds it again), so
+    closing it is its owner's job: :meth:`close`, or a ``with`` block.
+
     Example::
 
-        memdb = MemoryDB()
-        db = DBManager(memdb.settings(replicas=1, max_lag=1.0), backend=memdb)
-        async with open_supervisor([db.spec()]):
-            memdb.replica(0).pause()         # reads fail over to the primary
+        with MemoryDB() as memdb:
+            db = DBManager(memdb.settings(replicas=1, max_lag=1.0), backend=memdb)
+            async with open_supervisor([db.spec()]):
+                memdb.replica(0).pause()         # reads fail over to the primary
     """
 
     def __init__(self, *, replication: bool = True) -> None:
         self.servers: dict[str, MemoryServer] = {}
         self._binlog = _Binlog(enabled=bool(replication))
+
+    def __enter__(self) -> MemoryDB:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every server's SQLite database (their data is gone). Idempotent.
+
+        Example::
+
+            memdb.close()
+        """
+        for server in self.servers.values():
+            server.close()
 
     def settings(self, replicas: int = 0, **overrides: Any) -> DBSettings:
         """``DBSettings`` naming a primary and ``replicas`` replicas of this object.
@@ -276,7 +295,18 @@ class MemoryServer(PauseSwitch):
         return _MemoryHandle(mirror, gate=self)
 
     async def aclose(self) -> None:
+        # A client closing: the data stays (MemoryDB.close() ends it).
         await trio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        """Close this server's SQLite database and its snapshot mirror's (the data is
+        gone; a later use starts empty)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()  # StaticPool: closes its one connection
+        mirror, self._mirror = self._mirror, None
+        if mirror is not None:
+            mirror.close()
 
     # -- internals -----------------------------------------------------------------------
     async def _reply(self, grace: _Grace | None = None) -> None:

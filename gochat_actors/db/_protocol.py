@@ -189,7 +189,8 @@ class DBBackend(Protocol):
 
     Example::
 
-        db = DBManager(settings, backend=MemoryDB())   # the in-memory backend
+        with MemoryDB() as memdb:                      # the in-memory backend
+            db = DBManager(settings, backend=memdb)
     """
 
     def server(

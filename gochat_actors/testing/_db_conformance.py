@@ -385,7 +385,7 @@ async def check_db_backend(make_db: Callable[[], DBManager]) -> None:
 
     Example::
 
-        await check_db_backend(lambda: DBManager(DBSettings(), backend=MemoryDB()))
+        await check_db_backend(lambda: DBManager(DBSettings()))   # SQLite in memory
     """
     for check in DB_CHECKS:
         db = make_db()

@@ -9,10 +9,12 @@ import socket
 import pytest
 import trio
 import trio.testing
-import trio_asyncio
 
 from gochat_actors import Bridge, BridgeError, BridgeNotRunning, GochatError
+from gochat_actors._aiocompat import load_trio_asyncio
 from gochat_actors.log import current_trace_id, trace_context
+
+trio_asyncio = load_trio_asyncio()  # on any Python: gochat_actors/_aiocompat.py
 
 
 class ChatBackendError(Exception):

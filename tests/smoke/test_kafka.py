@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import trio
-import trio_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from gochat_actors._aiocompat import load_trio_asyncio
 from tests._servers import TopicFactory
+
+trio_asyncio = load_trio_asyncio()  # on any Python: gochat_actors/_aiocompat.py
 
 
 async def test_topic_produce_consume_commit(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-import trio_asyncio
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from gochat_actors._aiocompat import load_trio_asyncio
+
+trio_asyncio = load_trio_asyncio()  # on any Python: gochat_actors/_aiocompat.py
 
 
 async def test_sqlalchemy_aiomysql_roundtrip_through_trio_asyncio(mariadb_url: str) -> None:

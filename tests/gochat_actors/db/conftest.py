@@ -3,7 +3,8 @@
 ``mariadb_pair`` starts once per session (skipped when MariaDB is not installed, a
 failure under CI, and a failure whenever it is installed but cannot start).
 ``pair_db`` gives each test a fresh database (replicated), heals the pair afterwards
-(replica resumed, replication threads running) and drops the database.
+(replica resumed, replication threads running) and drops the database. ``memdb`` is a
+:class:`MemoryDB` closed after the test.
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ from typing import Any
 
 import pytest
 
-from gochat_actors.db import DBSettings
+from gochat_actors.db import DBSettings, MemoryDB
 from tests._servers import in_ci
 from tests.gochat_actors.db._mariadb_pair import MariaDBPair, find_binaries, start_pair
+
+
+@pytest.fixture
+def memdb() -> Iterator[MemoryDB]:
+    """An in-memory primary and replicas, closed after the test (its SQLite databases)."""
+    with MemoryDB() as db:
+        yield db
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -22,8 +23,7 @@ async def _run(db: DBManager, check: Check) -> None:
 
 
 @CHECKS
-async def test_memory(check: Check) -> None:
-    memdb = MemoryDB()
+async def test_memory(memdb: MemoryDB, check: Check) -> None:
     await _run(DBManager(memdb.settings(replicas=1), backend=memdb, metrics=Metrics()), check)
 
 
@@ -40,10 +40,12 @@ async def test_mariadb_primary_and_replica(check: Check, pair_db: PairDB) -> Non
 async def test_check_db_backend_runs_every_check() -> None:
     made: list[DBManager] = []
 
-    def make() -> DBManager:
-        memdb = MemoryDB()
-        made.append(DBManager(memdb.settings(), backend=memdb))
-        return made[-1]
+    with contextlib.ExitStack() as memdbs:
 
-    await check_db_backend(make)
+        def make() -> DBManager:
+            memdb = memdbs.enter_context(MemoryDB())
+            made.append(DBManager(memdb.settings(), backend=memdb))
+            return made[-1]
+
+        await check_db_backend(make)
     assert len(made) == len(DB_CHECKS)

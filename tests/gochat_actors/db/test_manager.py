@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,19 @@ from gochat_actors.db._session import ROLLBACK_TIMEOUT
 from gochat_actors.metrics import Metrics
 from supervisors import ChildStartError, open_supervisor
 
+_made: list[MemoryDB] = []  # by memory_db(): closed after each test
+
+
+@pytest.fixture(autouse=True)
+def _close_memory_dbs() -> Iterator[None]:
+    yield
+    while _made:
+        _made.pop().close()
+
 
 def memory_db(replicas: int = 0, **settings: Any) -> tuple[DBManager, MemoryDB]:
     memdb = MemoryDB()
+    _made.append(memdb)
     return DBManager(memdb.settings(replicas, **settings), backend=memdb, metrics=Metrics()), memdb
 
 
@@ -116,9 +127,9 @@ async def test_bad_call_options(autojump_clock: trio.testing.MockClock) -> None:
 
 
 async def test_not_running_is_unavailable_after_wait(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     db = DBManager(memdb.settings(), backend=memdb, wait=2.0)
     start = trio.current_time()
     with pytest.raises(DBUnavailable):
@@ -364,9 +375,8 @@ async def test_a_transaction_cancelled_while_its_commit_is_on_the_wire(
 # -- metrics -----------------------------------------------------------------------------
 
 
-async def test_metrics(autojump_clock: trio.testing.MockClock) -> None:
+async def test_metrics(memdb: MemoryDB, autojump_clock: trio.testing.MockClock) -> None:
     metrics = Metrics()
-    memdb = MemoryDB()
     db = DBManager(memdb.settings(), backend=memdb, metrics=metrics)
     sample = metrics.registry.get_sample_value
     async with open_supervisor([db.spec()]):
@@ -457,3 +467,26 @@ async def test_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPat
     assert isinstance(cause, ChildStartError)
     assert isinstance(cause.__cause__, DBError)
     assert "gochat-actors[mysql]" in str(cause.__cause__)
+
+
+# -- MemoryDB ----------------------------------------------------------------------------
+
+
+async def test_closing_a_memory_db_closes_its_sqlite_databases() -> None:
+    # Python 3.13 reports a SQLite connection left to the garbage collector
+    # (ResourceWarning: unclosed database): the owner of a MemoryDB closes it.
+    memdb = MemoryDB()
+    connections = []
+    snapshot = memdb.primary.snapshot_session
+    assert snapshot is not None
+    for server in (memdb.primary, memdb.replica(0), snapshot()._server):
+        raw = server.engine.raw_connection()
+        connections.append(raw.dbapi_connection)
+        raw.close()  # back to its pool
+    with memdb:
+        pass
+    for connection in connections:
+        assert connection is not None
+        with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+            connection.execute("SELECT 1")
+    memdb.close()  # again: nothing left to close

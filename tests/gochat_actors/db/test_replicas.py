@@ -97,9 +97,9 @@ def healthy_gauge(db: DBManager, name: str) -> float | None:
 
 
 async def test_healthy_replicas_are_admitted_at_start_and_serve_reads(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, replicas=2) as (db, _, _):
         assert admitted(db) == ["replica-0", "replica-1"]
         servers = {(await read_ids(db))[0] for _ in range(4)}
@@ -108,9 +108,9 @@ async def test_healthy_replicas_are_admitted_at_start_and_serve_reads(
 
 
 async def test_a_write_is_read_back_from_the_replica_once_replicated(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, sticky_seconds=0.0) as (db, _, _):
         memdb.replica(0).delay = 3.0
         await insert(db, 1)
@@ -120,9 +120,9 @@ async def test_a_write_is_read_back_from_the_replica_once_replicated(
 
 
 async def test_lagging_replica_is_ejected_then_readmitted(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, max_lag=2.0, sticky_seconds=0.0) as (db, _, events):
         replica = memdb.replica(0)
         replica.delay = 6.0
@@ -144,9 +144,9 @@ async def test_lagging_replica_is_ejected_then_readmitted(
 
 
 async def test_replication_stopped_ejects_and_restarted_readmits(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb) as (db, _, _):
         memdb.replica(0).stop_replication()
         took = await wait_until(lambda: not admitted(db), within=10)
@@ -158,9 +158,9 @@ async def test_replication_stopped_ejects_and_restarted_readmits(
 
 
 async def test_paused_replica_is_ejected_and_reads_in_flight_go_elsewhere(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, replicas=1, sticky_seconds=0.0) as (db, _, _):
         await insert(db, 1)
         probes = memdb.replica(0).calls
@@ -191,9 +191,9 @@ async def test_paused_replica_is_ejected_and_reads_in_flight_go_elsewhere(
 
 
 async def test_a_long_read_calls_extra_probes_and_stays_on_its_healthy_replica(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, replicas=1, sticky_seconds=0.0) as (db, _, events):
         await insert(db, 1)
         await wait_until(lambda: admitted(db) == ["replica-0"], within=INTERVAL * 2)
@@ -212,9 +212,9 @@ async def test_a_long_read_calls_extra_probes_and_stays_on_its_healthy_replica(
 
 
 async def test_unreachable_replica_fails_over_at_once(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, sticky_seconds=0.0) as (db, _, _):
         await trio.sleep(INTERVAL / 4)  # between two probes
         memdb.replica(0).down = True
@@ -228,9 +228,9 @@ async def test_unreachable_replica_fails_over_at_once(
 
 
 async def test_failover_prefers_another_healthy_replica(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, replicas=2, sticky_seconds=0.0) as (db, _, _):
         memdb.replica(0).down = True
         memdb.replica(1).down = False
@@ -239,9 +239,9 @@ async def test_failover_prefers_another_healthy_replica(
 
 
 async def test_no_healthy_replica_reads_the_primary_and_logs_it_once(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, replicas=2, sticky_seconds=0.0) as (db, _, _):
         with structlog.testing.capture_logs() as logs:
             memdb.replica(0).stop_replication()
@@ -260,9 +260,9 @@ async def test_no_healthy_replica_reads_the_primary_and_logs_it_once(
 
 
 async def test_reads_on_primary_logged_at_start_when_no_replica_answers(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     memdb.replica(0).down = True
     with structlog.testing.capture_logs() as logs:
         async with running(memdb) as (db, _, _):
@@ -274,8 +274,9 @@ async def test_reads_on_primary_logged_at_start_when_no_replica_answers(
 # -- stickiness --------------------------------------------------------------------------
 
 
-async def test_read_your_writes_for_sticky_seconds(autojump_clock: trio.testing.MockClock) -> None:
-    memdb = MemoryDB()
+async def test_read_your_writes_for_sticky_seconds(
+    memdb: MemoryDB, autojump_clock: trio.testing.MockClock
+) -> None:
     async with running(memdb, sticky_seconds=2.0, max_lag=20.0) as (db, _, _):
         memdb.replica(0).delay = 10.0
         assert (await read_ids(db))[0] == "replica-0"
@@ -290,11 +291,11 @@ async def test_read_your_writes_for_sticky_seconds(autojump_clock: trio.testing.
 
 
 async def test_read_your_writes_holds_with_the_default_settings(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # sticky_seconds (2 s) < max_lag (5 s): a replica 3 s behind is admitted, and must
     # still not serve the writer's context a read without its write.
-    memdb = MemoryDB()
     defaults = DBSettings()
     sticky, max_lag = defaults.sticky_seconds, defaults.max_lag
     async with running(memdb, sticky_seconds=sticky, max_lag=max_lag) as (db, _, _):
@@ -308,9 +309,9 @@ async def test_read_your_writes_holds_with_the_default_settings(
 
 
 async def test_read_your_writes_after_a_writer_block_that_raised(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb) as (db, _, _):
         memdb.replica(0).delay = 10.0
 
@@ -339,9 +340,9 @@ async def _expect_own_write_after_timeout(db: DBManager, write: Any) -> None:
 
 
 async def test_orm_changes_flushed_by_a_select_count_as_writes(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     Note = note_model()
 
     async with running(memdb) as (db, _, _):
@@ -360,8 +361,9 @@ async def test_orm_changes_flushed_by_a_select_count_as_writes(
             assert (session.server, body) == ("primary", "changed")
 
 
-async def test_stickiness_is_per_context(autojump_clock: trio.testing.MockClock) -> None:
-    memdb = MemoryDB()
+async def test_stickiness_is_per_context(
+    memdb: MemoryDB, autojump_clock: trio.testing.MockClock
+) -> None:
     async with running(memdb, sticky_seconds=2.0) as (db, _, _):
         seen: list[str] = []
         wrote = trio.Event()
@@ -380,9 +382,9 @@ async def test_stickiness_is_per_context(autojump_clock: trio.testing.MockClock)
 
 
 async def test_consistent_reads_and_read_only_sessions(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, sticky_seconds=2.0) as (db, _, _):
         assert (await read_ids(db, consistent=True))[0] == "primary"
         async with db.transaction() as session:  # a SELECT-only transaction is not a write
@@ -392,9 +394,9 @@ async def test_consistent_reads_and_read_only_sessions(
 
 
 async def test_no_stickiness_when_sticky_seconds_is_zero(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, sticky_seconds=0.0) as (db, _, _):
         await insert(db, 1)
         assert (await read_ids(db))[0] == "replica-0"
@@ -403,8 +405,9 @@ async def test_no_stickiness_when_sticky_seconds_is_zero(
 # -- the primary -------------------------------------------------------------------------
 
 
-async def test_primary_health_follows_its_probe(autojump_clock: trio.testing.MockClock) -> None:
-    memdb = MemoryDB()
+async def test_primary_health_follows_its_probe(
+    memdb: MemoryDB, autojump_clock: trio.testing.MockClock
+) -> None:
     async with running(memdb, replicas=0) as (_, sup, events):
         memdb.primary.pause()
         await trio.sleep(INTERVAL * 2)
@@ -418,9 +421,8 @@ async def test_primary_health_follows_its_probe(autojump_clock: trio.testing.Moc
 
 @pytest.mark.parametrize("replicas", [0, 2])
 async def test_engines_closed_and_slot_emptied_on_shutdown(
-    autojump_clock: trio.testing.MockClock, replicas: int
+    memdb: MemoryDB, autojump_clock: trio.testing.MockClock, replicas: int
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, replicas=replicas) as (db, _, _):
         assert db.statistics().primary_running
     stats = db.statistics()
@@ -432,9 +434,9 @@ async def test_engines_closed_and_slot_emptied_on_shutdown(
 
 
 async def test_a_read_session_fails_over_only_before_it_returned_anything(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     Note = note_model()
 
     async with running(memdb, sticky_seconds=0.0) as (db, _, _):
@@ -464,9 +466,9 @@ async def test_a_read_session_fails_over_only_before_it_returned_anything(
 
 
 async def test_a_replica_applies_writes_while_a_long_read_session_is_open(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, max_lag=1.0, sticky_seconds=0.0) as (db, _, _):
         seen: list[int] = []
         async with db.reader() as session:
@@ -484,9 +486,9 @@ async def test_a_replica_applies_writes_while_a_long_read_session_is_open(
 
 
 async def test_a_reader_nested_in_a_transaction_fails_over_to_the_primary(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, sticky_seconds=0.0) as (db, _, _):
         await insert(db, 1)
         memdb.replica(0).catch_up()
@@ -500,9 +502,9 @@ async def test_a_reader_nested_in_a_transaction_fails_over_to_the_primary(
 
 
 async def test_a_cancelled_session_always_gives_the_server_back(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, replicas=0) as (db, _, _):
         with trio.move_on_after(1.0):
             async with db.transaction() as session:
@@ -515,9 +517,9 @@ async def test_a_cancelled_session_always_gives_the_server_back(
 
 
 async def test_a_replica_whose_reads_fail_while_its_probes_pass_does_not_flap(
+    memdb: MemoryDB,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    memdb = MemoryDB()
     async with running(memdb, sticky_seconds=0.0) as (db, _, _):
         memdb.replica(0).fail_next(2013, times=100_000)  # every read fails; probes pass
         with structlog.testing.capture_logs() as logs:
