@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 import trio
 import trio.testing
@@ -27,7 +29,7 @@ async def stubborn(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNO
             await trio.sleep(3)
 
 
-def slow_start(seconds: float, *, ok: bool) -> object:
+def slow_start(seconds: float, *, ok: bool) -> Callable[..., Awaitable[None]]:
     """A child that gets ready (``ok``) or raises after ``seconds``."""
 
     async def child(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
