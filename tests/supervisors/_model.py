@@ -133,9 +133,7 @@ class Model:
         wanted = (*_LIVE, ChildState.RESTARTING)
         return [c for c in chosen if c.state in wanted]
 
-    def _fail(self, child: MChild, t: float) -> list[
-        tuple[float, list[MChild]]
-    ]:
+    def _fail(self, child: MChild, t: float) -> list[tuple[float, list[MChild]]]:
         """A counted failure of ``child`` at ``t``: the waves to start (time, members)."""
         self.failures.append(t)
         self.failures = [f for f in self.failures if f >= t - self.max_seconds]
@@ -161,9 +159,7 @@ class Model:
             wave.append(victim)
         return [(t, sorted(wave, key=lambda c: c.order))]
 
-    def _exit(self, child: MChild, t: float, *, normal: bool) -> list[
-        tuple[float, list[MChild]]
-    ]:
+    def _exit(self, child: MChild, t: float, *, normal: bool) -> list[tuple[float, list[MChild]]]:
         """``child`` (running) ended on its own at ``t``: by returning or raising."""
         restart = child.restart is Restart.PERMANENT or (
             child.restart is Restart.TRANSIENT and not normal
@@ -250,8 +246,9 @@ class Model:
             return
         self._handle(t, waves)
 
-    def start_child(self, cid: str, restart: Restart, stubborn: bool, t: float,
-                    plan: tuple[float, bool] | None) -> bool:
+    def start_child(
+        self, cid: str, restart: Restart, stubborn: bool, t: float, plan: tuple[float, bool] | None
+    ) -> bool:
         """``start_child``; whether it succeeds (else ``ChildStartError``, spec dropped)."""
         child = self.add(cid, restart, stubborn)
         child.starts = 0

@@ -13,8 +13,9 @@ function (``trio.from_thread.run``), which starts the operations as tasks and th
 deadline, until none is left. So every step ends in a quiet state at a known virtual
 time, and the same example replays exactly.
 
-``GOCHAT_MODEL_EXAMPLES`` sets the number of examples (default 60, what ``make test``
-runs); docs/testing.md gives the longer run to do before a release.
+``GOCHAT_MODEL_EXAMPLES`` sets the number of examples (default 200, what ``make test``
+runs), ``GOCHAT_MODEL_STEPS`` the most steps in one (default 25); docs/testing.md
+gives the longer run to do before a release.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import hypothesis
 import hypothesis.strategies as st
 import trio
 import trio.testing
-from hypothesis import HealthCheck, assume, settings
+from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -64,7 +66,7 @@ from ._model import BUDGET, HANG, START_TIMEOUT, Model
 
 T = TypeVar("T")
 
-EXAMPLES = int(os.environ.get("GOCHAT_MODEL_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("GOCHAT_MODEL_EXAMPLES", "200"))
 STEPS = int(os.environ.get("GOCHAT_MODEL_STEPS", "25"))
 
 Plan = tuple[float, bool] | None
@@ -88,7 +90,9 @@ class Fake:
         self.command = ""
         self.signal: trio.Event | None = None
 
-    async def __call__(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    async def __call__(
+        self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         self.starts += 1
         self.alive += 1
         try:
@@ -212,7 +216,9 @@ class Harness:
         await self.nursery.start(self._run_sup)
         await self.settle()
 
-    async def _run_sup(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _run_sup(
+        self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         try:
             await self.sup.run(task_status=task_status)
         except Exception as exc:
@@ -255,9 +261,7 @@ class Harness:
 
 
 def _spec(fake: Fake, restart: Restart) -> ChildSpec:
-    return ChildSpec(
-        fake.cid, fake, restart=restart, shutdown=BUDGET, start_timeout=START_TIMEOUT
-    )
+    return ChildSpec(fake.cid, fake, restart=restart, shutdown=BUDGET, start_timeout=START_TIMEOUT)
 
 
 def _accepting(machine: SupervisorMachine) -> bool:
@@ -294,14 +298,13 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.fakes[cid] = fake
         return fake
 
-    def _pick(self, index: int, states: tuple[ChildState, ...] | None = None) -> str:
-        ids = [
-            c.id for c in self.m.in_order() if states is None or c.state in states
-        ]
-        assume(ids)
-        return ids[index % len(ids)]
+    def _pick(self, index: int, states: tuple[ChildState, ...] | None = None) -> str | None:
+        """A child (in ``states``), or ``None`` when there is none: the rule then does
+        nothing (an ``assume`` would throw the whole example away)."""
+        ids = [c.id for c in self.m.in_order() if states is None or c.state in states]
+        return ids[index % len(ids)] if ids else None
 
-    def _running(self, index: int) -> str:
+    def _running(self, index: int) -> str | None:
         return self._pick(index, (ChildState.RUNNING,))
 
     # ------------------------------------------------------------ setup
@@ -341,6 +344,9 @@ class SupervisorMachine(RuleBasedStateMachine):
         try:
             if not self.m.stopped:
                 self._shutdown(None, None)
+                self.matches_the_model()
+                self.events_in_order()
+                self.stops_only_as_the_model_does()
         finally:
             self.h.close()
 
@@ -362,6 +368,8 @@ class SupervisorMachine(RuleBasedStateMachine):
     def plan_next_start(self, index: int, plan: Plan) -> None:
         """The child's next start will be slow, time out, or fail."""
         cid = self._pick(index)
+        if cid is None:
+            return
         self.m.children[cid].plan = plan
         self.fakes[cid].plan = plan
 
@@ -370,14 +378,17 @@ class SupervisorMachine(RuleBasedStateMachine):
     def exit(self, index: int, normal: bool) -> None:
         """A running child raises (or returns)."""
         cid = self._running(index)
+        if cid is None:
+            return
         self.m.crash([cid], self.harness.now, normal=normal)
         self._act(lambda: self.fakes[cid].send("return" if normal else "crash"))
 
     @precondition(_accepting)
     @rule(first=st.integers(0, 20), second=st.integers(0, 20))
     def crash_two_at_once(self, first: int, second: int) -> None:
-        a, b = self._running(first), self._running(second)
-        assume(a != b)
+        a, b = self._running(first), self._running(second + 1)
+        if a is None or b is None or a == b:
+            return
         self.m.crash([a, b], self.harness.now)
 
         def both() -> None:
@@ -391,6 +402,8 @@ class SupervisorMachine(RuleBasedStateMachine):
     def crash_and_terminate(self, index: int) -> None:
         """terminate_child(c) at the instant c crashes: terminate wins."""
         cid = self._running(index)
+        if cid is None:
+            return
         self.m.crash_and_terminate(cid, self.harness.now)
         results: list[Any] = []
 
@@ -406,6 +419,8 @@ class SupervisorMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, 20))
     def terminate_child(self, index: int) -> None:
         cid = self._pick(index)
+        if cid is None:
+            return
         self.m.terminate_child(cid, self.harness.now)
         assert self.harness.op(lambda: self.harness.sup.terminate_child(cid)) is None
 
@@ -413,6 +428,8 @@ class SupervisorMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, 20))
     def restart_child(self, index: int) -> None:
         cid = self._pick(index)
+        if cid is None:
+            return
         expected = self.m.restart_child(cid, self.harness.now)
         got = self.harness.op(lambda: self.harness.sup.restart_child(cid))
         if expected == "ok":
@@ -425,6 +442,8 @@ class SupervisorMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, 20))
     def delete_child(self, index: int) -> None:
         cid = self._pick(index)
+        if cid is None:
+            return
         allowed = self.m.delete_child(cid)
 
         async def delete() -> None:
@@ -441,6 +460,8 @@ class SupervisorMachine(RuleBasedStateMachine):
     def call_own_supervisor(self, index: int, restart: bool) -> None:
         """A running child calls terminate_child / restart_child on itself."""
         cid = self._running(index)
+        if cid is None:
+            return
         if restart:
             self.m.self_restart(cid, self.harness.now)
         else:
@@ -457,6 +478,8 @@ class SupervisorMachine(RuleBasedStateMachine):
     def restart_child_racing_shutdown(self, index: int, passes: int) -> None:
         """restart_child(c), and ``passes`` scheduling passes later shutdown()."""
         cid = self._pick(index)
+        if cid is None:
+            return
         h = self.harness
         t0 = h.now
         log: list[str] = []
@@ -483,26 +506,40 @@ class SupervisorMachine(RuleBasedStateMachine):
 
         h.call(go)
         got, report = results[0], reports[0]
+        begins = t0
+        hypothesis.event(
+            f"restart_child vs shutdown: {snapshot[0].value if log[0] == 'shutdown' else 'done'}"
+        )
         child = self.m.children[cid]
         if log[0] == "restart":
             # It finished before shutdown() was even called: an ordinary restart_child.
             expected = self.m.restart_child(cid, t0)
-            assert expected == "ok" and got == self.fakes[cid].starts, (expected, got)
+            assert expected == "ok", (expected, got)
+            assert got == self.fakes[cid].starts, (expected, got)
         else:
             assert isinstance(got, SupervisorNotRunning), got
             # How far restart_child got when shutdown() came (public state): stopping
             # the old incarnation, starting the new one, or it has not begun.
             child.restarts = self._info(cid).restarts
-            child.starts = self.fakes[cid].starts
             if snapshot[0] is ChildState.STOPPING:
+                # restart_child holds the supervisor's lock while it stops the child:
+                # the shutdown's stops begin after that one (its budget, if it overstays).
                 child.stop_deadline = t0 + BUDGET
-            elif snapshot[0] in (ChildState.STARTING, ChildState.RUNNING):
-                child.state = snapshot[0]  # a new incarnation
+                if child.stubborn and child.state is ChildState.RUNNING and not child.dead:
+                    begins = t0 + BUDGET
+            elif self.fakes[cid].starts > child.starts:
+                # A new incarnation: ready at once unless its start is slow (a plan), so
+                # running by the time the shutdown stops it.
+                child.state = ChildState.RUNNING if child.plan is None else ChildState.STARTING
+                child.plan = None
                 child.dead = False
-        self._after_shutdown(t0, report)
+                child.starts = self.fakes[cid].starts
+        self._after_shutdown(t0, report, begins)
 
     @precondition(_accepting)
-    @rule(crash=st.booleans(), pending=st.one_of(st.none(), st.booleans()), index=st.integers(0, 20))
+    @rule(
+        crash=st.booleans(), pending=st.one_of(st.none(), st.booleans()), index=st.integers(0, 20)
+    )
     def shutdown(self, crash: bool, pending: bool | None, index: int) -> None:
         """shutdown(); optionally a child crashes while its supervisor stops, or a
         start_child's start ends (ready, or failed) while its supervisor stops."""
@@ -515,8 +552,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             candidates = [c.id for c in self.m.running() if c.order < late]
             if pending is not None:
                 candidates = [c.id for c in self.m.running()]
-            assume(candidates)
-            target = candidates[index % len(candidates)]
+            target = candidates[index % len(candidates)] if candidates else None
         self._shutdown(target, pending)
 
     # ------------------------------------------------------------ shared steps
@@ -559,21 +595,21 @@ class SupervisorMachine(RuleBasedStateMachine):
             self.m.children[target].dead = True  # it will have crashed when its turn comes
         h.call(go)
         if slow is not None:
-            assert len(started) == 1 and isinstance(started[0], SupervisorNotRunning), started
+            assert len(started) == 1, started
+            assert isinstance(started[0], SupervisorNotRunning), started
         if target is not None:
-            crashed = [
-                e for e in h.recorded if isinstance(e, ChildExited) and e.child == target
-            ]
-            assert crashed and crashed[-1].reason is ExitReason.EXCEPTION, crashed
+            crashed = [e for e in h.recorded if isinstance(e, ChildExited) and e.child == target]
+            assert crashed, "no ChildExited for a child that crashed while its supervisor stopped"
+            assert crashed[-1].reason is ExitReason.EXCEPTION, crashed
             assert not crashed[-1].will_restart
         self._after_shutdown(t0, results[0] if results else None)
 
-    def _after_shutdown(self, t0: float, report: Any) -> None:
-        """shutdown() returned ``report`` (it began at ``t0``): check it against the model."""
-        h = self.harness
+    def _after_shutdown(self, t0: float, report: Any, begins: float | None = None) -> None:
+        """shutdown() returned ``report`` (it was called at ``t0``; the model's stops
+        begin at ``begins``): check it against the model."""
         stopping = [c for c in self.m.in_order() if c.state is ChildState.RUNNING]
         budgets = BUDGET * len(stopping)
-        end = self.m.shutdown(t0)
+        end = self.m.shutdown(t0 if begins is None else begins)
         assert isinstance(report, ShutdownReport), report
         elapsed = report.time - t0
         assert math.isclose(elapsed, end - t0, abs_tol=1e-9), (elapsed, end - t0)
@@ -632,6 +668,9 @@ class SupervisorMachine(RuleBasedStateMachine):
         if not m.stopped:
             assert h.sup_error is None
             return
+        hypothesis.event(
+            f"stopped: {m.reason}, {m.overstays} overstays, {m.start_failed} failed starts"
+        )
         if m.reason == "escalated":
             assert isinstance(h.sup_error, RestartIntensityExceeded), h.sup_error
         else:
