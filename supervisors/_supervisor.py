@@ -451,12 +451,13 @@ class Supervisor:
             self._start_timer.watch(handle, self._nursery)
         return handle
 
-    async def _await_start(self, child: Child, handle: ChildHandle) -> Any:
+    async def _await_start(self, child: Child, handle: ChildHandle, *, forget: bool = False) -> Any:
         """Wait for a start a caller drives; return what the child gave to ``started()``.
 
         Raises :class:`_StartFailed` (the child is stopped) if it raised, returned or timed
         out before it was ready, :class:`_Preempted` if someone else stopped it first.
-        If the caller is cancelled, the start is stopped too.
+        If the caller is cancelled, the start is stopped too, and the child is then
+        ``TERMINATED`` (or, with ``forget``, removed: a spec ``start_child`` added).
         """
         try:
             await handle._ready.wait()  # set by started(), the end of the task, or the timer
@@ -465,6 +466,8 @@ class Supervisor:
                 if child.handle is handle and not handle.stopping:
                     await self._stop_child(child)
                     child.state = ChildState.TERMINATED  # the caller gave up on it
+                    if forget:
+                        self._remove(child)
             raise
         if handle._started:
             return handle._value
@@ -1094,7 +1097,7 @@ class Supervisor:
             child = self._add(spec)
             handle = self._spawn(child, manual=True)
         try:
-            value = await self._await_start(child, handle)
+            value = await self._await_start(child, handle, forget=True)
         except _StartFailed as failed:
             if child.handle is handle:
                 child.state = ChildState.FAILED  # an actor's waiting callers fail at once
