@@ -29,7 +29,7 @@ __all__ = ["BUDGET", "HANG", "START_TIMEOUT", "MChild", "Model"]
 
 BUDGET = 1.0  # every child's shutdown budget
 HANG = 2.5  # how long a stubborn child shields itself when stopped (overstays by 1.5 s)
-START_TIMEOUT = 2.0  # every child's start_timeout
+START_TIMEOUT = 1.75  # every child's start_timeout (never a multiple of BUDGET)
 
 _LIVE = (ChildState.STARTING, ChildState.RUNNING)
 _DONE = (ChildState.STOPPED, ChildState.TERMINATED, ChildState.FAILED)
@@ -49,6 +49,10 @@ class MChild:
     wave: int = 0
     stop_deadline: float | None = None  # its stop began earlier (a racing restart_child)
     dead: bool = False  # its incarnation ended on its own (a stop of it takes no time)
+    # A start some caller waits for (restart_child) that began at ``manual_at`` with
+    # ``manual_plan`` while the supervisor was told to stop.
+    manual_at: float | None = None
+    manual_plan: tuple[float, bool] | None = None
 
 
 class Escalated(Exception):
@@ -215,6 +219,8 @@ class Model:
 
     def _stop_all(self, t: float, reason: str) -> float:
         for child in reversed(self.in_order()):
+            if child.state is ChildState.STARTING and child.manual_at is not None:
+                self._manual_start_ended(child, t)
             if child.state in _LIVE:
                 t = self._stop(child, t)
             if child.state not in (ChildState.FAILED, ChildState.STOPPED):
@@ -222,6 +228,21 @@ class Model:
         self.stopped = True
         self.reason = reason
         return t
+
+    def _manual_start_ended(self, child: MChild, t: float) -> None:
+        """Whether a start its caller waits for ended (ready, failed, timed out) before
+        the stop reached the child at ``t``; if not, it is stopped while it starts."""
+        at, plan = child.manual_at, child.manual_plan
+        child.manual_at = child.manual_plan = None
+        assert at is not None
+        delay, ok = plan if plan is not None else (0.0, True)
+        if t <= at + min(delay, START_TIMEOUT):
+            return
+        if ok and delay < START_TIMEOUT:
+            child.state = ChildState.RUNNING
+        else:
+            child.state = ChildState.FAILED  # restart_child's failed start
+            self.start_failed += 1
 
     # ------------------------------------------------------------ operations
 

@@ -32,13 +32,7 @@ import hypothesis.strategies as st
 import trio
 import trio.testing
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import supervisors
 from supervisors import (
@@ -60,6 +54,7 @@ from supervisors import (
     SupervisorNotRunning,
     SupervisorStopped,
 )
+from supervisors.testing import kill
 
 from ._helpers import Boom
 from ._model import BUDGET, HANG, START_TIMEOUT, Model
@@ -264,10 +259,6 @@ def _spec(fake: Fake, restart: Restart) -> ChildSpec:
     return ChildSpec(fake.cid, fake, restart=restart, shutdown=BUDGET, start_timeout=START_TIMEOUT)
 
 
-def _accepting(machine: SupervisorMachine) -> bool:
-    return machine.model is not None and not machine.model.stopped
-
-
 class SupervisorMachine(RuleBasedStateMachine):
     """Random operations on one supervisor, checked against the model after each."""
 
@@ -301,6 +292,8 @@ class SupervisorMachine(RuleBasedStateMachine):
     def _pick(self, index: int, states: tuple[ChildState, ...] | None = None) -> str | None:
         """A child (in ``states``), or ``None`` when there is none: the rule then does
         nothing (an ``assume`` would throw the whole example away)."""
+        if self.m.stopped:
+            return None  # every rule does nothing once the supervisor has stopped
         ids = [c.id for c in self.m.in_order() if states is None or c.state in states]
         return ids[index % len(ids)] if ids else None
 
@@ -352,9 +345,10 @@ class SupervisorMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ rules
 
-    @precondition(_accepting)
     @rule(restart=st.sampled_from(list(Restart)), stubborn=st.booleans(), plan=PLANS)
     def start_child(self, restart: Restart, stubborn: bool, plan: Plan) -> None:
+        if self.m.stopped:
+            return
         fake = self._new_fake(stubborn, plan)
         expected = self.m.start_child(fake.cid, restart, stubborn, self.harness.now, plan)
         got = self.harness.op(lambda: self.harness.sup.start_child(_spec(fake, restart)))
@@ -363,7 +357,6 @@ class SupervisorMachine(RuleBasedStateMachine):
         else:
             assert isinstance(got, ChildStartError), got
 
-    @precondition(_accepting)
     @rule(index=st.integers(0, 20), plan=PLANS)
     def plan_next_start(self, index: int, plan: Plan) -> None:
         """The child's next start will be slow, time out, or fail."""
@@ -373,7 +366,6 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.m.children[cid].plan = plan
         self.fakes[cid].plan = plan
 
-    @precondition(_accepting)
     @rule(index=st.integers(0, 20), normal=st.booleans())
     def exit(self, index: int, normal: bool) -> None:
         """A running child raises (or returns)."""
@@ -383,7 +375,22 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.m.crash([cid], self.harness.now, normal=normal)
         self._act(lambda: self.fakes[cid].send("return" if normal else "crash"))
 
-    @precondition(_accepting)
+    @rule(index=st.integers(0, 20))
+    def kill(self, index: int) -> None:
+        """supervisors.testing.kill: a running child dies as if it raised (a stubborn one
+        once it has shielded itself); any other child is left alone (False)."""
+        cid = self._pick(index)
+        if cid is None:
+            return
+        child = self.m.children[cid]
+        running = child.state is ChildState.RUNNING
+        if running:
+            hang = HANG if child.stubborn else 0.0
+            self.m.crash([cid], self.harness.now + hang)
+        got: list[bool] = []
+        self._act(lambda: got.append(kill(self.harness.sup, cid)))
+        assert got == [running]
+
     @rule(first=st.integers(0, 20), second=st.integers(0, 20))
     def crash_two_at_once(self, first: int, second: int) -> None:
         a, b = self._running(first), self._running(second + 1)
@@ -397,7 +404,6 @@ class SupervisorMachine(RuleBasedStateMachine):
 
         self._act(both)
 
-    @precondition(_accepting)
     @rule(index=st.integers(0, 20))
     def crash_and_terminate(self, index: int) -> None:
         """terminate_child(c) at the instant c crashes: terminate wins."""
@@ -415,7 +421,6 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.harness.call(go)
         assert results == [None]
 
-    @precondition(_accepting)
     @rule(index=st.integers(0, 20))
     def terminate_child(self, index: int) -> None:
         cid = self._pick(index)
@@ -424,7 +429,6 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.m.terminate_child(cid, self.harness.now)
         assert self.harness.op(lambda: self.harness.sup.terminate_child(cid)) is None
 
-    @precondition(_accepting)
     @rule(index=st.integers(0, 20))
     def restart_child(self, index: int) -> None:
         cid = self._pick(index)
@@ -438,7 +442,6 @@ class SupervisorMachine(RuleBasedStateMachine):
             assert isinstance(got, ChildStartError), got
             assert ("overstayed" in str(got)) == (expected == "overstay"), got
 
-    @precondition(_accepting)
     @rule(index=st.integers(0, 20))
     def delete_child(self, index: int) -> None:
         cid = self._pick(index)
@@ -455,7 +458,6 @@ class SupervisorMachine(RuleBasedStateMachine):
         else:
             assert isinstance(got, SupervisorError), got
 
-    @precondition(_accepting)
     @rule(index=st.integers(0, 20), restart=st.booleans())
     def call_own_supervisor(self, index: int, restart: bool) -> None:
         """A running child calls terminate_child / restart_child on itself."""
@@ -473,7 +475,6 @@ class SupervisorMachine(RuleBasedStateMachine):
         until = self.harness.now + seconds
         self.harness.call(lambda: self.harness.settle(until))
 
-    @precondition(_accepting)
     @rule(index=st.integers(0, 20), passes=st.integers(0, 3))
     def restart_child_racing_shutdown(self, index: int, passes: int) -> None:
         """restart_child(c), and ``passes`` scheduling passes later shutdown()."""
@@ -531,18 +532,21 @@ class SupervisorMachine(RuleBasedStateMachine):
                 # A new incarnation: ready at once unless its start is slow (a plan), so
                 # running by the time the shutdown stops it.
                 child.state = ChildState.RUNNING if child.plan is None else ChildState.STARTING
+                if child.plan is not None:
+                    child.manual_at, child.manual_plan = t0, child.plan
                 child.plan = None
                 child.dead = False
                 child.starts = self.fakes[cid].starts
         self._after_shutdown(t0, report, begins)
 
-    @precondition(_accepting)
     @rule(
         crash=st.booleans(), pending=st.one_of(st.none(), st.booleans()), index=st.integers(0, 20)
     )
     def shutdown(self, crash: bool, pending: bool | None, index: int) -> None:
         """shutdown(); optionally a child crashes while its supervisor stops, or a
         start_child's start ends (ready, or failed) while its supervisor stops."""
+        if self.m.stopped:
+            return
         target = None
         if crash:
             # A running child stopped after a stubborn one (which holds the stop for
