@@ -73,3 +73,44 @@ async def test_a_start_child_that_ends_while_the_supervisor_stops_is_reported_on
     assert len(outcome) == 1
     assert isinstance(outcome[0], SupervisorNotRunning)
     assert all(i.state is ChildState.TERMINATED for i in sup.which_children())
+
+
+@pytest.mark.parametrize("ok", [False, True])
+async def test_a_restart_child_that_ends_while_the_supervisor_stops_is_reported_once(
+    autojump_clock: trio.testing.MockClock, ok: bool
+) -> None:
+    # The same race through restart_child: "slow" restarts (its start takes 0.5 s)
+    # while the shutdown holds on "late" for its 1 s budget.
+    rec = Recorder()
+    plan: list[Callable[..., Awaitable[None]]] = [slow_start(0.0, ok=True)]
+
+    async def slow(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await plan[0](task_status=task_status)
+
+    sup = Supervisor(on_event=rec)
+    outcome: list[BaseException | None] = []
+
+    async def restart_slow() -> None:
+        try:
+            await sup.restart_child("slow")
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            await sup.start_child(ChildSpec("slow", slow, start_timeout=5.0))
+            await sup.start_child(ChildSpec("late", stubborn, shutdown=1.0))
+            plan[0] = slow_start(0.5, ok=ok)
+            nursery.start_soon(restart_slow)
+            await trio.testing.wait_all_tasks_blocked()
+            await sup.shutdown()
+    assert len(rec.of(ChildStartFailed)) == (0 if ok else 1)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], SupervisorNotRunning)
+    states = {i.id: i.state for i in sup.which_children()}
+    assert states == {
+        "slow": ChildState.TERMINATED if ok else ChildState.FAILED,
+        "late": ChildState.TERMINATED,
+    }
