@@ -17,16 +17,7 @@ from supervisors import (
 )
 
 from ._helpers import Boom, Recorder
-
-
-async def stubborn(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Ready at once; when stopped, shields itself for 3 s (overstaying a 1 s budget)."""
-    task_status.started()
-    try:
-        await trio.sleep_forever()
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio.sleep(3)
+from .test_races import stubborn
 
 
 def slow_start(seconds: float, *, ok: bool) -> Callable[..., Awaitable[None]]:
