@@ -451,12 +451,13 @@ class Supervisor:
             self._start_timer.watch(handle, self._nursery)
         return handle
 
-    async def _await_start(self, child: Child, handle: ChildHandle) -> Any:
+    async def _await_start(self, child: Child, handle: ChildHandle, *, forget: bool = False) -> Any:
         """Wait for a start a caller drives; return what the child gave to ``started()``.
 
         Raises :class:`_StartFailed` (the child is stopped) if it raised, returned or timed
         out before it was ready, :class:`_Preempted` if someone else stopped it first.
-        If the caller is cancelled, the start is stopped too.
+        If the caller is cancelled, the start is stopped too, and the child is then
+        ``TERMINATED`` (or, with ``forget``, removed: a spec ``start_child`` added).
         """
         try:
             await handle._ready.wait()  # set by started(), the end of the task, or the timer
@@ -465,6 +466,8 @@ class Supervisor:
                 if child.handle is handle and not handle.stopping:
                     await self._stop_child(child)
                     child.state = ChildState.TERMINATED  # the caller gave up on it
+                    if forget:
+                        self._remove(child)
             raise
         if handle._started:
             return handle._value
@@ -554,11 +557,11 @@ class Supervisor:
             self._publish_exit(child, handle, ExitReason.SHUTDOWN, exc, will_restart=False)
             if handle.after_stop is not None and child.handle is handle and not self._closing:
                 self._after_self_stop(child, handle.after_stop)
+        elif handle.manual and not handle._started:
+            pass  # the caller waiting for this start reports it (also while stopping)
         elif self._closing:
             handle.claimed = True
             self._report_unhandled(child, handle, reason, exc)
-        elif handle.manual and not handle._started:
-            pass  # the caller waiting for this start reports it
         else:
             self._exits.append((child, handle, reason, exc))
         self._wakeup.set()  # a restart may have been waiting for this incarnation to end
@@ -1094,11 +1097,12 @@ class Supervisor:
             child = self._add(spec)
             handle = self._spawn(child, manual=True)
         try:
-            return await self._await_start(child, handle)
+            value = await self._await_start(child, handle, forget=True)
         except _StartFailed as failed:
             if child.handle is handle:
                 child.state = ChildState.FAILED  # an actor's waiting callers fail at once
                 self._remove(child)
+            self._raise_if_stopping(child, failed.exc)
             raise ChildStartError(
                 child.path, f"child {child.path!r} failed to start: {_describe(failed.exc)}"
             ) from failed.exc
@@ -1108,6 +1112,17 @@ class Supervisor:
             if child.handle is handle and child.state is not ChildState.TERMINATED:
                 self._remove(child)
             raise
+        self._raise_if_stopping(child, None)
+        return value
+
+    def _raise_if_stopping(self, child: Child, cause: BaseException | None) -> None:
+        """Shutdown wins over a start a caller waits for: once the supervisor stops
+        accepting work, the start's outcome (ready or failed on its own while the others
+        were being stopped) is reported as :class:`SupervisorNotRunning`."""
+        if not self._accepting:
+            raise SupervisorNotRunning(
+                f"supervisor {self._label!r} stopped while child {child.path!r} was starting"
+            ) from cause
 
     def _preempted(self, child: Child) -> SupervisorError:
         if not self._accepting:
@@ -1189,15 +1204,18 @@ class Supervisor:
             child.restarts += 1
             handle = self._spawn(child, manual=True)
         try:
-            return await self._await_start(child, handle)
+            value = await self._await_start(child, handle)
         except _StartFailed as failed:
             if child.handle is handle and child.state in (ChildState.STARTING, ChildState.STOPPING):
                 child.state = ChildState.FAILED  # unless the loop took it over meanwhile
+            self._raise_if_stopping(child, failed.exc)
             raise ChildStartError(
                 child.path, f"child {child.path!r} failed to restart: {_describe(failed.exc)}"
             ) from failed.exc
         except _Preempted:
             raise self._preempted(child) from None
+        self._raise_if_stopping(child, None)
+        return value
 
     def delete_child(self, child_id: str) -> None:
         """Forget a child that is not running (terminated, stopped or failed)."""

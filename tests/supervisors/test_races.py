@@ -473,6 +473,18 @@ async def test_a_restart_child_whose_caller_gives_up_leaves_the_child_terminated
         assert gated.starts == 2
 
 
+async def test_a_start_child_whose_caller_gives_up_keeps_no_spec(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gated = GatedStart()  # never gets ready
+    async with open_supervisor() as sup:
+        with trio.move_on_after(1):
+            await sup.start_child(ChildSpec("g", gated, start_timeout=None))
+        await trio.testing.wait_all_tasks_blocked()
+        assert sup.which_children() == []
+        assert gated.starts == 1
+
+
 async def test_terminate_child_cancels_a_pending_restart(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
