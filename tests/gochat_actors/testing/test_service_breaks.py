@@ -177,3 +177,34 @@ def test_a_server_is_never_resumed_inside_one_of_its_planned_pauses(seed: int) -
         if what.startswith("resume"):
             inside = [p for p in pauses if p.at < t - 1e-9 and t + 1e-9 < p.at + p.duration]
             assert not inside, (t, inside)
+
+
+async def _first_id() -> int:
+    async with open_test_service(seed=1) as svc:
+        await svc.ids.wait_ready()
+        return svc.ids.next_id()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="idgen/_keeper.py picks the machine ID with an unseeded random.Random(): "
+    "IDs, and so a run's results, differ between runs of one seed",
+)
+def test_the_ids_of_a_test_service_replay_from_its_seed() -> None:
+    ids = {trio.run(_first_id, clock=trio.testing.MockClock(autojump_threshold=0)) for _ in "ab"}
+    assert len(ids) == 1, ids
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ServiceFaults.servers() lists every server whatever components= says: "
+    "a plan over components=['cache'] spends its pauses on db.primary and etcd",
+)
+async def test_a_plan_pauses_only_the_servers_of_started_components(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_test_service(components=["cache"], max_restarts=1000) as svc:
+        # the broker stays: consumers may still use it without the producer
+        assert {"db.primary", "etcd"}.isdisjoint(svc.faults.servers())
+        plan = await svc.fault_plan(2, duration=5.0, faults=6)
+        assert {p.server for p in plan.pauses} <= {"cache", "broker"}
