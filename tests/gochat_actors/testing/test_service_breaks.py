@@ -15,7 +15,7 @@ from gochat_actors import open_service
 from gochat_actors.config import Settings
 from gochat_actors.http import HTTPSettings
 from gochat_actors.mq import Message, consumer_spec
-from gochat_actors.testing import PauseServer, open_test_service
+from gochat_actors.testing import PauseServer, TestService, open_test_service
 
 from .test_service import _replay
 
@@ -208,3 +208,33 @@ async def test_a_plan_pauses_only_the_servers_of_started_components(
         assert {"db.primary", "etcd"}.isdisjoint(svc.faults.servers())
         plan = await svc.fault_plan(2, duration=5.0, faults=6)
         assert {p.server for p in plan.pauses} <= {"cache", "broker"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="mq/_ambient.py keys the service's broker on the caller's context: "
+    "svc.add_child(consumer_spec(...)) called from a task started before the service "
+    "gives a consumer on a memory broker of its own",
+)
+async def test_a_consumer_added_from_an_outer_task_follows_the_service(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    got: list[bytes | None] = []
+
+    async def keep(msg: Message) -> None:
+        got.append(msg.value)
+
+    send, receive = trio.open_memory_channel[TestService](1)
+
+    async def adder() -> None:  # e.g. a worker or request handler of the test's own
+        svc = await receive.receive()
+        await svc.add_child(consumer_spec("c", topics=["t"], group_id="g", processor=keep))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(adder)
+        async with open_test_service() as svc:
+            await send.send(svc)
+            await trio.sleep(1)
+            await svc.producer.send("t", b"1")
+            await trio.sleep(10)
+    assert got == [b"1"]
