@@ -22,7 +22,7 @@ from .test_service import _replay
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # two random draws can coincide: non-strict
     reason="idgen/_keeper.py draws the machine ID and backoffs from an unseeded "
     "random.Random(): the digest depends on the process, not on the seed",
 )
@@ -187,7 +187,7 @@ async def _first_id() -> int:
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # two random draws can coincide: non-strict
     reason="idgen/_keeper.py picks the machine ID with an unseeded random.Random(): "
     "IDs, and so a run's results, differ between runs of one seed",
 )
