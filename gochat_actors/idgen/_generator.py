@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import socket
 import uuid
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ class IdGenerator:
         "_renewals",
         "_reported",
         "_request_timeout",
+        "_rng",
         "_running",
         "_seq",
         "_shift",
@@ -113,10 +115,17 @@ class IdGenerator:
         clock: IdClock | None = None,
         backend: EtcdBackend | None = None,
         request_timeout: float | None = None,
+        seed: int | None = None,
     ) -> None:
         if not isinstance(settings, IdGenSettings):
             raise TypeError(f"settings must be an IdGenSettings, got {type(settings).__name__}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.settings = settings
+        # The keeper's draws (the first machine ID tried, retry jitter): one stream for
+        # the generator's whole life, replayable from `seed` (open_service passes its
+        # supervisor's), from the OS otherwise.
+        self._rng = random.Random(None if seed is None else f"gochat-idgen:{seed}")
         self.layout = SnowflakeLayout(
             epoch_ms=settings.epoch_ms,
             timestamp_bits=settings.timestamp_bits,
@@ -483,6 +492,10 @@ class GeneratorLease:
     @property
     def machine_id(self) -> int | None:
         return self._gen._machine_id
+
+    @property
+    def rng(self) -> random.Random:
+        return self._gen._rng
 
     @property
     def valid_until_ns(self) -> int:

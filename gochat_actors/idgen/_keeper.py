@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -154,7 +153,7 @@ class _Keeper:
         self.wait_backoff = Backoff(
             initial=min(0.5, wait_max), maximum=wait_max, multiplier=2.0, jitter=0.2
         )
-        self.rng = random.Random()
+        self.rng = gen.rng  # the generator's: seeded, a run replays its machine IDs
         self.lease: int | None = None
         self.claim: _Claim | None = None
         self.sent_ns = 0  # when the last acknowledged keepalive was sent

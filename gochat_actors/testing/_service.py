@@ -135,19 +135,34 @@ async def open_test_service(
 
         settings = Settings(http=HTTPSettings(enabled=False))
     settings = in_memory_settings(settings, db_replicas=db_replicas)
+    components = open_service_options.pop("components", None)
+    if components is not None and not isinstance(components, str):
+        components = tuple(components)  # read twice: by the faults and by open_service
     memdb, store, etcd, broker = MemoryDB(), MemoryStore(), MemoryEtcd(), MemoryBroker()
     backends = ServiceBackends(
         db=memdb, cache=store, etcd=etcd, id_clock=TrioIdClock(), broker=broker
     )
-    faults = ServiceFaults(
-        db=memdb, cache=store, etcd=etcd, broker=broker, replicas=len(settings.db.replicas)
-    )
-    async with open_service_on(
-        settings, backends, service_type=TestService, **open_service_options
-    ) as service:
-        assert isinstance(service, TestService)
-        service.faults = faults
-        try:
-            yield service
-        finally:
-            faults.resume_all()  # a server left paused would hang the components' stop
+    with memdb:  # closed (its SQLite databases) once the service has stopped
+        faults = ServiceFaults(
+            db=memdb,
+            cache=store,
+            etcd=etcd,
+            broker=broker,
+            replicas=len(settings.db.replicas),
+            components=components,
+        )
+        async with open_service_on(
+            settings,
+            backends,
+            service_type=TestService,
+            components=components,
+            **open_service_options,
+        ) as service:
+            assert isinstance(service, TestService)
+            service.faults = faults
+            try:
+                yield service
+            finally:
+                # Before the children stop: a server left paused, or paused again by a
+                # running fault plan, would hang their shutdown work.
+                faults.close()
