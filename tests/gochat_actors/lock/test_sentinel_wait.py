@@ -101,10 +101,10 @@ class FakeRedis:
                     self.data[keys[0]] = (held, now + ttl)
                     return [1, int(token)]
                 return [0, 1000]
-            token = int(self._get(keys[1]) or 0) + 1
-            self.data[keys[1]] = (str(token), None)
-            self.data[keys[0]] = (f"{token}:{owner}", now + ttl)
-            return [1, token]
+            fence = int(self._get(keys[1]) or 0) + 1
+            self.data[keys[1]] = (str(fence), None)
+            self.data[keys[0]] = (f"{fence}:{owner}", now + ttl)
+            return [1, fence]
         ours = held is not None and held.endswith(":" + owner)
         if script is RENEW:
             if ours:
