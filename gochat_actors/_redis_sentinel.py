@@ -96,7 +96,7 @@ class SentinelWatch:
         return f"no sentinel of {self.master!r} answers"
 
 
-_DOWN_FLAGS = ("s_down", "o_down", "failover_in_progress", "disconnected")
+_DOWN_FLAGS = ("s_down", "o_down", "failover_in_progress")
 
 
 def _text(value: Any) -> str:

@@ -1,0 +1,274 @@
+"""Redis Sentinel (``redis+sentinel://``, issue 20): URL checks, and on a private master
++ replica + 3 sentinels (``tests/_clusters.py``) the cache and the locks through a
+failover: the master killed with SIGKILL amid a stream of cache writes and lock
+acquires; the service recovers without a restart, fencing tokens keep increasing, the
+data that reached the replica is there, errors are the typed ones within their timeouts,
+and ``/readyz``'s report says not ready while the sentinels have no master."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import pydantic
+import pytest
+import trio
+from typer.testing import CliRunner
+
+from gochat_actors import (
+    CacheTimeout,
+    CacheUnavailable,
+    Dsn,
+    LockNotAcquired,
+    LockUnavailable,
+)
+from gochat_actors._sentinel_url import parse_sentinel_url, sentinel_url_problem
+from gochat_actors.cache import Cache, CacheSettings
+from gochat_actors.lock import Locks, LockSettings
+from supervisors import open_supervisor
+from tests._clusters import RedisSentinel, redis_call
+
+OP_TIMEOUT = 0.5
+SLACK = 0.5  # scheduling on a shared 2-core machine: a hang shows as seconds, not this
+
+
+# ---- URLs -------------------------------------------------------------------------------
+
+
+def test_a_sentinel_url_names_sentinels_master_and_db() -> None:
+    target = parse_sentinel_url(
+        "redis+sentinel://:pw@127.0.0.1:26391,127.0.0.1:26392,[::1]:26393/gmaster/3"
+        "?sentinel_password=spw"
+    )
+    assert target.sentinels == (("127.0.0.1", 26391), ("127.0.0.1", 26392), ("::1", 26393))
+    assert (target.master, target.db, target.password) == ("gmaster", 3, "pw")
+    assert target.sentinel_password == "spw"
+    assert "pw" not in repr(target)
+    assert parse_sentinel_url("redis+sentinel://h/m").sentinels == (("h", 26379),)
+    assert parse_sentinel_url("redis+sentinel://h/m").db == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+sentinel:///gmaster/0", "needs at least one sentinel"),
+        ("redis+sentinel://a:1,,b:2/gmaster/0", "empty sentinel"),
+        ("redis+sentinel://a:1,b:2", "needs the master's name"),
+        ("redis+sentinel://a:1,b:2//0", "needs the master's name"),
+        ("redis+sentinel://a:1,b:2/gmaster/x", "database must be a number"),
+        ("redis+sentinel://a:1,b:x/gmaster/0", "port must be an integer"),
+        ("redis+sentinel://a:1/gmaster/0?db=2", "unknown option 'db'"),
+    ],
+)
+def test_each_bad_part_has_its_one_line_error(url: str, problem: str) -> None:
+    assert problem in (sentinel_url_problem(url) or "")
+    with pytest.raises(pydantic.ValidationError) as caught:
+        CacheSettings.model_validate({"url": url})
+    (error,) = caught.value.errors()
+    assert problem in error["msg"]
+    assert "\n" not in error["msg"]
+    with pytest.raises(pydantic.ValidationError):
+        LockSettings.model_validate({"url": url})
+
+
+def test_the_settings_take_a_sentinel_url_and_mask_its_password() -> None:
+    settings = CacheSettings(url=Dsn("redis+sentinel://:s3cret@a:1,b:2/gmaster/0"))
+    assert settings.url.scheme == "redis+sentinel"
+    assert "s3cret" not in str(settings.url)
+    assert "s3cret" not in settings.model_dump_json()
+
+
+def test_check_config_reports_each_bad_sentinel_url_on_one_line(tmp_path: Path) -> None:
+    from gochat_actors.cli import app
+
+    path = tmp_path / "chat.toml"
+    path.write_text(
+        '[cache]\nurl = "redis+sentinel:///gmaster/0"\n'
+        '[lock]\nurl = "redis+sentinel://a:1,b:2/gmaster/x"\n'
+    )
+    result = CliRunner().invoke(app, ["check-config", str(path)])
+    assert result.exit_code != 0
+    lines = result.output.splitlines()
+    assert any("cache" in x and "url" in x and "at least one sentinel" in x for x in lines)
+    assert any("lock" in x and "url" in x and "database must be a number" in x for x in lines)
+
+
+async def _true(value: bool) -> bool:
+    await trio.lowlevel.checkpoint()
+    return value
+
+
+async def until(check: Callable[[], Awaitable[bool]], poll: float = 0.05) -> None:
+    """Poll ``check`` until it is true (the caller bounds the wait): explicit readiness
+    of servers and of the service, observed from outside."""
+    while not await check():  # noqa: ASYNC110 (the state is outside this process)
+        await trio.sleep(poll)
+
+
+# ---- a failover -------------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """What one stream of calls saw: (start, seconds, error type or None) per call."""
+
+    calls: list[tuple[float, float, str | None]] = field(default_factory=list)
+    first_success_after_kill: float | None = None
+
+    def record(self, start: float, error: BaseException | None, kill_at: float | None) -> None:
+        now = trio.current_time()
+        self.calls.append((start, now - start, type(error).__name__ if error else None))
+        after_kill = kill_at is not None and start >= kill_at
+        if error is None and after_kill and self.first_success_after_kill is None:
+            self.first_success_after_kill = now - cast(float, kill_at)
+
+    @property
+    def errors(self) -> set[str]:
+        return {e for _, _, e in self.calls if e is not None}
+
+    @property
+    def longest(self) -> float:
+        return max(s for _, s, _ in self.calls)
+
+
+async def test_a_killed_master_fails_over_without_a_restart(
+    redis_sentinel: RedisSentinel,
+) -> None:
+    setup = redis_sentinel
+    settings = CacheSettings(url=Dsn(setup.url()), op_timeout=OP_TIMEOUT, key_prefix="t:")
+    cache = Cache(settings, probe_interval=0.1)
+    locks = Locks(LockSettings(default_ttl=2.0), cache_settings=settings, probe_interval=0.1)
+    async with open_supervisor([cache.spec(), locks.spec()]) as sup:
+        # Before: 50 keys, known to have reached the replica; some tokens.
+        for i in range(50):
+            await cache.set(f"before:{i}", f"v{i}".encode())
+        tokens: list[int] = []
+        for _ in range(3):
+            async with locks.hold("fence") as lease:
+                tokens.append(lease.token)
+        replica = setup.replica()
+
+        def replica_has_them() -> bool:
+            return redis_call(replica.address, "GET", "t:before:49") == b"v49"
+
+        await until(lambda: trio.to_thread.run_sync(replica_has_them))
+        assert getattr(locks._slot.value, "replicas", None) == 1  # acquires WAIT
+
+        writes, holds = Stream(), Stream()
+        acked: list[int] = []
+        kill_at: float | None = None
+        health: list[tuple[float, bool, tuple[str, ...]]] = []
+        stop = trio.Event()
+
+        async def write() -> None:
+            i = 0
+            while not stop.is_set():
+                start = trio.current_time()
+                error: BaseException | None = None
+                try:
+                    await cache.set(f"during:{i}", b"x")
+                    acked.append(i)
+                except (CacheUnavailable, CacheTimeout) as exc:
+                    error = exc
+                writes.record(start, error, kill_at)
+                i += 1
+                await trio.sleep(0.005)  # a steady stream, not a busy loop on errors
+
+        async def hold() -> None:
+            while not stop.is_set():
+                start = trio.current_time()
+                error: BaseException | None = None
+                try:
+                    async with locks.hold("fence") as lease:
+                        tokens.append(lease.token)
+                        holds.record(start, None, kill_at)  # acquired: the body starts
+                except (LockUnavailable, LockNotAcquired) as exc:
+                    error = exc
+                    holds.record(start, error, kill_at)
+                await trio.sleep(0.005)
+
+        async def watch() -> None:
+            while not stop.is_set():
+                report = sup.health()
+                health.append((trio.current_time(), report.ready, report.reasons))
+                await trio.sleep(0.05)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write)
+            nursery.start_soon(hold)
+            nursery.start_soon(watch)
+            await trio.sleep(0.5)
+            tokens_before_kill = len(tokens)
+            acked_before_kill = len(acked)
+            await trio.to_thread.run_sync(setup.kill_master)  # returns once it is gone
+            kill_at = trio.current_time()
+            with trio.fail_after(30):
+                await until(
+                    lambda: _true(
+                        None
+                        not in (writes.first_success_after_kill, holds.first_success_after_kill)
+                    )
+                )
+                await trio.to_thread.run_sync(setup.wait_failover)
+                # ready again, with nothing to report
+                await until(lambda: _true(bool(health and health[-1][1] and not health[-1][2])))
+                await trio.sleep(0.3)  # a few more calls on the new master
+            stop.set()
+
+        # Tokens never went backwards, and some came from the new master.
+        assert all(a < b for a, b in itertools.pairwise(tokens)), tokens
+        assert len(tokens) > tokens_before_kill
+        # Only the typed errors, none later than its timeout.
+        assert writes.errors <= {"CacheUnavailable", "CacheTimeout"}, writes.errors
+        assert holds.errors <= {"LockUnavailable", "LockNotAcquired"}, holds.errors
+        assert writes.longest <= OP_TIMEOUT + SLACK, writes.longest
+        assert holds.longest <= OP_TIMEOUT + SLACK, holds.longest
+        # What reached the replica is there; count what the master took with it.
+        for i in range(50):
+            assert await cache.get(f"before:{i}") == f"v{i}".encode()
+        lost = [i for i in acked if await _missing(cache, f"during:{i}")]
+        # /readyz: not ready, with the reason, while the sentinels had no master.
+        reasons = [r for _, ready, rs in health if not ready for r in rs]
+        assert any("no master for 'gmaster'" in r for r in reasons), reasons
+        not_ready = [t for t, ready, _ in health if not ready]
+        print(
+            f"\nsentinel failover: cache first success {writes.first_success_after_kill:.2f}s "
+            f"after SIGKILL, lock {holds.first_success_after_kill:.2f}s; not ready for "
+            f"{(max(not_ready) - min(not_ready)) if not_ready else 0:.2f}s; acked writes lost "
+            f"{len(lost)} of {len(acked)} ({acked_before_kill} acked before the kill); "
+            f"errors: cache {sorted(writes.errors)}, locks {sorted(holds.errors)}; "
+            f"longest call {max(writes.longest, holds.longest):.3f}s; "
+            f"reasons: {sorted(set(reasons))}",
+            file=sys.stderr,
+        )
+
+
+async def _missing(cache: Cache, key: str) -> bool:
+    from gochat_actors import CacheMiss
+
+    try:
+        await cache.get(key)
+    except CacheMiss:
+        return True
+    return False
+
+
+async def test_no_wait_and_no_readiness_problem_while_healthy(
+    redis_sentinel: RedisSentinel,
+) -> None:
+    """On a healthy setup: the watch names no problem; the lock's WAIT returns at once."""
+    settings = CacheSettings(url=Dsn(redis_sentinel.url()), op_timeout=OP_TIMEOUT)
+    cache = Cache(settings, probe_interval=0.1)
+    locks = Locks(LockSettings(), cache_settings=settings)
+    async with open_supervisor([cache.spec(), locks.spec()]) as sup:
+        await trio.sleep(0.3)  # a few probes
+        assert sup.health().ready
+        assert not sup.health().reasons
+        async with locks.hold("room:1") as lease:
+            assert lease.token >= 1
+        assert math.isfinite(lease.ttl)
