@@ -160,9 +160,10 @@ class Dsn:
             raise ValueError("not a URL: expected scheme://...")
         try:
             parts = urlsplit(url)
-            # Several hosts (h1:p1,h2:p2: Sentinel, Cluster): no single port; the
-            # scheme's own check reads the list (DsnSchemes).
-            port = None if _several_hosts(parts) else parts.port
+            # Several hosts (h1:p1,h2:p2) where the scheme takes a list: no single
+            # port; the scheme's own check reads the list (DsnSchemes).
+            several = parts.scheme in _MULTI_HOST_SCHEMES and _several_hosts(parts)
+            port = None if several else parts.port
         except ValueError as exc:
             # Never urllib's text: it quotes the part in [ ], which may be a password.
             raise ValueError(_urllib_problem(url, str(exc))) from None
@@ -319,6 +320,9 @@ def _split_netloc(tail: str) -> tuple[str, str]:
     end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
     return tail[:end], tail[end:]
 
+
+_MULTI_HOST_SCHEMES = frozenset({"redis+sentinel", "redis+cluster"})
+"""Schemes whose URL lists several hosts (``h1:p1,h2:p2``) in place of one."""
 
 _NETWORK_SCHEMES = frozenset(
     {"mysql+aiomysql", "redis", "rediss", "http", "https"},

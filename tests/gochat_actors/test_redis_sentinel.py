@@ -7,17 +7,21 @@ and ``/readyz``'s report says not ready while the sentinels have no master."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from types import SimpleNamespace
+from typing import Any, cast
 
+import coredis.exceptions
 import pydantic
 import pytest
 import trio
+import trio.testing
 from typer.testing import CliRunner
 
 from gochat_actors import (
@@ -27,6 +31,7 @@ from gochat_actors import (
     LockNotAcquired,
     LockUnavailable,
 )
+from gochat_actors._redis_sentinel import SentinelWatch
 from gochat_actors._sentinel_url import parse_sentinel_url, sentinel_url_problem
 from gochat_actors.cache import Cache, CacheSettings
 from gochat_actors.lock import Locks, LockSettings
@@ -108,6 +113,105 @@ async def until(check: Callable[[], Awaitable[bool]], poll: float = 0.05) -> Non
     of servers and of the service, observed from outside."""
     while not await check():  # noqa: ASYNC110 (the state is outside this process)
         await trio.sleep(poll)
+
+
+def test_only_multi_host_schemes_take_a_list_of_hosts() -> None:
+    assert Dsn("redis+sentinel://:pw@a:1,b:2/m/0").port is None
+    with pytest.raises(ValueError, match="port must be an integer"):
+        Dsn("redis://a:1,b:2/0")  # as before: one host
+
+
+# ---- the sentinels' view, and readiness (fakes, virtual time) ---------------------------
+
+
+class FakeSentinel:
+    """A sentinel client's ``sentinel_master``: a state, an error, or a hang."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    async def sentinel_master(self, name: str) -> dict[str, object]:
+        if self.answer == "hang":
+            await trio.sleep_forever()
+        await trio.lowlevel.checkpoint()
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return cast(dict[str, object], self.answer)
+
+
+def _watch(*answers: object) -> SentinelWatch:
+    sentinel = SimpleNamespace(sentinels=[FakeSentinel(a) for a in answers])
+    return SentinelWatch(cast(Any, sentinel), "gmaster", timeout=1.0)
+
+
+UP = {"flags": b"master", "ip": b"127.0.0.1", "port": 6380}
+DOWN = {"flags": b"master,s_down,o_down", "ip": b"127.0.0.1", "port": 6380}
+
+
+async def test_the_watch_names_why_there_is_no_master(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    refused = coredis.exceptions.ConnectionError("refused")
+    assert await _watch(refused, UP).no_master() is None  # one sentinel naming it up is enough
+    assert await _watch(DOWN, UP).no_master() is None
+    assert await _watch(DOWN, refused).no_master() == (
+        "Sentinel has no master for 'gmaster': 127.0.0.1:6380 is s_down,o_down"
+    )
+    unknown = coredis.exceptions.ResponseError("ERR No such master with that name")
+    assert "does not know a master named 'gmaster'" in (await _watch(unknown).no_master() or "")
+    assert await _watch(refused, refused).no_master() == "no sentinel of 'gmaster' answers"
+    start = trio.current_time()
+    assert await _watch("hang").no_master() == ("no sentinel of 'gmaster' answered within 1s")
+    assert trio.current_time() - start == pytest.approx(1.0)
+
+
+class ReadinessBackend:
+    """A backend whose servers say why they cannot serve (``why``), and one whose ping
+    fails (``down``)."""
+
+    def __init__(self) -> None:
+        self.why: str | None = None
+        self.down = False
+
+    async def ping(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.down:
+            raise CacheUnavailable("PING failed")
+
+    async def not_ready(self) -> str | None:
+        await trio.lowlevel.checkpoint()
+        return self.why
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_readiness_follows_the_backend_and_recovers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backend = ReadinessBackend()
+
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[Any]:
+        yield backend
+
+    cache = Cache(CacheSettings(), backend=connect, probe_interval=1.0)
+    async with open_supervisor([cache.spec()]) as sup:
+        backend.why, backend.down = "Sentinel has no master for 'gmaster': x is s_down", True
+        await trio.sleep(1.5)
+        report = sup.health()
+        assert not report.ready
+        assert report.reasons == (
+            "cache: failed (Sentinel has no master for 'gmaster': x is s_down)",
+        )
+        backend.why, backend.down = None, False
+        await trio.sleep(1.0)
+        assert sup.health().ready
+        assert not sup.health().reasons
+        backend.down = True  # a failed ping alone: degraded, still ready (as before)
+        await trio.sleep(1.0)
+        assert sup.health().ready
+        assert sup.health().reasons == ("cache: degraded (PING failed)",)
 
 
 # ---- a failover -------------------------------------------------------------------------
