@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import coredis
@@ -34,7 +35,7 @@ from ._redis import (
 )
 from ._sentinel_url import SentinelTarget, parse_sentinel_url
 
-__all__ = ["SentinelWatch", "open_sentinel_backend", "open_sentinel_client"]
+__all__ = ["MasterCheck", "SentinelWatch", "open_sentinel_backend", "open_sentinel_client"]
 
 
 class _SentinelConnection(SentinelManagedConnection, _TCPConnection):
@@ -53,8 +54,19 @@ class _SentinelPool(SentinelConnectionPool):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class MasterCheck:
+    """What :meth:`SentinelWatch.check` found: ``problem`` (why there is no master; None
+    when one is up) and ``moved`` (the master is not where the client's connections go:
+    they were closed, the next ones go to the new master)."""
+
+    problem: str | None
+    moved: bool = False
+
+
 class SentinelWatch:
-    """The sentinels' view of one master: :meth:`no_master` says why there is none.
+    """The sentinels' view of one master: :meth:`check` says why there is none, and
+    moves ``pool``'s connections to the master they name.
 
     Example::
 
@@ -62,15 +74,32 @@ class SentinelWatch:
             print(await watch.no_master())   # None while a master is up
     """
 
-    def __init__(self, sentinel: coredis.Sentinel[bytes], master: str, timeout: float) -> None:
+    def __init__(
+        self,
+        sentinel: coredis.Sentinel[bytes],
+        master: str,
+        timeout: float,
+        pool: SentinelConnectionPool | None = None,
+    ) -> None:
         self._sentinel = sentinel
         self.master = master
         self._timeout = timeout
+        self._pool = pool
 
     async def no_master(self) -> str | None:
-        """None when some sentinel names an up master for ``master``; else the reason
-        (no sentinel answers, the master is down, a failover is under way, unknown
-        name). Bounded by the timeout given at construction."""
+        """Why there is no master now (None: there is one); see :meth:`check`."""
+        return (await self.check()).problem
+
+    async def check(self) -> MasterCheck:
+        """Ask the sentinels, in turn, about ``master``: it is up when one names it up
+        (its flags hold none of ``s_down``, ``o_down``, ``failover_in_progress``); the
+        problem otherwise (no sentinel answers, the master is down, a failover is under
+        way, unknown name). Bounded by the timeout given at construction.
+
+        When the up master is not where the pool's connections go (a failover that
+        left the old master alive: it keeps taking writes until it is demoted), the
+        pool's connections are closed: the next ones ask the sentinels again.
+        """
         problems: list[str] = []
         with trio.move_on_after(self._timeout) as scope:
             for client in list(self._sentinel.sentinels):
@@ -82,18 +111,58 @@ class SentinelWatch:
                 except DRIVER_ERRORS:
                     continue
                 flags = _text(state.get("flags"))
-                where = f"{_text(state.get('ip'))}:{_text(state.get('port'))}"
+                host, port = _text(state.get("ip")), _text(state.get("port"))
                 down = [f for f in flags.split(",") if f in _DOWN_FLAGS]
                 if not down:
-                    return None
+                    return MasterCheck(None, moved=self._moved(host, port))
                 problems.append(
-                    f"Sentinel has no master for {self.master!r}: {where} is {','.join(down)}"
+                    f"Sentinel has no master for {self.master!r}: {host}:{port} is {','.join(down)}"
                 )
         if problems:
-            return problems[0]
+            return MasterCheck(problems[0])
         if scope.cancelled_caught:
-            return f"no sentinel of {self.master!r} answered within {self._timeout:g}s"
-        return f"no sentinel of {self.master!r} answers"
+            return MasterCheck(f"no sentinel of {self.master!r} answered within {self._timeout:g}s")
+        return MasterCheck(f"no sentinel of {self.master!r} answers")
+
+    async def confirm(self) -> str | None:
+        """Stricter than :meth:`check`, for decisions that may lose data: None only when
+        a majority of the sentinels answer and every one that answers names the same
+        up master, the one the pool's connections go to; else why not.
+
+        A failover is known at first to its leader alone (its flags say
+        ``failover_in_progress``; then it names the new master): the other sentinels
+        still name the old master, up, for a second or two.
+        """
+        names: set[str] = set()
+        answered = 0
+        sentinels = list(self._sentinel.sentinels)
+        with trio.move_on_after(self._timeout):
+            for client in sentinels:
+                try:
+                    state = await client.sentinel_master(self.master)
+                except DRIVER_ERRORS:
+                    continue
+                answered += 1
+                flags = _text(state.get("flags"))
+                where = f"{_text(state.get('ip'))}:{_text(state.get('port'))}"
+                down = [f for f in flags.split(",") if f in _DOWN_FLAGS]
+                names.add(f"{where} ({','.join(down)})" if down else where)
+        if answered <= len(sentinels) // 2:
+            return f"{answered} of {len(sentinels)} sentinels of {self.master!r} answered"
+        pool = self._pool
+        here = pool.location if pool is not None else None
+        if len(names) != 1 or (here is not None and names != {f"{here.host}:{here.port}"}):
+            return f"the sentinels of {self.master!r} name {', '.join(sorted(names))}"
+        return None
+
+    def _moved(self, host: str, port: str) -> bool:
+        pool = self._pool
+        where = pool.location if pool is not None else None
+        if pool is None or where is None or (where.host, str(where.port)) == (host, port):
+            return False
+        pool.disconnect()
+        pool.location = None  # the next connection asks the sentinels, and records it
+        return True
 
 
 _DOWN_FLAGS = ("s_down", "o_down", "failover_in_progress")
@@ -152,7 +221,9 @@ async def open_sentinel_client(
     )
     master.verify_version = False  # saves a lookup per command; no version-gated command
     _refuse_connections_once_closed(master.connection_pool)
-    watch = SentinelWatch(sentinel, target.master, connect_timeout)
+    pool = master.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    watch = SentinelWatch(sentinel, target.master, connect_timeout, pool)
     real: BaseException | None = None
     try:
         async with AsyncExitStack() as stack:

@@ -34,8 +34,9 @@ class SentinelCache(RedisCache):
         self._watch = watch
 
     async def not_ready(self) -> str | None:
-        """Why the sentinels name no master now (None: they do)."""
-        return await self._watch.no_master()
+        """Why the sentinels name no master now (None: they do); moves the connections
+        to the master they name if it changed (see :meth:`SentinelWatch.check`)."""
+        return (await self._watch.check()).problem
 
 
 @asynccontextmanager

@@ -59,6 +59,7 @@ class SentinelLockBackend(RedisLockBackend):
         self._watch = watch
         self._wait_ms = max(1, round(replica_timeout * 1000))  # WAIT 0 would never return
         self._replicas: int | None = None  # unknown: counted before the next call
+        self._had_replicas = False  # the last count found some
 
     @property
     def replicas(self) -> int | None:
@@ -66,8 +67,9 @@ class SentinelLockBackend(RedisLockBackend):
         return self._replicas
 
     async def not_ready(self) -> str | None:
-        """Why the sentinels name no master now (None: they do)."""
-        return await self._watch.no_master()
+        """Why the sentinels name no master now (None: they do); moves the connections
+        to the master they name if it changed (see :meth:`SentinelWatch.check`)."""
+        return (await self._watch.check()).problem
 
     async def _count_replicas(self) -> int:
         try:
@@ -75,6 +77,14 @@ class SentinelLockBackend(RedisLockBackend):
         except DRIVER_ERRORS as exc:
             raise lock_error(exc, "ROLE") from exc
         count = len(role.slaves or ()) if role.role == "master" else 0
+        if not count and self._had_replicas:
+            # The replica left: it died, or it was just promoted and this master is
+            # about to be demoted (its writes then vanish). Go on without WAIT only
+            # once the sentinels agree this server is the master and no failover runs.
+            why = await self._watch.confirm()
+            if why is not None:
+                raise LockUnavailable(f"the master lost its replicas: {why}")
+        self._had_replicas = count > 0
         self._replicas = count
         return count
 

@@ -22,6 +22,7 @@ import pydantic
 import pytest
 import trio
 import trio.testing
+from coredis.connection import TCPLocation
 from typer.testing import CliRunner
 
 from gochat_actors import (
@@ -31,7 +32,7 @@ from gochat_actors import (
     LockNotAcquired,
     LockUnavailable,
 )
-from gochat_actors._redis_sentinel import SentinelWatch
+from gochat_actors._redis_sentinel import MasterCheck, SentinelWatch
 from gochat_actors._sentinel_url import parse_sentinel_url, sentinel_url_problem
 from gochat_actors.cache import Cache, CacheSettings
 from gochat_actors.lock import Locks, LockSettings
@@ -163,6 +164,37 @@ async def test_the_watch_names_why_there_is_no_master(
     start = trio.current_time()
     assert await _watch("hang").no_master() == ("no sentinel of 'gmaster' answered within 1s")
     assert trio.current_time() - start == pytest.approx(1.0)
+
+
+async def test_the_watch_moves_the_connections_to_a_new_master(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pool = SimpleNamespace(location=TCPLocation("127.0.0.1", 6379), disconnects=0)
+    pool.disconnect = lambda: setattr(pool, "disconnects", pool.disconnects + 1)
+    sentinel = SimpleNamespace(sentinels=[FakeSentinel(UP)])
+    watch = SentinelWatch(cast(Any, sentinel), "gmaster", 1.0, cast(Any, pool))
+    assert await watch.check() == MasterCheck(None, moved=True)  # UP is at :6380
+    assert (pool.disconnects, pool.location) == (1, None)
+    pool.location = TCPLocation("127.0.0.1", 6380)  # the next connection went there
+    assert await watch.check() == MasterCheck(None)
+    assert pool.disconnects == 1
+
+
+async def test_confirming_the_master_takes_a_majority_in_agreement(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    refused = coredis.exceptions.ConnectionError("refused")
+    leading = {"flags": b"master,failover_in_progress", "ip": b"127.0.0.1", "port": 6380}
+    elsewhere = {"flags": b"master", "ip": b"127.0.0.1", "port": 6381}
+    assert await _watch(UP, UP, refused).confirm() is None
+    assert await _watch(UP, refused, refused).confirm() == (
+        "1 of 3 sentinels of 'gmaster' answered"
+    )
+    # the leader of a failover knows first; the others still name the old master, up
+    assert await _watch(UP, leading, UP).confirm() == (
+        "the sentinels of 'gmaster' name 127.0.0.1:6380, 127.0.0.1:6380 (failover_in_progress)"
+    )
+    assert "127.0.0.1:6381" in (await _watch(UP, elsewhere, UP).confirm() or "")
 
 
 class ReadinessBackend:
@@ -376,3 +408,61 @@ async def test_no_wait_and_no_readiness_problem_while_healthy(
         async with locks.hold("room:1") as lease:
             assert lease.token >= 1
         assert math.isfinite(lease.ttl)
+
+
+async def test_a_manual_failover_moves_the_calls_to_the_new_master(
+    redis_sentinel: RedisSentinel,
+) -> None:
+    """``SENTINEL FAILOVER``: the old master lives on (until the sentinels demote it and
+    close its clients); the cache and the locks move to the new master, and the tokens
+    keep increasing (no acquire on the old master once its replica is promoted)."""
+    setup = redis_sentinel
+    settings = CacheSettings(url=Dsn(setup.url()), op_timeout=OP_TIMEOUT)
+    cache = Cache(settings, probe_interval=0.1)
+    locks = Locks(LockSettings(default_ttl=2.0), cache_settings=settings, probe_interval=0.1)
+    tokens: list[int] = []
+    errors: set[str] = set()
+
+    async def step(i: int) -> None:
+        try:
+            await cache.set("k", str(i).encode())
+            async with locks.hold("room") as lease:
+                tokens.append(lease.token)
+        except (CacheUnavailable, CacheTimeout, LockUnavailable, LockNotAcquired) as exc:
+            errors.add(type(exc).__name__)
+        await trio.sleep(0.01)
+
+    async with open_supervisor([cache.spec(), locks.spec()]):
+        for i in range(20):
+            await step(i)
+        old = setup.master_address()
+        setup._killed = old  # wait_failover: wait for a master other than this one
+        sentinel = setup.sentinels[0].address
+        await trio.to_thread.run_sync(redis_call, sentinel, "SENTINEL", "failover", "gmaster")
+        async with trio.open_nursery() as nursery:
+            done = trio.Event()
+
+            async def stream() -> None:
+                i = 100
+                while not done.is_set():
+                    await step(i)
+                    i += 1
+
+            nursery.start_soon(stream)
+            new = await trio.to_thread.run_sync(setup.wait_failover)
+            assert new != old
+            with trio.fail_after(30):  # the writes land on the new master
+                await until(
+                    lambda: trio.to_thread.run_sync(
+                        lambda: int(cast(bytes, redis_call(new, "GET", "k") or b"0")) >= 100
+                    )
+                )
+            tokens_at_switch = len(tokens)
+            with trio.fail_after(30):
+                await until(lambda: _true(len(tokens) > tokens_at_switch + 5))
+            done.set()
+        assert all(a < b for a, b in itertools.pairwise(tokens)), (str(tokens), errors)
+        assert errors <= {"CacheUnavailable", "CacheTimeout", "LockUnavailable", "LockNotAcquired"}
+        last = tokens[-1]
+    # The fence counter on the new master is past every token handed out.
+    assert int(cast(bytes, redis_call(new, "GET", "lock:{room}:fence"))) >= last

@@ -17,6 +17,7 @@ from coredis.exceptions import NoScriptError, ReplicationError
 from coredis.response.types import RoleInfo
 
 from gochat_actors import LockUnavailable
+from gochat_actors._redis_sentinel import MasterCheck
 from gochat_actors.cache import CacheSettings
 from gochat_actors.lock import LockBackend, Locks, LockSettings, lock_keys
 from gochat_actors.lock._redis import _SHA, ACQUIRE, RELEASE, RENEW
@@ -29,9 +30,20 @@ _SCRIPTS = {sha: script for script, sha in _SHA.items()}
 
 
 class FakeWatch:
-    async def no_master(self) -> str | None:
+    """The sentinels' answer: ``problem`` (None: the master is up where we connect)."""
+
+    def __init__(self) -> None:
+        self.problem: str | None = None
+        self.checks = 0
+
+    async def check(self) -> MasterCheck:
         await trio.lowlevel.checkpoint()
-        return None
+        return MasterCheck(self.problem)
+
+    async def confirm(self) -> str | None:
+        await trio.lowlevel.checkpoint()
+        self.checks += 1
+        return self.problem
 
 
 class FakeRedis:
@@ -133,9 +145,10 @@ class FakeRedis:
         return self._get(KEY)
 
 
-def backend_on(fake: FakeRedis) -> SentinelLockBackend:
+def backend_on(fake: FakeRedis, watch: FakeWatch | None = None) -> SentinelLockBackend:
     client = cast("coredis.Redis[bytes]", fake)
-    return SentinelLockBackend(client, cast(Any, FakeWatch()), replica_timeout=WAIT)
+    watch = FakeWatch() if watch is None else watch
+    return SentinelLockBackend(client, cast(Any, watch), replica_timeout=WAIT)
 
 
 async def test_no_replicas_no_wait(autojump_clock: trio.testing.MockClock) -> None:
@@ -173,6 +186,32 @@ async def test_a_shortfall_undoes_the_acquire(autojump_clock: trio.testing.MockC
     fake.replicas, fake.acks = 0, True  # the replica is gone for good: plain acquires
     assert (await backend.acquire("room:42", "b", 5.0)).token == 2
     assert fake.waits == 1
+
+
+async def test_losing_the_replicas_needs_the_sentinels_word(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A master whose replica left may be the one about to be demoted (the replica was
+    promoted): no plain acquire on it until the sentinels name it the master."""
+    fake, watch = FakeRedis(replicas=1), FakeWatch()
+    backend = backend_on(fake, watch)
+    await backend.ping()
+    assert watch.checks == 0  # a master with its replica: nothing to ask
+    fake.replicas = 0
+    watch.problem = "Sentinel has no master for 'gmaster': 127.0.0.1:1 is failover_in_progress"
+    with pytest.raises(LockUnavailable, match=r"lost its replicas: .*failover_in_progress"):
+        await backend.ping()
+    backend._replicas = None
+    with pytest.raises(LockUnavailable, match="lost its replicas"):
+        await backend.acquire("room:42", "a", 5.0)
+    assert fake.holder() is None  # nothing was sent
+    watch.problem = None  # the sentinels still name it: the replica just died
+    assert (await backend.acquire("room:42", "a", 5.0)).token == 1
+    assert backend.replicas == 0
+    assert fake.waits == 0
+    checks = watch.checks
+    await backend.ping()
+    assert watch.checks == checks  # no replica before either: nothing to ask
 
 
 async def test_a_renewal_shortfall_is_transient(autojump_clock: trio.testing.MockClock) -> None:
