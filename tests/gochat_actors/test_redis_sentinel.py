@@ -38,6 +38,7 @@ from gochat_actors.cache import Cache, CacheSettings
 from gochat_actors.lock import Locks, LockSettings
 from supervisors import open_supervisor
 from tests._clusters import RedisSentinel, redis_call
+from tests.gochat_actors.http._helpers import serving
 
 OP_TIMEOUT = 0.5
 SLACK = 0.5  # scheduling on a shared 2-core machine: a hang shows as seconds, not this
@@ -279,7 +280,7 @@ async def test_a_killed_master_fails_over_without_a_restart(
     settings = CacheSettings(url=Dsn(setup.url()), op_timeout=OP_TIMEOUT, key_prefix="t:")
     cache = Cache(settings, probe_interval=0.1)
     locks = Locks(LockSettings(default_ttl=2.0), cache_settings=settings, probe_interval=0.1)
-    async with open_supervisor([cache.spec(), locks.spec()]) as sup:
+    async with serving(cache.spec(), locks.spec()) as served:
         # Before: 50 keys, known to have reached the replica; some tokens.
         for i in range(50):
             await cache.set(f"before:{i}", f"v{i}".encode())
@@ -328,10 +329,13 @@ async def test_a_killed_master_fails_over_without_a_restart(
                     holds.record(start, error, kill_at)
                 await trio.sleep(0.005)
 
-        async def watch() -> None:
+        async def watch() -> None:  # /readyz over HTTP
             while not stop.is_set():
-                report = sup.health()
-                health.append((trio.current_time(), report.ready, report.reasons))
+                response = await served.client.get("/readyz")
+                doc = response.json()
+                ready = response.status_code == 200 and doc["ready"] is True
+                assert ready or response.status_code == 503
+                health.append((trio.current_time(), ready, tuple(doc["reasons"])))
                 await trio.sleep(0.05)
 
         async with trio.open_nursery() as nursery:
