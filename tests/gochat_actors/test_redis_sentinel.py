@@ -470,3 +470,52 @@ async def test_a_manual_failover_moves_the_calls_to_the_new_master(
         last = tokens[-1]
     # The fence counter on the new master is past every token handed out.
     assert int(cast(bytes, redis_call(new, "GET", "lock:{room}:fence"))) >= last
+
+
+async def test_a_paused_master_fails_over_and_calls_time_out_meanwhile(
+    redis_sentinel: RedisSentinel,
+) -> None:
+    """SIGSTOP of the master (a hang: its connections stay open, nothing answers):
+    calls fail typed within their timeout, the sentinels promote the replica, and the
+    probe moves the connections there (they would wait on the paused one forever)."""
+    setup = redis_sentinel
+    settings = CacheSettings(url=Dsn(setup.url()), op_timeout=OP_TIMEOUT)
+    cache = Cache(settings, probe_interval=0.1)
+    locks = Locks(LockSettings(default_ttl=2.0), cache_settings=settings, probe_interval=0.1)
+    tokens: list[int] = []
+    calls = Stream()
+    async with open_supervisor([cache.spec(), locks.spec()]):
+        async with locks.hold("room") as lease:
+            tokens.append(lease.token)
+        await cache.set("k", b"before")
+        master = setup.master()
+        await trio.to_thread.run_sync(master.pause)
+        paused_at = trio.current_time()
+        with trio.fail_after(30):
+            while calls.first_success_after_kill is None or len(tokens) < 5:
+                start = trio.current_time()
+                error: BaseException | None = None
+                try:
+                    await cache.set("k", b"after")
+                    async with locks.hold("room") as lease:
+                        tokens.append(lease.token)
+                except (CacheUnavailable, CacheTimeout, LockUnavailable, LockNotAcquired) as exc:
+                    error = exc
+                calls.record(start, error, paused_at)
+                await trio.sleep(0.01)
+        assert await cache.get("k") == b"after"
+    assert all(a < b for a, b in itertools.pairwise(tokens)), tokens
+    assert "CacheTimeout" in calls.errors  # the hang is seen as one
+    assert calls.errors <= {
+        "CacheTimeout",
+        "CacheUnavailable",
+        "LockUnavailable",
+        "LockNotAcquired",
+    }
+    # one step is a cache call and a hold: each bounded by the op timeout
+    assert calls.longest <= 2 * OP_TIMEOUT + SLACK, calls.longest
+    print(
+        f"\nsentinel, master paused: first success {calls.first_success_after_kill:.2f}s "
+        f"after SIGSTOP; errors {sorted(calls.errors)}; longest step {calls.longest:.3f}s",
+        file=sys.stderr,
+    )
