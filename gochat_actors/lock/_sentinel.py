@@ -117,9 +117,9 @@ class SentinelLockBackend(RedisLockBackend):
         replicas = self._replicas
         if replicas is None:
             replicas = await self._count_replicas()
-        if not replicas:
-            return await call(name, owner, ttl)
         try:
+            if not replicas:
+                return await call(name, owner, ttl)
             with self._client.ensure_replication(1, self._wait_ms):
                 return await call(name, owner, ttl)
         except LockError as exc:

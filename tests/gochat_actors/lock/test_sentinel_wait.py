@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
 import coredis
+import coredis.exceptions
 import pytest
 import trio
 import trio.testing
@@ -56,6 +57,7 @@ class FakeRedis:
         self.replicas = replicas
         self.acks = acks
         self.block_once: str | None = None
+        self.refuse = False  # every EVALSHA: connection refused (a dead master)
         self.waits = 0
         self.data: dict[str, tuple[str, float | None]] = {}
         self._wait: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
@@ -131,6 +133,8 @@ class FakeRedis:
         if script is None:  # pragma: no cover
             raise NoScriptError("unknown")
         await self._point("release" if script is RELEASE else "send")
+        if self.refuse:
+            raise coredis.exceptions.ConnectionError("refused")
         reply = self._run(script, keys, args)
         wait = self._wait.get()
         if wait is not None:
@@ -159,6 +163,25 @@ async def test_no_replicas_no_wait(autojump_clock: trio.testing.MockClock) -> No
     assert await backend.renew("room:42", "a", 5.0)
     assert fake.waits == 0
     assert backend.replicas == 0
+
+
+async def test_a_failed_call_counts_the_replicas_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A failover may give a master with replicas where there was none (and back)."""
+    fake = FakeRedis(replicas=0)
+    backend = backend_on(fake)
+    await backend.acquire("room:42", "a", 5.0)
+    assert backend.replicas == 0
+    fake.refuse = True
+    with pytest.raises(LockUnavailable):
+        await backend.acquire("room:42", "b", 5.0)
+    counted: int | None = backend.replicas  # (a new name: mypy narrowed the property)
+    assert counted is None
+    fake.refuse, fake.replicas = False, 1
+    await backend.release("room:42", "a")
+    assert (await backend.acquire("room:42", "b", 5.0)).token == 2
+    assert (backend.replicas, fake.waits) == (1, 1)
 
 
 async def test_with_a_replica_acquire_and_renew_wait(
