@@ -20,9 +20,8 @@ from typing import Any, TypeVar
 import coredis
 import coredis.exceptions
 import trio
-from coredis.connection import TCPLocation
-from coredis.connection._sentinel import SentinelManagedConnection
-from coredis.pool._sentinel import SentinelConnectionPool
+from coredis.connection import SentinelManagedConnection, TCPLocation
+from coredis.pool import SentinelConnectionPool
 from coredis.retry import NoRetryPolicy
 
 from ._dsn import Dsn
