@@ -273,6 +273,7 @@ class Stream:
         return max(s for _, s, _ in self.calls)
 
 
+@pytest.mark.slow
 async def test_a_killed_master_fails_over_without_a_restart(
     redis_sentinel: RedisSentinel,
 ) -> None:
@@ -414,6 +415,7 @@ async def test_no_wait_and_no_readiness_problem_while_healthy(
         assert math.isfinite(lease.ttl)
 
 
+@pytest.mark.slow
 async def test_a_manual_failover_moves_the_calls_to_the_new_master(
     redis_sentinel: RedisSentinel,
 ) -> None:
@@ -472,6 +474,7 @@ async def test_a_manual_failover_moves_the_calls_to_the_new_master(
     assert int(cast(bytes, redis_call(new, "GET", "lock:{room}:fence"))) >= last
 
 
+@pytest.mark.slow
 async def test_a_paused_master_fails_over_and_calls_time_out_meanwhile(
     redis_sentinel: RedisSentinel,
 ) -> None:
