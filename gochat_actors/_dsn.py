@@ -160,7 +160,10 @@ class Dsn:
             raise ValueError("not a URL: expected scheme://...")
         try:
             parts = urlsplit(url)
-            port = parts.port
+            # Several hosts (h1:p1,h2:p2) where the scheme takes a list: no single
+            # port; the scheme's own check reads the list (DsnSchemes).
+            several = parts.scheme in _MULTI_HOST_SCHEMES and _several_hosts(parts)
+            port = None if several else parts.port
         except ValueError as exc:
             # Never urllib's text: it quotes the part in [ ], which may be a password.
             raise ValueError(_urllib_problem(url, str(exc))) from None
@@ -309,10 +312,17 @@ def _masked_url(url: str, parts: SplitResult) -> str:
     return f"{scheme}://{netloc}{rest}"
 
 
+def _several_hosts(parts: SplitResult) -> bool:
+    return "," in parts.netloc.rpartition("@")[2]
+
+
 def _split_netloc(tail: str) -> tuple[str, str]:
     end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
     return tail[:end], tail[end:]
 
+
+_MULTI_HOST_SCHEMES = frozenset({"redis+sentinel", "redis+cluster"})
+"""Schemes whose URL lists several hosts (``h1:p1,h2:p2``) in place of one."""
 
 _NETWORK_SCHEMES = frozenset(
     {"mysql+aiomysql", "redis", "rediss", "http", "https"},
@@ -363,6 +373,12 @@ class DsnSchemes:
             )
         if dsn.scheme in ("redis", "rediss") and dsn.database and not dsn.database.isdigit():
             raise PydanticCustomError("dsn_redis_db", "Redis database must be a number (/0)")
+        if dsn.scheme == "redis+sentinel":
+            from ._sentinel_url import sentinel_url_problem
+
+            problem = sentinel_url_problem(dsn.reveal())
+            if problem is not None:
+                raise PydanticCustomError("dsn_sentinel", problem)
         if dsn.scheme == "sqlite+aiosqlite" and dsn.path in ("", "/"):
             raise PydanticCustomError(
                 "dsn_sqlite_path", "SQLite URL needs a path (sqlite+aiosqlite:///:memory:)"

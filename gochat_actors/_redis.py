@@ -173,6 +173,7 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (
 
 _UNAVAILABLE = (
     coredis.exceptions.ConnectionError,  # ProtocolError, BusyLoadingError included
+    coredis.exceptions.SentinelError,  # no master known, or a demoted one (redis+sentinel)
     OSError,
     anyio.BrokenResourceError,
     anyio.ClosedResourceError,

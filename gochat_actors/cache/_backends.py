@@ -56,3 +56,24 @@ def _redis(
 BACKENDS: Backends[CacheFactory] = Backends("cache")
 BACKENDS.add(_redis, "redis", "rediss")
 BACKENDS.add(_memory, "memory")
+
+
+@asynccontextmanager
+async def _open_sentinel_cache(
+    url: Dsn, *, key_prefix: str, op_timeout: float
+) -> AsyncIterator[CacheBackend]:
+    from ._sentinel import open_sentinel_cache  # coredis is imported only now
+
+    async with open_sentinel_cache(url, key_prefix=key_prefix, op_timeout=op_timeout) as backend:
+        yield backend
+
+
+def _sentinel(
+    url: Dsn, key_prefix: str, op_timeout: float, store: MemoryStore | None
+) -> CacheConnector:
+    return functools.partial(
+        _open_sentinel_cache, url, key_prefix=key_prefix, op_timeout=op_timeout
+    )
+
+
+BACKENDS.add(_sentinel, "redis+sentinel")

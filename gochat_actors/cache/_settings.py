@@ -26,7 +26,10 @@ class CacheSettings(Section):
 
     url: CacheUrl = Field(
         default=Dsn("memory://"),
-        description="`redis://[:password@]host:port/db`, `rediss://...`, or `memory://`.",
+        description=(
+            "`redis://[:password@]host:port/db`, `rediss://...`, "
+            "`redis+sentinel://h:p,h:p/<master>/<db>`, or `memory://`."
+        ),
     )
     key_prefix: str = Field(default="", description="Prepended to every key.")
     op_timeout: PositiveSeconds = Field(

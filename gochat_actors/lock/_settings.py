@@ -26,7 +26,10 @@ class LockSettings(Section):
 
     url: LockUrl = Field(
         default=Dsn(""),
-        description="Empty: the cache's url. Else `redis://...`, `rediss://...`, `memory://`.",
+        description=(
+            "Empty: the cache's url. Else `redis://...`, `rediss://...`, "
+            "`redis+sentinel://...`, `memory://`."
+        ),
     )
     default_ttl: PositiveSeconds = Field(
         default=10.0, description="Lock TTL when none is given, seconds."

@@ -17,6 +17,7 @@ from gochat_actors.cache import (
 )
 from gochat_actors.cache._backends import BACKENDS
 from gochat_actors.testing import CACHE_CHECKS, check_cache_backend
+from tests._clusters import RedisSentinel
 
 Check = Callable[[CacheBackend], Awaitable[None]]
 
@@ -25,7 +26,7 @@ def _name(check: Check) -> str:
     return getattr(check, "__name__", "check")
 
 
-CHECKED = {"memory", "redis"}
+CHECKED = {"memory", "redis", "redis+sentinel"}
 """The backends (by first scheme) whose conformance tests are below."""
 
 
@@ -46,6 +47,13 @@ async def test_redis_backend(check: Check, redis_url: str, redis_key_prefix: str
     connect = BACKENDS.factory("redis")(Dsn(redis_url), redis_key_prefix, 1.0, None)
     async with connect() as backend:
         await check(backend)
+
+
+async def test_sentinel_backend_whole_suite(redis_sentinel: RedisSentinel) -> None:
+    """The whole suite on the master a private Sentinel setup names (one setup: they
+    take a second or two each)."""
+    connect = BACKENDS.factory("redis+sentinel")(Dsn(redis_sentinel.url()), "", 1.0, None)
+    await check_cache_backend(connect)
 
 
 async def test_whole_suite_on_one_memory_store(autojump_clock: trio.testing.MockClock) -> None:

@@ -20,6 +20,7 @@ from gochat_actors.lock import (
 )
 from gochat_actors.lock._backends import BACKENDS
 from gochat_actors.testing import LOCK_CHECKS, check_lock_backend
+from tests._clusters import RedisSentinel
 from tests._private import PrivateServer
 
 Check = Callable[[LockBackend], Awaitable[None]]
@@ -29,7 +30,7 @@ def _name(check: Check) -> str:
     return getattr(check, "__name__", "check")
 
 
-CHECKED = {"memory", "redis"}
+CHECKED = {"memory", "redis", "redis+sentinel"}
 """The backends (by first scheme) whose conformance tests are below."""
 
 
@@ -50,6 +51,13 @@ async def test_redis_backend(check: Check, redis_url: str, redis_key_prefix: str
     connect = BACKENDS.factory("redis")(Dsn(redis_url), redis_key_prefix, 1.0, None)
     async with connect() as backend:
         await check(backend)
+
+
+async def test_sentinel_backend_whole_suite(redis_sentinel: RedisSentinel) -> None:
+    """The whole suite on the master a private Sentinel setup names (one setup: they
+    take a second or two each)."""
+    connect = BACKENDS.factory("redis+sentinel")(Dsn(redis_sentinel.url()), "", 1.0, None)
+    await check_lock_backend(connect)
 
 
 async def test_whole_suite_on_one_memory_store(autojump_clock: trio.testing.MockClock) -> None:
