@@ -6,6 +6,7 @@ Imported only by the HTTP backend, so importing :mod:`gochat_actors` loads no dr
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 import httpx
@@ -55,12 +56,23 @@ def translate(exc: Exception, what: str) -> GochatError:
         except DRIVER_ERRORS as exc:
             raise translate(exc, "range") from exc
     """
-    detail = mask_urls(str(exc)) or type(exc).__name__
+    chain = _chain(exc)
+    detail = mask_urls(next((str(e) for e in chain if str(e)), type(exc).__name__))
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return IdGenUnavailable(f"etcd {what} failed, TLS handshake: {detail}")
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return IdGenUnavailable(f"etcd {what} timed out: {detail}")
     if isinstance(exc, ValueError):
         return IdGenUnavailable(f"etcd {what}: unreadable reply: {detail}")
     return IdGenUnavailable(f"etcd {what} failed, server unreachable: {detail}")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (httpx's ConnectError often has no text of its own)."""
+    chain = [exc]
+    while len(chain) < 5 and (inner := chain[-1].__cause__ or chain[-1].__context__):
+        chain.append(inner)
+    return chain
 
 
 def reply_error(status: int, body: dict[str, Any], what: str) -> GochatError | None:

@@ -143,6 +143,8 @@ class HttpEtcd:
         self._password = password
         self._token: str | None = None  # None: authenticate before the next request
         self._auth_lock = trio.Lock()
+        self.authentications = 0
+        """How many tokens it obtained (the first one, then one per renewal)."""
 
     async def _call(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
         if not self._user:
@@ -178,6 +180,7 @@ class HttpEtcd:
                         ) from None
                     reply = {"token": ""}  # auth is off: requests go without a token
                 self._token = str(reply.get("token") or "")
+                self.authentications += 1
             return self._token
 
     async def _post(

@@ -415,6 +415,11 @@ class IdGenerator:
             valid_until=math.inf if static else self._valid_until_ns / 1e9,
         )
 
+    @property
+    def request_timeout(self) -> float:
+        """The bound of one etcd request to one member, in seconds."""
+        return self._request_timeout
+
     def spec(self, id: str = "idgen", **spec_options: Any) -> ChildSpec:
         """The child that holds the machine ID: it starts once IDs can be issued, keeps
         the lease alive, reacquires after a loss, and frees the ID when stopped.
