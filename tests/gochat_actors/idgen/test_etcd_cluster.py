@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+import structlog
 import trio
 
-from gochat_actors import IdGenAuthFailed, MachineIdLost
+from gochat_actors import IdGenAuthFailed, IdGenUnavailable, MachineIdLost
 from gochat_actors.http import HTTPEndpoints, HTTPSettings
-from gochat_actors.idgen import IdGenerator, IdGenSettings
+from gochat_actors.idgen import EtcdBackend, IdGenerator, IdGenSettings
 from gochat_actors.idgen._backends import BACKENDS, EtcdOptions
 from gochat_actors.idgen._cluster import ClusterEtcd
 from gochat_actors.idgen._etcd import HttpEtcd
@@ -84,6 +85,19 @@ async def wait_renewals(ids: IdGenerator, count: int, timeout: float) -> None:
             await trio.sleep(0.05)
 
 
+async def first_write_after(etcd: EtcdBackend, since: float) -> float:
+    """Put until one succeeds; the seconds from ``since`` (the election, seen by a
+    client: a follower holds a write until there is a leader again)."""
+    with trio.fail_after(60):
+        while True:
+            try:
+                await etcd.put(b"/gochat-test/ha-probe", b"x")
+            except IdGenUnavailable:
+                await trio.sleep(0.01)
+                continue
+            return time.monotonic() - since
+
+
 async def readyz_until(
     client: httpx.AsyncClient, done: Callable[[httpx.Response], bool], timeout: float
 ) -> httpx.Response:
@@ -113,12 +127,20 @@ async def test_leader_killed_while_issuing(etcd_cluster: EtcdCluster) -> None:
         stop = trio.Event()
         nursery.start_soon(issuer.run, stop)
         await wait_renewals(ids, 1, 30)
-        killed_at = time.monotonic()
-        issuer.gap_after = killed_at
-        await blocking(lambda: etcd_cluster.kill(first))
-        # Renewals go on against the two others, across the election: three in a row.
-        renewals = ids.statistics().renewals
-        await wait_renewals(ids, 3, 60)
+        probe = BACKENDS.factory("http")(settings.etcd, 1.0)  # a second client, to time
+        try:
+            killed_at = time.monotonic()
+            issuer.gap_after = killed_at
+            with structlog.testing.capture_logs() as logs:
+                await blocking(lambda: etcd_cluster.kill(first))
+                writes_after = await first_write_after(probe, killed_at)
+                # Renewals go on against the two others, across the election: three.
+                renewals = ids.statistics().renewals
+                await wait_renewals(ids, 3, 60)
+        finally:
+            await probe.aclose()
+        moved = [e for e in logs if e["event"] == "idgen.etcd_failover"]
+        assert {e["previous"] for e in moved} == {first.url}  # the probe's and the keeper's
         new_leader = await trio.to_thread.run_sync(
             lambda: etcd_cluster.wait_leader(other_than=first)
         )
@@ -126,6 +148,7 @@ async def test_leader_killed_while_issuing(etcd_cluster: EtcdCluster) -> None:
     stats = ids.statistics()
     report(
         "leader killed",
+        writes_resumed_after=writes_after,
         longest_gap_without_ids=issuer.longest_gap,
         failed_next_ids=issuer.failures,
         renewal_failures=stats.renewal_failures,
@@ -156,10 +179,14 @@ async def test_a_paused_member_stalls_issuing_at_most_one_request_timeout(
         issuer.gap_after = time.monotonic()
         etcd_cluster.pause(first)
         try:
-            await wait_renewals(ids, 3, 60)
+            with structlog.testing.capture_logs() as logs:
+                await wait_renewals(ids, 3, 60)
         finally:
             etcd_cluster.resume(first)
         stop.set()
+    [failover] = [e for e in logs if e["event"] == "idgen.etcd_failover"]
+    assert failover["previous"] == first.url
+    assert failover["previous_error"].startswith("no reply within")
     stats = ids.statistics()
     report(
         "member paused",
