@@ -26,6 +26,7 @@ from gochat_actors.idgen._backends import BACKENDS, EtcdOptions
 from gochat_actors.idgen._cluster import ClusterEtcd
 from gochat_actors.idgen._etcd import HttpEtcd
 from gochat_actors.metrics import Metrics
+from gochat_actors.testing import check_idgen_backend
 from supervisors import ChildStartError, open_supervisor
 from tests._clusters import EtcdCluster, etcd_cluster_running
 
@@ -333,3 +334,13 @@ async def test_tls_cluster(etcd_tls_cluster: EtcdCluster) -> None:
         async with open_supervisor([IdGenerator(untrusted).spec()]):
             pass  # pragma: no cover
     assert "TLS handshake: [SSL: CERTIFICATE_VERIFY_FAILED]" in str(info.value.__cause__)
+
+
+async def test_the_conformance_suite_on_the_cluster_with_its_first_member_killed(
+    etcd_cluster: EtcdCluster,
+) -> None:
+    """Every etcd operation of the keeper, through the member list, while the first
+    member listed is dead: each request moves on to a live one."""
+    etcd_cluster.kill(etcd_cluster.members[0])
+    url = IdGenSettings.model_validate({"etcd": etcd_cluster.url}).etcd
+    await check_idgen_backend(lambda: BACKENDS.factory("http")(url, 5.0))
