@@ -62,7 +62,6 @@ async def open_redis_client(
         raise real  # outside the except block: no group in its context
 
 
-
 class _Closable(Protocol):
     async def aclose(self) -> None: ...
 
@@ -88,6 +87,7 @@ async def open_redis_backend(
             yield backend
         finally:
             await backend.aclose()
+
 
 _STREAMS = (
     "_write_buffer_in",

@@ -31,6 +31,18 @@ _BATCH_MS = 16  # a next_ids batch is at most this many milliseconds' worth of s
 _MAX_BATCH = 65_536  # ... and at most this many IDs
 
 
+def _default_request_timeout(settings: IdGenSettings) -> float:
+    """One etcd request's bound: a third of the TTL (at most 5 s). With several members,
+    also at most half the slack between a renewal and the deadline it must beat
+    (``2/3 lease_ttl - margin``): a renewal whose member hangs then moves to another
+    member and still lands in time."""
+    timeout = max(0.1, min(5.0, settings.lease_ttl / 3))
+    if len(settings.etcd_members) > 1:
+        slack = settings.lease_ttl * 2 / 3 - settings.margin
+        timeout = max(0.1, min(timeout, slack / 2))
+    return timeout
+
+
 @dataclass(frozen=True, slots=True)
 class IdGenStatistics:
     """What :meth:`IdGenerator.statistics` returns.
@@ -58,7 +70,9 @@ class IdGenerator:
     issued at once (one instance per machine ID: nothing stops two processes from using
     the same one). With an etcd URL (or ``memory://``, or ``backend=``) the child from
     :meth:`spec` leases a free machine ID and keeps it; IDs are issued only while the
-    lease is surely held, else :class:`~gochat_actors.MachineIdLost`.
+    lease is surely held, else :class:`~gochat_actors.MachineIdLost`. ``request_timeout``
+    bounds one etcd request to one member (default: ``lease_ttl / 3``, at most 5 s; for
+    a cluster also at most ``(2/3 lease_ttl - margin) / 2``).
 
     Time is the wall clock read once, here, plus monotonic time since: a wall-clock step
     inside the process changes nothing, and IDs from one generator strictly increase.
@@ -138,7 +152,7 @@ class IdGenerator:
         self._backend = backend
         if request_timeout is not None and not (0 < request_timeout < math.inf):
             raise ValueError(f"request_timeout must be > 0 and finite, got {request_timeout!r}")
-        self._request_timeout = request_timeout or max(0.1, min(5.0, settings.lease_ttl / 3))
+        self._request_timeout = request_timeout or _default_request_timeout(settings)
         self._clock: IdClock = clock if clock is not None else SystemClock()
         self._mono = self._clock.monotonic_ns
         mono = self._mono()
@@ -409,6 +423,11 @@ class IdGenerator:
             valid_for=math.inf if static else max(0.0, left / 1e9),
             valid_until=math.inf if static else self._valid_until_ns / 1e9,
         )
+
+    @property
+    def request_timeout(self) -> float:
+        """The bound of one etcd request to one member, in seconds."""
+        return self._request_timeout
 
     def spec(self, id: str = "idgen", **spec_options: Any) -> ChildSpec:
         """The child that holds the machine ID: it starts once IDs can be issued, keeps
