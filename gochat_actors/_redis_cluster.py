@@ -17,6 +17,7 @@ import coredis
 import coredis.exceptions
 import trio
 from coredis.connection import ClusterConnection, TCPLocation
+from coredis.pool import ClusterConnectionPool
 from coredis.retry import NoRetryPolicy
 
 from ._dsn import Dsn
@@ -116,6 +117,22 @@ class _ClusterConnection(ClusterConnection):
                     stream.close()
 
 
+class _ClusterPool(ClusterConnectionPool):
+    """coredis' cluster pool, with our connections, closing its layout's error stream
+    when it exits (coredis never closes it: ``ResourceWarning`` at garbage collection)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("connection_class", _ClusterConnection)
+        super().__init__(*args, **kwargs)
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await super().__aexit__(*exc_info)
+        finally:
+            for stream in getattr(self.cluster_layout, "_error_stream", ()):
+                stream.close()
+
+
 def cluster_client(
     dsn: Dsn,
     *,
@@ -150,12 +167,10 @@ def cluster_client(
         ssl_context=ssl_context,
         verify_version=False,  # we use no version-gated command
         non_atomic_cross_slot=True,  # MGET/DEL over several slots: split, merged in order
+        connection_pool_cls=_ClusterPool,
         **options,
     )
-    pool = client.connection_pool
-    if pool.connection_class is ClusterConnection:
-        pool.connection_class = _ClusterConnection
-    _refuse_connections_once_closed(pool)
+    _refuse_connections_once_closed(client.connection_pool)
     return client
 
 
