@@ -12,6 +12,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gochat_actors import Dsn
 from gochat_actors._redis_cluster import SLOTS, key_slot
 from gochat_actors.cache import Cache, CacheSettings, open_redis_cache
 from supervisors import open_supervisor
@@ -121,7 +122,7 @@ async def test_the_cache_runs_on_the_cluster_from_settings(
 ) -> None:
     """``key_prefix`` with a hash tag (``{tenant}:``) pins every key to one slot: allowed."""
     key_prefix = prefix + unique_name("settings", sep=":") + ":"
-    cache = Cache(CacheSettings(url=redis_cluster.url, key_prefix=key_prefix))
+    cache = Cache(CacheSettings(url=Dsn(redis_cluster.url), key_prefix=key_prefix))
     async with open_supervisor([cache.spec()]):
         await cache.set("user:1", b"ann", ttl=60.0)
         await cache.set("user:2", b"bob", ttl=60.0)

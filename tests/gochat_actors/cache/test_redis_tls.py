@@ -37,7 +37,11 @@ def causes(exc: BaseException | None) -> Iterator[BaseException]:
 
 
 async def test_a_cache_round_trip_over_tls(redis_tls: RedisTLS) -> None:
-    cache = Cache(CacheSettings(url=redis_tls.url(), key_prefix="tls:", **files_of(redis_tls)))
+    cache = Cache(
+        CacheSettings.model_validate(
+            {"url": redis_tls.url(), "key_prefix": "tls:", **files_of(redis_tls)}
+        )
+    )
     async with open_supervisor([cache.spec()]):
         await cache.set("user:1", b"ann", ttl=60.0)
         assert await cache.get("user:1") == b"ann"
@@ -47,7 +51,9 @@ async def test_a_cache_round_trip_over_tls(redis_tls: RedisTLS) -> None:
 
 async def test_a_lock_over_tls_with_the_caches_files(redis_tls: RedisTLS) -> None:
     """An empty ``[lock] url`` uses the cache's url and its TLS files."""
-    cache = CacheSettings(url=redis_tls.url(), key_prefix="tls-lock:", **files_of(redis_tls))
+    cache = CacheSettings.model_validate(
+        {"url": redis_tls.url(), "key_prefix": "tls-lock:", **files_of(redis_tls)}
+    )
     locks = Locks(LockSettings(), cache_settings=cache)
     async with open_supervisor([locks.spec()]):
         async with locks.hold("room:1", ttl=10.0, wait=5.0) as first:
@@ -58,7 +64,7 @@ async def test_a_lock_over_tls_with_the_caches_files(redis_tls: RedisTLS) -> Non
 
 
 async def test_a_lock_over_tls_with_its_own_url_and_files(redis_tls: RedisTLS) -> None:
-    settings = LockSettings(url=redis_tls.url(), **files_of(redis_tls))
+    settings = LockSettings.model_validate({"url": redis_tls.url(), **files_of(redis_tls)})
     locks = Locks(settings, cache_settings=CacheSettings(key_prefix="tls-own:"))
     async with (
         open_supervisor([locks.spec()]),

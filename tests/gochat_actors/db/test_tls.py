@@ -24,7 +24,7 @@ async def cipher_and_rows(db: DBManager) -> tuple[str, list[int]]:
         row = (await session.execute(text("SHOW SESSION STATUS LIKE 'Ssl_cipher'"))).first()
         ids = (await session.scalars(text("SELECT id FROM notes ORDER BY id"))).all()
     assert row is not None
-    return str(row[1]), [int(i) for i in ids]
+    return str(row._mapping["Value"]), [int(i) for i in ids]
 
 
 async def insert_then_fail(db: DBManager) -> None:
@@ -40,7 +40,7 @@ async def test_a_round_trip_and_a_transaction_over_tls(
     url = mariadb_tls.url(mariadb_tls.create_database())
     if client_cert:
         url += f"&ssl_cert={mariadb_tls.tls.client_cert}&ssl_key={mariadb_tls.tls.client_key}"
-    db = DBManager(DBSettings(primary=url))
+    db = DBManager(DBSettings(primary=Dsn(url)))
     async with open_supervisor([db.spec()]):
         async with db.transaction() as session:
             await session.execute(text("CREATE TABLE notes (id INT PRIMARY KEY)"))
@@ -83,7 +83,7 @@ def test_bad_tls_files_are_settings_errors(tmp_path: Path, query: str, message: 
     url = f"mysql+aiomysql://u:p@127.0.0.1:3306/chat?{query}"
     for fields in ({"primary": url}, {"replicas": [url]}):
         with pytest.raises(ValidationError, match=re.escape(message.format(junk=junk))):
-            DBSettings(**fields)  # type: ignore[arg-type]
+            DBSettings.model_validate(fields)
 
 
 async def test_a_file_gone_since_the_settings_loaded_is_a_db_error(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from gochat_actors import Dsn
 from gochat_actors._redis_cluster import key_slot
 from gochat_actors.cache import CacheSettings
 from gochat_actors.lock import Locks, LockSettings, lock_keys, open_redis_locks
@@ -20,7 +21,7 @@ from tests._servers import unique_name
 # Text with many braces and colons: the characters hash tags and our suffixes are made of.
 braces = st.text(st.sampled_from("{}:ab0é"), max_size=8) | st.text(max_size=12)
 # Names the lock takes: valid UTF-8 (no lone surrogates).
-names = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | braces
+names = st.text(st.characters(exclude_categories=["Cs"]), max_size=12) | braces
 
 
 @given(prefix=names, name=names)
@@ -72,7 +73,9 @@ async def test_awkward_names_lock_on_the_cluster(
 
 
 async def test_locks_from_settings_on_the_cluster(redis_cluster: RedisCluster) -> None:
-    cache = CacheSettings(url=redis_cluster.url, key_prefix=unique_name("locks", sep=":") + ":")
+    cache = CacheSettings(
+        url=Dsn(redis_cluster.url), key_prefix=unique_name("locks", sep=":") + ":"
+    )
     locks = Locks(LockSettings(), cache_settings=cache)  # the lock's url: the cache's
     async with open_supervisor([locks.spec()]):
         tokens = []
