@@ -118,7 +118,9 @@ def test_demo_help_explains_the_summary_without_bool_placeholders() -> None:
 
 def test_the_live_view_counts_down_and_logs_under_state() -> None:
     assert LIVE_LOG.parts[0] == ".state"
-    ignored = subprocess.run(["git", "check-ignore", "-q", str(LIVE_LOG)], cwd=ROOT, check=False)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", str(LIVE_LOG)], cwd=ROOT, check=False
+    )
     assert ignored.returncode == 0, "the live log is git-ignored"
 
     async def view() -> str:

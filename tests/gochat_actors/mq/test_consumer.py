@@ -549,11 +549,8 @@ async def test_stopping_during_a_revoke_commits_the_revoked_partitions(
 
         def finished() -> bool:
             parts = a._session.parts if a._session is not None else {}
-            return (
-                tp0 in parts
-                and tp1 in parts
-                and (parts[tp0].position, parts[tp1].position) == (2, 3)
-            )
+            return tp0 in parts and tp1 in parts and (
+                parts[tp0].position, parts[tp1].position) == (2, 3)
 
         await wait_for(finished)
         await sup.start_child(b.spec("b"))
@@ -644,7 +641,9 @@ async def test_fetched_messages_stay_within_the_stated_bound(
         session = consumer._session
         assert session is not None
         held = session.buffered + consumer.statistics().in_flight
-        held += sum(len(r) for b in session._receive._state.data for r in b.records.values())
+        held += sum(
+            len(r) for b in session._receive._state.data for r in b.records.values()
+        )
         assert session.buffered <= 50
         assert held <= 50 + 6 * OPTIONS.max_records + 2
         gate.set()
@@ -673,11 +672,9 @@ async def test_a_processor_base_exception_stops_the_tree_uncommitted(
     with pytest.raises(BaseException) as caught:  # noqa: PT011  # checked just below
         async with open_supervisor([consumer.spec("c")]):
             await trio.sleep_forever()
-    assert (
-        caught.group_contains(StopTheProcess)
-        if isinstance(caught.value, BaseExceptionGroup)
-        else isinstance(caught.value, StopTheProcess)
-    )
+    assert caught.group_contains(StopTheProcess) if isinstance(
+        caught.value, BaseExceptionGroup
+    ) else isinstance(caught.value, StopTheProcess)
     assert attempts == [0, 1], "not retried"
     assert broker.records("chat.dlq") == [], "not dead-lettered"
     assert committed(broker, partitions=1) == [1], "committed up to it, not past it"
