@@ -199,6 +199,8 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (
 
 _UNAVAILABLE = (
     coredis.exceptions.ConnectionError,  # ProtocolError, BusyLoadingError included
+    coredis.exceptions.ClusterDownError,  # a cluster with slots no master serves
+    coredis.exceptions.TryAgainError,  # a cluster moving the keys' slot: try later
     OSError,
     anyio.BrokenResourceError,
     anyio.ClosedResourceError,

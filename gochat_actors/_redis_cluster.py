@@ -16,6 +16,7 @@ import anyio
 import coredis
 import coredis.exceptions
 import trio
+from coredis.cluster._node import ClusterNodeLocation
 from coredis.connection import ClusterConnection, TCPLocation
 from coredis.pool import ClusterConnectionPool
 from coredis.retry import NoRetryPolicy
@@ -117,6 +118,16 @@ class _ClusterConnection(ClusterConnection):
                     stream.close()
 
 
+class _StartupNode(ClusterNodeLocation):
+    """A member from the URL: the client that asks it for the slot map uses our
+    connection class too (a refused member left six unclosed streams otherwise)."""
+
+    def as_client(self, **client_args: Any) -> Any:
+        client = super().as_client(**client_args)
+        client.connection_pool.connection_class = _ClusterConnection
+        return client
+
+
 class _ClusterPool(ClusterConnectionPool):
     """coredis' cluster pool, with our connections, closing its layout's error stream
     when it exits (coredis never closes it: ``ResourceWarning`` at garbage collection)."""
@@ -124,6 +135,18 @@ class _ClusterPool(ClusterConnectionPool):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("connection_class", _ClusterConnection)
         super().__init__(*args, **kwargs)
+        discovery = self.cluster_layout._discovery_service
+        members = [_StartupNode(n.host, n.port) for n in discovery._initial_startup_nodes]
+        discovery._startup_nodes = list(members)
+        discovery._initial_startup_nodes = list(members)
+
+    async def _initialize(self) -> None:
+        try:
+            await super()._initialize()
+        except coredis.exceptions.RedisClusterError as exc:
+            # No member answered with a slot map: the cluster is unreachable (a
+            # ConnectionError, which the backends report as ...Unavailable).
+            raise coredis.exceptions.ConnectionError(f"Redis Cluster: {exc}") from exc
 
     async def __aexit__(self, *exc_info: Any) -> Any:
         try:

@@ -5,6 +5,7 @@ imported only when such a URL is used). The registry also checks ``[cache] url``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,12 +56,19 @@ async def open_redis_cache(
     """
     from .._redis import open_redis_backend
     from .._tls import redis_ssl_context
+    from ._errors import DRIVER_ERRORS, translate
     from ._redis import RedisCache
 
     dsn = url if isinstance(url, Dsn) else Dsn(url)
     context = redis_ssl_context(dsn.scheme, tls, error=CacheError)
     make = functools.partial(RedisCache, key_prefix=key_prefix)
-    async with open_redis_backend(dsn, make, op_timeout=op_timeout, ssl_context=context) as backend:
+    async with contextlib.AsyncExitStack() as stack:
+        try:  # a cluster client connects on entry (to learn the slot map)
+            backend = await stack.enter_async_context(
+                open_redis_backend(dsn, make, op_timeout=op_timeout, ssl_context=context)
+            )
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, "connect") from exc
         yield backend
 
 

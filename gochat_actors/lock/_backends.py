@@ -5,6 +5,7 @@ the cache's), ``redis://``/``rediss://`` and ``redis+cluster://``/``rediss+clust
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -56,6 +57,7 @@ async def open_redis_locks(
     from .._redis import open_redis_backend
     from .._redis_cluster import CLUSTER_SCHEMES
     from .._tls import redis_ssl_context
+    from ._errors import DRIVER_ERRORS, lock_error
     from ._redis import RedisLockBackend, cluster_lock_keys
 
     dsn = url if isinstance(url, Dsn) else Dsn(url)
@@ -63,7 +65,13 @@ async def open_redis_locks(
     make = functools.partial(RedisLockBackend, key_prefix=key_prefix)
     if dsn.scheme in CLUSTER_SCHEMES:
         make = functools.partial(make, keys=cluster_lock_keys)
-    async with open_redis_backend(dsn, make, op_timeout=op_timeout, ssl_context=context) as backend:
+    async with contextlib.AsyncExitStack() as stack:
+        try:  # a cluster client connects on entry (to learn the slot map)
+            backend = await stack.enter_async_context(
+                open_redis_backend(dsn, make, op_timeout=op_timeout, ssl_context=context)
+            )
+        except DRIVER_ERRORS as exc:
+            raise lock_error(exc, "connect") from exc
         yield backend
 
 
