@@ -109,3 +109,12 @@ def test_bad_member_lists(url: str, message: str) -> None:
 def test_lock_tls_files_need_a_lock_url(tls: TLSFiles) -> None:
     with pytest.raises(ValueError, match=r"TLS files need a \[lock\] url"):
         LockSettings(ca_file=str(tls.ca))
+
+
+@pytest.mark.parametrize(
+    "url", ["http://a:2379,http://b:2379", "redis://a:1,b:2/0", "http://a:2379,b:2379"]
+)
+def test_a_host_list_is_only_for_cluster_schemes(url: str) -> None:
+    """Other schemes still refuse ``host:port,host:port`` (as before clusters)."""
+    with pytest.raises(ValueError, match="port must be an integer"):
+        Dsn(url)
