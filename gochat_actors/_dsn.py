@@ -160,12 +160,14 @@ class Dsn:
             raise ValueError("not a URL: expected scheme://...")
         try:
             parts = urlsplit(url)
-            # host:port,host:port (a cluster's members): each port is checked by members()
-            port = None if _member_list(parts.netloc) else parts.port
+            # host:port,host:port (a cluster's members, for its schemes only): each port
+            # is checked by members()
+            listed = parts.scheme in _MEMBER_SCHEMES and bool(_member_list(parts.netloc))
+            port = None if listed else parts.port
         except ValueError as exc:
             # Never urllib's text: it quotes the part in [ ], which may be a password.
             raise ValueError(_urllib_problem(url, str(exc))) from None
-        if _member_list(parts.netloc):
+        if listed:
             members(parts.netloc)  # ValueError naming the bad member, never the URL
         if not _SCHEME.match(parts.scheme):
             raise ValueError("malformed URL scheme")
@@ -370,7 +372,7 @@ _NETWORK_SCHEMES = frozenset(
 
 
 _MEMBER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
-# A cluster URL lists its members: host:port,host:port (no database: a cluster has db 0 only).
+# The schemes whose URL lists members, host:port,host:port (a cluster: database 0 only).
 
 
 @dataclass(frozen=True, slots=True)
