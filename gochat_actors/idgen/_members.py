@@ -2,7 +2,7 @@
 
 One URL stays a plain :class:`~gochat_actors.Dsn` (the single-server form, unchanged);
 several become an :class:`EtcdMembers`, a ``Dsn`` whose ``reveal()``/``str()`` are the
-whole list and whose :attr:`EtcdMembers.members` are the member URLs. Each bad part of a
+whole list and whose :attr:`EtcdMembers.urls` are the member URLs. Each bad part of a
 list is its own error (its own line in ``gochat-actors check-config``).
 """
 
@@ -24,23 +24,24 @@ MEMBER_SCHEMES = ("http", "https")
 
 class EtcdMembers(Dsn):
     """Several etcd members: a :class:`~gochat_actors.Dsn` for the whole list (``str()``
-    masks each member's password) plus :attr:`members`, one ``Dsn`` each. Its
+    masks each member's password) plus :attr:`urls`, one ``Dsn`` each. Its
     ``scheme``/``host``/``port`` are the first member's.
 
     Example::
 
         >>> etcd = EtcdMembers([Dsn("http://127.0.0.1:23791"), Dsn("http://127.0.0.1:23792")])
-        >>> [m.port for m in etcd.members], etcd.reveal()
+        >>> [m.port for m in etcd.urls], etcd.reveal()
         ([23791, 23792], 'http://127.0.0.1:23791,http://127.0.0.1:23792')
     """
 
-    __slots__ = ("_list_masked", "_list_url", "members")
+    __slots__ = ("_list_masked", "_list_url", "urls")
 
     def __init__(self, members: Sequence[Dsn]) -> None:
         if len(members) < 2:
             raise ValueError("EtcdMembers needs at least two members (one is a plain Dsn)")
         super().__init__(members[0].reveal())
-        self.members: tuple[Dsn, ...] = tuple(members)
+        # not `members`: Dsn.members is the (host, port) list of a cluster URL
+        self.urls: tuple[Dsn, ...] = tuple(members)
         self._list_url = ",".join(m.reveal() for m in members)
         self._list_masked = ",".join(m.masked for m in members)
 
@@ -77,7 +78,7 @@ def members_of(etcd: Dsn) -> tuple[Dsn, ...]:
         (Dsn('http://127.0.0.1:2379'),)
     """
     if isinstance(etcd, EtcdMembers):
-        return etcd.members
+        return etcd.urls
     return (etcd,) if etcd else ()
 
 

@@ -64,7 +64,7 @@ primary = "mysql+aiomysql://u:p@127.0.0.1:3306/chat?ssl_ca={tmp_path}/nope.pem"
     )
     assert check_config(path, capsys) == {
         "cache.url": "unsupported scheme 'rediss+clustre' (expected redis://, rediss://, "
-        "memory://, redis+cluster://, rediss+cluster://)",
+        "memory://, redis+cluster://, rediss+cluster://, redis+sentinel://)",
         "lock.url": "redis+cluster:// URL needs at least one member (host:port,host:port)",
         "db.primary": f"ssl_ca: no such file: {tmp_path}/nope.pem",
     }
