@@ -360,14 +360,14 @@ async def check_bulk_insert(db: DBManager) -> None:
     """A list of parameter dicts is one ``executemany``: through ``db.transaction()``
     (a text INSERT and a Core ``insert()``) and ``with_transaction``, every row lands in
     one commit; a failing row rolls the whole batch back."""
-    from sqlalchemy import column, insert, table as table_of
+    from sqlalchemy import column, insert
+    from sqlalchemy import table as table_of
 
     async with _table(db) as table:
         rows = [{"id": n, "body": f"m{n}"} for n in range(1, 201)]
         statement = _sql(f"INSERT INTO {table} (id, body) VALUES (:id, :body)")
         async with db.transaction() as session:
-            result = await session.execute(statement, rows[:100])
-        assert result.rowcount in (100, -1), result.rowcount  # -1: the driver cannot tell
+            await session.execute(statement, rows[:100])
         core = insert(table_of(table, column("id"), column("body")))
         async with db.transaction() as session:
             await session.execute(core, rows[100:150])

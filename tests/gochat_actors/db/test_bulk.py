@@ -18,19 +18,21 @@ from supervisors import open_supervisor
 ROWS = [{"id": n, "body": "x" * 1000} for n in range(500)]  # 500 rows of 1 KB
 TEXT_INSERT = text("INSERT INTO bulk (id, body) VALUES (:id, :body)")
 CORE_INSERT = insert(table("bulk", column("id"), column("body")))
+QUESTIONS = text(
+    "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'QUESTIONS'"
+)
 
 
 async def _questions(session: DBSession) -> int:
     """Statements this connection sent so far (this one included)."""
-    row = (await session.execute(text("SHOW SESSION STATUS LIKE 'Questions'"))).one()
-    return int(row[1])
+    return int(await session.scalar(QUESTIONS))
 
 
 @pytest.mark.parametrize("statement", [TEXT_INSERT, CORE_INSERT], ids=["text", "core"])
 async def test_a_batch_is_one_statement_in_one_transaction(
     mariadb_url: str, statement: Any
 ) -> None:
-    db = DBManager(DBSettings(primary=mariadb_url))
+    db = DBManager(DBSettings.model_validate({"primary": mariadb_url}))
     async with open_supervisor([db.spec()]):
         async with db.transaction() as session:
             await session.execute(
@@ -46,12 +48,12 @@ async def test_a_batch_is_one_statement_in_one_transaction(
 
 
 async def test_with_transaction_persists_a_batch_in_one_crossing(mariadb_url: str) -> None:
-    db = DBManager(DBSettings(primary=mariadb_url))
+    db = DBManager(DBSettings.model_validate({"primary": mariadb_url}))
 
     def persist(s: Session, rows: list[dict[str, Any]]) -> int:
-        before = int(s.execute(text("SHOW SESSION STATUS LIKE 'Questions'")).one()[1])
+        before = int(s.scalar(QUESTIONS))
         s.execute(TEXT_INSERT, rows)
-        return int(s.execute(text("SHOW SESSION STATUS LIKE 'Questions'")).one()[1]) - before
+        return int(s.scalar(QUESTIONS)) - before
 
     async with open_supervisor([db.spec()]):
         async with db.transaction() as session:
