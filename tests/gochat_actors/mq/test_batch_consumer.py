@@ -241,3 +241,24 @@ def test_any_messages_any_poison_each_good_one_once_in_order(
     data: tuple[int, int, frozenset[int], int, int],
 ) -> None:
     trio.run(_run_property, *data, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@pytest.mark.xfail(strict=True, reason="progress is reported only once the batch is done")
+async def test_a_long_bisection_keeps_the_stall_watchdog_fed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each run of a batch that finishes is progress: a bisection that takes longer than
+    ``stall_timeout`` in all, but never that long between two finished runs, is not a
+    stalled consumer (regression: progress was reported only once the batch was done)."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 20, partitions=1)
+
+    async def persist(msgs: list[Message]) -> None:
+        await trio.sleep(2.0)
+        if any(m.offset == 19 for m in msgs):
+            raise ValueError("poison")
+
+    consumer = batch_consumer(broker, persist, retries=0, max_batch=20)
+    async with open_supervisor([consumer.spec("c", stall_timeout=5.0)]):
+        await wait_for(lambda: consumer.statistics().processed == 20, timeout=120)
+        assert consumer.statistics().sessions == 1, "never restarted as stalled"
