@@ -366,8 +366,7 @@ class Session:
                             await self._settle(part, run, counts, histogram)
                             run = []
                         await self._dead_letter(record, None, exc, 0)
-                        part.position = record.offset + 1
-                        counts[0] += 1
+                        self._finished(part, record, 1, counts)
                         continue
                     run.append((record, msg))
                 if run:
@@ -380,11 +379,8 @@ class Session:
                 queue.extendleft(reversed(rest))
                 self.buffered += len(rest)
             done, succeeded = counts
-            if done:
-                tally.processed += done
-                self.progress()
-                if self._space_waiting:
-                    self._space_lot.unpark_all()
+            if done and self._space_waiting:
+                self._space_lot.unpark_all()
             if succeeded and histogram is not None:
                 tally.metric("mq_messages_consumed", part.tp.topic).inc(succeeded)
 
@@ -428,8 +424,15 @@ class Session:
             await self._settle(part, run[:half], counts, histogram)
             await self._settle(part, run[half:], counts, histogram)
             return
-        part.position = run[-1][0].offset + 1
-        counts[0] += len(run)
+        self._finished(part, run[-1][0], len(run), counts)
+
+    def _finished(self, part: Partition, last: RawRecord, count: int, counts: list[int]) -> None:
+        """``count`` messages up to ``last`` finished: the position moves past them, and
+        the stall watchdog hears of it (a batch may take long: each run counts)."""
+        part.position = last.offset + 1
+        counts[0] += count
+        self.tally.processed += count
+        self.progress()
 
     async def _retry(
         self, record: RawRecord, msg: Message, error: Exception, histogram: Any

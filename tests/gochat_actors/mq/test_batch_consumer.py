@@ -243,7 +243,6 @@ def test_any_messages_any_poison_each_good_one_once_in_order(
     trio.run(_run_property, *data, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-@pytest.mark.xfail(strict=True, reason="progress is reported only once the batch is done")
 async def test_a_long_bisection_keeps_the_stall_watchdog_fed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
