@@ -320,8 +320,8 @@ def main() -> None:
             f"one), a fresh topic of {PARTITIONS} partitions on Tansu ({opts.brokers}) "
             "filled beforehand (untimed), a fresh table (part, off, body BLOB) on MariaDB "
             "at 127.0.0.1:3306, both servers on the same 2-core machine, which other "
-            "sessions were loading during the run (figures are noisy: one run only). Clock from the first message received "
-            "to the commit of the end offsets. Median of "
+            "sessions were loading during the run (figures are noisy: one run only). "
+            "Clock from the first message received to the commit of the end offsets. Median of "
             f"{rounds} rounds, each contender in a fresh interpreter, order rotated."
         ),
     )

@@ -16,7 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOTS = ROOT / "docs" / "img"
 
-ORDER = ["supervisors", "actors", "db", "cache", "lock", "locks", "mq", "mq-ab", "pipeline", "idgen"]
+ORDER = [
+    "supervisors",
+    "actors",
+    "db",
+    "cache",
+    "lock",
+    "locks",
+    "mq",
+    "mq-ab",
+    "pipeline",
+    "idgen",
+]
 
 INTRO = """# Benchmarks
 
