@@ -27,14 +27,21 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
 
 from benchmarks._report import Row, write_results
-from benchmarks.bench_mq import BROKERS, PARTITIONS, _raw_delete, _raw_fill, _raw_topic
+from benchmarks.bench_mq import (
+    BROKERS,
+    PARTITIONS,
+    CommitWatch,
+    _raw_delete,
+    _raw_fill,
+    _raw_topic,
+    measure,
+    quiet,
+)
 
 DB_URL = "mysql+aiomysql://root@127.0.0.1:3306/test"
 CONTENDERS = ("batch_ours", "batch_raw", "message_ours")
@@ -133,7 +140,6 @@ async def ours(kind: str, brokers: str, topic: str, table: str, n: int) -> float
     from gochat_actors.db import DBManager, DBSettings
     from gochat_actors.metrics import Metrics
     from gochat_actors.mq import Consumer, ConsumerOptions, Message, MQSettings
-    from gochat_actors.mq._kafka import KafkaGroupConsumer
     from supervisors import ChildSpec, open_supervisor
 
     bridge, metrics = Bridge(), Metrics()
@@ -142,19 +148,7 @@ async def ours(kind: str, brokers: str, topic: str, table: str, n: int) -> float
     done = trio.Event()
     count = 0
     first = 0.0
-    committed_all = 0.0
-    latest: dict[Any, int] = {}
-    commit = KafkaGroupConsumer.commit
-
-    async def timed_commit(self: Any, offsets: Any) -> None:
-        # Instrumentation only: when the consumer's commit of the end offsets returned.
-        nonlocal committed_all
-        await commit(self, offsets)
-        latest.update(offsets)
-        if sum(latest.values()) >= n and not committed_all:
-            committed_all = time.perf_counter()
-
-    KafkaGroupConsumer.commit = timed_commit  # type: ignore[method-assign]
+    committed = CommitWatch(n)
 
     def received() -> None:
         nonlocal first
@@ -207,9 +201,9 @@ async def ours(kind: str, brokers: str, topic: str, table: str, n: int) -> float
         await sup.start_child(consumer.spec("consumer", depends_on=("bridge", "db")))
         await done.wait()
         await sup.terminate_child("consumer")  # commits the positions at once
-    if not committed_all:
+    if not committed.done:
         raise RuntimeError("the consumer did not commit the end offsets")
-    return n / (committed_all - first)
+    return n / (committed.done - first)
 
 
 def one(name: str, brokers: str, n: int) -> float:
@@ -235,27 +229,6 @@ def one(name: str, brokers: str, n: int) -> float:
         _table(table, drop=True)
 
 
-def measure(brokers: str, sizes: dict[str, int], rounds: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    names = list(CONTENDERS)
-    for round_ in range(rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            out = subprocess.run(
-                [
-                    *(sys.executable, "-m", "benchmarks.bench_pipeline", "--one", name),
-                    *("--n", str(sizes[name]), "--brokers", brokers),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            rate = json.loads(out.stdout.strip().splitlines()[-1])["rate"]
-            results[name].append(rate)
-            print(f"  round {round_ + 1} {name:13s} {rate:12,.0f} msg/s", flush=True)
-    return results
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -266,19 +239,21 @@ def main() -> None:
     parser.add_argument("--one", choices=CONTENDERS, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.one:
-        import logging
-
-        logging.disable(logging.CRITICAL)
-        from gochat_actors import log
-
-        log.configure(log.LogSettings(level="error"))
+        quiet()
         print(json.dumps({"rate": one(opts.one, opts.brokers, opts.n)}))
         return
     n = 10_000 if opts.quick else opts.n
     n_message = 1_000 if opts.quick else opts.n_message
     rounds = 1 if opts.quick else opts.rounds
     sizes = {"batch_ours": n, "batch_raw": n, "message_ours": n_message}
-    results = measure(opts.brokers, sizes, rounds)
+    results = measure(
+        opts.brokers,
+        n,
+        rounds,
+        module="benchmarks.bench_pipeline",
+        contenders=CONTENDERS,
+        sizes=sizes,
+    )
     med = {k: statistics.median(v) for k, v in results.items()}
     rows = [
         Row(
