@@ -261,3 +261,39 @@ async def test_a_long_bisection_keeps_the_stall_watchdog_fed(
     async with open_supervisor([consumer.spec("c", stall_timeout=5.0)]):
         await wait_for(lambda: consumer.statistics().processed == 20, timeout=120)
         assert consumer.statistics().sessions == 1, "never restarted as stalled"
+
+
+async def test_a_rebalance_mid_batch_hands_the_whole_batch_over(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A batch still in flight when its partition is revoked (after ``revoke_timeout``) is
+    cancelled: nothing of it is committed, and the new owner gets it all again."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 40, partitions=2)
+    first_seen: list[tuple[int, int]] = []
+    second_seen: list[tuple[int, int]] = []
+    stuck = trio.Event()
+
+    async def first(msgs: list[Message]) -> None:
+        if any((m.partition, m.offset) == (1, 5) for m in msgs):
+            stuck.set()
+            await trio.sleep_forever()  # never finishes: cancelled at the revoke budget
+        first_seen.extend((m.partition, m.offset) for m in msgs)
+
+    async def second(msgs: list[Message]) -> None:
+        second_seen.extend((m.partition, m.offset) for m in msgs)
+
+    a = batch_consumer(broker, first, revoke_timeout=3.0, max_batch=5)
+    b = batch_consumer(broker, second, max_batch=5)
+    async with open_supervisor([a.spec("a")]) as sup:
+        await stuck.wait()
+        await wait_for(lambda: len(first_seen) >= 25)  # p0 all 20, p1 0..4
+        await sup.start_child(b.spec("b"))
+        await wait_for(lambda: len(first_seen) + len(second_seen) >= 40)
+        await trio.sleep(2)
+        assert committed(broker, partitions=2) == [20, 20]
+    owner_of_p1 = second_seen if any(p == 1 for p, _ in second_seen) else first_seen
+    assert sorted(o for p, o in owner_of_p1 if p == 1 and o >= 5) == list(range(5, 20))
+    assert sorted(o for p, o in first_seen if p == 1) == list(range(5)), (
+        "the batch in flight at the revoke was not recorded by the first member"
+    )
