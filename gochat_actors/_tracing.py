@@ -319,24 +319,19 @@ class BatchToken:
     """What :func:`batch_started` began: the batch's trace and span, and its list of
     trace IDs in the log context."""
 
-    __slots__ = ("ids", "inner", "trace")
+    __slots__ = ("ids", "inner")
 
-    def __init__(
-        self,
-        inner: SpanToken | Span,
-        ids: contextvars.Token[Any] | None = None,
-        trace: contextvars.Token[Any] | None = None,
-    ) -> None:
+    def __init__(self, inner: SpanToken | Span, ids: contextvars.Token[Any] | None = None) -> None:
         self.inner = inner
         self.ids = ids
-        self.trace = trace
 
 
 def batch_started(msgs: Sequence[_Message], group: str) -> BatchToken:
     """Bind a batch's own log context: a trace of its own (a batch of one: its message's,
     as :func:`process_started`), a span, and ``trace_ids`` listing each message's trace
     ID (the messages keep theirs: ``msg.trace_id``); with spans on, a ``process <topic>``
-    span (kind consumer) counting them. Paired with :func:`batch_ended` in a ``finally``."""
+    span (kind consumer) of a trace of its own, counting them and linked to each
+    message's parent span. Paired with :func:`batch_ended` in a ``finally``."""
     if len(msgs) == 1:
         return BatchToken(process_started(msgs[0], group))
     ids = _TRACE_IDS_VAR.set([m.trace_id for m in msgs])
@@ -345,10 +340,9 @@ def batch_started(msgs: Sequence[_Message], group: str) -> BatchToken:
         span_id = _span_ids.pop() if _span_ids else _more_span_ids()
         return BatchToken((_set_trace(new_trace_id()), _set_span(span_id)), ids)
     first = msgs[0]
-    trace = _set_trace(new_trace_id())  # the span's trace: a new one, W3C-shaped
-    span: Span = on.start(
+    span: Span = on.process_batch(
+        [(m.trace_id, m.headers) for m in msgs],
         f"process {first.topic}",
-        "consumer",
         {
             "messaging.system": "kafka",
             "messaging.destination.name": first.topic,
@@ -360,14 +354,12 @@ def batch_started(msgs: Sequence[_Message], group: str) -> BatchToken:
             "messaging.batch.message_count": len(msgs),
         },
     )
-    return BatchToken(span, ids, trace)
+    return BatchToken(span, ids)
 
 
 def batch_ended(token: BatchToken, error: BaseException | None) -> None:
     """End what :func:`batch_started` began (``error``: the batch processor's, if any)."""
     process_ended(token.inner, error)
-    if token.trace is not None:
-        _reset_trace(token.trace)
     if token.ids is not None:
         _TRACE_IDS_VAR.reset(token.ids)
 

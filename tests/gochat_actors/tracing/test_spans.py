@@ -218,6 +218,7 @@ async def test_a_batch_call_is_one_process_span_counting_its_messages(
     )
     async with open_supervisor([producer.spec()]) as sup:
         await producer.send_many("chat", [b"a", b"b", b"bad"])
+        [send] = named(spans.get_finished_spans(), "send chat")
         await sup.start_child(consumer.spec("consumer"))
         with trio.fail_after(60):
             while consumer.statistics().processed < 3:  # noqa: ASYNC110 - a counter, no event
@@ -235,6 +236,9 @@ async def test_a_batch_call_is_one_process_span_counting_its_messages(
         if len(ids) > 1:
             assert span.attributes["messaging.batch.message_count"] == len(ids)
             assert span_trace not in ids, "a batch has a trace of its own"
+            assert span.parent is None
+            linked = [f"{link.context.trace_id:032x}" for link in span.links]
+            assert linked == ids, "linked to each message's trace, in order"
         else:
             assert span_trace == ids[0], "a batch of one continues its message's trace"
     assert [p.status.status_code for p in processes] == [
@@ -245,3 +249,6 @@ async def test_a_batch_call_is_one_process_span_counting_its_messages(
         StatusCode.ERROR,
     ]
     assert current_trace_id() is None
+    send_trace, send_span = hexes(send)
+    assert {f"{link.context.span_id:016x}" for link in processes[0].links} == {send_span}
+    assert seen[0][0] == [send_trace] * 3, "send_many: one trace for the lot"
