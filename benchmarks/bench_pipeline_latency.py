@@ -249,7 +249,7 @@ def main() -> None:
     ]
     write_results(
         "pipeline-latency",
-        f"python -m benchmarks.bench_pipeline_latency --rate {opts.rate}",
+        f"python -m benchmarks.bench_pipeline_latency --rate {opts.rate} --n {opts.n}",
         rows,
         notes=(
             f"{opts.n:,} messages of 1 KB at {opts.rate:,} msg/s (half the batch "

@@ -26,6 +26,7 @@ ORDER = [
     "mq",
     "mq-ab",
     "pipeline",
+    "pipeline-latency",
     "idgen",
 ]
 
