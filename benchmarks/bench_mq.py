@@ -225,25 +225,11 @@ async def _ours_consume(
     import trio
 
     from gochat_actors.mq import Consumer, ConsumerOptions, Message
-    from gochat_actors.mq._kafka import KafkaGroupConsumer
 
     done = trio.Event()
     count = 0
     first = 0.0
-    committed_all = 0.0
-    latest: dict[Any, int] = {}
-    commit = KafkaGroupConsumer.commit
-
-    async def timed_commit(self: Any, offsets: Any) -> None:
-        # Instrumentation only: note when the library's own commit of the end offsets
-        # returned (the clock's stop, as the raw loop's last commit).
-        nonlocal committed_all
-        await commit(self, offsets)
-        latest.update(offsets)
-        if sum(latest.values()) >= n and not committed_all:
-            committed_all = time.perf_counter()
-
-    KafkaGroupConsumer.commit = timed_commit  # type: ignore[method-assign]
+    committed = CommitWatch(n)
 
     async def process(msg: Message) -> None:
         nonlocal count, first
@@ -267,9 +253,9 @@ async def _ours_consume(
     await sup.start_child(consumer.spec("consumer", depends_on=("bridge",)))
     await done.wait()
     await sup.terminate_child("consumer")  # commits the positions at once
-    if not committed_all:
+    if not committed.done:
         raise RuntimeError("the consumer did not commit the end offsets")
-    return n / (committed_all - first)
+    return n / (committed.done - first)
 
 
 def one(name: str, brokers: str, n: int) -> float:
@@ -289,23 +275,27 @@ def one(name: str, brokers: str, n: int) -> float:
         asyncio.run(_raw_delete(brokers, topic))
 
 
-def measure(brokers: str, n: int, rounds: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    names = list(CONTENDERS)
+def measure(
+    brokers: str,
+    n: int,
+    rounds: int,
+    *,
+    module: str = "benchmarks.bench_mq",
+    contenders: tuple[str, ...] = CONTENDERS,
+    sizes: dict[str, int] | None = None,
+) -> dict[str, list[float]]:
+    """Each contender of ``module`` (``--one NAME``) in a fresh interpreter, ``rounds``
+    times, the order rotated each round; ``sizes`` overrides ``n`` per contender."""
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
     for round_ in range(rounds):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
+            count = (sizes or {}).get(name, n)
             out = subprocess.run(
                 [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.bench_mq",
-                    "--one",
-                    name,
-                    "--n",
-                    str(n),
-                    "--brokers",
-                    brokers,
+                    *(sys.executable, "-m", module, "--one", name),
+                    *("--n", str(count), "--brokers", brokers),
                 ],
                 capture_output=True,
                 text=True,
@@ -317,6 +307,36 @@ def measure(brokers: str, n: int, rounds: int) -> dict[str, list[float]]:
     return results
 
 
+def quiet() -> None:
+    """No log output in a measured interpreter."""
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    from gochat_actors import log
+
+    log.configure(log.LogSettings(level="error"))
+
+
+class CommitWatch:
+    """Instrumentation only: ``done`` is when the consumer's own commit of ``n`` offsets
+    in all returned (the clock's stop, as a raw loop's last commit)."""
+
+    def __init__(self, n: int) -> None:
+        from gochat_actors.mq._kafka import KafkaGroupConsumer
+
+        self.done = 0.0
+        latest: dict[Any, int] = {}
+        commit = KafkaGroupConsumer.commit
+
+        async def timed_commit(consumer: Any, offsets: Any) -> None:
+            await commit(consumer, offsets)
+            latest.update(offsets)
+            if sum(latest.values()) >= n and not self.done:
+                self.done = time.perf_counter()
+
+        KafkaGroupConsumer.commit = timed_commit  # type: ignore[method-assign,assignment]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -326,12 +346,7 @@ def main() -> None:
     parser.add_argument("--one", choices=CONTENDERS, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.one:
-        import logging
-
-        logging.disable(logging.CRITICAL)
-        from gochat_actors import log
-
-        log.configure(log.LogSettings(level="error"))
+        quiet()
         print(json.dumps({"rate": one(opts.one, opts.brokers, opts.n)}))
         return
     n = 10_000 if opts.quick else opts.n

@@ -16,7 +16,19 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOTS = ROOT / "docs" / "img"
 
-ORDER = ["supervisors", "actors", "db", "cache", "lock", "locks", "mq", "mq-ab", "idgen"]
+ORDER = [
+    "supervisors",
+    "actors",
+    "db",
+    "cache",
+    "lock",
+    "locks",
+    "mq",
+    "mq-ab",
+    "pipeline",
+    "pipeline-latency",
+    "idgen",
+]
 
 INTRO = """# Benchmarks
 

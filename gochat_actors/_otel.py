@@ -9,7 +9,7 @@ under a remote parent, so the trace IDs in logs, headers and spans stay one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -17,6 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import (
+    Link,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -149,14 +150,34 @@ class Spans:
         """A consumer's processing span for one message: the child of the span its
         ``traceparent`` names (read by the global propagator, so baggage and custom
         propagators work), else of its W3C ``trace_id``, else a new trace."""
-        context: otel_context.Context | None = None
-        if TRACEPARENT_HEADER in headers:
-            context = propagate.extract(headers, otel_context.Context(), _GETTER)
-            if not trace.get_current_span(context).get_span_context().is_valid:
-                context = None
-        if context is None:
-            context = (
-                _remote_parent(trace_id) if is_w3c_trace_id(trace_id) else otel_context.Context()
-            )
+        context = _parent(trace_id, headers)
         span = self.tracer.start_span(name, context, SpanKind.CONSUMER, attributes)
         return Span(span, trace_id, context)
+
+    def process_batch(
+        self,
+        messages: Sequence[tuple[str, Mapping[str, bytes]]],
+        name: str,
+        attributes: dict[str, AttributeValue],
+    ) -> Span:
+        """A consumer's processing span for a batch (``(trace_id, headers)`` of each
+        message): a trace of its own, linked to the span each message continues (as
+        :meth:`process` would make it its parent), the messaging conventions' batch form."""
+        links = []
+        for trace_id, headers in messages:
+            ids = trace.get_current_span(_parent(trace_id, headers)).get_span_context()
+            if ids.is_valid:
+                links.append(Link(ids))
+        root = otel_context.Context()
+        span = self.tracer.start_span(name, root, SpanKind.CONSUMER, attributes, links)
+        return Span(span, None, root)
+
+
+def _parent(trace_id: str, headers: Mapping[str, bytes]) -> otel_context.Context:
+    """The context a message's processing continues: the span its ``traceparent`` names
+    (read by the global propagator), else its W3C ``trace_id``, else none (a new trace)."""
+    if TRACEPARENT_HEADER in headers:
+        context = propagate.extract(headers, otel_context.Context(), _GETTER)
+        if trace.get_current_span(context).get_span_context().is_valid:
+            return context
+    return _remote_parent(trace_id) if is_w3c_trace_id(trace_id) else otel_context.Context()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from os import urandom
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,7 +31,11 @@ if TYPE_CHECKING:
 __all__ = [
     "NO_SPAN",
     "SPANS",
+    "TRACE_IDS_KEY",
+    "BatchToken",
     "SpanLike",
+    "batch_ended",
+    "batch_started",
     "cache_span",
     "db_statement_span",
     "db_transaction_span",
@@ -303,6 +307,61 @@ def process_ended(token: SpanToken | Span, error: BaseException | None) -> None:
         _reset_trace(token[0])
     else:
         token.end(error)  # type: ignore[union-attr]  # a Span: the only other kind
+
+
+TRACE_IDS_KEY = "trace_ids"
+"""The log key listing the trace IDs of the messages of a batch being processed."""
+
+_TRACE_IDS_VAR = _structlog_var(TRACE_IDS_KEY)
+
+
+class BatchToken:
+    """What :func:`batch_started` began: the batch's trace and span, and its list of
+    trace IDs in the log context."""
+
+    __slots__ = ("ids", "inner")
+
+    def __init__(self, inner: SpanToken | Span, ids: contextvars.Token[Any] | None = None) -> None:
+        self.inner = inner
+        self.ids = ids
+
+
+def batch_started(msgs: Sequence[_Message], group: str) -> BatchToken:
+    """Bind a batch's own log context: a trace of its own (a batch of one: its message's,
+    as :func:`process_started`), a span, and ``trace_ids`` listing each message's trace
+    ID (the messages keep theirs: ``msg.trace_id``); with spans on, a ``process <topic>``
+    span (kind consumer) of a trace of its own, counting them and linked to each
+    message's parent span. Paired with :func:`batch_ended` in a ``finally``."""
+    if len(msgs) == 1:
+        return BatchToken(process_started(msgs[0], group))
+    ids = _TRACE_IDS_VAR.set([m.trace_id for m in msgs])
+    on = _on()
+    if on is None:
+        span_id = _span_ids.pop() if _span_ids else _more_span_ids()
+        return BatchToken((_set_trace(new_trace_id()), _set_span(span_id)), ids)
+    first = msgs[0]
+    span: Span = on.process_batch(
+        [(m.trace_id, m.headers) for m in msgs],
+        f"process {first.topic}",
+        {
+            "messaging.system": "kafka",
+            "messaging.destination.name": first.topic,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.consumer.group.name": group,
+            "messaging.destination.partition.id": str(first.partition),
+            "messaging.kafka.offset": first.offset,
+            "messaging.batch.message_count": len(msgs),
+        },
+    )
+    return BatchToken(span, ids)
+
+
+def batch_ended(token: BatchToken, error: BaseException | None) -> None:
+    """End what :func:`batch_started` began (``error``: the batch processor's, if any)."""
+    process_ended(token.inner, error)
+    if token.ids is not None:
+        _TRACE_IDS_VAR.reset(token.ids)
 
 
 # -- db, cache, lock, idgen (each operation a network round trip: a call is noise) ------

@@ -23,7 +23,7 @@ Example::
 """
 
 from ._connect import Connection
-from ._consumer import Consumer, ConsumerStatistics, Processor, consumer_spec
+from ._consumer import BatchProcessor, Consumer, ConsumerStatistics, Processor, consumer_spec
 from ._memory import MemoryBackend, MemoryBroker
 from ._message import (
     DLQ_ATTEMPTS,
@@ -63,6 +63,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "TRACE_ID_HEADER",
     "Batch",
+    "BatchProcessor",
     "Connection",
     "Consumer",
     "ConsumerOptions",

@@ -32,8 +32,9 @@ from ..log import get_logger
 from ..metrics import Metrics
 from ._ambient import service_connection
 from ._connect import Connection
-from ._consumer_config import ConsumerConfig, ConsumerTally, Processor
+from ._consumer_config import BatchProcessor, ConsumerConfig, ConsumerTally, Processor
 from ._memory import MemoryBroker
+from ._message import Message
 from ._protocol import (
     ConsumerOptions,
     GroupConsumer,
@@ -42,7 +43,7 @@ from ._protocol import (
 from ._session import Session
 from ._settings import MQSettings
 
-__all__ = ["Consumer", "ConsumerStatistics", "Processor", "consumer_spec"]
+__all__ = ["BatchProcessor", "Consumer", "ConsumerStatistics", "Processor", "consumer_spec"]
 
 _log = get_logger("gochat_actors.mq")
 
@@ -56,6 +57,41 @@ def _is_async_callable(obj: object) -> bool:
 
 
 _WORKERS = "workers"
+
+
+def _one_at_a_time(batch_processor: BatchProcessor) -> Processor:
+    """The per-message processor of a batch consumer: its batch processor, given a batch
+    of one (what retries a batch's culprit before its dead letter)."""
+
+    async def process(msg: Message) -> None:
+        await batch_processor([msg])
+
+    return process
+
+
+def _processor(
+    processor: Processor | None, batch_processor: BatchProcessor | None
+) -> tuple[Processor, BatchProcessor | None]:
+    """Check that exactly one of the two is given, an async function."""
+    if (processor is None) == (batch_processor is None):
+        raise TypeError(
+            "give exactly one of processor= (async def f(msg)) and batch_processor= "
+            f"(async def f(msgs)), got processor={processor!r}, "
+            f"batch_processor={batch_processor!r}"
+        )
+    if batch_processor is not None:
+        if not _is_async_callable(batch_processor):
+            raise TypeError(
+                "batch_processor must be an async function (async def f(msgs)), "
+                f"got {batch_processor!r}"
+            )
+        return _one_at_a_time(batch_processor), batch_processor
+    if not _is_async_callable(processor):
+        raise TypeError(
+            f"processor must be an async function (async def f(msg)), got {processor!r}"
+        )
+    assert processor is not None
+    return processor, None
 
 
 class _Started:
@@ -112,6 +148,15 @@ class Consumer:
     committed only once processed or dead-lettered (at-least-once; duplicates are
     possible for messages in flight when the consumer stops or loses the partition).
 
+    With ``batch_processor=`` instead of ``processor=``, ``await batch_processor(msgs)``
+    gets up to ``max_batch`` consecutive messages of one partition (those fetched and
+    waiting: it does not wait for a full batch), in offset order; the partition's offset
+    moves past them once it returns. If it raises, the batch is split in halves, each
+    given again in turn, until the failing message is alone: that one is retried and
+    dead-lettered as above, the others are processed once, in order, around it.
+    ``processing_timeout`` bounds each call. Each message keeps its ``trace_id``; a call
+    runs in a log context of its own whose ``trace_ids`` lists theirs.
+
     Example::
 
         consumer = Consumer(topics=["chat.messages"], group_id="persister",
@@ -125,7 +170,9 @@ class Consumer:
         *,
         topics: Sequence[str],
         group_id: str,
-        processor: Processor,
+        processor: Processor | None = None,
+        batch_processor: BatchProcessor | None = None,
+        max_batch: int = 500,
         settings: MQSettings | None = None,
         bridge: Bridge | None = None,
         metrics: Metrics | None = None,
@@ -160,12 +207,10 @@ class Consumer:
             raise ValueError(f"topics must be non-empty str, got {topics!r}")
         if not isinstance(group_id, str) or not group_id:
             raise ValueError(f"group_id must be a non-empty str, got {group_id!r}")
-        if not _is_async_callable(processor):
-            raise TypeError(
-                f"processor must be an async function (async def f(msg)), got {processor!r}"
-            )
+        processor, batch_processor = _processor(processor, batch_processor)
         for name, count, low in (
             ("concurrency", concurrency, 1),
+            ("max_batch", max_batch, 1),
             ("retries", retries, 0),
             ("max_buffered", max_buffered, 1),
         ):
@@ -214,6 +259,8 @@ class Consumer:
             commit_interval=float(commit_interval),
             revoke_timeout=float(revoke_timeout),
             max_buffered=max_buffered,
+            batch_processor=batch_processor,
+            max_batch=max_batch,
         )
         self._options = options
         self._connect_timeout = float(connect_timeout)
@@ -352,7 +399,9 @@ def consumer_spec(
     *,
     topics: Sequence[str],
     group_id: str,
-    processor: Processor,
+    processor: Processor | None = None,
+    batch_processor: BatchProcessor | None = None,
+    max_batch: int = 500,
     settings: MQSettings | None = None,
     bridge: Bridge | None = None,
     metrics: Metrics | None = None,
@@ -379,7 +428,9 @@ def consumer_spec(
     in (``open_service``: its ``[mq]`` settings, bridge and memory broker), and outside a
     service ``memory://``, the in-process broker of the current ``trio.run``. Other keyword
     arguments are :class:`supervisors.ChildSpec` options (``depends_on``,
-    ``stall_timeout``, ``shutdown``...).
+    ``stall_timeout``, ``shutdown``...). Give ``processor=`` (one message per call) or
+    ``batch_processor=`` (up to ``max_batch`` messages of one partition per call; see
+    :class:`Consumer`), not both.
 
     Example::
 
@@ -393,6 +444,8 @@ def consumer_spec(
         topics=topics,
         group_id=group_id,
         processor=processor,
+        batch_processor=batch_processor,
+        max_batch=max_batch,
         settings=settings,
         bridge=bridge,
         metrics=metrics,

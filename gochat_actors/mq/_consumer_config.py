@@ -13,15 +13,23 @@ from supervisors import Backoff
 from ..metrics import Metrics
 from ._message import Message
 
-__all__ = ["ConsumerConfig", "ConsumerTally", "Processor"]
+__all__ = ["BatchProcessor", "ConsumerConfig", "ConsumerTally", "Processor"]
 
 Processor = Callable[[Message], Awaitable[None]]
 """A message handler: ``async def persist(msg: Message) -> None``. Raising retries it."""
 
+BatchProcessor = Callable[[list[Message]], Awaitable[None]]
+"""A batch handler: ``async def persist(msgs: list[Message]) -> None``, given consecutive
+messages of one partition in offset order. Raising splits the batch to find the culprit."""
+
 
 @dataclass(frozen=True, slots=True)
 class ConsumerConfig:
-    """How a consumer processes (see :class:`~gochat_actors.mq.Consumer` for each)."""
+    """How a consumer processes (see :class:`~gochat_actors.mq.Consumer` for each).
+
+    With ``batch_processor``, ``processor`` calls it with a batch of one: retries and
+    dead letters of a batch's culprit are the per-message ones.
+    """
 
     group_id: str
     processor: Processor
@@ -33,6 +41,8 @@ class ConsumerConfig:
     commit_interval: float
     revoke_timeout: float
     max_buffered: int
+    batch_processor: BatchProcessor | None = None
+    max_batch: int = 500
 
 
 class ConsumerTally:

@@ -25,7 +25,7 @@ import trio
 from supervisors import ChildHandle, current_child, progress
 
 from .._exceptions import BridgeError, MQError
-from .._tracing import process_ended, process_started
+from .._tracing import batch_ended, batch_started, process_ended, process_started
 from ..log import get_logger
 from ..metrics import observe_many
 from ._connect import BrokerWatch
@@ -247,7 +247,10 @@ class Session:
             part.busy = True
             part.idle = trio.Event()
             try:
-                await self._drain(part)
+                if self.config.batch_processor is None:
+                    await self._drain(part)
+                else:
+                    await self._drain_batch(part)
             finally:
                 part.busy = False
                 part.in_flight = False
@@ -336,6 +339,100 @@ class Session:
                 observe_many(histogram, timings)
             if succeeded and histogram is not None:
                 tally.metric("mq_messages_consumed", part.tp.topic).inc(succeeded)
+
+    async def _drain_batch(self, part: Partition) -> None:
+        """Give up to ``max_batch`` of ``part``'s queued messages, in order, to the batch
+        processor (:meth:`_settle`); a record that does not decode is dead-lettered
+        between the runs around it. On exit (a cancel: the workers were killed) what was
+        taken and not finished goes back to the front of the queue: the position, and so
+        the commit, never passes a message that was not processed."""
+        tally, queue = self.tally, part.queue
+        taken: list[RawRecord] = []
+        for _ in range(min(len(queue), self.config.max_batch)):
+            taken.append(queue.popleft())
+        self.buffered -= len(taken)
+        counts = [0, 0]  # finished, succeeded
+        histogram = tally.metric("mq_processing_duration", part.tp.topic)
+        try:
+            with trio.CancelScope() as scope:
+                part.scope = scope
+                part.in_flight = True
+                run: list[tuple[RawRecord, Message]] = []
+                for record in taken:
+                    try:
+                        msg = Message.from_record(record)
+                    except Exception as exc:
+                        if run:
+                            await self._settle(part, run, counts, histogram)
+                            run = []
+                        await self._dead_letter(record, None, exc, 0)
+                        self._finished(part, record, 1, counts)
+                        continue
+                    run.append((record, msg))
+                if run:
+                    await self._settle(part, run, counts, histogram)
+        finally:
+            if not part.revoked:
+                # cancelled mid-batch: the unfinished rest goes back, in order
+                position = part.position if part.position is not None else 0
+                rest = [r for r in taken if r.offset >= position]
+                queue.extendleft(reversed(rest))
+                self.buffered += len(rest)
+            done, succeeded = counts
+            if done and self._space_waiting:
+                self._space_lot.unpark_all()
+            if succeeded and histogram is not None:
+                tally.metric("mq_messages_consumed", part.tp.topic).inc(succeeded)
+
+    async def _settle(
+        self,
+        part: Partition,
+        run: list[tuple[RawRecord, Message]],
+        counts: list[int],
+        histogram: Any,
+    ) -> None:
+        """One call of the batch processor on ``run``; if it raises, bisect: each half is
+        settled in turn, so the messages before a culprit are processed (once) before it,
+        and a culprit alone gets the per-message retries and dead letter (:meth:`_retry`)."""
+        config = self.config
+        process = config.batch_processor
+        assert process is not None, "a batch consumer has a batch processor"
+        msgs = [msg for _, msg in run]
+        error: Exception | None = None
+        token = batch_started(msgs, config.group_id)
+        start = time.perf_counter()
+        try:
+            if config.processing_timeout is None:
+                await process(msgs)
+            else:
+                with trio.fail_after(config.processing_timeout):
+                    await process(msgs)
+        except Exception as exc:
+            error = exc
+        finally:
+            batch_ended(token, error)
+            if histogram is not None:
+                histogram.observe(time.perf_counter() - start)
+        if error is None:
+            counts[1] += len(run)
+        elif len(run) == 1:
+            record, msg = run[0]
+            if await self._retry(record, msg, error, histogram):
+                counts[1] += 1
+        else:
+            half = len(run) // 2
+            await self._settle(part, run[:half], counts, histogram)
+            await self._settle(part, run[half:], counts, histogram)
+            return
+        self._finished(part, run[-1][0], len(run), counts)
+
+    def _finished(self, part: Partition, last: RawRecord, count: int, counts: list[int]) -> None:
+        """``count`` messages up to ``last`` finished: the position moves past them, and
+        the stall watchdog hears of it (a batch may take long: each run counts)."""
+        part.position = last.offset + 1
+        counts[0] += count
+        self.tally.processed += count
+        self.progress()
 
     async def _retry(
         self, record: RawRecord, msg: Message, error: Exception, histogram: Any

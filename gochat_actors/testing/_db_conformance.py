@@ -356,6 +356,33 @@ async def check_errors_are_db_errors(db: DBManager) -> None:
     assert type(caught.value).__module__ == "gochat_actors", type(caught.value)
 
 
+async def check_bulk_insert(db: DBManager) -> None:
+    """A list of parameter dicts is one ``executemany``: through ``db.transaction()``
+    (a text INSERT and a Core ``insert()``) and ``with_transaction``, every row lands in
+    one commit; a failing row rolls the whole batch back."""
+    from sqlalchemy import column, insert
+    from sqlalchemy import table as table_of
+
+    async with _table(db) as table:
+        rows = [{"id": n, "body": f"m{n}"} for n in range(1, 201)]
+        statement = _sql(f"INSERT INTO {table} (id, body) VALUES (:id, :body)")
+        async with db.transaction() as session:
+            await session.execute(statement, rows[:100])
+        core = insert(table_of(table, column("id"), column("body")))
+        async with db.transaction() as session:
+            await session.execute(core, rows[100:150])
+
+        def persist(s: Session, batch: list[dict[str, Any]]) -> None:
+            s.execute(statement, batch)
+
+        await db.with_transaction(persist, rows[150:])
+        assert await _ids(db, table) == list(range(1, 201))
+        with _Expect(DBIntegrityError):
+            async with db.transaction() as session:
+                await session.execute(statement, [{"id": 201, "body": "new"}, rows[0]])
+        assert await _ids(db, table) == list(range(1, 201)), "the failed batch left no row"
+
+
 DB_CHECKS: list[Check] = [
     check_commit_is_visible,
     check_rollback_on_exception,
@@ -375,6 +402,7 @@ DB_CHECKS: list[Check] = [
     check_results_are_buffered,
     check_orm_objects,
     check_errors_are_db_errors,
+    check_bulk_insert,
 ]
 """Every check of the suite, for ``pytest.mark.parametrize``."""
 

@@ -185,3 +185,70 @@ def test_enable_and_disable_switch_spans(spans: InMemorySpanExporter) -> None:
     assert tracing.is_enabled()
     tracing.disable()
     assert not tracing.is_enabled()
+
+
+async def test_a_batch_call_is_one_process_span_counting_its_messages(
+    spans: InMemorySpanExporter, autojump_clock: trio.testing.MockClock
+) -> None:
+    broker = MemoryBroker()
+    broker.create_topic("chat", 1)
+    seen: list[tuple[list[str], str | None, str | None, str]] = []
+
+    async def keep(msgs: list[Message]) -> None:
+        here = trace.get_current_span().get_span_context()
+        seen.append(
+            (
+                [m.trace_id for m in msgs],
+                current_trace_id(),
+                current_span_id(),
+                f"{here.span_id:016x}",
+            )
+        )
+        if any(m.value == b"bad" for m in msgs):
+            raise ValueError("cannot")
+
+    producer = Producer(MQSettings(), broker=broker)
+    consumer = Consumer(
+        topics=["chat"],
+        group_id="persister",
+        batch_processor=keep,
+        broker=broker,
+        options=OPTIONS,
+        retries=0,
+    )
+    async with open_supervisor([producer.spec()]) as sup:
+        await producer.send_many("chat", [b"a", b"b", b"bad"])
+        [send] = named(spans.get_finished_spans(), "send chat")
+        await sup.start_child(consumer.spec("consumer"))
+        with trio.fail_after(60):
+            while consumer.statistics().processed < 3:  # noqa: ASYNC110 - a counter, no event
+                await trio.sleep(0.1)
+    processes = named(spans.get_finished_spans(), "process chat")
+    # [a, b, bad] fails; [a] and [b, bad]: [b] and [bad]
+    assert [len(ids) for ids, *_ in seen] == [3, 1, 2, 1, 1]
+    assert len(processes) == len(seen)
+    for span, (ids, trace_id, span_id, current) in zip(processes, seen, strict=True):
+        assert span.kind is SpanKind.CONSUMER
+        span_trace, span_span = hexes(span)
+        assert (trace_id, span_id) == (span_trace, span_span), "logs carry the span's IDs"
+        assert current == span_span
+        assert span.attributes is not None
+        if len(ids) > 1:
+            assert span.attributes["messaging.batch.message_count"] == len(ids)
+            assert span_trace not in ids, "a batch has a trace of its own"
+            assert span.parent is None
+            linked = [f"{link.context.trace_id:032x}" for link in span.links]
+            assert linked == ids, "linked to each message's trace, in order"
+        else:
+            assert span_trace == ids[0], "a batch of one continues its message's trace"
+    assert [p.status.status_code for p in processes] == [
+        StatusCode.ERROR,
+        StatusCode.UNSET,
+        StatusCode.ERROR,
+        StatusCode.UNSET,
+        StatusCode.ERROR,
+    ]
+    assert current_trace_id() is None
+    send_trace, send_span = hexes(send)
+    assert {f"{link.context.span_id:016x}" for link in processes[0].links} == {send_span}
+    assert seen[0][0] == [send_trace] * 3, "send_many: one trace for the lot"
