@@ -20,8 +20,9 @@ from gochat_actors.lock import (
 )
 from gochat_actors.lock._backends import BACKENDS
 from gochat_actors.testing import LOCK_CHECKS, check_lock_backend
-from tests._clusters import RedisSentinel
+from tests._clusters import RedisCluster, RedisSentinel
 from tests._private import PrivateServer
+from tests._servers import unique_name
 
 Check = Callable[[LockBackend], Awaitable[None]]
 
@@ -30,7 +31,7 @@ def _name(check: Check) -> str:
     return getattr(check, "__name__", "check")
 
 
-CHECKED = {"memory", "redis", "redis+sentinel"}
+CHECKED = {"memory", "redis", "redis+sentinel", "redis+cluster"}
 """The backends (by first scheme) whose conformance tests are below."""
 
 
@@ -58,6 +59,15 @@ async def test_sentinel_backend_whole_suite(redis_sentinel: RedisSentinel) -> No
     take a second or two each)."""
     connect = BACKENDS.factory("redis+sentinel")(Dsn(redis_sentinel.url()), "", 1.0, None)
     await check_lock_backend(connect)
+
+
+@pytest.mark.parametrize("check", LOCK_CHECKS, ids=_name)
+async def test_redis_cluster_backend(check: Check, redis_cluster: RedisCluster) -> None:
+    """The suite on a private 3-master Redis Cluster: its keys land on every master."""
+    prefix = unique_name("lock", sep=":") + ":"
+    connect = BACKENDS.factory("redis+cluster")(Dsn(redis_cluster.url), prefix, 1.0, None)
+    async with connect() as backend:
+        await check(backend)
 
 
 async def test_whole_suite_on_one_memory_store(autojump_clock: trio.testing.MockClock) -> None:
