@@ -107,7 +107,13 @@ async def _open_sentinel_cache(
 
 
 def _sentinel(
-    url: Dsn, key_prefix: str, op_timeout: float, store: MemoryStore | None
+    url: Dsn,
+    key_prefix: str,
+    op_timeout: float,
+    store: MemoryStore | None,
+    /,
+    *,
+    tls: TLSFiles = NO_TLS,  # redis+sentinel:// has no TLS form: never set
 ) -> CacheConnector:
     return functools.partial(
         _open_sentinel_cache, url, key_prefix=key_prefix, op_timeout=op_timeout

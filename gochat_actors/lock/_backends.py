@@ -110,7 +110,13 @@ async def _open_sentinel_locks(
 
 
 def _sentinel(
-    url: Dsn, key_prefix: str, op_timeout: float, store: MemoryStore | None
+    url: Dsn,
+    key_prefix: str,
+    op_timeout: float,
+    store: MemoryStore | None,
+    /,
+    *,
+    tls: TLSFiles = NO_TLS,  # redis+sentinel:// has no TLS form: never set
 ) -> LockConnector:
     return functools.partial(
         _open_sentinel_locks, url, key_prefix=key_prefix, op_timeout=op_timeout
