@@ -1,0 +1,53 @@
+"""Adversarial checks of the Sentinel view and URLs (review branch ``redisbreak``)."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+import trio
+import trio.testing
+
+from gochat_actors.cache import CacheSettings
+
+from .test_redis_sentinel import UP, _watch
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SentinelWatch asks the sentinels one after another within one shared timeout: "
+    "a hung first sentinel uses it all and /readyz says 'no master' while the others name one",
+)
+async def test_one_hung_sentinel_does_not_make_the_service_unready(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Three sentinels, the first one SIGSTOPped (its TCP connection stays open, silent).
+    assert await _watch("hang", UP, UP).no_master() is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a database like '²' passes str.isdigit() and then int() fails: the message is "
+    "Python's 'invalid literal for int()', not the URL part's one-line error",
+)
+def test_a_non_ascii_digit_database_gets_the_database_message() -> None:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        CacheSettings(url="redis+sentinel://127.0.0.1:26379/gmaster/²")  # type: ignore[arg-type]
+    assert "database must be a number" in str(caught.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a bad URL's ValidationError text carries pydantic's input_value: the whole URL, "
+    "password included (redis:// too: the settings never set hide_input_in_errors)",
+)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://:hunter2@127.0.0.1:26379/gmaster/x",
+        "redis+cluster://:hunter2@127.0.0.1:7001,127.0.0.1:7002/3",
+    ],
+)
+def test_a_bad_url_never_shows_its_password(url: str) -> None:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        CacheSettings(url=url)  # type: ignore[arg-type]
+    assert "hunter2" not in str(caught.value)
