@@ -43,8 +43,8 @@ def test_a_non_ascii_digit_database_gets_the_database_message() -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "redis+sentinel://:hunter2@127.0.0.1:26379/gmaster/x",
-        "redis+cluster://:hunter2@127.0.0.1:7001,127.0.0.1:7002/3",
+        "redis+sentinel://:hunter2@h/m/x",  # short: pydantic elides long inputs
+        "redis+cluster://:hunter2@h:1,h:2/3",
     ],
 )
 def test_a_bad_url_never_shows_its_password(url: str) -> None:
