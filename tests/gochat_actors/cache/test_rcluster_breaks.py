@@ -7,16 +7,20 @@ The slot-migration and node-loss tests run their own private cluster (the sessio
 
 from __future__ import annotations
 
+import gc
+import socket
 from collections.abc import Iterator
 
 import pytest
+import trio
 
 from gochat_actors import CacheUnavailable, Dsn, LockUnavailable
 from gochat_actors._redis_cluster import key_slot
-from gochat_actors.cache import open_redis_cache
+from gochat_actors.cache import Cache, CacheSettings, open_redis_cache
 from gochat_actors.cache._backends import BACKENDS as CACHE_BACKENDS
 from gochat_actors.lock import open_redis_locks
 from gochat_actors.lock._redis import cluster_lock_keys
+from supervisors import open_supervisor
 from tests._clusters import RedisCluster, redis_call, redis_cluster_running, wait_until
 from tests._servers import unique_name
 
@@ -157,3 +161,54 @@ async def test_a_cross_slot_op_with_a_master_gone_fails_typed(
         call = cache.mget if op == "mget" else cache.delete
         with pytest.raises(CacheUnavailable):
             await call(keys)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers (a SIGSTOPped node, a black hole)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+HANG = 5.0  # a hang shows as this; the operations are bounded by 0.5 s
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="no member of a redis+cluster:// URL answers: opening the backend raises coredis' "
+    "raw RedisClusterError ('cannot be connected'), not CacheUnavailable/LockUnavailable",
+)
+@pytest.mark.parametrize("what", ["cache", "lock"])
+async def test_a_cluster_nobody_answers_is_unavailable_typed(what: str) -> None:
+    with socket.socket() as spare:  # a free port, closed: connection refused
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    opener = open_redis_cache if what == "cache" else open_redis_locks
+    try:
+        with pytest.raises((CacheUnavailable, LockUnavailable)):
+            async with opener(f"redis+cluster://127.0.0.1:{port}", op_timeout=0.5) as backend:
+                await backend.ping()
+    finally:
+        gc.collect()  # the refused connections' unclosed streams warn here, not in a later test
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a silent cluster member (SIGSTOP, black hole) listed first: opening the cluster "
+    "client waits for its CLUSTER SLOTS forever (no read timeout; the actor's connect is "
+    "unbounded), though the other members answer",
+)
+async def test_a_silent_first_member_does_not_hang_the_cache_start(
+    redis_cluster: RedisCluster, silent_port: int
+) -> None:
+    members = ",".join([f"127.0.0.1:{silent_port}", *redis_cluster.addresses])
+    cache = Cache(CacheSettings(url=f"redis+cluster://{members}", op_timeout=0.5))  # type: ignore[arg-type]
+    try:
+        with trio.move_on_after(HANG) as hang:
+            async with open_supervisor([cache.spec()]):
+                await cache.set("silent-first", b"1", 10.0)
+    finally:
+        gc.collect()  # streams left by the abandoned start warn here, not in a later test
+    assert not hang.cancelled_caught, "the cache never started"
