@@ -327,7 +327,7 @@ def _host_port(member: str) -> tuple[str, int | None]:
         host, _, port_text = member.partition(":")
     if not port_text:
         return host.lower(), None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise ValueError("port must be an integer in 1..65535")
     return host.lower(), int(port_text)
 
@@ -437,7 +437,11 @@ class DsnSchemes:
             raise PydanticCustomError(
                 "dsn_cluster_db", "a Redis Cluster has database 0 only (no /<db> in the URL)"
             )
-        if dsn.scheme in ("redis", "rediss") and dsn.database and not dsn.database.isdigit():
+        if (
+            dsn.scheme in ("redis", "rediss")
+            and dsn.database
+            and not (dsn.database.isascii() and dsn.database.isdigit())
+        ):
             raise PydanticCustomError("dsn_redis_db", "Redis database must be a number (/0)")
         if dsn.scheme == "redis+sentinel":
             from ._sentinel_url import sentinel_url_problem

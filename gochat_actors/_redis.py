@@ -200,8 +200,11 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (
 _UNAVAILABLE = (
     coredis.exceptions.ConnectionError,  # ProtocolError, BusyLoadingError included
     coredis.exceptions.SentinelError,  # no master known, or a demoted one (redis+sentinel)
-    coredis.exceptions.ClusterDownError,  # a cluster with slots no master serves
-    coredis.exceptions.TryAgainError,  # a cluster moving the keys' slot: try later
+    # Redis Cluster, transient: a master lost (CLUSTERDOWN), a slot being migrated
+    # (TRYAGAIN), redirections or retries exhausted (ClusterError)
+    coredis.exceptions.ClusterDownError,
+    coredis.exceptions.TryAgainError,
+    coredis.exceptions.ClusterError,
     OSError,
     anyio.BrokenResourceError,
     anyio.ClosedResourceError,

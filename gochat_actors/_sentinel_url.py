@@ -71,7 +71,8 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     if not name:
         raise ValueError(f"{SCHEME}:// URL needs the master's name (.../<master>/<db>)")
     db_text = db_text.rstrip("/")
-    if db_text and not db_text.isdigit():
+    # isascii(): "²" is a digit to isdigit() but not to int()
+    if db_text and not (db_text.isascii() and db_text.isdigit()):
         raise ValueError(f"{SCHEME}:// database must be a number (/<master>/0)")
     if "/" in db_text:  # pragma: no cover - isdigit() refused it already
         raise ValueError(f"{SCHEME}:// URL has too many path parts")
@@ -103,7 +104,7 @@ def _member(text: str) -> tuple[str, int]:
         raise ValueError(f"{SCHEME}:// sentinel {text!r} has no host")
     if not port_text:
         return host, _DEFAULT_PORT
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"{SCHEME}:// sentinel {host!r}: port must be an integer in 1..65535")
     return host, int(port_text)
 
