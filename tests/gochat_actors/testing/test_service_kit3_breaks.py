@@ -49,11 +49,6 @@ async def _side_by_side(inside_b: list[float] | None = None) -> None:
         nursery.start_soon(b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seeded_random restores states LIFO only: A then B "
-    "open, A ends first -> B's exit restores A's seeded state",
-)
 async def test_side_by_side_seeded_services_restore_the_global_random(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -63,11 +58,6 @@ async def test_side_by_side_seeded_services_restore_the_global_random(
     assert random.getstate() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an earlier seeded service ending resets the global "
-    "random under a later one still open: its draws leave its seed's stream",
-)
 async def test_a_seeded_service_keeps_its_stream_when_an_earlier_one_ends(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -78,7 +68,6 @@ async def test_a_seeded_service_keeps_its_stream_when_an_earlier_one_ends(
     assert got == expected
 
 
-@pytest.mark.xfail(strict=True, reason="seeded_random restores states LIFO only")
 @settings(max_examples=200, deadline=None)
 @given(st.permutations(range(4)), st.lists(st.integers(0, 3), min_size=4, max_size=4))
 def test_seeded_blocks_ending_in_any_order_restore_the_state(
