@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,10 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gochat_actors.testing import open_test_service
+from gochat_actors.mq import Message, consumer_spec
+from gochat_actors.testing import TestService, open_test_service
 from gochat_actors.testing._service import seeded_random
-from supervisors import SupervisorNotRunning
+from supervisors import ChildSpec, SupervisorNotRunning, open_supervisor
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -101,11 +103,6 @@ async def test_a_fault_plan_after_exit_is_refused_typed(
 # -- bad delays and latencies ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="set_produce_delay(inf) is accepted: the shielded "
-    "sleep then hangs the producer's (and the test service's) exit forever",
-)
 @pytest.mark.parametrize("delay", [math.inf, math.nan, -1.0])
 async def test_a_produce_delay_that_is_no_duration_is_refused(
     autojump_clock: trio.testing.MockClock, delay: float
@@ -124,6 +121,58 @@ async def test_a_nan_db_latency_is_refused(autojump_clock: trio.testing.MockCloc
     async with open_test_service() as svc:
         with pytest.raises(ValueError, match="latency"):
             svc.faults.db.primary.latency = math.nan
+
+
+# -- which broker a consumer follows (held) ---------------------------------------------------
+
+
+def _keeper(got: list[bytes | None]) -> Callable[[Message], Awaitable[None]]:
+    async def keep(msg: Message) -> None:
+        got.append(msg.value)
+
+    return keep
+
+
+async def test_a_consumer_in_a_supervisor_of_the_test_opened_before_the_service(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    got: list[bytes | None] = []
+    async with open_supervisor([]) as mine, open_test_service() as svc:
+        await mine.start_child(
+            consumer_spec("c", topics=["t"], group_id="g", processor=_keeper(got))
+        )
+        await trio.sleep(1)
+        await svc.producer.send("t", b"x")
+        await trio.sleep(10)
+        assert got == [b"x"]
+
+
+async def test_a_test_service_run_by_a_child_of_another_keeps_its_consumers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    got: list[bytes | None] = []
+    box: list[TestService] = []
+
+    async def runs_inner(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with open_test_service() as inner:
+            box.append(inner)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async with open_test_service() as outer:
+        await outer.supervisor.start_child(ChildSpec("inner", runs_inner))
+        inner = box[0]
+        await inner.add_child(
+            consumer_spec("c", topics=["t"], group_id="g", processor=_keeper(got))
+        )
+        await outer.add_child(
+            consumer_spec("c", topics=["t"], group_id="g", processor=_keeper(got))
+        )
+        await trio.sleep(1)
+        await inner.producer.send("t", b"inner")
+        await outer.producer.send("t", b"outer")
+        await trio.sleep(10)
+        assert sorted(got, key=repr) == [b"inner", b"outer"]
 
 
 # -- replay in other processes ---------------------------------------------------------------
