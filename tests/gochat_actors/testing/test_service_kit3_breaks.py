@@ -100,6 +100,22 @@ async def test_a_fault_plan_after_exit_is_refused_typed(
         await svc.fault_plan(1)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a fault plan pauses a server the test had paused (a no-op it records) and then "
+    "resumes it: the test's own outage ends inside the plan",
+)
+async def test_a_fault_plan_leaves_a_server_the_test_paused_paused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_test_service() as svc:
+        svc.faults.cache.pause()  # the test's own outage, for the whole block
+        plan = await svc.fault_plan(3, duration=5.0, faults=8, servers=["cache"], exclude=["**"])
+        assert plan.pauses
+        await trio.sleep(6.0)
+        assert svc.faults.cache.paused
+
+
 # -- bad delays and latencies ----------------------------------------------------------------
 
 
