@@ -17,6 +17,7 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from gochat_actors.mq import Message, consumer_spec
 from gochat_actors.testing import TestService, open_test_service
@@ -114,6 +115,32 @@ async def test_a_fault_plan_leaves_a_server_the_test_paused_paused(
         assert plan.pauses
         await trio.sleep(6.0)
         assert svc.faults.cache.paused
+
+
+class _Abort(BaseException):
+    """Not an Exception: as KeyboardInterrupt or SystemExit would leave the body."""
+
+
+async def test_a_base_exception_in_the_body_closes_the_db_and_gives_random_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    random.seed(5)
+    before = random.getstate()
+    caught: BaseException | None = None
+    try:
+        async with open_test_service(seed=3, db_replicas=1) as svc:
+            async with svc.db.transaction() as session:
+                await session.execute(text("CREATE TABLE t (x INTEGER)"))
+            svc.faults.cache.pause()
+            raise _Abort
+    except (_Abort, BaseExceptionGroup) as exc:  # trio may group it
+        caught = exc
+    assert isinstance(caught, _Abort) or (
+        isinstance(caught, BaseExceptionGroup) and caught.subgroup(_Abort) is not None
+    )
+    assert random.getstate() == before
+    assert not svc.faults.cache.paused
+    assert [n for n, s in svc.faults.db.servers.items() if s._engine is not None] == []
 
 
 # -- bad delays and latencies ----------------------------------------------------------------
