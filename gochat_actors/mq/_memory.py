@@ -103,7 +103,8 @@ class MemoryBroker(PauseSwitch):
         self, delay: float | Callable[[Sequence[OutgoingRecord]], float] | None
     ) -> None:
         """Apply each produced batch ``delay`` seconds after it arrives (a callable gets
-        the batch and returns its delay; ``None`` or 0: at once). The batch is applied
+        the batch and returns its delay; ``None`` or 0: at once; a number must be finite
+        and >= 0, else ``ValueError``). The batch is applied
         even if its client gave up waiting meanwhile, as a broker applies a request it
         received: what a test needs for late replies and reordered flights.
 
@@ -115,6 +116,11 @@ class MemoryBroker(PauseSwitch):
             self._produce_delay = delay
         else:
             seconds = float(delay)
+            # the wait is shielded: an infinite one would hang the producer's shutdown
+            if not 0 <= seconds < math.inf:
+                raise ValueError(
+                    f"produce delay must be a finite number of seconds >= 0, got {delay!r}"
+                )
             self._produce_delay = lambda _records: seconds
 
     async def _apply_late(self, records: Sequence[OutgoingRecord]) -> None:

@@ -24,6 +24,9 @@ __all__ = ["TestService", "in_memory_settings", "open_test_service"]
 
 _MEMORY = Dsn("memory://")
 
+# The seeded_random blocks open now, oldest first: each holds the state to give back.
+_SEEDED: list[list[tuple[Any, ...]]] = []
+
 
 class TestService(Service):
     """The :class:`~gochat_actors.Service` of :func:`open_test_service`, with
@@ -107,7 +110,9 @@ def in_memory_settings(settings: Settings, *, db_replicas: int | None = None) ->
 def seeded_random(seed: object) -> Iterator[None]:
     """Within the block, Python's global ``random`` draws from ``seed`` (a stream of
     its own, not ``random.seed(seed)``'s); its state before is restored after. ``None``:
-    left alone.
+    left alone. Blocks may end in any order (two test services side by side): while
+    several are open the last opened one's stream is drawn from, and it goes on when
+    an earlier one ends; when the last one ends, the state before the first is back.
 
     The components' jitter (lock retries and renewals, DB and consumer retries,
     dead-letter backoff, the memory broker's partition for a keyless message) and the
@@ -122,12 +127,20 @@ def seeded_random(seed: object) -> Iterator[None]:
     if seed is None:
         yield
         return
-    state = random.getstate()
+    # The state to give back, in a list of its own: a block opened inside this one that
+    # outlives it (two test services side by side in one trio.run) takes it over.
+    saved = [random.getstate()]
+    _SEEDED.append(saved)
     random.seed(f"gochat-test-service:{seed!r}")
     try:
         yield
     finally:
-        random.setstate(state)
+        at = next(i for i, block in enumerate(_SEEDED) if block is saved)
+        del _SEEDED[at]
+        if at == len(_SEEDED):  # the innermost open block: the state before it is back
+            random.setstate(saved[0])
+        else:  # a later block is still open: it keeps its stream, and gives back ours
+            _SEEDED[at][0] = saved[0]
 
 
 @asynccontextmanager
