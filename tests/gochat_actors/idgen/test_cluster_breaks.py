@@ -1,0 +1,89 @@
+"""Adversarial review of ``ClusterEtcd`` and the keeper on a cluster (issue 20), on fake
+members of one in-memory store under ``autojump_clock``. Tests marked ``xfail(strict)``
+show an open defect (the reason says which)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from gochat_actors import MachineIdLost
+from gochat_actors.idgen import EtcdBackend, IdGenerator, IdGenSettings, MemoryEtcd, TrioIdClock
+from gochat_actors.idgen._cluster import ClusterEtcd
+from supervisors import open_supervisor
+
+from ._member import FakeMember
+
+TTL, MARGIN = 9.0, 1.5
+WALL_MS = 1_700_000_000_000
+
+
+def members_url(count: int) -> str:
+    return ",".join(f"http://127.0.0.1:{23790 + n}" for n in range(1, count + 1))
+
+
+def cluster_generator(
+    count: int, *, ttl: float = TTL, margin: float = MARGIN
+) -> tuple[IdGenerator, ClusterEtcd, list[FakeMember], MemoryEtcd]:
+    """A generator whose settings name ``count`` members (so its request timeout is the
+    default for a cluster of that size) on a ClusterEtcd of as many fake members, built
+    as ``_backends._http`` builds it (timeout = the request timeout, retry after ttl)."""
+    settings = IdGenSettings(
+        etcd=members_url(count), lease_ttl=ttl, margin=margin, key_prefix="/ids/"
+    )
+    store = MemoryEtcd()
+    members = [FakeMember(store, f"m{n}") for n in range(1, count + 1)]
+    probe = IdGenerator(settings, clock=TrioIdClock(WALL_MS))
+    pairs: list[tuple[str, EtcdBackend]] = [(m.name, m) for m in members]
+    etcd = ClusterEtcd(pairs, timeout=probe.request_timeout, retry_after=ttl)
+    ids = IdGenerator(settings, backend=etcd, clock=TrioIdClock(WALL_MS))
+    return ids, etcd, members, store
+
+
+async def issue_for(ids: IdGenerator, seconds: float, step: float = 0.05) -> tuple[int, int]:
+    """Issue every ``step`` for ``seconds``: (IDs issued, calls refused)."""
+    issued = refused = 0
+    for _ in range(round(seconds / step)):
+        try:
+            issued += len(ids.next_ids(2))
+        except MachineIdLost:
+            refused += 1
+        await trio.sleep(step)
+    return issued, refused
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="5 members, 2 paused (quorum intact): the default per-member timeout is half "
+    "the renewal slack, so two hung members in a row use it all; IDs stop",
+)
+async def test_five_members_two_paused_never_stop_issuing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    ids, etcd, members, _ = cluster_generator(5)
+    async with open_supervisor([ids.spec()]):
+        machine_id = ids.machine_id
+        assert etcd.current == "m1"
+        members[0].mode = members[1].mode = "hang"  # a 5-member cluster survives this
+        _, refused = await issue_for(ids, 4 * TTL)
+        stats = ids.statistics()
+        assert (ids.machine_id, stats.acquisitions) == (machine_id, 1)
+        assert refused == 0
+        assert stats.renewal_failures == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="7 members, 3 paused (quorum intact): a renewal costs 3 timeouts, more than "
+    "the slack; the retry starts on another paused member and the lease expires",
+)
+async def test_seven_members_three_paused_keep_the_machine_id(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    ids, etcd, members, _ = cluster_generator(7)
+    async with open_supervisor([ids.spec()]):
+        machine_id = ids.machine_id
+        for member in members[:3]:
+            member.mode = "hang"
+        await issue_for(ids, 4 * TTL)
+        assert (ids.machine_id, ids.statistics().acquisitions) == (machine_id, 1)
