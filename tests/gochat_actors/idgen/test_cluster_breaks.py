@@ -80,7 +80,7 @@ async def test_five_members_two_paused_never_stop_issuing(
 async def test_seven_members_three_paused_keep_the_machine_id(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    ids, etcd, members, _ = cluster_generator(7)
+    ids, _, members, _ = cluster_generator(7)
     async with open_supervisor([ids.spec()]):
         machine_id = ids.machine_id
         for member in members[:3]:
