@@ -28,8 +28,8 @@ def cluster_generator(
     """A generator whose settings name ``count`` members (so its request timeout is the
     default for a cluster of that size) on a ClusterEtcd of as many fake members, built
     as ``_backends._http`` builds it (timeout = the request timeout, retry after ttl)."""
-    settings = IdGenSettings(
-        etcd=members_url(count), lease_ttl=ttl, margin=margin, key_prefix="/ids/"
+    settings = IdGenSettings.model_validate(
+        {"etcd": members_url(count), "lease_ttl": ttl, "margin": margin, "key_prefix": "/ids/"}
     )
     store = MemoryEtcd()
     members = [FakeMember(store, f"m{n}") for n in range(1, count + 1)]

@@ -23,13 +23,12 @@ from gochat_actors.idgen import IdGenSettings
 )
 def test_one_member_in_two_spellings_is_a_repeat(etcd: str) -> None:
     with pytest.raises(ValidationError) as info:
-        IdGenSettings(etcd=etcd)
+        IdGenSettings.model_validate({"etcd": etcd})
     assert "member 2 of 3 repeats member 1" in str(info.value)
     assert "pw-s3cret" not in str(info.value)  # no password in the message
 
 
 def test_distinct_members_are_not_repeats() -> None:
-    settings = IdGenSettings(
-        etcd="http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.2:23791"
-    )
+    etcd = "http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.2:23791"
+    settings = IdGenSettings.model_validate({"etcd": etcd})
     assert len(settings.etcd_members) == 3
