@@ -233,11 +233,6 @@ async def empty(path: str, body: dict[str, Any], headers: dict[str, str]) -> dic
     return {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an empty keepalive reply reads as 'lease gone' (the keeper gives its machine ID "
-    "up) and an empty grant as lease 0 (a claim put without a lease never expires)",
-)
 @pytest.mark.parametrize("call", ["keepalive", "grant"])
 async def test_an_empty_reply_is_unavailable_not_an_answer(
     call: str, autojump_clock: trio.abc.Clock
