@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gochat_actors import MachineIdLost
+from gochat_actors import IdGenUnavailable, MachineIdLost
 from gochat_actors.idgen import EtcdBackend, IdGenerator, IdGenSettings, MemoryEtcd, TrioIdClock
 from gochat_actors.idgen._cluster import ClusterEtcd
 from supervisors import open_supervisor
@@ -87,3 +90,67 @@ async def test_seven_members_three_paused_keep_the_machine_id(
             member.mode = "hang"
         await issue_for(ids, 4 * TTL)
         assert (ids.machine_id, ids.statistics().acquisitions) == (machine_id, 1)
+
+
+async def test_all_members_down_then_one_back_answers_at_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = MemoryEtcd()
+    members = [FakeMember(store, f"m{n}") for n in range(1, 4)]
+    etcd = ClusterEtcd([(m.name, m) for m in members], timeout=1.0, retry_after=5.0)
+    for member in members:
+        member.mode = "down"
+    for _ in range(3):
+        with pytest.raises(IdGenUnavailable):
+            await etcd.put(b"/k", b"v")
+    members[2].mode = "ok"
+    start = trio.current_time()
+    await etcd.put(b"/k", b"v")
+    assert trio.current_time() == start
+    assert etcd.current == "m3"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    modes=st.lists(
+        st.lists(st.sampled_from(["ok", "down", "hang", "late"]), min_size=1, max_size=6),
+        min_size=1,
+        max_size=8,
+    ),
+    size=st.integers(1, 6),
+)
+def test_each_request_tries_each_member_once_within_its_bound(
+    modes: list[list[str]], size: int
+) -> None:
+    """Per request, members' modes drawn at random: the request succeeds iff a member
+    answers; it tries each member at most once; it takes at most one timeout per member
+    that hung; the value it wrote is in the store iff it succeeded or a member applied it."""
+
+    async def main() -> None:
+        store = MemoryEtcd()
+        members = [FakeMember(store, f"m{n}", late_by=60.0) for n in range(size)]
+        etcd = ClusterEtcd([(m.name, m) for m in members], timeout=1.0, retry_after=3.0)
+        for step, drawn in enumerate(modes):
+            for member, mode in zip(members, (drawn * size)[:size], strict=True):
+                member.mode = mode  # type: ignore[assignment]
+            calls = [m.calls for m in members]
+            start = trio.current_time()
+            key = b"/k%d" % step
+            try:
+                await etcd.put(key, b"v")
+                ok = True
+            except IdGenUnavailable:
+                ok = False
+            took = trio.current_time() - start
+            tried = [m for m, before in zip(members, calls, strict=True) if m.calls > before]
+            assert all(m.calls - c <= 1 for m, c in zip(members, calls, strict=True))
+            assert ok == any(m.mode == "ok" for m in tried)
+            if not ok:
+                assert len(tried) == size
+            slow = sum(m.mode in ("hang", "late") for m in tried)
+            assert took <= slow * 1.0 + 1e-9
+            written = bool(await store.range(key))
+            assert written == (ok or any(m.mode == "late" for m in tried))
+            await trio.sleep(1.0)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
