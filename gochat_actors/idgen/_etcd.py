@@ -242,12 +242,18 @@ class HttpEtcd:
     async def lease_grant(self, ttl: int) -> tuple[int, int]:
         """A new lease: ``(lease_id, ttl)``; etcd may grant a longer TTL than asked."""
         reply = await self._call("/v3/lease/grant", {"TTL": str(int(ttl))}, "lease grant")
-        return _int(reply.get("ID")), _int(reply.get("TTL"))
+        lease = _int(reply.get("ID"))
+        if not lease:  # lease 0 is "no lease": a claim put with it would never expire
+            raise IdGenUnavailable("etcd lease grant: unreadable reply (no lease ID)")
+        return lease, _int(reply.get("TTL"))
 
     async def lease_keepalive(self, lease: int) -> int | None:
         """Refresh ``lease``; its TTL, or ``None`` when etcd no longer has it."""
         reply = await self._call("/v3/lease/keepalive", {"ID": str(lease)}, "lease keepalive")
-        ttl = reply.get("result", {}).get("TTL")
+        result = reply.get("result")
+        if not isinstance(result, dict):  # no answer at all: not "lease gone"
+            raise IdGenUnavailable("etcd lease keepalive: unreadable reply (no result)")
+        ttl = result.get("TTL")
         return _int(ttl) if ttl is not None and _int(ttl) > 0 else None
 
     async def lease_revoke(self, lease: int) -> bool:

@@ -32,14 +32,16 @@ _MAX_BATCH = 65_536  # ... and at most this many IDs
 
 
 def _default_request_timeout(settings: IdGenSettings) -> float:
-    """One etcd request's bound: a third of the TTL (at most 5 s). With several members,
-    also at most half the slack between a renewal and the deadline it must beat
-    (``2/3 lease_ttl - margin``): a renewal whose member hangs then moves to another
-    member and still lands in time."""
+    """One etcd request's bound: a third of the TTL (at most 5 s). With ``n`` members,
+    also at most the slack between a renewal and the deadline it must beat
+    (``2/3 lease_ttl - margin``) split in ``f + 1`` parts, ``f = (n - 1) // 2`` being the
+    members the cluster can lose: a renewal that meets every one of them hung (first
+    the member in use) still lands on an answering member in time."""
     timeout = max(0.1, min(5.0, settings.lease_ttl / 3))
-    if len(settings.etcd_members) > 1:
+    count = len(settings.etcd_members)
+    if count > 1:
         slack = settings.lease_ttl * 2 / 3 - settings.margin
-        timeout = max(0.1, min(timeout, slack / 2))
+        timeout = max(0.1, min(timeout, slack / ((count - 1) // 2 + 1)))
     return timeout
 
 
@@ -72,7 +74,7 @@ class IdGenerator:
     :meth:`spec` leases a free machine ID and keeps it; IDs are issued only while the
     lease is surely held, else :class:`~gochat_actors.MachineIdLost`. ``request_timeout``
     bounds one etcd request to one member (default: ``lease_ttl / 3``, at most 5 s; for
-    a cluster also at most ``(2/3 lease_ttl - margin) / 2``).
+    a cluster of ``n`` members also at most ``(2/3 lease_ttl - margin) / ((n - 1) // 2 + 1)``).
 
     Time is the wall clock read once, here, plus monotonic time since: a wall-clock step
     inside the process changes nothing, and IDs from one generator strictly increase.

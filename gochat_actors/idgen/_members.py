@@ -88,13 +88,23 @@ def _problem(message: str, **context: Any) -> InitErrorDetails:
     )
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _endpoint(dsn: Dsn) -> tuple[str, str, int | None, str]:
+    """Where ``dsn`` connects: one member written in two spellings (a trailing ``/``,
+    upper case, the default port spelled out, a user in the URL) is one endpoint."""
+    port = dsn.port if dsn.port is not None else _DEFAULT_PORTS.get(dsn.scheme)
+    return dsn.scheme, (dsn.host or "").lower(), port, dsn.path.rstrip("/")
+
+
 def _member_problems(
     dsns: list[Dsn | None], parts: list[str], unreadable: dict[int, InitErrorDetails]
 ) -> list[InitErrorDetails]:
     """One problem per bad member, in member order, then one about the list."""
     count = len(parts)
     problems: list[InitErrorDetails] = []
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, str, int | None, str], int] = {}
     for n, (part, dsn) in enumerate(zip(parts, dsns, strict=True), start=1):
         where = f"member {n} of {count}"
         if not part:
@@ -111,10 +121,10 @@ def _member_problems(
             )
         elif not dsn.host:
             problems.append(_problem(f"{where}: {dsn.scheme}:// URL needs a host"))
-        elif dsn.reveal() in seen:
-            problems.append(_problem(f"{where} repeats member {seen[dsn.reveal()]}"))
+        elif _endpoint(dsn) in seen:
+            problems.append(_problem(f"{where} repeats member {seen[_endpoint(dsn)]}"))
         else:
-            seen[dsn.reveal()] = n
+            seen[_endpoint(dsn)] = n
     schemes = sorted({d.scheme for d in dsns if d is not None and d.scheme in MEMBER_SCHEMES})
     if len(schemes) > 1:
         problems.append(_problem("the members mix http:// and https:// (use one scheme for all)"))
