@@ -93,8 +93,12 @@ class ClusterEtcd:
         now = trio.current_time()
         count = len(self._members)
         ring = [self._members[(self._current + i) % count] for i in range(count)]
-        fresh = [m for m in ring if m.failed_at is None or now - m.failed_at >= self.retry_after]
-        resting = sorted((m for m in ring if m not in fresh), key=lambda m: m.failed_at or 0.0)
+        fresh: list[_Member] = []
+        resting: list[_Member] = []
+        for m in ring:  # one pass: linear in the members (a list of thousands stays cheap)
+            ok = m.failed_at is None or now - m.failed_at >= self.retry_after
+            (fresh if ok else resting).append(m)
+        resting.sort(key=lambda m: m.failed_at or 0.0)
         return fresh + resting
 
     def _answered(self, member: _Member) -> None:
