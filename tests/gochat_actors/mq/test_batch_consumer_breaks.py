@@ -4,18 +4,23 @@ test is an attack the code held."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import structlog
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gochat_actors.mq import (
     Consumer,
     ConsumerOptions,
     MemoryBroker,
     Message,
+    TopicPartition,
 )
-from supervisors import Backoff, open_supervisor
+from supervisors import Backoff, ChildNotFound, open_supervisor
 from supervisors.testing import kill
 from tests.gochat_actors.mq.test_consumer import OPTIONS, committed, fill, wait_for
 
@@ -322,3 +327,148 @@ async def test_kill_while_a_dead_letter_send_is_in_flight_loses_nothing(
     dead = [r.value for r in broker.records("d")]
     assert dead, "the culprit is dead-lettered"
     assert set(dead) == {b"3"}
+
+
+# -- rebalances, failing commits, kills: the at-least-once property ----------------------
+
+
+async def test_a_rebalance_mid_bisection_commits_the_finished_runs_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Held: a batch of 20 with a poison message at 15, each call 1 s; a second member
+    joins mid-bisection and takes the partition after ``revoke_timeout``: the first
+    member commits only the runs that finished, the second starts there; every good
+    message is processed, the poison one dead-lettered, nothing committed unprocessed."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 20, partitions=1)
+    ok: list[int] = []
+
+    async def persist(msgs: list[Message]) -> None:
+        await trio.sleep(1.0)
+        if any(m.offset == 15 for m in msgs):
+            raise ValueError("poison")
+        ok.extend(m.offset for m in msgs)
+
+    first = batch_consumer(
+        broker, persist, max_batch=20, retries=3, revoke_timeout=0.5, dead_letter_topic="d"
+    )
+    second = batch_consumer(broker, persist, max_batch=20, retries=3, dead_letter_topic="d")
+    async with open_supervisor([first.spec("a")]) as sup:
+        await wait_for(lambda: len(ok) >= 10)  # [0..9] done, [10..19] bisecting
+        await sup.start_child(second.spec("b"))
+        await wait_for(lambda: committed(broker, partitions=1) == [20], timeout=120)
+    assert set(ok) == set(range(20)) - {15}
+    assert sorted(dict.fromkeys(ok)) == list(dict.fromkeys(ok)), "first times in order"
+    assert {r.value for r in broker.records("d")} == {b"15"}
+
+
+async def test_a_commit_that_fails_after_the_batch_is_retried_not_lost(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Held: the broker is down when the commit after a finished batch is due; the
+    commit is retried at the next tick once it is back, and reaches the end."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 30, partitions=1)
+    done = trio.Event()
+
+    async def persist(msgs: list[Message]) -> None:
+        if msgs[-1].offset == 29:
+            broker.set_down()
+            done.set()
+
+    consumer = batch_consumer(broker, persist, max_batch=10, commit_interval=0.5)
+    async with open_supervisor([consumer.spec("c")]):
+        await done.wait()
+        await trio.sleep(3)
+        assert committed(broker, partitions=1)[0] in (None, 10, 20)
+        broker.set_down(False)
+        await wait_for(lambda: committed(broker, partitions=1) == [30], timeout=120)
+
+
+async def _flaky_and_killed(
+    count: int,
+    partitions: int,
+    max_batch: int,
+    flaky: frozenset[int],
+    poison: frozenset[int],
+    kills: tuple[tuple[float, str], ...],
+) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", count, partitions=partitions)
+    seen_once: set[int] = set()
+    ok: dict[int, list[int]] = {}
+    cancelled: set[int] = set()
+
+    async def persist(msgs: list[Message]) -> None:
+        values = [int(m.value or b"") for m in msgs]
+        try:
+            await trio.sleep(0.01 * len(msgs))
+        except trio.Cancelled:
+            cancelled.update(values)
+            raise
+        first_time = {v for v in values if v in flaky and v not in seen_once}
+        seen_once.update(values)
+        if first_time or any(v in poison for v in values):
+            raise ValueError("flaky or poison")  # rolled back: nothing kept
+        for m, v in zip(msgs, values, strict=True):
+            ok.setdefault(m.partition, []).append(v)
+
+    consumer = batch_consumer(
+        broker, persist, retries=1, dead_letter_topic="d", max_batch=max_batch, concurrency=2
+    )
+    async with open_supervisor([consumer.spec("c")], max_restarts=1000, max_seconds=1) as sup:
+        for delay, path in kills:
+            await trio.sleep(delay)
+            with contextlib.suppress(ChildNotFound):  # c/workers while c restarts
+                kill(sup, path, RuntimeError("chaos"))
+        ends = [broker.end_offset(TopicPartition("chat", p)) for p in range(partitions)]
+        await wait_for(
+            lambda: [c or 0 for c in committed(broker, partitions=partitions)] == ends,
+            timeout=3600,
+        )
+    good = {n for n in range(count) if n not in poison}
+    done = {v for values in ok.values() for v in values}
+    assert done == good, "every good message processed (at least once)"
+    dead = [int(r.value or b"") for r in broker.records("d")]
+    assert set(dead) == set(poison), "the poison ones dead-lettered, a flaky one never"
+    for partition, values in ok.items():
+        firsts = list(dict.fromkeys(values))
+        assert firsts == sorted(firsts), f"partition {partition}: first times in order"
+        duplicates = {v for v in values if values.count(v) > 1}
+        assert duplicates <= cancelled, "processed twice only after a cancelled call"
+    assert len(dead) - len(set(dead)) <= len(kills), "a duplicate dead letter per kill at most"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.integers(1, 60).flatmap(
+        lambda count: st.tuples(
+            st.just(count),
+            st.integers(1, 3),
+            st.integers(1, 25),
+            st.frozensets(st.integers(0, count - 1), max_size=count),
+            st.frozensets(st.integers(0, count - 1), max_size=3),
+            st.lists(
+                st.tuples(st.floats(0.0, 0.5), st.sampled_from(["c", "c/workers"])), max_size=4
+            ).map(tuple),
+        )
+    )
+)
+def test_flaky_poison_and_kills_at_least_once_in_order(
+    data: tuple[int, int, int, frozenset[int], frozenset[int], tuple[tuple[float, str], ...]],
+) -> None:
+    """Held (or the failing example): messages that fail on their first delivery only
+    (retried, never dead-lettered), poison ones (dead-lettered), the consumer or its
+    workers killed at random: every good message processed, in order the first time,
+    duplicates only of cancelled calls, the commit reaches the end."""
+    count, partitions, max_batch, flaky, poison, kills = data
+    trio.run(
+        _flaky_and_killed,
+        count,
+        partitions,
+        max_batch,
+        flaky - poison,
+        poison,
+        kills,
+        clock=trio.testing.MockClock(autojump_threshold=0),
+    )
