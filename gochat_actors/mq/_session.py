@@ -420,6 +420,10 @@ class Session:
             if await self._retry(record, msg, error, histogram):
                 counts[1] += 1
         else:
+            # A failed call that halves the search is progress too: with the culprit at
+            # the head, log2(n) calls fail before anything finishes, and a stall restart
+            # then would start the same bisection again, forever.
+            self.progress()
             half = len(run) // 2
             await self._settle(part, run[:half], counts, histogram)
             await self._settle(part, run[half:], counts, histogram)
