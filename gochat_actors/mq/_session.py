@@ -351,6 +351,9 @@ class Session:
         for _ in range(min(len(queue), self.config.max_batch)):
             taken.append(queue.popleft())
         self.buffered -= len(taken)
+        if taken and self._space_waiting:
+            # the room is made now: the next batch is moved in while this one runs
+            self._space_lot.unpark_all()
         counts = [0, 0]  # finished, succeeded
         histogram = tally.metric("mq_processing_duration", part.tp.topic)
         try:

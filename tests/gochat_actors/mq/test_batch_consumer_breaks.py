@@ -472,3 +472,32 @@ def test_flaky_poison_and_kills_at_least_once_in_order(
         kills,
         clock=trio.testing.MockClock(autojump_threshold=0),
     )
+
+
+async def test_the_queues_refill_while_a_batch_is_in_flight(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The queues full (``max_buffered``), the worker takes a batch: the room it made is
+    filled at once, so the next batch is waiting when this one returns (regression: the
+    dispatcher waiting for room was woken only when the batch was done, so fetching and
+    processing alternated instead of overlapping)."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 200, partitions=1)
+    calls = 0
+    gate = trio.Event()
+    buffered_during_third: int | None = None
+
+    async def persist(msgs: list[Message]) -> None:
+        nonlocal calls, buffered_during_third
+        calls += 1
+        if calls == 3:
+            await trio.sleep(5)
+            buffered_during_third = consumer.statistics().buffered
+            await gate.wait()
+
+    consumer = batch_consumer(broker, persist, max_batch=20, max_buffered=20, concurrency=1)
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: buffered_during_third is not None)
+        gate.set()
+        await wait_for(lambda: consumer.statistics().processed == 200)
+    assert buffered_during_third == 20, "the room the third batch made is filled meanwhile"
