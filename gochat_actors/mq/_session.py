@@ -351,6 +351,9 @@ class Session:
         for _ in range(min(len(queue), self.config.max_batch)):
             taken.append(queue.popleft())
         self.buffered -= len(taken)
+        if taken and self._space_waiting:
+            # the room is made now: the next batch is moved in while this one runs
+            self._space_lot.unpark_all()
         counts = [0, 0]  # finished, succeeded
         histogram = tally.metric("mq_processing_duration", part.tp.topic)
         try:
@@ -420,6 +423,10 @@ class Session:
             if await self._retry(record, msg, error, histogram):
                 counts[1] += 1
         else:
+            # A failed call that halves the search is progress too: with the culprit at
+            # the head, log2(n) calls fail before anything finishes, and a stall restart
+            # then would start the same bisection again, forever.
+            self.progress()
             half = len(run) // 2
             await self._settle(part, run[:half], counts, histogram)
             await self._settle(part, run[half:], counts, histogram)
