@@ -36,8 +36,19 @@ import collections
 import contextlib
 import heapq
 import math
+import os
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    NamedTuple,
+    NoReturn,
+    TypeVar,
+    TypeVarTuple,
+    Unpack,
+    cast,
+)
 
 import trio
 
@@ -55,6 +66,28 @@ PosArgsT = TypeVarTuple("PosArgsT")
 CALLBACK_BATCH = 64
 """Most asyncio callbacks the loop runs in one trio scheduling round (then trio tasks
 get their turn: asyncio code that keeps scheduling callbacks cannot starve them)."""
+
+TUNING_ENV = "GOCHAT_BRIDGE_TUNING"
+"""Environment variable: ``off`` runs trio-asyncio's loop as it is, without
+:func:`_tune_loop` (slower; for the test pass that proves the tuning is safe to lose).
+Python 3.14 needs the tuning (its tasks need the running loop set around each step)."""
+
+
+def tuning_enabled() -> bool:
+    """False when :data:`TUNING_ENV` is ``off`` (anything else, or unset: on); a value
+    other than ``on``/``off`` is a ``BridgeError`` naming it.
+
+    Example::
+
+        tuning_enabled()     # True unless GOCHAT_BRIDGE_TUNING=off
+    """
+    value = os.environ.get(TUNING_ENV, "on").strip().lower()
+    if value not in ("on", "off"):
+        raise BridgeError(f"{TUNING_ENV} must be 'on' or 'off', got {value!r}")
+    if value == "off" and _aiocompat.TASKS_NEED_RUNNING_LOOP:
+        raise BridgeError(f"{TUNING_ENV}=off: Python 3.14's asyncio needs the bridge's tuning")
+    return value == "on"
+
 
 _LOOP_INTERNALS = ("_main_loop_one", "_io_task", "_q_recv", "_q_send", "_timers", "_nursery")
 
@@ -80,7 +113,6 @@ class _ReadyQueue:
     __slots__ = (
         "_current_loop",
         "_data",
-        "_deferred",
         "_exit",
         "_graces",
         "_held",
@@ -91,7 +123,7 @@ class _ReadyQueue:
         "starting",
     )
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Any, graces: _Graces) -> None:
         import sniffio
 
         trio_asyncio = _aiocompat.load_trio_asyncio()
@@ -102,8 +134,7 @@ class _ReadyQueue:
         self._loop = loop
         self._waiter: trio.lowlevel.Task | None = None  # the loop's task, while it waits
         self.starting = False  # the loop's task waits for a trio task it started to start
-        self._graces: dict[asyncio.Task[Any], float] = {}  # tasks inside a cancel_grace()
-        self._deferred: dict[asyncio.Task[Any], asyncio.TimerHandle] = {}  # their cancels
+        self._graces = graces
         self._current_loop, self._exit, self._library = (
             trio_asyncio.current_loop,
             TrioAsyncioExit,
@@ -180,18 +211,6 @@ class _ReadyQueue:
         its end: :func:`trio_asyncio.run_aio_future`'s contract (a trio cancellation
         cancels the task and arrives once it has ended; its CancelledError otherwise),
         without a round trip to the loop's task to start it or to hear that it ended."""
-        waiter: trio.lowlevel.Task | None = None
-
-        def done(_: object) -> None:
-            nonlocal waiter
-            if self._deferred:
-                timer = self._deferred.pop(task, None)
-                if timer is not None:
-                    timer.cancel()
-            if waiter is not None:
-                task_, waiter = waiter, None
-                trio.lowlevel.reschedule(task_)
-
         self._held += 1
         try:
             try:
@@ -199,37 +218,15 @@ class _ReadyQueue:
             except BaseException:
                 coro.close()  # the loop closed: no "never awaited" warning
                 raise
-            task.add_done_callback(done)
+            wait = _TaskWait(task, self._graces, self._loop)
+            task.add_done_callback(wait.done)
             self.run_ready()  # the task's first step
         finally:
             self.release()
         if task.done():  # it did no I/O: it ended here
             await trio.lowlevel.cancel_shielded_checkpoint()
             return task.result()
-        raise_cancel: Callable[[], NoReturn] | None = None
-
-        def abort(raise_cancel_: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
-            nonlocal raise_cancel
-            raise_cancel = raise_cancel_
-            grace = self._graces.get(task)
-            if grace is None:
-                task.cancel()  # then wait for it to end (its cleanup runs)
-            else:  # inside a cancel_grace(): it gets that long to end on its own
-                self._deferred[task] = self._loop.call_later(grace, task.cancel)
-            return trio.lowlevel.Abort.FAILED
-
-        waiter = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(abort)
-        if raise_cancel is not None and task.cancelled():
-            try:
-                task.result()
-            except asyncio.CancelledError:
-                raise_cancel()  # trio.Cancelled, its cause the task's CancelledError
-        return task.result()
-
-    def grace(self, seconds: float) -> _Grace:
-        """See :meth:`Bridge.cancel_grace`."""
-        return _Grace(self._graces, asyncio.current_task(self._loop), seconds)
+        return await wait.wait()
 
     def _create_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         loop = self._loop
@@ -266,6 +263,70 @@ class _ReadyQueue:
                 _aiocompat.set_thread_running_loop(running)
             library.name = previous
             current_loop.reset(token)
+
+
+class _Graces:
+    """The tasks inside a :meth:`Bridge.cancel_grace` block (how long each may go on once
+    its caller is cancelled) and the deferred cancels of those whose caller was."""
+
+    __slots__ = ("deferred", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds: dict[asyncio.Task[Any], float] = {}
+        self.deferred: dict[asyncio.Task[Any], asyncio.TimerHandle] = {}
+
+    def cancel(self, task: asyncio.Task[Any], loop: Any) -> None:
+        """The caller was cancelled: cancel ``task`` now, or when its grace ends."""
+        grace = self.seconds.get(task)
+        if grace is None:
+            task.cancel()  # then wait for it to end (its cleanup runs)
+        else:  # inside a cancel_grace(): it gets that long to end on its own
+            self.deferred[task] = loop.call_later(grace, task.cancel)
+
+    def ended(self, task: asyncio.Task[Any]) -> None:
+        if self.deferred:
+            timer = self.deferred.pop(task, None)
+            if timer is not None:
+                timer.cancel()
+
+
+class _TaskWait(Generic[T]):
+    """A trio task's wait for an asyncio task's end: :func:`trio_asyncio.run_aio_future`'s
+    contract (a trio cancellation cancels the task, or defers that for a
+    :class:`_Graces` grace, and arrives once it has ended; its CancelledError otherwise),
+    woken by the task's done callback (:meth:`done`, added by the caller)."""
+
+    __slots__ = ("_graces", "_loop", "_task", "_waiter")
+
+    def __init__(self, task: asyncio.Task[T], graces: _Graces, loop: Any) -> None:
+        self._task, self._graces, self._loop = task, graces, loop
+        self._waiter: trio.lowlevel.Task | None = None
+
+    def done(self, _: object) -> None:
+        self._graces.ended(self._task)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
+
+    async def wait(self) -> T:
+        task = self._task
+        raise_cancel: Callable[[], NoReturn] | None = None
+
+        def abort(raise_cancel_: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
+            nonlocal raise_cancel
+            raise_cancel = raise_cancel_
+            self._graces.cancel(task, self._loop)
+            return trio.lowlevel.Abort.FAILED
+
+        self._waiter = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        if raise_cancel is not None and task.cancelled():
+            try:
+                task.result()
+            except asyncio.CancelledError:
+                raise_cancel()  # trio.Cancelled, its cause the task's CancelledError
+        return task.result()
 
 
 class _Grace:
@@ -328,7 +389,7 @@ class _Tuning(NamedTuple):
     ready: _ReadyQueue
 
 
-def _tune_loop(loop: Any) -> _Tuning | None:
+def _tune_loop(loop: Any, graces: _Graces) -> _Tuning | None:
     """Make ``loop`` run the asyncio callbacks ready now in one trio step, not one each,
     and drop two per-callback costs of trio-asyncio's loop.
 
@@ -356,7 +417,7 @@ def _tune_loop(loop: Any) -> _Tuning | None:
 
     if not all(hasattr(loop, name) for name in _LOOP_INTERNALS):
         return None  # pragma: no cover - a trio-asyncio release we do not know
-    queue = _ReadyQueue(loop)
+    queue = _ReadyQueue(loop, graces)
     set_running = _aiocompat.TASKS_NEED_RUNNING_LOOP
     old_send, old_receive = loop._q_send, loop._q_recv
     while True:  # what is queued already keeps its place
@@ -518,6 +579,7 @@ class Bridge:
     def __init__(self) -> None:
         self._loop: TrioEventLoop | None = None
         self._ready: _ReadyQueue | None = None  # the tuned loop's queue
+        self._graces: _Graces | None = None  # the running loop's cancel_grace() blocks
         self._opening = False
         self._state_changed = trio.lowlevel.ParkingLot()
 
@@ -540,24 +602,28 @@ class Bridge:
 
         if self._opening:
             raise BridgeError("this Bridge is already running")
+        tune = tuning_enabled()
         self._opening = True  # set before the first await: two run() can't both pass
         try:
             async with trio_asyncio.open_loop() as loop, trio.open_nursery() as nursery:
-                tuning = _tune_loop(loop)
+                graces = _Graces()
+                tuning = _tune_loop(loop, graces) if tune else None
                 if tuning is not None:  # ends before the loop closes: it then waits as before
                     nursery.start_soon(tuning.waker.run)
-                self._set_loop(loop, tuning.ready if tuning else None)
+                self._set_loop(loop, tuning.ready if tuning else None, graces)
                 try:
                     task_status.started(self)
                     await trio.sleep_forever()
                 finally:
-                    self._set_loop(None, None)
+                    self._set_loop(None, None, None)
         finally:
             self._opening = False
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _set_loop(self, loop: TrioEventLoop | None, ready: _ReadyQueue | None) -> None:
-        self._loop, self._ready = loop, ready
+    def _set_loop(
+        self, loop: TrioEventLoop | None, ready: _ReadyQueue | None, graces: _Graces | None
+    ) -> None:
+        self._loop, self._ready, self._graces = loop, ready, graces
         self._state_changed.unpark_all()
 
     @property
@@ -624,15 +690,16 @@ class Bridge:
         try:
             if ready is not None:
                 result: T = await ready.cross(coro)
-            else:  # an untuned loop (a trio-asyncio release we do not know)
-                run_aio_future = _aiocompat.load_trio_asyncio().run_aio_future
-
+            else:  # untuned (GOCHAT_BRIDGE_TUNING=off, or a trio-asyncio we do not know)
                 try:
                     task = loop.create_task(coro)
                 except BaseException:
                     coro.close()  # the loop closed: no "never awaited" warning
                     raise
-                result = await run_aio_future(task)
+                assert self._graces is not None  # set with the loop
+                wait = _TaskWait(task, self._graces, loop)
+                task.add_done_callback(wait.done)
+                result = await wait.wait()
         except asyncio.CancelledError as exc:
             # Not our cancellation (that arrives as trio.Cancelled): the loop is closing,
             # or someone cancelled the task on the asyncio side.
@@ -649,18 +716,17 @@ class Bridge:
 
         For a step that must not be cut in the middle, such as a COMMIT on the wire
         whose reply tells whether it happened. A sync context manager: usable from code
-        running under SQLAlchemy's ``run_sync``. On a loop the bridge could not tune, it
-        does nothing.
+        running under SQLAlchemy's ``run_sync``.
 
         Example::
 
             with bridge.cancel_grace(2.0):
                 session.commit()       # a cancellation waits up to 2 s for the reply
         """
-        ready = self._ready
-        if ready is None:
-            return contextlib.nullcontext()
-        return ready.grace(seconds)
+        graces, loop = self._graces, self._loop
+        if graces is None or loop is None:
+            return contextlib.nullcontext()  # not on the bridge's loop: nothing to defer
+        return _Grace(graces.seconds, asyncio.current_task(loop), seconds)
 
     async def run_trio(
         self, async_fn: Callable[[Unpack[PosArgsT]], Awaitable[T]], *args: *PosArgsT

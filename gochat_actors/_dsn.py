@@ -160,10 +160,17 @@ class Dsn:
             raise ValueError("not a URL: expected scheme://...")
         try:
             parts = urlsplit(url)
-            port = parts.port
+            # host:port,host:port (a cluster's members, for its schemes only): each port
+            # is checked by members(); a Sentinel URL's hosts are read by its own check
+            # (DsnSchemes). Either way there is no single port.
+            listed = parts.scheme in _MEMBER_SCHEMES and bool(_member_list(parts.netloc))
+            several = parts.scheme in _MULTI_HOST_SCHEMES and _several_hosts(parts)
+            port = None if listed or several else parts.port
         except ValueError as exc:
             # Never urllib's text: it quotes the part in [ ], which may be a password.
             raise ValueError(_urllib_problem(url, str(exc))) from None
+        if listed:
+            members(parts.netloc)  # ValueError naming the bad member, never the URL
         if not _SCHEME.match(parts.scheme):
             raise ValueError("malformed URL scheme")
         if port == 0:
@@ -199,6 +206,13 @@ class Dsn:
     def port(self) -> int | None:
         """The port, or None when the URL gives none."""
         return self._port
+
+    @property
+    def members(self) -> tuple[tuple[str, int | None], ...]:
+        """The ``(host, port)`` of each comma-separated member of the host part
+        (``redis+cluster://h1:7001,h2:7002``); one member for a single host, none when
+        the URL has no host. ``port`` is None when a member gives none."""
+        return members(self._parts.netloc) if self._parts else ()
 
     @property
     def path(self) -> str:
@@ -278,6 +292,46 @@ class Dsn:
         return value
 
 
+def _member_list(netloc: str) -> str:
+    """The host part of ``netloc`` when it lists several members (has a comma), else ``""``."""
+    hosts = netloc.rpartition("@")[2]
+    return hosts if "," in hosts else ""
+
+
+def members(netloc: str) -> tuple[tuple[str, int | None], ...]:
+    """The ``(host, port)`` members of a URL's ``netloc`` (``user:pw@h1:1,h2:2``); ``()``
+    when it names no host. ``ValueError`` for an empty member or a bad port.
+
+    Example::
+
+        >>> members("h1:7001,[::1]:7002,h3")
+        (('h1', 7001), ('::1', 7002), ('h3', None))
+    """
+    hosts = netloc.rpartition("@")[2]
+    if not hosts:
+        return ()
+    found: list[tuple[str, int | None]] = []
+    for number, member in enumerate(hosts.split(","), start=1):
+        host, port = _host_port(member.strip())
+        if not host:
+            raise ValueError(f"member {number} of the host list is empty (host:port,host:port)")
+        found.append((host, port))
+    return tuple(found)
+
+
+def _host_port(member: str) -> tuple[str, int | None]:
+    if member.startswith("["):
+        host, _, rest = member[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else rest
+    else:
+        host, _, port_text = member.partition(":")
+    if not port_text:
+        return host.lower(), None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError("port must be an integer in 1..65535")
+    return host.lower(), int(port_text)
+
+
 def _urllib_problem(url: str, message: str) -> str:
     if "out of range" in message or "Port" in message:
         return "port must be an integer in 1..65535"
@@ -309,14 +363,26 @@ def _masked_url(url: str, parts: SplitResult) -> str:
     return f"{scheme}://{netloc}{rest}"
 
 
+def _several_hosts(parts: SplitResult) -> bool:
+    return "," in parts.netloc.rpartition("@")[2]
+
+
 def _split_netloc(tail: str) -> tuple[str, str]:
     end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
     return tail[:end], tail[end:]
 
 
+_MULTI_HOST_SCHEMES = frozenset({"redis+sentinel"})
+"""Schemes whose URL lists several hosts (``h1:p1,h2:p2``) read by the scheme's own check
+(the cluster schemes' members: :data:`_MEMBER_SCHEMES`)."""
+
 _NETWORK_SCHEMES = frozenset(
     {"mysql+aiomysql", "redis", "rediss", "http", "https"},
 )
+
+
+_MEMBER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
+# The schemes whose URL lists members, host:port,host:port (a cluster: database 0 only).
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,8 +427,24 @@ class DsnSchemes:
             raise PydanticCustomError(
                 "dsn_host", "{scheme}:// URL needs a host", {"scheme": dsn.scheme}
             )
+        if dsn.scheme in _MEMBER_SCHEMES and not dsn.members:
+            raise PydanticCustomError(
+                "dsn_members",
+                "{scheme}:// URL needs at least one member (host:port,host:port)",
+                {"scheme": dsn.scheme},
+            )
+        if dsn.scheme in _MEMBER_SCHEMES and dsn.database not in ("", "0"):
+            raise PydanticCustomError(
+                "dsn_cluster_db", "a Redis Cluster has database 0 only (no /<db> in the URL)"
+            )
         if dsn.scheme in ("redis", "rediss") and dsn.database and not dsn.database.isdigit():
             raise PydanticCustomError("dsn_redis_db", "Redis database must be a number (/0)")
+        if dsn.scheme == "redis+sentinel":
+            from ._sentinel_url import sentinel_url_problem
+
+            problem = sentinel_url_problem(dsn.reveal())
+            if problem is not None:
+                raise PydanticCustomError("dsn_sentinel", problem)
         if dsn.scheme == "sqlite+aiosqlite" and dsn.path in ("", "/"):
             raise PydanticCustomError(
                 "dsn_sqlite_path", "SQLite URL needs a path (sqlite+aiosqlite:///:memory:)"

@@ -31,6 +31,7 @@
      │    ├── MachineIdsExhausted every machine ID is held by someone
      │    ├── ClockBehind         the clock is behind the last issued timestamp
      │    └── IdGenUnavailable    etcd unreachable or failed a request (+ComponentUnavailable)
+     │         └── IdGenAuthFailed  etcd refused etcd_user/etcd_password (or its TLS client)
      └── TracingUnavailable       tracing.enable() without opentelemetry-api (the otel extra)
 
 Components add their own branch here (one root per component, e.g. ``CacheError``),
@@ -59,6 +60,7 @@ __all__ = [
     "DBTimeout",
     "DBUnavailable",
     "GochatError",
+    "IdGenAuthFailed",
     "IdGenError",
     "IdGenUnavailable",
     "LockError",
@@ -319,6 +321,20 @@ class IdGenUnavailable(IdGenError, ComponentUnavailable):
     """etcd (the machine-ID registry) is unreachable or failed a request."""
 
 
+class IdGenAuthFailed(IdGenUnavailable):
+    """etcd refused the credentials (``etcd_user``/``etcd_password``: a wrong password,
+    an unknown user, auth required but none given, permission denied). At start this
+    stops the service; later the keeper retries (an operator may fix the user).
+
+    Example::
+
+        try:
+            async with open_service(settings) as svc: ...
+        except IdGenAuthFailed as exc:
+            print(f"fix [idgen] etcd_user/etcd_password: {exc}")
+    """
+
+
 class TracingUnavailable(GochatError):
     """Spans were asked for (:func:`gochat_actors.tracing.enable`) and OpenTelemetry is
     not installed: ``pip install 'gochat-actors[otel]'``.
@@ -364,6 +380,7 @@ for _cls in (
     MachineIdsExhausted,
     ClockBehind,
     IdGenUnavailable,
+    IdGenAuthFailed,
     TracingUnavailable,
 ):
     _cls.__module__ = "gochat_actors"

@@ -89,17 +89,29 @@ class BackendOwner(Generic[B]):
                 _log.info("backend ready", component=self._what)
                 while True:
                     await trio.sleep(self._probe_interval)
+                    why = await self._not_ready(backend)
                     try:
                         await self._ping(backend)
                     except GochatError as exc:
-                        set_health(Health.DEGRADED, str(exc))
+                        set_health(Health.FAILED if why else Health.DEGRADED, why or str(exc))
                     else:
-                        set_health(Health.OK)
+                        set_health(Health.FAILED if why else Health.OK, why or "")
                     progress()
             finally:
                 self._slot.clear()
                 with cleanup_scope(self._op_timeout):
                     await backend.aclose()
+
+    async def _not_ready(self, backend: B) -> str | None:
+        """Why the backend's servers cannot serve now, for backends that can tell (a
+        Sentinel backend: no master); ``FAILED`` health, so ``/readyz`` says not ready."""
+        check = getattr(backend, "not_ready", None)
+        if check is None:
+            return None
+        with trio.move_on_after(self._op_timeout):
+            why: str | None = await check()
+            return why
+        return f"{self._what}: no answer about readiness within {self._op_timeout:g}s"
 
     async def _ping(self, backend: B) -> None:
         with trio.move_on_after(self._op_timeout) as scope:

@@ -7,6 +7,7 @@ Imported only by the Redis backends, so importing :mod:`gochat_actors` loads no 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
@@ -20,17 +21,25 @@ from coredis.retry import NoRetryPolicy
 
 from ._dsn import Dsn, mask_urls
 from ._exceptions import GochatError
+from ._redis_cluster import CLUSTER_SCHEMES, cluster_client
 
 __all__ = ["DRIVER_ERRORS", "open_redis_backend", "open_redis_client", "translate"]
 
 
 @asynccontextmanager
 async def open_redis_client(
-    url: Dsn | str, *, connect_timeout: float = 1.0, max_connections: int | None = None
+    url: Dsn | str,
+    *,
+    connect_timeout: float = 1.0,
+    max_connections: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[coredis.Redis[bytes]]:
     """A coredis client (bytes replies, no automatic retries) for the ``async with`` block.
 
-    Connections open lazily; callers make the first round trip themselves.
+    Connections open lazily; callers make the first round trip themselves. A
+    ``redis+cluster://`` (``rediss+cluster://``) URL gives the cluster client (typed as
+    the plain one: the commands our backends use are the same). ``ssl_context`` is for
+    ``rediss://`` URLs (without one, coredis' default: the system's CAs).
 
     Example::
 
@@ -38,18 +47,29 @@ async def open_redis_client(
             await client.ping()
     """
     dsn = url if isinstance(url, Dsn) else Dsn(url)
-    client: coredis.Redis[bytes] = coredis.Redis.from_url(
-        dsn.reveal(),
-        decode_responses=False,
-        retry_policy=NoRetryPolicy(),  # our callers decide what is safe to retry
-        connect_timeout=connect_timeout,
-        max_connections=max_connections,
-        verify_version=False,  # saves a lookup per command; we use no version-gated command
-    )
-    pool = client.connection_pool
-    if pool.connection_class is TCPConnection:
-        pool.connection_class = _TCPConnection
-    _refuse_connections_once_closed(pool)
+    client: Any
+    if dsn.scheme in CLUSTER_SCHEMES:
+        client = cluster_client(
+            dsn,
+            connect_timeout=connect_timeout,
+            ssl_context=ssl_context,
+            max_connections=max_connections,
+        )
+    else:
+        tls: dict[str, Any] = {} if ssl_context is None else {"ssl_context": ssl_context}
+        client = coredis.Redis.from_url(
+            dsn.reveal(),
+            decode_responses=False,
+            retry_policy=NoRetryPolicy(),  # our callers decide what is safe to retry
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            verify_version=False,  # saves a lookup per command; we use no version-gated command
+            **tls,
+        )
+        pool = client.connection_pool
+        if pool.connection_class is TCPConnection:
+            pool.connection_class = _TCPConnection
+        _refuse_connections_once_closed(pool)
     real: BaseException | None = None
     try:
         async with client:  # the pool's task group: it wraps what the block raises
@@ -62,7 +82,6 @@ async def open_redis_client(
         raise real  # outside the except block: no group in its context
 
 
-
 class _Closable(Protocol):
     async def aclose(self) -> None: ...
 
@@ -72,22 +91,29 @@ B = TypeVar("B", bound=_Closable)
 
 @asynccontextmanager
 async def open_redis_backend(
-    url: Dsn | str, make: Callable[[coredis.Redis[bytes]], B], *, op_timeout: float = 1.0
+    url: Dsn | str,
+    make: Callable[[coredis.Redis[bytes]], B],
+    *,
+    op_timeout: float = 1.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[B]:
     """The backend ``make(client)`` builds over a new coredis client, for the ``async
-    with`` block; closed (then the client) when it ends.
+    with`` block; closed (then the client) when it ends. ``ssl_context``: for TLS URLs.
 
     Example::
 
         async with open_redis_backend(url, RedisCache, op_timeout=1.0) as backend:
             await backend.ping()
     """
-    async with open_redis_client(url, connect_timeout=op_timeout) as client:
+    async with open_redis_client(
+        url, connect_timeout=op_timeout, ssl_context=ssl_context
+    ) as client:
         backend = make(client)
         try:
             yield backend
         finally:
             await backend.aclose()
+
 
 _STREAMS = (
     "_write_buffer_in",
@@ -173,6 +199,9 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (
 
 _UNAVAILABLE = (
     coredis.exceptions.ConnectionError,  # ProtocolError, BusyLoadingError included
+    coredis.exceptions.SentinelError,  # no master known, or a demoted one (redis+sentinel)
+    coredis.exceptions.ClusterDownError,  # a cluster with slots no master serves
+    coredis.exceptions.TryAgainError,  # a cluster moving the keys' slot: try later
     OSError,
     anyio.BrokenResourceError,
     anyio.ClosedResourceError,

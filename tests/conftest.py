@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from gochat_actors._bridge import tuning_enabled
 from tests import _servers
 from tests._clusters import (
     EtcdCluster,
@@ -45,8 +46,15 @@ SERVER_FIXTURES: dict[str, Server] = {
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with the servers its fixtures need (so ``-m "not kafka"`` works)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with the servers its fixtures need (so ``-m "not kafka"`` works).
+    With the bridge's tuning off (``GOCHAT_BRIDGE_TUNING=off``), the tests of the tuning
+    itself (marked ``bridge_tuning``) are deselected: everything else must pass."""
+    if not tuning_enabled():
+        tuning = [item for item in items if item.get_closest_marker("bridge_tuning")]
+        if tuning:
+            config.hook.pytest_deselected(items=tuning)
+            items[:] = [item for item in items if item not in tuning]
     for item in items:
         names = getattr(item, "fixturenames", ())
         for server in sorted({SERVER_FIXTURES[n] for n in names if n in SERVER_FIXTURES}):

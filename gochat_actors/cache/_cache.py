@@ -39,7 +39,7 @@ def _check_key(key: object) -> str:
 def _connector(settings: CacheSettings, store: MemoryStore | None) -> CacheConnector:
     """The backend the settings' URL names (``store``: the key space of ``memory://``)."""
     factory = BACKENDS.factory(settings.url.scheme)
-    return factory(settings.url, settings.key_prefix, settings.op_timeout, store)
+    return factory(settings.url, settings.key_prefix, settings.op_timeout, store, tls=settings.tls)
 
 
 class Cache(BackendOwner[CacheBackend]):

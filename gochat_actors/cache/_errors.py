@@ -12,7 +12,6 @@ from .._redis import translate as translate_redis
 __all__ = ["DRIVER_ERRORS", "translate"]
 
 
-
 def translate(exc: Exception, what: str) -> GochatError:
     """The cache's exception for the driver's ``exc`` raised by ``what`` (raise it
     ``from exc``): :class:`~gochat_actors.CacheUnavailable`,

@@ -16,7 +16,8 @@ def check_runtime(settings: Settings) -> list[SettingsProblem]:
     """The problems of ``settings`` that depend on this machine, which
     :func:`load_settings` leaves alone (a file may be checked on one machine and used on
     another): a ``log.outputs`` file whose directory is missing or not writable, that
-    is a directory, or that the system refuses as a path (a name too long, a NUL).
+    is a directory, or that the system refuses as a path (a name too long, a NUL); an
+    ``idgen.etcd_*_file`` that is not a readable file.
     ``gochat-actors check-config`` reports them; ``open_service`` refuses to start with
     them (:class:`~gochat_actors.SettingsError`).
 
@@ -35,6 +36,24 @@ def check_runtime(settings: Settings) -> list[SettingsProblem]:
             why = f"cannot be used: {exc.strerror or exc}"
         if why:
             problems.append(SettingsProblem("log.outputs", source, f"{output}: {why}"))
+    return problems + _unreadable_etcd_files(settings)
+
+
+def _unreadable_etcd_files(settings: Settings) -> list[SettingsProblem]:
+    sources = settings_sources(settings)
+    problems = []
+    for name in ("etcd_ca_file", "etcd_cert_file", "etcd_key_file"):
+        given = getattr(settings.idgen, name)
+        if not given:
+            continue
+        path = Path(given)
+        try:
+            why = "" if path.is_file() and os.access(path, os.R_OK) else "not a readable file"
+        except (OSError, ValueError) as exc:  # a NUL, a name too long
+            why = f"cannot be used: {exc}"
+        if why:
+            source = str(sources[f"idgen.{name}"])
+            problems.append(SettingsProblem(f"idgen.{name}", source, f"{given}: {why}"))
     return problems
 
 

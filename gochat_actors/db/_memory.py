@@ -134,24 +134,28 @@ class MemoryDB:
     def server(
         self, url: Dsn, *, name: str, role: ServerRole, pool_size: int, metrics: Metrics | None
     ) -> MemoryServer:
-        """The server called ``name``, made on first use (the DBBackend method)."""
+        """The server called ``name``, made on first use (the DBBackend method): the
+        manager that asks gives it its ``metrics``."""
+        server = self._get(name, role)
+        server.metrics = metrics
+        return server
+
+    def _get(self, name: str, role: ServerRole) -> MemoryServer:
         server = self.servers.get(name)
         if server is None:
             if role == "replica" and not self._binlog.enabled:
                 raise ValueError(f"no replica {name!r}: this MemoryDB has replication=False")
             server = self.servers[name] = MemoryServer(name, role, self._binlog)
-        server.metrics = metrics
         return server
 
     @property
     def primary(self) -> MemoryServer:
-        """The primary (made on first use)."""
-        return self.server(Dsn(""), name="primary", role="primary", pool_size=1, metrics=None)
+        """The primary (made on first use). Reaching it leaves the manager's metrics on it."""
+        return self._get("primary", "primary")
 
     def replica(self, index: int = 0) -> MemoryServer:
         """Replica number ``index`` (made on first use)."""
-        name = f"replica-{index}"
-        return self.server(Dsn(""), name=name, role="replica", pool_size=1, metrics=None)
+        return self._get(f"replica-{index}", "replica")
 
 
 class MemoryServer(PauseSwitch):

@@ -165,7 +165,6 @@ class ReplicaRouter:
             reasons = {r.name: r.reason for r in self.replicas}
             _log.warning("db.reads_on_primary", reason="no healthy replica", replicas=reasons)
 
-
     async def primary(self) -> DBServer:
         return await self.slot.get(self._wait)
 

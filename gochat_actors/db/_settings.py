@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 from pydantic_settings import NoDecode
 
 from .._dsn import Dsn, DsnSchemes
 from .._section import NonNegativeSeconds, PositiveSeconds, Section, split_list
+from .._tls import mysql_tls_files
 
 __all__ = ["DBSettings", "DBUrl"]
 
-DBUrl = Annotated[Dsn, DsnSchemes("mysql+aiomysql", "sqlite+aiosqlite")]
-"""A database URL: ``mysql+aiomysql://user:pass@host:3306/db`` or ``sqlite+aiosqlite:///path``."""
+
+def _check_tls(dsn: Dsn) -> Dsn:
+    """The TLS files a MySQL URL names (``?ssl_ca=...&ssl_cert=...&ssl_key=...``) exist,
+    load, and come as a certificate with its key."""
+    if dsn.scheme.startswith("mysql"):
+        problems = mysql_tls_files(dsn.query).problems()
+        if problems:
+            raise PydanticCustomError("dsn_tls", "; ".join(problems))
+    return dsn
+
+
+DBUrl = Annotated[Dsn, DsnSchemes("mysql+aiomysql", "sqlite+aiosqlite"), AfterValidator(_check_tls)]
+"""A database URL: ``mysql+aiomysql://user:pass@host:3306/db`` or ``sqlite+aiosqlite:///path``;
+TLS to MySQL/MariaDB with ``?ssl_ca=/path/ca.pem`` (and ``ssl_cert``, ``ssl_key``)."""
 
 
 class DBSettings(Section):

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.orm import Session
 
 from .._exceptions import BridgeNotRunning, DBError, DBUnavailable
+from .._tls import MYSQL_TLS_PARAMS, mysql_tls_files
 from ..log import get_logger
 from ._errors import driver_code, is_db_failure, translate, watch_driver_errors
 from ._protocol import COMMIT_GRACE, CommitState, ReplicaStatus, ServerRole, end_session
@@ -105,6 +106,17 @@ class SQLAlchemyBackend:
         )
 
 
+def _mysql_tls(dsn: Dsn) -> tuple[str | sa.URL, dict[str, Any]]:
+    """``dsn`` for SQLAlchemy without its ``ssl_ca``/``ssl_cert``/``ssl_key`` parameters,
+    and the ``connect_args`` that give aiomysql their ``ssl.SSLContext`` instead (aiomysql
+    takes a context, not the file names SQLAlchemy would pass it). No TLS: unchanged."""
+    files = mysql_tls_files(dsn.query)
+    if not files:
+        return dsn.reveal(), {}
+    url = sa.make_url(dsn.reveal()).difference_update_query(MYSQL_TLS_PARAMS)
+    return url, {"ssl": files.context(error=DBError)}
+
+
 class SQLAlchemyServer:
     """One AsyncEngine (and its pool) for one URL."""
 
@@ -160,18 +172,20 @@ class SQLAlchemyServer:
 
     async def _create_engine(self) -> AsyncEngine:
         options: dict[str, Any] = {"hide_parameters": True, "pool_reset_on_return": None}
+        url: str | sa.URL = self.url.reveal()
         if not self.sqlite:
+            url, connect_args = _mysql_tls(self.url)
             options.update(
                 pool_size=self._pool_size,
                 max_overflow=0,
                 pool_recycle=POOL_RECYCLE,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT},
+                connect_args={"connect_timeout": CONNECT_TIMEOUT, **connect_args},
             )
         try:
-            engine = create_async_engine(self.url.reveal(), **options)
+            engine = create_async_engine(url, **options)
             if not self.sqlite:  # one connection for probes, one more for a KILL QUERY
                 options.update(pool_size=1, max_overflow=1)
-                self._probe_engine = create_async_engine(self.url.reveal(), **options)
+                self._probe_engine = create_async_engine(url, **options)
         except ImportError as exc:  # the driver is an optional dependency
             mysql = self.url.scheme.startswith("mysql")
             hint = "pip install 'gochat-actors[mysql]'" if mysql else "pip install aiosqlite"

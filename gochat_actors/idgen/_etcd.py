@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import trio
 
 from .._dsn import mask_urls
-from .._exceptions import IdGenUnavailable, MachineIdLost
-from ._errors import DRIVER_ERRORS, loads, reply_error, translate
+from .._exceptions import IdGenAuthFailed, IdGenUnavailable, MachineIdLost
+from ._errors import DRIVER_ERRORS, TokenRejected, loads, reply_error, translate
 from ._protocol import Compare, Get, KeyValue, Op, Put, TxnResult
 
 __all__ = ["HttpEtcd"]
@@ -111,6 +113,11 @@ class HttpEtcd:
 
     Every call is one POST with a ``timeout`` (seconds); failures raise
     :class:`~gochat_actors.IdGenUnavailable` with the httpx error as ``__cause__``.
+    With ``user``, it authenticates first (``/v3/auth/authenticate``) and sends the token
+    with every request; a token etcd no longer accepts (expired, or the member restarted)
+    is renewed once per request. A refused password is
+    :class:`~gochat_actors.IdGenAuthFailed`. ``verify`` is the TLS context for https://
+    (a CA, a client certificate), as httpx takes it.
 
     Example::
 
@@ -121,13 +128,67 @@ class HttpEtcd:
             await etcd.aclose()
     """
 
-    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        user: str = "",
+        password: str = "",
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.url = url.rstrip("/")
-        self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+        self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout, verify=verify)
+        self._user = user
+        self._password = password
+        self._token: str | None = None  # None: authenticate before the next request
+        self._auth_lock = trio.Lock()
+        self.authentications = 0
+        """How many tokens it obtained (the first one, then one per renewal)."""
 
     async def _call(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        if not self._user:
+            try:
+                return await self._post(path, body, what, None)
+            except TokenRejected as exc:
+                raise IdGenAuthFailed(
+                    f"{exc} (etcd has auth enabled: set [idgen] etcd_user and etcd_password)"
+                ) from None
+        token = await self._authenticated(None)
+        try:
+            return await self._post(path, body, what, token)
+        except TokenRejected:
+            token = await self._authenticated(token)  # once: a second refusal is raised
+            return await self._post(path, body, what, token)
+
+    async def _authenticated(self, rejected: str | None) -> str:
+        """A token to send: the current one, or a new one when there is none yet or the
+        current one is ``rejected`` (concurrent callers authenticate once)."""
+        async with self._auth_lock:
+            if self._token is None or self._token == rejected:
+                self._token = None
+                body = {"name": self._user, "password": self._password}
+                try:
+                    reply = await self._post("/v3/auth/authenticate", body, "authenticate", None)
+                except TokenRejected as exc:  # "user name is empty": no user sent
+                    raise IdGenAuthFailed(str(exc)) from None
+                except IdGenAuthFailed as exc:
+                    if "not enabled" not in str(exc):
+                        raise IdGenAuthFailed(
+                            f"{exc} (as etcd user {self._user!r}: check [idgen] etcd_user "
+                            "and etcd_password)"
+                        ) from None
+                    reply = {"token": ""}  # auth is off: requests go without a token
+                self._token = str(reply.get("token") or "")
+                self.authentications += 1
+            return self._token
+
+    async def _post(
+        self, path: str, body: dict[str, Any], what: str, token: str | None
+    ) -> dict[str, Any]:
         data = json.dumps(body, separators=(",", ":")).encode()
-        request = self._client.build_request("POST", path, content=data, headers=_JSON)
+        headers = {**_JSON, "Authorization": token} if token else _JSON
+        request = self._client.build_request("POST", path, content=data, headers=headers)
         request.stream = _Body(data)
         try:
             response = await self._client.send(request)

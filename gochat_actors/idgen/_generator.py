@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import socket
 import uuid
 from dataclasses import dataclass
@@ -28,6 +29,18 @@ _FLUSH_EVERY_MS = 250  # how often the issued-IDs counter reaches Prometheus
 _MAX_SPINS = 10_000_000  # clock reads waiting for the next ms before calling it frozen
 _BATCH_MS = 16  # a next_ids batch is at most this many milliseconds' worth of sequence ...
 _MAX_BATCH = 65_536  # ... and at most this many IDs
+
+
+def _default_request_timeout(settings: IdGenSettings) -> float:
+    """One etcd request's bound: a third of the TTL (at most 5 s). With several members,
+    also at most half the slack between a renewal and the deadline it must beat
+    (``2/3 lease_ttl - margin``): a renewal whose member hangs then moves to another
+    member and still lands in time."""
+    timeout = max(0.1, min(5.0, settings.lease_ttl / 3))
+    if len(settings.etcd_members) > 1:
+        slack = settings.lease_ttl * 2 / 3 - settings.margin
+        timeout = max(0.1, min(timeout, slack / 2))
+    return timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +70,9 @@ class IdGenerator:
     issued at once (one instance per machine ID: nothing stops two processes from using
     the same one). With an etcd URL (or ``memory://``, or ``backend=``) the child from
     :meth:`spec` leases a free machine ID and keeps it; IDs are issued only while the
-    lease is surely held, else :class:`~gochat_actors.MachineIdLost`.
+    lease is surely held, else :class:`~gochat_actors.MachineIdLost`. ``request_timeout``
+    bounds one etcd request to one member (default: ``lease_ttl / 3``, at most 5 s; for
+    a cluster also at most ``(2/3 lease_ttl - margin) / 2``).
 
     Time is the wall clock read once, here, plus monotonic time since: a wall-clock step
     inside the process changes nothing, and IDs from one generator strictly increase.
@@ -96,6 +111,7 @@ class IdGenerator:
         "_renewals",
         "_reported",
         "_request_timeout",
+        "_rng",
         "_running",
         "_seq",
         "_shift",
@@ -113,10 +129,17 @@ class IdGenerator:
         clock: IdClock | None = None,
         backend: EtcdBackend | None = None,
         request_timeout: float | None = None,
+        seed: int | None = None,
     ) -> None:
         if not isinstance(settings, IdGenSettings):
             raise TypeError(f"settings must be an IdGenSettings, got {type(settings).__name__}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.settings = settings
+        # The keeper's draws (the first machine ID tried, retry jitter): one stream for
+        # the generator's whole life, replayable from `seed` (open_service passes its
+        # supervisor's), from the OS otherwise.
+        self._rng = random.Random(None if seed is None else f"gochat-idgen:{seed}")
         self.layout = SnowflakeLayout(
             epoch_ms=settings.epoch_ms,
             timestamp_bits=settings.timestamp_bits,
@@ -129,7 +152,7 @@ class IdGenerator:
         self._backend = backend
         if request_timeout is not None and not (0 < request_timeout < math.inf):
             raise ValueError(f"request_timeout must be > 0 and finite, got {request_timeout!r}")
-        self._request_timeout = request_timeout or max(0.1, min(5.0, settings.lease_ttl / 3))
+        self._request_timeout = request_timeout or _default_request_timeout(settings)
         self._clock: IdClock = clock if clock is not None else SystemClock()
         self._mono = self._clock.monotonic_ns
         mono = self._mono()
@@ -401,6 +424,11 @@ class IdGenerator:
             valid_until=math.inf if static else self._valid_until_ns / 1e9,
         )
 
+    @property
+    def request_timeout(self) -> float:
+        """The bound of one etcd request to one member, in seconds."""
+        return self._request_timeout
+
     def spec(self, id: str = "idgen", **spec_options: Any) -> ChildSpec:
         """The child that holds the machine ID: it starts once IDs can be issued, keeps
         the lease alive, reacquires after a loss, and frees the ID when stopped.
@@ -483,6 +511,10 @@ class GeneratorLease:
     @property
     def machine_id(self) -> int | None:
         return self._gen._machine_id
+
+    @property
+    def rng(self) -> random.Random:
+        return self._gen._rng
 
     @property
     def valid_until_ns(self) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,7 +24,8 @@ from supervisors import Backoff, Health, cleanup_scope, progress, set_health
 from .._exceptions import IdGenError, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
 from .._tracing import idgen_event, idgen_span
 from ..log import get_logger
-from ._backends import BACKENDS
+from ._backends import BACKENDS, EtcdOptions
+from ._cluster import ClusterEtcd
 from ._lease import LeaseHolder
 from ._protocol import Compare, Delete, EtcdBackend, Get, Put, TxnResult, prefix_end
 
@@ -89,7 +89,8 @@ def _open_backend(gen: LeaseHolder) -> tuple[EtcdBackend, bool]:
     if gen.backend is not None:
         return gen.backend, False
     url = gen.settings.etcd
-    return BACKENDS.factory(url.scheme)(url, gen.request_timeout), True
+    options = EtcdOptions.from_settings(gen.settings)
+    return BACKENDS.factory(url.scheme)(url, gen.request_timeout, options), True
 
 
 async def run_keeper(gen: LeaseHolder, *, started: Callable[[], None]) -> None:
@@ -142,6 +143,8 @@ class _Keeper:
         self.interval_ns = round(settings.lease_ttl / 3 * 1e9)
         self.max_wait_ms = 2 * self.ttl_ms  # a longer wait: try another free ID first
         self.timeout = gen.request_timeout
+        if isinstance(backend, ClusterEtcd):  # a request may try every member in turn
+            self.timeout = max(self.timeout, backend.request_bound)
         # Retry a failed renewal at least every margin/2 (and TTL/3): the lease may
         # outlive our deadline by `margin`, the window in which it can still be saved.
         retry_max = min(self.ttl / 3, max(self.margin / 2, 0.05))
@@ -154,7 +157,7 @@ class _Keeper:
         self.wait_backoff = Backoff(
             initial=min(0.5, wait_max), maximum=wait_max, multiplier=2.0, jitter=0.2
         )
-        self.rng = random.Random()
+        self.rng = gen.rng  # the generator's: seeded, a run replays its machine IDs
         self.lease: int | None = None
         self.claim: _Claim | None = None
         self.sent_ns = 0  # when the last acknowledged keepalive was sent
@@ -323,16 +326,25 @@ class _Keeper:
         return sent
 
     async def _try_claim(self, machine_id: int, lease: int) -> _Claim | None:
-        key = self._key(machine_id)
+        key, mine = self._key(machine_id), _encode(self.gen.owner)
+        last = Get(self._last_key(machine_id))
         result = await self._call(
             "txn",
             self.backend.txn,
             [Compare(key, "create", 0)],
-            [Put(key, _encode(self.gen.owner), lease), Get(self._last_key(machine_id))],
+            [Put(key, mine, lease), last],
+            [Get(key), last],
         )
-        if not result.succeeded:
-            return None
         claim = _Claim(machine_id, result.revision, 0)
+        if not result.succeeded:
+            # Held: by someone else, or by this very claim sent before to a member that
+            # applied it and then failed to answer (the cluster client resent it).
+            held = result.responses[0]
+            if not (isinstance(held, list) and held and held[0].lease == lease):
+                return None
+            if held[0].value != mine:
+                return None
+            claim.revision = held[0].create_revision
         found = result.responses[1]
         previous = _decode(found[0].value) if isinstance(found, list) and found else None
         if isinstance(found, list) and found:

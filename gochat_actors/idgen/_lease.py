@@ -4,6 +4,7 @@ import nothing of each other. ``IdGenerator`` hands the keeper a ``GeneratorLeas
 
 from __future__ import annotations
 
+import random
 from typing import Protocol
 
 from ._layout import SnowflakeLayout
@@ -57,6 +58,11 @@ class LeaseHolder(Protocol):
     @property
     def machine_id(self) -> int | None:
         """The machine ID last installed, held or not."""
+        ...
+
+    @property
+    def rng(self) -> random.Random:
+        """The generator's random stream (seeded: a run replays), for the keeper's draws."""
         ...
 
     @property

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic_core import PydanticCustomError
 
 from .._dsn import Dsn
 from .._section import (
@@ -15,11 +16,13 @@ from .._section import (
     raise_cross_field_errors,
 )
 from ._backends import BACKENDS
+from ._members import members_of, parse_members
 
 __all__ = ["EtcdUrl", "IdGenSettings"]
 
-EtcdUrl = Annotated[Dsn, BACKENDS.url_check(allow_empty=True)]
-"""An etcd v3 JSON-gateway URL (``http://127.0.0.1:2379``), ``memory://``, or empty."""
+EtcdUrl = Annotated[Dsn, BeforeValidator(parse_members), BACKENDS.url_check(allow_empty=True)]
+"""An etcd v3 JSON-gateway URL (``http://127.0.0.1:2379``), several comma-separated
+(``http://a:2379,http://b:2379``: an :class:`EtcdMembers`), ``memory://``, or empty."""
 
 
 class IdGenSettings(Section):
@@ -30,13 +33,31 @@ class IdGenSettings(Section):
     Example::
 
         IdGenSettings(etcd="http://127.0.0.1:2379", lease_ttl=10.0, margin=2.0)
+        IdGenSettings(etcd="https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379",
+                      etcd_user="gochat", etcd_password="...", etcd_ca_file="/etc/etcd/ca.pem")
     """
 
     etcd: EtcdUrl = Field(
         default=Dsn(""),
         description="Empty: the static `machine_id` (single instance only). "
-        "Else etcd `http(s)://host:2379` (or `memory://`) to lease a machine ID.",
+        "Else etcd `http(s)://host:2379` (or `memory://`) to lease a machine ID; a cluster "
+        "as its comma-separated members `http://a:2379,http://b:2379,http://c:2379`.",
     )
+    etcd_user: str = Field(
+        default="", description="etcd v3 auth user name (empty: no authentication)."
+    )
+    etcd_password: SecretStr = Field(
+        default=SecretStr(""), description="etcd v3 auth password (secret: always masked)."
+    )
+    etcd_ca_file: str = Field(
+        default="",
+        description="PEM CA bundle that signs the https:// members' certificates "
+        "(empty: the system's CAs).",
+    )
+    etcd_cert_file: str = Field(
+        default="", description="PEM client certificate for https:// members (with a key)."
+    )
+    etcd_key_file: str = Field(default="", description="PEM private key of `etcd_cert_file`.")
     machine_id: int = Field(default=1, ge=0, description="Machine ID used when `etcd` is empty.")
     key_prefix: str = Field(
         default="/gochat/machine_ids/",
@@ -64,6 +85,45 @@ class IdGenSettings(Section):
     def max_machine_id(self) -> int:
         """The largest machine ID the bit split allows."""
         return (1 << self.machine_bits) - 1
+
+    @property
+    def etcd_members(self) -> tuple[Dsn, ...]:
+        """The etcd member URLs (one for a single URL, none when ``etcd`` is empty)."""
+        return members_of(self.etcd)
+
+    def _etcd_problems(self) -> list[PydanticCustomError]:
+        """Auth and TLS settings that cannot work with the ``etcd`` given."""
+        problems = []
+        scheme = self.etcd.scheme
+        password = self.etcd_password.get_secret_value()
+        if (self.etcd_user or password) and scheme not in ("http", "https"):
+            problems.append(
+                cross_field_error(
+                    ("etcd_user", "etcd_password", "etcd"),
+                    "etcd_user/etcd_password are set but etcd is not an http(s):// URL",
+                )
+            )
+        elif password and not self.etcd_user:
+            problems.append(
+                cross_field_error(("etcd_password", "etcd_user"), "etcd_password needs etcd_user")
+            )
+        tls_files = (self.etcd_ca_file, self.etcd_cert_file, self.etcd_key_file)
+        if any(tls_files) and scheme != "https":
+            problems.append(
+                cross_field_error(
+                    ("etcd_ca_file", "etcd_cert_file", "etcd_key_file", "etcd"),
+                    "etcd TLS files are set but the etcd members are not https://",
+                )
+            )
+        elif bool(self.etcd_cert_file) != bool(self.etcd_key_file):
+            problems.append(
+                cross_field_error(
+                    ("etcd_cert_file", "etcd_key_file"),
+                    "etcd_cert_file and etcd_key_file go together (a client certificate "
+                    "and its key)",
+                )
+            )
+        return problems
 
     @model_validator(mode="after")
     def _check_layout(self) -> Self:
@@ -98,5 +158,6 @@ class IdGenSettings(Section):
                     "run every lease_ttl/3, each lets IDs be issued for lease_ttl - margin",
                 )
             )
+        problems += self._etcd_problems()
         raise_cross_field_errors(self, problems)
         return self

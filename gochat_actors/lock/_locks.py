@@ -224,7 +224,9 @@ class Locks(BackendOwner[LockBackend]):
             connect = backend
         else:
             factory = BACKENDS.factory(self.url.scheme)
-            connect = factory(self.url, self.key_prefix, op_timeout, self.store)
+            # TLS files go with the url they were given beside
+            tls = settings.tls if settings.url or cache_settings is None else cache_settings.tls
+            connect = factory(self.url, self.key_prefix, op_timeout, self.store, tls=tls)
         super().__init__(
             "locks",
             connect,

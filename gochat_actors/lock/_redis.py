@@ -8,6 +8,7 @@ it is imported only when a ``redis://`` URL is used.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import coredis
@@ -15,10 +16,11 @@ from coredis.exceptions import NoScriptError
 
 from .._checks import check_key_text, ttl_ms
 from .._exceptions import LockError, LockUnavailable
+from .._redis_cluster import colocated_key
 from ._errors import DRIVER_ERRORS, lock_error
 from ._protocol import AcquireResult, lock_keys
 
-__all__ = ["ACQUIRE", "RELEASE", "RENEW", "RedisLockBackend"]
+__all__ = ["ACQUIRE", "RELEASE", "RENEW", "RedisLockBackend", "cluster_lock_keys"]
 
 ACQUIRE = """
 -- KEYS[1] lock, KEYS[2] fence counter; ARGV[1] owner, ARGV[2] ttl (ms)
@@ -56,6 +58,21 @@ return 0
 """
 
 
+def cluster_lock_keys(key_prefix: str, name: str) -> tuple[str, str]:
+    """:func:`lock_keys` on a Redis Cluster: the same two keys whenever they share a hash
+    slot (the ``{name}`` tag, or a tag in ``key_prefix``), else the fence counter gets a
+    numbered suffix that puts it in the lock's slot (a name starting with ``}``, a prefix
+    with an empty ``{}``), so the scripts never touch two slots.
+
+    Example::
+
+        >>> cluster_lock_keys("chat:", "room:42")
+        ('chat:lock:{room:42}', 'chat:lock:{room:42}:fence')
+    """
+    key, _ = lock_keys(key_prefix, name)
+    return key, colocated_key(key, ":fence")
+
+
 _SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (ACQUIRE, RENEW, RELEASE)}
 
 
@@ -68,9 +85,16 @@ class RedisLockBackend:
             result = await backend.acquire("room:42", owner, 10.0)
     """
 
-    def __init__(self, client: coredis.Redis[bytes], *, key_prefix: str = "") -> None:
+    def __init__(
+        self,
+        client: coredis.Redis[bytes],
+        *,
+        key_prefix: str = "",
+        keys: Callable[[str, str], tuple[str, str]] = lock_keys,
+    ) -> None:
         self._client = client
         self._prefix = key_prefix
+        self._keys = keys  # cluster_lock_keys on a Redis Cluster
         self._closed = False
 
     async def _run(self, what: str, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -90,7 +114,7 @@ class RedisLockBackend:
             raise lock_error(exc, what) from exc
 
     async def acquire(self, name: str, owner: str, ttl: float) -> AcquireResult:
-        keys = list(lock_keys(self._prefix, check_key_text(name)))
+        keys = list(self._keys(self._prefix, check_key_text(name)))
         reply = await self._run("lock acquire", ACQUIRE, keys, [owner, ttl_ms(ttl)])
         try:
             acquired, number = int(reply[0]), int(reply[1])
@@ -101,11 +125,11 @@ class RedisLockBackend:
         return AcquireResult(None, max(number, 0) / 1000)
 
     async def renew(self, name: str, owner: str, ttl: float) -> bool:
-        key, _ = lock_keys(self._prefix, check_key_text(name))
+        key, _ = self._keys(self._prefix, check_key_text(name))
         return bool(await self._run("lock renew", RENEW, [key], [owner, ttl_ms(ttl)]))
 
     async def release(self, name: str, owner: str) -> bool:
-        key, _ = lock_keys(self._prefix, check_key_text(name))
+        key, _ = self._keys(self._prefix, check_key_text(name))
         return bool(await self._run("lock release", RELEASE, [key], [owner]))
 
     async def ping(self) -> None:

@@ -13,7 +13,8 @@ from supervisors import Health, cleanup_scope, current_child
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MQError, MQUnavailable
 from ..log import get_logger
-from ._memory import MemoryBackend, MemoryBroker, default_broker
+from ._backends import BACKENDS
+from ._memory import MemoryBroker
 from ._protocol import MQBackend
 from ._settings import MQSettings
 
@@ -53,17 +54,17 @@ class Connection:
             raise TypeError(f"bridge must be a gochat_actors.Bridge, got {type(bridge).__name__}")
         if broker is not None and not isinstance(broker, MemoryBroker):
             raise TypeError(f"broker must be a MemoryBroker, got {type(broker).__name__}")
-        if settings.is_memory:
+        self._factory = BACKENDS.factory(settings.backend)
+        if not self._factory.bridged:
             if bridge is not None:
-                _log.debug("mq bridge given but unused: brokers = memory://")
-        else:
-            if bridge is None:
-                raise ValueError(
-                    f"brokers = {settings.brokers!r} needs bridge=: Kafka runs on the asyncio "
-                    "bridge (start the Bridge as a sibling and pass depends_on=('bridge',))"
-                )
-            if broker is not None:
-                raise ValueError("broker= is the in-memory broker: only with brokers = memory://")
+                _log.debug("mq bridge given but unused", brokers=settings.brokers)
+        elif bridge is None:
+            raise ValueError(
+                f"brokers = {settings.brokers!r} needs bridge=: Kafka runs on the asyncio "
+                "bridge (start the Bridge as a sibling and pass depends_on=('bridge',))"
+            )
+        if broker is not None and not settings.is_memory:
+            raise ValueError("broker= is the in-memory broker: only with brokers = memory://")
         if acks not in ("all", 1, 0):
             raise ValueError(f"acks must be 'all', 1 or 0, got {acks!r}")
         if not isinstance(max_message_bytes, int) or max_message_bytes < 1:
@@ -121,30 +122,9 @@ class Connection:
                     _log.warning("mq close failed", actor=what, error=str(exc))
 
     async def open(self, timeout: float) -> MQBackend:
-        """Connect (one real round trip); raises ``MQUnavailable`` after ``timeout``."""
-        if self.settings.is_memory:
-            broker = self.broker if self.broker is not None else default_broker()
-            return MemoryBackend(broker, max_message_bytes=self.max_message_bytes)
-        from ._kafka import KafkaBackend
-
-        assert self.bridge is not None
-        backend = KafkaBackend(
-            self.settings,
-            self.bridge,
-            acks=self.acks,
-            request_timeout=self.request_timeout,
-            max_message_bytes=self.max_message_bytes,
-        )
-        with trio.move_on_after(timeout) as scope:
-            try:
-                await backend.start()
-            except BridgeError as exc:
-                raise MQUnavailable(f"connect: {exc}") from exc
-        if scope.cancelled_caught:
-            raise MQUnavailable(
-                f"connect: no answer from {self.settings.brokers} within {timeout:g}s"
-            )
-        return backend
+        """Connect (one real round trip); raises ``MQUnavailable`` after ``timeout``.
+        The backend is the one registered for the settings' scheme (``mq/_backends.py``)."""
+        return await self._factory.open(self, timeout)
 
 
 def set_child_health(status: Health, reason: str = "") -> None:

@@ -151,6 +151,9 @@ class Consumer:
         )
         # Made without saying where the broker is: inside a service, the service's.
         self._follows_service = settings is None and bridge is None and broker is None
+        # memory:// without a broker: inside a service on memory://, the service's
+        # memory broker (its settings, svc.settings.mq, say no more than memory://).
+        self._memory_follows_service = broker is None and self._conn.settings.is_memory
         if isinstance(topics, str) or not isinstance(topics, Sequence) or not topics:
             raise TypeError(f"topics must be a non-empty list of topic names, got {topics!r}")
         if not all(isinstance(t, str) and t for t in topics):
@@ -292,13 +295,25 @@ class Consumer:
         """Where this incarnation connects: a consumer made without ``settings=``,
         ``bridge=`` or ``broker=`` and started inside a service consumes from that
         service's broker (Kafka or its memory broker), never from a broker of its own
-        that the service's producer does not write to."""
-        service = service_connection() if self._follows_service else None
+        that the service's producer does not write to. A ``memory://`` consumer without
+        ``broker=`` inside a service on ``memory://`` consumes from that service's memory
+        broker (``settings=service.settings.mq`` included)."""
+        follows = self._follows_service or self._memory_follows_service
+        service = service_connection() if follows else None
         if service is None:
             return self._conn
+        if self._follows_service:
+            return Connection(
+                service.settings,
+                bridge=service.bridge,
+                broker=service.broker,
+                request_timeout=self._conn.request_timeout,
+            )
+        if not service.settings.is_memory:  # memory:// asked for: not the service's Kafka
+            return self._conn
         return Connection(
-            service.settings,
-            bridge=service.bridge,
+            self._conn.settings,
+            bridge=self._conn.bridge,
             broker=service.broker,
             request_timeout=self._conn.request_timeout,
         )

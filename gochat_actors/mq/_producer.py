@@ -5,7 +5,7 @@ hands each caller its own result."""
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import trio
@@ -13,16 +13,17 @@ import trio
 from supervisors import ChildSpec, cleanup_scope
 
 from .._bridge import Bridge
-from .._exceptions import MessageTooLarge, MQError, MQTimeout, MQUnavailable
+from .._exceptions import MessageTooLarge, MQError, MQUnavailable
 from .._slot import Slot
 from .._tracing import message_trace, send_span
 from ..log import get_logger
 from ..metrics import Metrics
+from ._admin import Admin
 from ._connect import Acks, Connection
 from ._memory import MemoryBroker
 from ._message import outgoing_record
 from ._protocol import MQBackend, OutgoingRecord, RecordMetadata, TopicPartition
-from ._sender import Pending, Sender, SendLimits, fresh_error
+from ._sender import Pending, Sender, SendLimits, check_timeout, fresh_error
 from ._settings import MQSettings
 
 __all__ = ["Producer"]
@@ -45,17 +46,6 @@ def _partial(
         return type(error)(text)
     except Exception:  # an exception class with an unusual __init__
         return fresh_error(error)
-
-
-def _check_timeout(timeout: object) -> float:
-    """A call's own ``timeout=``, checked before anything is queued: a NaN deadline
-    would reach the reaper every send shares (and stop it), a non-positive one would
-    send the message and then report it timed out."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
-    if not timeout > 0:  # NaN included
-        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
-    return float(timeout)
 
 
 _OWN_HEADERS = 1024  # more than traceparent + trace_id + timestamp take (trace_id <= 128)
@@ -128,6 +118,10 @@ class Producer:
         self._probe_interval = float(probe_interval)
         self._slot: Slot[Sender] = Slot("mq producer", error=MQUnavailable)
         self._produced: dict[str, Any] = {}
+        self._admin = Admin(self._backend, self._timeout)
+
+    async def _backend(self, wait: float) -> MQBackend:
+        return (await self._slot.get(wait)).backend
 
     @property
     def settings(self) -> MQSettings:
@@ -222,7 +216,7 @@ class Producer:
             record = outgoing_record(topic, value, key, headers, partition=partition)
             if headers or len(value or b"") + len(key or b"") + _OWN_HEADERS > self._max_bytes:
                 self._check_size(record)  # exact; else only our headers: they fit
-            wait = self._timeout if timeout is None else _check_timeout(timeout)
+            wait = self._timeout if timeout is None else check_timeout(timeout)
             deadline = trio.current_time() + wait
             sender = self._slot.value or await self._slot.get(wait)
             pending = sender.enqueue([record], deadline)
@@ -292,7 +286,7 @@ class Producer:
         ]
         for record in records:
             self._check_size(record)
-        wait = self._timeout if timeout is None else _check_timeout(timeout)
+        wait = self._timeout if timeout is None else check_timeout(timeout)
         deadline = trio.current_time() + wait
         # One chunk (max_batch records) at a time, each queued once the one before is
         # acknowledged: flights run concurrently and a broker may apply them in any
@@ -340,16 +334,6 @@ class Producer:
                 f"{limit} bytes limit"
             )
 
-    async def _admin(
-        self, what: str, timeout: float | None, fn: Callable[[MQBackend], Awaitable[T]]
-    ) -> T:
-        wait = self._timeout if timeout is None else _check_timeout(timeout)
-        deadline = trio.current_time() + wait
-        sender = await self._slot.get(wait)
-        with trio.move_on_at(deadline):
-            return await fn(sender.backend)
-        raise MQTimeout(f"{what}: no answer within {wait:g}s")
-
     async def create_topic(
         self, topic: str, partitions: int = 1, *, timeout: float | None = None
     ) -> None:
@@ -359,13 +343,7 @@ class Producer:
 
             await producer.create_topic("chat.messages", partitions=8)
         """
-        if not isinstance(topic, str) or not topic:
-            raise ValueError(f"topic must be a non-empty str, got {topic!r}")
-        if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
-            raise ValueError(f"partitions must be an int >= 1, got {partitions!r}")
-        await self._admin(
-            f"create_topic {topic!r}", timeout, lambda b: b.create_topic(topic, partitions)
-        )
+        await self._admin.create_topic(topic, partitions, timeout=timeout)
 
     async def end_offsets(
         self, partitions: Sequence[TopicPartition], *, timeout: float | None = None
@@ -376,7 +354,7 @@ class Producer:
 
             ends = await producer.end_offsets([TopicPartition("chat.messages", 0)])
         """
-        return await self._admin("end_offsets", timeout, lambda b: b.end_offsets(partitions))
+        return await self._admin.end_offsets(partitions, timeout=timeout)
 
     async def committed(
         self, group_id: str, partitions: Sequence[TopicPartition], *, timeout: float | None = None
@@ -387,7 +365,7 @@ class Producer:
 
             done = await producer.committed("persister", [TopicPartition("chat.messages", 0)])
         """
-        return await self._admin("committed", timeout, lambda b: b.committed(group_id, partitions))
+        return await self._admin.committed(group_id, partitions, timeout=timeout)
 
     def __repr__(self) -> str:
         state = "running" if self._slot.value is not None else "stopped"

@@ -20,9 +20,20 @@ from ..log import get_logger
 from ._message import TRACE_ID_HEADER
 from ._protocol import MQBackend, OutgoingRecord, RecordMetadata
 
-__all__ = ["Pending", "Results", "SendLimits", "Sender", "fresh_error"]
+__all__ = ["Pending", "Results", "SendLimits", "Sender", "check_timeout", "fresh_error"]
 
 _log = get_logger("gochat_actors.mq")
+
+
+def check_timeout(timeout: object) -> float:
+    """A call's own ``timeout=``, checked before anything is queued: a NaN deadline
+    would reach the reaper every send shares (and stop it), a non-positive one would
+    send the message and then report it timed out."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if not timeout > 0:  # NaN included
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    return float(timeout)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,27 +8,43 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from .._section import Section, cross_field_error
+from ._backends import BACKENDS, split_brokers
 
 __all__ = ["MQSettings"]
 
 MEMORY_BROKER = "memory://"
+_FORM = "expected memory://, kafka://host:port[,host:port...] or host:port[,host:port...]"
 
 
 def _check_brokers(value: str) -> str:
     value = value.strip()
-    if value == MEMORY_BROKER:
-        return value
-    if "://" in value:
-        raise PydanticCustomError("brokers_form", "expected memory:// or host:port[,host:port...]")
-    for item in value.split(","):
-        host, sep, port = item.strip().rpartition(":")
+    scheme, rest = split_brokers(value)
+    if scheme not in BACKENDS.schemes:
+        known = ", ".join(f"{s}://" for s in BACKENDS.schemes)
+        raise PydanticCustomError(
+            "brokers_scheme",
+            "unsupported scheme '{scheme}' (expected " + known + ")",
+            {"scheme": scheme},
+        )
+    if scheme == "memory":
+        if rest:
+            raise PydanticCustomError("brokers_form", "memory:// takes nothing after the scheme")
+        return MEMORY_BROKER
+    if not rest.strip():
+        raise PydanticCustomError("brokers_empty", "empty broker list: " + _FORM)
+    members = [item.strip() for item in rest.split(",")]
+    for item in members:
+        if not item:
+            raise PydanticCustomError("brokers_empty", "an empty broker in the list: " + _FORM)
+        host, sep, port = item.rpartition(":")
         if not sep or not host or not port:
             raise PydanticCustomError(
-                "brokers_form", "expected memory:// or host:port[,host:port...]"
+                "brokers_form", "broker '{item}' is not host:port; " + _FORM, {"item": item}
             )
         if not port.isdigit() or not 1 <= int(port) <= 65535:
             raise PydanticCustomError("brokers_port", "broker port must be an integer in 1..65535")
-    return ",".join(item.strip() for item in value.split(","))
+    prefix = f"{scheme}://" if "://" in value else ""
+    return prefix + ",".join(members)
 
 
 class MQSettings(Section):
@@ -41,7 +57,10 @@ class MQSettings(Section):
 
     brokers: Annotated[str, AfterValidator(_check_brokers)] = Field(
         default=MEMORY_BROKER,
-        description="`memory://` (in-process broker) or Kafka bootstrap `host:port[,host:port]`.",
+        description=(
+            "`memory://` (in-process broker) or Kafka bootstrap `host:port[,host:port]`"
+            " (also written `kafka://host:port[,host:port]`)."
+        ),
     )
     client_id: str = Field(default="gochat", min_length=1, description="Kafka client id.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -58,6 +77,11 @@ class MQSettings(Section):
     )
 
     @property
+    def backend(self) -> str:
+        """The scheme of ``brokers`` that picks the backend (``kafka`` for a bare list)."""
+        return split_brokers(self.brokers)[0]
+
+    @property
     def is_memory(self) -> bool:
         """True for the in-process broker (``memory://``)."""
         return self.brokers == MEMORY_BROKER
@@ -65,7 +89,8 @@ class MQSettings(Section):
     @property
     def bootstrap_servers(self) -> list[str]:
         """The ``host:port`` list for the Kafka client (empty for ``memory://``)."""
-        return [] if self.is_memory else self.brokers.split(",")
+        rest = split_brokers(self.brokers)[1]
+        return rest.split(",") if rest else []
 
     @model_validator(mode="after")
     def _check_sasl(self) -> Self:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..cache import MemoryStore
-    from ..db import DBBackend, DBSettings
+    from ..db import DBBackend, DBSettings, MemoryDB
     from ..idgen import EtcdBackend, IdClock
     from ..mq import MemoryBroker
 
@@ -30,14 +30,15 @@ class ServiceBackends:
     broker: MemoryBroker | None = None
 
 
-def embedded_db(settings: DBSettings) -> DBBackend | None:
+def embedded_db(settings: DBSettings) -> MemoryDB | None:
     """The backend of the embedded default ``sqlite+aiosqlite:///:memory:`` (no replica):
     SQLite in place on the trio thread (a :class:`~gochat_actors.db.MemoryDB` keeping no
     binlog), or None for every other URL.
 
     Through aiosqlite the database would live in a thread, whose progress is wall-clock
     time: under ``autojump_clock`` virtual time jumps past every start timeout while the
-    thread works. A SQLite *file* keeps aiosqlite (and its WAL).
+    thread works. A SQLite *file* keeps aiosqlite (and its WAL). The caller owns the
+    result: ``open_service`` closes it once its tree has stopped.
     """
     url = settings.primary
     if not url.scheme.startswith("sqlite") or settings.replicas:

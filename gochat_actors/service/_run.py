@@ -109,9 +109,7 @@ def startup_error(exc: BaseException, *, any_error: bool = False) -> str | None:
     return mask_urls("cannot start: " + "; ".join(reasons))
 
 
-def exit_on_startup_error(
-    exc: BaseException, *, name: str = "gochat", debug: bool = False
-) -> None:
+def exit_on_startup_error(exc: BaseException, *, name: str = "gochat", debug: bool = False) -> None:
     """When ``exc`` is a startup error (:func:`startup_error`), print its line on stderr
     (the traceback before it when ``debug``) and exit with code 1; else return, for the
     caller to re-raise. For command-line programs that start a service their own way.

@@ -16,16 +16,16 @@ from supervisors import ChildSpec, Supervisor, open_supervisor
 from .._bridge import Bridge
 from .._exceptions import ComponentUnavailable, SettingsError
 from .._tracing import leave_trace
-from ..cache import Cache
+from ..cache import Cache, MemoryStore
 from ..config import Settings, check_runtime, load_settings
-from ..db import DBManager
+from ..db import DBManager, MemoryDB
 from ..http import HTTPEndpoints
 from ..idgen import IdGenerator
 from ..lock import Locks
 from ..log import SPAN_ID_KEY, TRACE_ID_KEY, configured, event_logger, get_logger
 from ..metrics import Metrics, RuntimeMetrics
 from ..mq import Connection, MemoryBroker, Producer, consumer_spec
-from ..mq._ambient import using_service_connection
+from ..mq._ambient import serving_connection, using_service_connection
 from ._backends import ServiceBackends, embedded_db
 
 __all__ = ["COMPONENTS", "Service", "open_service", "untraced"]
@@ -238,6 +238,8 @@ async def open_service_on(
     """:func:`open_service` with its components on ``backends`` where given (for
     :func:`gochat_actors.testing.open_test_service`), the service an instance of
     ``service_type``."""
+    if isinstance(components, str):
+        raise TypeError(f"components must be a list of component names, got {components!r}")
     wanted = tuple(COMPONENTS if components is None else components)
     unknown = sorted(set(wanted) - set(COMPONENTS))
     if unknown:
@@ -278,8 +280,11 @@ async def _open_tree(
     if "http" in wanted:
         built["http"] = http = HTTPEndpoints(settings.http, metrics=used)
         specs.append(http.spec("http"))
+    embedded: MemoryDB | None = None  # the service's own: closed when it stops
     if "db" in wanted:
-        db_backend = backends.db if backends.db is not None else embedded_db(settings.db)
+        db_backend = backends.db
+        if db_backend is None:
+            db_backend = embedded = embedded_db(settings.db)
         built["db"] = db = DBManager(settings.db, bridge=bridge, metrics=used, backend=db_backend)
         specs.append(db.spec("db", depends_on=("bridge",)))
     cache: Cache | None = None
@@ -287,15 +292,22 @@ async def _open_tree(
         built["cache"] = cache = Cache(settings.cache, metrics=used, store=backends.cache)
         specs.append(cache.spec("cache"))
     if "locks" in wanted:
-        # With no lock url, locks live where the cache does: the same in-memory store.
-        store = cache.store if cache is not None and not settings.lock.url.reveal() else None
+        # With no lock url, locks live where the cache does: the same in-memory store
+        # (the one given, even without the cache component: one Redis for both).
+        store: MemoryStore | None = None
+        if not settings.lock.url.reveal():
+            store = cache.store if cache is not None else backends.cache
         built["locks"] = locks = Locks(
             settings.lock, cache_settings=settings.cache, metrics=used, store=store
         )
         specs.append(locks.spec("locks"))
     if "ids" in wanted:
         built["ids"] = ids = IdGenerator(
-            settings.idgen, metrics=used, backend=backends.etcd, clock=backends.id_clock
+            settings.idgen,
+            metrics=used,
+            backend=backends.etcd,
+            clock=backends.id_clock,
+            seed=supervisor_options.get("seed"),  # one seed replays the IDs too
         )
         specs.append(ids.spec("ids"))
     if "producer" in wanted:
@@ -310,7 +322,15 @@ async def _open_tree(
     specs.extend(children)
     supervisor_options.setdefault("name", settings.service.name)
     supervisor_options.setdefault("on_event", event_logger())
-    # Where the service's consumers connect, those made without settings too.
-    with using_service_connection(mq):
-        async with open_supervisor([untraced(s) for s in specs], **supervisor_options) as sup:
-            yield service_type(settings, sup, metrics, bridge, built, broker=backends.broker)
+    # Where the service's consumers connect, those made without settings too: the
+    # children started with the tree from this context, those added later (from any
+    # task) from the tree.
+    try:
+        with using_service_connection(mq):
+            async with open_supervisor([untraced(s) for s in specs], **supervisor_options) as sup:
+                with serving_connection(sup, mq):
+                    broker = backends.broker
+                    yield service_type(settings, sup, metrics, bridge, built, broker=broker)
+    finally:
+        if embedded is not None:
+            embedded.close()

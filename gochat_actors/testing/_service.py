@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import random
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .._dsn import Dsn
@@ -102,6 +103,33 @@ def in_memory_settings(settings: Settings, *, db_replicas: int | None = None) ->
     )
 
 
+@contextmanager
+def seeded_random(seed: object) -> Iterator[None]:
+    """Within the block, Python's global ``random`` draws from ``seed`` (a stream of
+    its own, not ``random.seed(seed)``'s); its state before is restored after. ``None``:
+    left alone.
+
+    The components' jitter (lock retries and renewals, DB and consumer retries,
+    dead-letter backoff, the memory broker's partition for a keyless message) and the
+    user's own ``random`` calls then replay with the service's seed, as Hypothesis does
+    for each example.
+
+    Example::
+
+        with seeded_random(7):
+            random.random()     # the same value in every run
+    """
+    if seed is None:
+        yield
+        return
+    state = random.getstate()
+    random.seed(f"gochat-test-service:{seed!r}")
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 @asynccontextmanager
 async def open_test_service(
     settings: Settings | None = None,
@@ -121,7 +149,10 @@ async def open_test_service(
     ``MemoryBroker`` for the producer and the consumers (``svc.consumer_spec``, and
     ``consumer_spec`` without settings). ``svc.faults`` reaches their switches.
     ``open_service_options`` go to ``open_service`` (``children=``, ``components=``,
-    and the root supervisor's ``on_event=``, ``seed=``, ``max_restarts=``...).
+    and the root supervisor's ``on_event=``, ``seed=``, ``max_restarts=``...). With a
+    ``seed=``, Python's global ``random`` draws from that seed inside the block and gets
+    its state back after (:func:`seeded_random`): every draw of the components, and the
+    test's own, replays with the seed.
 
     Example::
 
@@ -135,19 +166,35 @@ async def open_test_service(
 
         settings = Settings(http=HTTPSettings(enabled=False))
     settings = in_memory_settings(settings, db_replicas=db_replicas)
+    components = open_service_options.pop("components", None)
+    if components is not None and not isinstance(components, str):
+        components = tuple(components)  # read twice: by the faults and by open_service
     memdb, store, etcd, broker = MemoryDB(), MemoryStore(), MemoryEtcd(), MemoryBroker()
     backends = ServiceBackends(
         db=memdb, cache=store, etcd=etcd, id_clock=TrioIdClock(), broker=broker
     )
-    faults = ServiceFaults(
-        db=memdb, cache=store, etcd=etcd, broker=broker, replicas=len(settings.db.replicas)
-    )
-    async with open_service_on(
-        settings, backends, service_type=TestService, **open_service_options
-    ) as service:
-        assert isinstance(service, TestService)
-        service.faults = faults
-        try:
-            yield service
-        finally:
-            faults.resume_all()  # a server left paused would hang the components' stop
+    # memdb: closed (its SQLite databases) once the service has stopped
+    with seeded_random(open_service_options.get("seed")), memdb:
+        faults = ServiceFaults(
+            db=memdb,
+            cache=store,
+            etcd=etcd,
+            broker=broker,
+            replicas=len(settings.db.replicas),
+            components=components,
+        )
+        async with open_service_on(
+            settings,
+            backends,
+            service_type=TestService,
+            components=components,
+            **open_service_options,
+        ) as service:
+            assert isinstance(service, TestService)
+            service.faults = faults
+            try:
+                yield service
+            finally:
+                # Before the children stop: a server left paused, or paused again by a
+                # running fault plan, would hang their shutdown work.
+                faults.close()

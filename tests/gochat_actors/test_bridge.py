@@ -12,6 +12,7 @@ import trio.testing
 
 from gochat_actors import Bridge, BridgeError, BridgeNotRunning, GochatError
 from gochat_actors._aiocompat import load_trio_asyncio
+from gochat_actors._bridge import TUNING_ENV, tuning_enabled
 from gochat_actors.log import current_trace_id, trace_context
 
 trio_asyncio = load_trio_asyncio()  # on any Python: gochat_actors/_aiocompat.py
@@ -270,6 +271,7 @@ async def test_can_run_again_after_stopping_but_not_twice_at_once() -> None:
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.bridge_tuning
 async def test_ready_callbacks_run_in_order_and_a_callback_storm_does_not_starve_trio() -> None:
     bridge = Bridge()
     order: list[int] = []
@@ -356,6 +358,7 @@ async def test_timers_fire_in_order_as_they_are_added_moved_and_cancelled(
     assert [after for _, after in fired] == pytest.approx([2.0, 10.0])
 
 
+@pytest.mark.bridge_tuning
 async def test_waiting_with_a_timer_pending_opens_no_cancel_scope(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -383,6 +386,7 @@ async def test_waiting_with_a_timer_pending_opens_no_cancel_scope(
     assert timeouts == 0
 
 
+@pytest.mark.bridge_tuning
 async def test_a_cancelled_timer_is_dropped_not_waited_for() -> None:
     bridge = Bridge()
 
@@ -400,6 +404,7 @@ async def test_a_cancelled_timer_is_dropped_not_waited_for() -> None:
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.bridge_tuning
 async def test_a_socket_read_queues_one_callback_and_unread_data_is_offered_again() -> None:
     bridge = Bridge()
     ours, theirs = socket.socketpair()
@@ -466,6 +471,7 @@ class _TaskSteps(trio.abc.Instrument):
             self.steps += 1
 
 
+@pytest.mark.bridge_tuning
 async def test_a_crossing_and_the_read_it_waits_for_run_without_the_loops_task() -> None:
     bridge = Bridge()
     ours, theirs = socket.socketpair()
@@ -627,4 +633,46 @@ async def test_a_cancellation_inside_cancel_grace_waits_that_long_for_the_task(
         with trio.move_on_after(0.05) as scope:
             await bridge.run_asyncio(commit_like, 0.5)
         assert steps == ["before"]
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("value", "on"), [(None, True), ("on", True), ("OFF", False), (" off ", False)]
+)
+def test_the_tuning_switch(monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool) -> None:
+    if value is None:
+        monkeypatch.delenv(TUNING_ENV, raising=False)
+    else:
+        monkeypatch.setenv(TUNING_ENV, value)
+    assert tuning_enabled() is on
+
+
+def test_a_bad_tuning_switch_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TUNING_ENV, "fast")
+    with pytest.raises(BridgeError, match="GOCHAT_BRIDGE_TUNING must be 'on' or 'off', got 'fast'"):
+        tuning_enabled()
+
+
+async def test_an_untuned_bridge_crosses_and_honours_cancel_grace(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """What the tuning-off test pass relies on: a bridge run with the switch off uses
+    trio-asyncio's loop as it is, and a cancel_grace() still defers the cancellation."""
+    monkeypatch.setenv(TUNING_ENV, "off")
+    bridge = Bridge()
+
+    async def commit_like() -> str:
+        with bridge.cancel_grace(1.0):
+            await asyncio.sleep(0.5)
+        return "committed"
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        assert bridge._ready is None  # untuned
+        got: list[str] = []
+        with trio.move_on_after(0.2) as scope:
+            got.append(await bridge.run_asyncio(commit_like))
+            await trio.lowlevel.checkpoint()
+        assert scope.cancelled_caught
+        assert got == ["committed"]
         nursery.cancel_scope.cancel()

@@ -23,6 +23,9 @@ MODULES = [
     "gochat_actors.log._trace",
     "gochat_actors.metrics._metrics",
     "gochat_actors._w3c",
+    "gochat_actors._tls",
+    "gochat_actors._redis_cluster",
+    "gochat_actors.lock._redis",
 ]
 
 

@@ -17,6 +17,8 @@ from gochat_actors.cache import (
 )
 from gochat_actors.cache._backends import BACKENDS
 from gochat_actors.testing import CACHE_CHECKS, check_cache_backend
+from tests._clusters import RedisCluster, RedisSentinel
+from tests._servers import unique_name
 
 Check = Callable[[CacheBackend], Awaitable[None]]
 
@@ -25,7 +27,7 @@ def _name(check: Check) -> str:
     return getattr(check, "__name__", "check")
 
 
-CHECKED = {"memory", "redis"}
+CHECKED = {"memory", "redis", "redis+sentinel", "redis+cluster"}
 """The backends (by first scheme) whose conformance tests are below."""
 
 
@@ -44,6 +46,22 @@ async def test_memory_backend(check: Check, autojump_clock: trio.testing.MockClo
 @pytest.mark.parametrize("check", CACHE_CHECKS, ids=_name)
 async def test_redis_backend(check: Check, redis_url: str, redis_key_prefix: str) -> None:
     connect = BACKENDS.factory("redis")(Dsn(redis_url), redis_key_prefix, 1.0, None)
+    async with connect() as backend:
+        await check(backend)
+
+
+async def test_sentinel_backend_whole_suite(redis_sentinel: RedisSentinel) -> None:
+    """The whole suite on the master a private Sentinel setup names (one setup: they
+    take a second or two each)."""
+    connect = BACKENDS.factory("redis+sentinel")(Dsn(redis_sentinel.url()), "", 1.0, None)
+    await check_cache_backend(connect)
+
+
+@pytest.mark.parametrize("check", CACHE_CHECKS, ids=_name)
+async def test_redis_cluster_backend(check: Check, redis_cluster: RedisCluster) -> None:
+    """The suite on a private 3-master Redis Cluster: its keys land on every master."""
+    prefix = unique_name("cache", sep=":") + ":"
+    connect = BACKENDS.factory("redis+cluster")(Dsn(redis_cluster.url), prefix, 1.0, None)
     async with connect() as backend:
         await check(backend)
 

@@ -151,7 +151,7 @@ def test_a_bad_value_overridden_later_is_not_a_problem(
         ("idgen", {"etcd": "grpc://h:2379"}, "idgen.etcd", "unsupported scheme"),
         ("idgen", {"margin": 10.0}, "idgen.margin", "margin must be < lease_ttl"),
         ("idgen", {"machine_bits": 11}, "idgen.machine_bits", "must be 63"),
-        ("mq", {"brokers": "kafka://h:9092"}, "mq.brokers", "host:port"),
+        ("mq", {"brokers": "amqp://h:9092"}, "mq.brokers", "unsupported scheme 'amqp'"),
         ("mq", {"brokers": "h:9092,h2:123456"}, "mq.brokers", "1..65535"),
         ("mq", {"security_protocol": "SASL_SSL"}, "mq.security_protocol", "needs sasl_username"),
         ("mq", {"sasl_password": "pw"}, "mq.sasl_password", "not SASL"),

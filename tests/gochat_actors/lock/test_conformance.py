@@ -20,7 +20,9 @@ from gochat_actors.lock import (
 )
 from gochat_actors.lock._backends import BACKENDS
 from gochat_actors.testing import LOCK_CHECKS, check_lock_backend
+from tests._clusters import RedisCluster, RedisSentinel
 from tests._private import PrivateServer
+from tests._servers import unique_name
 
 Check = Callable[[LockBackend], Awaitable[None]]
 
@@ -29,7 +31,7 @@ def _name(check: Check) -> str:
     return getattr(check, "__name__", "check")
 
 
-CHECKED = {"memory", "redis"}
+CHECKED = {"memory", "redis", "redis+sentinel", "redis+cluster"}
 """The backends (by first scheme) whose conformance tests are below."""
 
 
@@ -48,6 +50,22 @@ async def test_memory_backend(check: Check, autojump_clock: trio.testing.MockClo
 @pytest.mark.parametrize("check", LOCK_CHECKS, ids=_name)
 async def test_redis_backend(check: Check, redis_url: str, redis_key_prefix: str) -> None:
     connect = BACKENDS.factory("redis")(Dsn(redis_url), redis_key_prefix, 1.0, None)
+    async with connect() as backend:
+        await check(backend)
+
+
+async def test_sentinel_backend_whole_suite(redis_sentinel: RedisSentinel) -> None:
+    """The whole suite on the master a private Sentinel setup names (one setup: they
+    take a second or two each)."""
+    connect = BACKENDS.factory("redis+sentinel")(Dsn(redis_sentinel.url()), "", 1.0, None)
+    await check_lock_backend(connect)
+
+
+@pytest.mark.parametrize("check", LOCK_CHECKS, ids=_name)
+async def test_redis_cluster_backend(check: Check, redis_cluster: RedisCluster) -> None:
+    """The suite on a private 3-master Redis Cluster: its keys land on every master."""
+    prefix = unique_name("lock", sep=":") + ":"
+    connect = BACKENDS.factory("redis+cluster")(Dsn(redis_cluster.url), prefix, 1.0, None)
     async with connect() as backend:
         await check(backend)
 

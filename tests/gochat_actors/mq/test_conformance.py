@@ -21,8 +21,12 @@ from gochat_actors.mq import (
     RecordMetadata,
     TopicPartition,
 )
+from gochat_actors.mq._backends import BACKENDS
 from gochat_actors.testing import MQ_CHECKS, check_mq_backend
 from tests import _servers
+
+CHECKED = {"memory", "kafka"}
+"""The backends this file runs the suite on: a newly registered one fails the test below."""
 
 Check = Callable[[MQBackend], Awaitable[None]]
 
@@ -79,6 +83,10 @@ def _kafka(settings: MQSettings, bridge: Bridge, created: list[str]) -> Any:
     return make
 
 
+def test_every_registered_backend_is_checked() -> None:
+    assert set(BACKENDS.kinds()) == CHECKED
+
+
 @pytest.mark.parametrize("check", MQ_CHECKS, ids=_name)
 async def test_memory_backend(check: Check, autojump_clock: trio.testing.MockClock) -> None:
     async with Connection(MQSettings(), broker=MemoryBroker()).connect() as backend:
@@ -111,7 +119,8 @@ async def test_closed_backends_are_unavailable(kafka_bootstrap: str, bridge: Bri
         pass
     with pytest.raises(MQUnavailable):
         await memory.ping()
-    async with Connection(MQSettings(brokers=kafka_bootstrap), bridge=bridge).connect() as kafka:
+    kafka_url = f"kafka://{kafka_bootstrap}"  # the scheme's form of the bare host list
+    async with Connection(MQSettings(brokers=kafka_url), bridge=bridge).connect() as kafka:
         pass
     with pytest.raises(MQUnavailable):
         await kafka.ping()

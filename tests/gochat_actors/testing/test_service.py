@@ -323,3 +323,27 @@ async def test_the_gochat_service_fixture(
     gochat_service.faults.cache.resume()
     with pytest.raises(CacheMiss):  # expired meanwhile, on the trio clock
         await gochat_service.cache.get("k")
+
+
+def test_a_seed_replays_the_components_random_draws_and_restores_random() -> None:
+    """Keyless messages land on a partition the memory broker draws from ``random``:
+    with ``seed=`` the draws replay; the global state is given back at exit."""
+    import random
+
+    async def partitions(seed: int) -> list[int]:
+        async with open_test_service(seed=seed) as svc:
+            await svc.producer.create_topic("seeded", partitions=16)
+            got = []
+            for i in range(6):
+                got.append((await svc.producer.send("seeded", b"%d" % i)).partition)
+                await trio.sleep(1.0)  # the sticky partition moves on with each batch
+            return got
+
+    random.seed(12345)
+    before = random.getstate()
+    runs = [trio.run(partitions, 3, clock=trio.testing.MockClock(autojump_threshold=0))]
+    assert random.getstate() == before
+    runs.append(trio.run(partitions, 3, clock=trio.testing.MockClock(autojump_threshold=0)))
+    other = trio.run(partitions, 4, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert runs[0] == runs[1]
+    assert other != runs[0]

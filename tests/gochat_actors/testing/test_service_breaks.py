@@ -1,6 +1,6 @@
 """Defects found in open_test_service, its fault plans and the embedded MemoryDB default
 (issue 21, adversarial review). Each test asserts the documented behaviour and is a
-strict xfail until its defect is fixed."""
+regression test since its fix."""
 
 from __future__ import annotations
 
@@ -21,21 +21,13 @@ from supervisors import ChildSpec
 from .test_service import _replay
 
 
-@pytest.mark.xfail(
-    strict=False,  # two random draws can coincide: non-strict
-    reason="idgen/_keeper.py draws the machine ID and backoffs from an unseeded "
-    "random.Random(): the digest depends on the process, not on the seed",
-)
 def test_a_fault_plan_that_loses_the_id_lease_replays_from_its_seed() -> None:
     # seed 1 pauses etcd past the lease: the machine ID is drawn again, at random
-    runs = [_replay(1, draw) for draw in (0, 1)]
-    assert runs[0][1] == runs[1][1]  # same results...
-    assert runs[0][0] == runs[1][0]  # ...and the same digest
+    runs = [_replay(1, draw) for draw in range(3)]
+    assert runs[0][1] == runs[1][1] == runs[2][1]  # same results...
+    assert runs[0][0] == runs[1][0] == runs[2][0]  # ...and the same digest
 
 
-@pytest.mark.xfail(
-    strict=True, reason="open_test_service never closes its MemoryDB (SQLite left open)"
-)
 async def test_open_test_service_closes_its_memorydb(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -48,10 +40,6 @@ async def test_open_test_service_closes_its_memorydb(
     assert [name for name, s in memdb.servers.items() if s._engine is not None] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open_service's embedded MemoryDB(replication=False) is never closed",
-)
 async def test_open_service_closes_its_embedded_memorydb(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -63,11 +51,6 @@ async def test_open_service_closes_its_embedded_memorydb(
     assert [name for name, s in servers.items() if s._engine is not None] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MemoryDB.primary/replica(i) call server(..., metrics=None), which "
-    "overwrites the metrics the DBManager gave the server",
-)
 async def test_reaching_a_db_server_through_faults_keeps_its_metrics(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -80,11 +63,6 @@ async def test_reaching_a_db_server_through_faults_keeps_its_metrics(
         assert server.metrics is not None  # db_connections_active is still kept
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with components= lacking 'cache', the locks get a MemoryStore of their "
-    "own: svc.faults.cache does not reach them",
-)
 async def test_faults_cache_reaches_the_locks_without_the_cache_component(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -92,10 +70,6 @@ async def test_faults_cache_reaches_the_locks_without_the_cache_component(
         assert svc.faults.cache.keys() != []  # the lock is in the faults' store
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="servers='cache' is taken as its letters: 'unknown servers [a, c, c, e, h]'",
-)
 async def test_fault_plan_servers_as_a_string_gives_a_clear_error(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -105,31 +79,18 @@ async def test_fault_plan_servers_as_a_string_gives_a_clear_error(
         assert "'a'" not in str(info.value), info.value  # not split into letters
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seed=None is accepted: random.Random(None) draws from the OS, so the "
-    "'replayable' plan is not",
-)
 async def test_fault_plan_rejects_seed_none(autojump_clock: trio.testing.MockClock) -> None:
     async with open_test_service() as svc:
         with pytest.raises((TypeError, ValueError), match="seed"):
             await svc.fault_plan(None, duration=5.0)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="duration=True / max_pause=True pass the checks as 1.0 seconds"
-)
 async def test_fault_plan_rejects_bool_durations(autojump_clock: trio.testing.MockClock) -> None:
     async with open_test_service() as svc:
         with pytest.raises((TypeError, ValueError), match="duration"):
             await svc.fault_plan(1, duration=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a consumer given settings=svc.settings.mq (memory://) and no broker consumes "
-    "from a memory broker of its own, never the test service's producer's",
-)
 async def test_a_consumer_given_the_test_services_settings_gets_its_messages(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -157,13 +118,6 @@ async def _run_plan(seed: int) -> tuple[list[PauseServer], list[tuple[float, str
         return list(plan.pauses), plan.applied, svc.faults.cache.paused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_faults.py: a zero-length pause sorts its resume step before its pause "
-    "step, so inside another pause of the same server it resumes it mid-pause; and "
-    "plan.applied sorts one instant's effects by text ('pause' before 'resume'), not "
-    "in the order they were applied (seed 19: 0.075 and 0.656)",
-)
 @settings(max_examples=25, deadline=None)
 @example(seed=19)
 @given(seed=st.integers(0, 2**32))
@@ -186,21 +140,11 @@ async def _first_id() -> int:
         return svc.ids.next_id()
 
 
-@pytest.mark.xfail(
-    strict=False,  # two random draws can coincide: non-strict
-    reason="idgen/_keeper.py picks the machine ID with an unseeded random.Random(): "
-    "IDs, and so a run's results, differ between runs of one seed",
-)
 def test_the_ids_of_a_test_service_replay_from_its_seed() -> None:
     ids = {trio.run(_first_id, clock=trio.testing.MockClock(autojump_threshold=0)) for _ in "ab"}
     assert len(ids) == 1, ids
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ServiceFaults.servers() lists every server whatever components= says: "
-    "a plan over components=['cache'] spends its pauses on db.primary and etcd",
-)
 async def test_a_plan_pauses_only_the_servers_of_started_components(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -211,12 +155,6 @@ async def test_a_plan_pauses_only_the_servers_of_started_components(
         assert {p.server for p in plan.pauses} <= {"cache", "broker"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mq/_ambient.py keys the service's broker on the caller's context: "
-    "svc.add_child(consumer_spec(...)) called from a task started before the service "
-    "gives a consumer on a memory broker of its own",
-)
 async def test_a_consumer_added_from_an_outer_task_follows_the_service(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -241,12 +179,6 @@ async def test_a_consumer_added_from_an_outer_task_follows_the_service(
     assert got == [b"1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open_test_service resumes every server at exit, but a running fault plan "
-    "keeps pausing them while the children started after it stop: their shutdown "
-    "work hangs on a paused server (8.7 virtual s here instead of 0.2)",
-)
 async def test_no_server_is_paused_again_while_the_test_service_stops(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
