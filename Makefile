@@ -1,7 +1,7 @@
 # gochat-actors. The two commands: `make demo` and `make test` (see README.md).
 # Both create .venv with `python3 -m venv` when it is missing and install into it;
 # an install is redone only when pyproject.toml changes (stamp files in .venv).
-# `make test` then runs pytest a second time on Python $(ALSO_PYTHON), in its own venv.
+# `make test` then runs pytest a second time on Python $(ALSO_PYTHON) (3.13), in its own venv.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -15,11 +15,12 @@ export NO_MKDOCS_2_WARNING := 1
 .PHONY: help demo test install install-dev services-up services-down services-status \
 	lint typecheck docs pytest pytest-also mutants clean
 
-# A second interpreter for `make test`'s pytest pass (empty: none, the default until the
-# last SQLite connection 3.13 reports unclosed is found: `make test ALSO_PYTHON=3.13`).
+# A second interpreter for `make test`'s pytest pass (`ALSO_PYTHON=` for none), run after
+# the first, not beside it: side by side, two passes' private servers can race for one
+# free port and their real-time tests share two cores (measured: docs/testing.md).
 # Found on PATH or under ~/.pyenv/versions (pyenv's shims are skipped when they cannot
 # run it); when CI is set, a missing one is a failure, otherwise that pass is skipped.
-ALSO_PYTHON ?=
+ALSO_PYTHON ?= 3.13
 ALSO_VENV := .venv$(subst .,,$(ALSO_PYTHON))
 ALSO_BIN := $(ALSO_VENV)/bin
 
@@ -27,7 +28,8 @@ help:
 	@echo "make demo             create .venv, install, run 'gochat-actors demo'"
 	@echo "make test             create .venv, install .[dev], start the servers, run"
 	@echo "                      ruff, mypy --strict, lint-imports, mkdocs build --strict"
-	@echo "                      and pytest (again on ALSO_PYTHON=3.13 when given)"
+	@echo "                      and pytest, then pytest again on Python 3.13 in .venv313"
+	@echo "                      (ALSO_PYTHON=3.12 for another one, ALSO_PYTHON= for none)"
 	@echo "make services-up      start MariaDB, Redis, etcd and Tansu (Kafka) on 127.0.0.1"
 	@echo "make services-down    stop the servers that services-up started"
 	@echo "make services-status  show each server"

@@ -32,11 +32,12 @@ from sqlalchemy.orm import Session
 from gochat_actors import Bridge, DBCommitUnknown, DBUnavailable
 from gochat_actors.db import DBManager, DBSession, DBSettings
 from gochat_actors.metrics import Metrics
-from supervisors import ChildNotFound, ChildSpec, Supervisor, open_supervisor
+from supervisors import Backoff, ChildNotFound, ChildSpec, Supervisor, open_supervisor
 from supervisors.testing import kill
 from tests.gochat_actors.db.conftest import PairDB
 
 BOUND = 30.0  # seconds any wait may take before the test fails
+FAST_RESTART = Backoff(initial=0.05, maximum=0.2)
 
 ENGINES = [
     pytest.param("sqlite", id="sqlite"),
@@ -71,7 +72,9 @@ async def running(url: str, *, shutdown: float = 5.0) -> AsyncIterator[Running]:
         ChildSpec("bridge", bridge.run, shutdown=5.0),
         db.spec("db", depends_on=("bridge",), shutdown=shutdown),
     ]
-    async with open_supervisor(specs, max_restarts=1000) as sup:
+    # Restarts back off briefly (the default backoff grows to 5 s): what is tested is what
+    # each kill leaves behind, not how long the supervisor waits before the next start.
+    async with open_supervisor(specs, max_restarts=1000, backoff=FAST_RESTART) as sup:
         await db.with_transaction(_create_table)
         yield Running(db, sup, metrics)
     # Every connection went back to its pool or was closed: none is lost.

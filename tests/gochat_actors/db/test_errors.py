@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -120,10 +121,13 @@ def test_syntax_error_near_a_value_is_masked_but_near_sql_is_kept() -> None:
 def test_sqlite_syntax_error_is_a_programming_error() -> None:
     import sqlite3
 
-    try:
-        sqlite3.connect(":memory:").execute("SELEC 1")
-    except sqlite3.OperationalError as exc:
-        error = translate(sa_exc.OperationalError("SELEC 1", None, exc))
+    # Closed here: the exception's traceback keeps the connection alive past the test,
+    # and Python 3.13 reports one left to the garbage collector (unclosed database).
+    with contextlib.closing(sqlite3.connect(":memory:")) as connection:
+        try:
+            connection.execute("SELEC 1")
+        except sqlite3.OperationalError as exc:
+            error = translate(sa_exc.OperationalError("SELEC 1", None, exc))
     assert isinstance(error, DBProgrammingError)
     assert error.statement == "SELEC 1"
 

@@ -239,7 +239,11 @@ async def test_killed_mid_batch_fifty_times(
         concurrency=4,
         commit_interval=0.5,
     )
-    async with open_supervisor([producer.spec()], max_restarts=1000, max_seconds=1) as sup:
+    # Restarts back off briefly: with the default backoff (up to 5 s) the 50 restarts
+    # spent four minutes waiting and the kills themselves one.
+    async with open_supervisor(
+        [producer.spec()], max_restarts=1000, max_seconds=1, backoff=FAST_RETRY
+    ) as sup:
         await producer.create_topic(topic, 4)
         await send_many(producer, topic, range(total))
         await sup.start_child(consumer.spec("consumer", shutdown=10.0))
