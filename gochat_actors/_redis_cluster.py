@@ -120,9 +120,15 @@ class _ClusterConnection(ClusterConnection):
 
 class _StartupNode(ClusterNodeLocation):
     """A member from the URL: the client that asks it for the slot map uses our
-    connection class too (a refused member left six unclosed streams otherwise)."""
+    connection class too (a refused member left six unclosed streams otherwise), and
+    waits for its replies no longer than the connect timeout."""
 
     def as_client(self, **client_args: Any) -> Any:
+        # A member that accepts the connection and never answers (SIGSTOPped, a black
+        # hole) would hold the slot-map lookup forever: its replies are bounded by the
+        # connect timeout, so the next member is tried.
+        if client_args.get("stream_timeout") is None:
+            client_args["stream_timeout"] = client_args.get("connect_timeout")
         client = super().as_client(**client_args)
         client.connection_pool.connection_class = _ClusterConnection
         return client
@@ -156,6 +162,35 @@ class _ClusterPool(ClusterConnectionPool):
                 stream.close()
 
 
+class _FailFirstStrategy:
+    """A command's routing strategy whose merge raises the first error among the
+    per-node replies: coredis gathers a split command's per-node calls with
+    ``return_exceptions=True`` and merges a failed node's exception as if it were its
+    reply (a raw ``TypeError`` for ``MGET``/``DEL``)."""
+
+    def __init__(self, strategy: Any) -> None:
+        self._strategy = strategy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._strategy, name)
+
+    def combine(self, node_executions: list[Any]) -> Any:
+        for execution in node_executions:
+            if isinstance(execution.result, BaseException):
+                raise execution.result
+        return self._strategy.combine(node_executions=node_executions)
+
+
+class _RedisCluster(coredis.RedisCluster[Any]):
+    """coredis' cluster client; a command split over several nodes raises the first
+    node's error instead of merging it as a reply."""
+
+    async def _execute_command(self, command: Any) -> Any:
+        if command.routing_strategy is not None:
+            command.routing_strategy = _FailFirstStrategy(command.routing_strategy)
+        return await super()._execute_command(command)
+
+
 def cluster_client(
     dsn: Dsn,
     *,
@@ -180,7 +215,7 @@ def cluster_client(
     options: dict[str, Any] = {}
     if max_connections is not None:
         options["max_connections"] = max_connections
-    client: coredis.RedisCluster[bytes] = coredis.RedisCluster(
+    client: coredis.RedisCluster[bytes] = _RedisCluster(
         startup_nodes=nodes,
         username=dsn.username or None,
         password=password,

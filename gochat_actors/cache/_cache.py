@@ -14,7 +14,7 @@ from supervisors import ChildSpec
 from .._checks import check_amount, check_seconds
 from .._exceptions import CacheError, CacheMiss, CacheTimeout, CacheUnavailable
 from .._labels import MAX_METRIC_PREFIXES, PrefixLabels
-from .._owner import BackendOwner
+from .._owner import BackendOwner, connect_budget
 from .._tracing import cache_span
 from ..metrics import Metrics
 from ._backends import BACKENDS
@@ -96,6 +96,7 @@ class Cache(BackendOwner[CacheBackend]):
             op_timeout=settings.op_timeout,
             probe_interval=check_seconds("probe_interval", probe_interval),
             unavailable=CacheUnavailable,
+            connect_timeout=connect_budget(settings.url, settings.op_timeout),
         )
         self._label = PrefixLabels(metric_prefixes, limit=max_metric_prefixes)
         self._timers: dict[tuple[str, str], Histogram] = {}

@@ -40,7 +40,7 @@ from .._dsn import Dsn
 from .._exceptions import LockError, LockLost, LockNotAcquired, LockUnavailable
 from .._kvstore import MemoryStore
 from .._labels import MAX_METRIC_PREFIXES, PrefixLabels
-from .._owner import BackendOwner
+from .._owner import BackendOwner, connect_budget
 from .._tracing import lock_span
 from ..cache import CacheSettings
 from ..log import get_logger
@@ -233,6 +233,7 @@ class Locks(BackendOwner[LockBackend]):
             op_timeout=op_timeout,
             probe_interval=check_seconds("probe_interval", probe_interval),
             unavailable=LockUnavailable,
+            connect_timeout=connect_budget(self.url, op_timeout),
         )
         self._label = PrefixLabels(metric_prefixes, limit=max_metric_prefixes)
         self._metric_children: dict[str, tuple[Counter, Histogram]] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -270,6 +271,23 @@ async def test_start_fails_when_the_first_ping_hangs(
     store.pause()
     cache = Cache(CacheSettings(op_timeout=0.3), store=store)
     with pytest.raises(CacheUnavailable, match=r"no answer to PING within 0\.3s"):
+        await cache.run()
+    assert not cache.running
+
+
+async def test_start_fails_when_the_connect_hangs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A connect that never ends (a server that accepts and never answers) fails the
+    start within the connect budget: 2 * op_timeout per URL member."""
+
+    @asynccontextmanager
+    async def hanging() -> AsyncIterator[Any]:
+        await trio.sleep(math.inf)
+        yield  # pragma: no cover
+
+    cache = Cache(CacheSettings(op_timeout=0.3), backend=hanging)
+    with pytest.raises(CacheUnavailable, match=r"not connected within 0\.6s"):
         await cache.run()
     assert not cache.running
 

@@ -71,11 +71,6 @@ async def test_a_lock_in_a_migrating_slot_fails_typed(own_cluster: RedisCluster)
             await backend.acquire("room", "b", 5.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TRYAGAIN for an MGET in a migrating slot: coredis' retries end in ClusterError, "
-    "it re-runs the MGET split per node and merges that error as a reply: raw TypeError",
-)
 async def test_mget_in_a_migrating_slot_fails_typed(own_cluster: RedisCluster) -> None:
     prefix = "{" + unique_name("tag", sep=":") + "}:"  # every key in one slot
     async with open_redis_cache(own_cluster.url, key_prefix=prefix) as cache:
@@ -134,11 +129,6 @@ async def test_keys_with_braces_round_trip(redis_cluster: RedisCluster, key: str
             assert await cache.delete([key]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cross-slot MGET/DEL with one master gone: coredis merges the node's exception "
-    "as if it were a reply -> raw TypeError (not even a CacheError)",
-)
 @pytest.mark.parametrize("op", ["mget", "delete"])
 async def test_a_cross_slot_op_with_a_master_gone_fails_typed(
     own_cluster: RedisCluster, op: str
@@ -165,11 +155,6 @@ def silent_port() -> Iterator[int]:
 HANG = 5.0  # a hang shows as this; the operations are bounded by 0.5 s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no member of a redis+cluster:// URL answers: opening the backend raises coredis' "
-    "raw RedisClusterError ('cannot be connected'), not CacheUnavailable/LockUnavailable",
-)
 @pytest.mark.parametrize("what", ["cache", "lock"])
 async def test_a_cluster_nobody_answers_is_unavailable_typed(what: str) -> None:
     with socket.socket() as spare:  # a free port, closed: connection refused
@@ -184,12 +169,6 @@ async def test_a_cluster_nobody_answers_is_unavailable_typed(what: str) -> None:
         gc.collect()  # the refused connections' unclosed streams warn here, not in a later test
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a silent cluster member (SIGSTOP, black hole) listed first: opening the cluster "
-    "client waits for its CLUSTER SLOTS forever (no read timeout; the actor's connect is "
-    "unbounded), though the other members answer",
-)
 async def test_a_silent_first_member_does_not_hang_the_cache_start(
     redis_cluster: RedisCluster, silent_port: int
 ) -> None:
