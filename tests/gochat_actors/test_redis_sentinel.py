@@ -444,7 +444,17 @@ async def test_a_manual_failover_moves_the_calls_to_the_new_master(
         old = setup.master_address()
         setup._killed = old  # wait_failover: wait for a master other than this one
         sentinel = setup.sentinels[0].address
-        await trio.to_thread.run_sync(redis_call, sentinel, "SENTINEL", "failover", "gmaster")
+        with trio.fail_after(30):  # NOGOODSLAVE until this sentinel has seen the replica ok
+            while True:
+                try:
+                    await trio.to_thread.run_sync(
+                        redis_call, sentinel, "SENTINEL", "failover", "gmaster"
+                    )
+                    break
+                except RuntimeError as exc:
+                    if "NOGOODSLAVE" not in str(exc):
+                        raise
+                await trio.sleep(0.2)  # polling the sentinel's readiness, bounded above
         async with trio.open_nursery() as nursery:
             done = trio.Event()
 
