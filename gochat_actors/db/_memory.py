@@ -24,7 +24,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, TypeVarTuple, overload
 
 import trio
 
@@ -158,6 +158,41 @@ class MemoryDB:
         return self._get(f"replica-{index}", "replica")
 
 
+class _Seconds:
+    """A :class:`MemoryServer` knob in seconds: a number >= 0 (``inf``: never). NaN or a
+    negative is refused when set, naming the knob, not at the next call (where trio
+    would raise a bare ``ValueError``, or NaN would act as 0).
+
+    Example::
+
+        latency = _Seconds("Seconds each call takes.")
+    """
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Seconds: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> float: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> _Seconds | float:
+        if obj is None:
+            return self
+        value: float = obj.__dict__[self._name]
+        return value
+
+    def __set__(self, obj: object, value: float) -> None:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TypeError(f"MemoryServer.{self._name} must be a number of seconds, got {value!r}")
+        if math.isnan(value) or value < 0:
+            raise ValueError(f"MemoryServer.{self._name} must be a number >= 0, got {value!r}")
+        obj.__dict__[self._name] = float(value)
+
+
 class MemoryServer(PauseSwitch):
     """One in-memory server (a DBServer) with knobs for faults and replication.
 
@@ -169,6 +204,20 @@ class MemoryServer(PauseSwitch):
         server.pause(); server.resume()  # like kill -STOP / kill -CONT
     """
 
+    latency = _Seconds("Seconds each call takes (on the trio clock).")
+    statement_latency = _Seconds(
+        "Extra seconds each statement takes, probes not slowed: a long query."
+    )
+    reply_latency = _Seconds(
+        "Seconds between the server applying a statement or COMMIT and its reply reaching "
+        "the client: a client that gives up meanwhile leaves it applied (a COMMIT whose "
+        "reply was lost)."
+    )
+    delay = _Seconds(
+        "Replicas: seconds before a write committed on the primary is applied here "
+        "(``math.inf``: replication never catches up)."
+    )
+
     def __init__(self, name: str, role: ServerRole, binlog: _Binlog) -> None:
         self.name = name
         self.role: ServerRole = role
@@ -177,15 +226,9 @@ class MemoryServer(PauseSwitch):
         self.down = False
         """While True every call fails with "can't connect" (2003): unreachable."""
         self.latency = 0.0
-        """Seconds each call takes (on the trio clock)."""
         self.statement_latency = 0.0
-        """Extra seconds each statement takes, probes not slowed: a long query."""
         self.reply_latency = 0.0
-        """Seconds between the server applying a statement or COMMIT and its reply
-        reaching the client: a client that gives up meanwhile leaves it applied (a
-        COMMIT whose reply was lost)."""
         self.delay = 0.0
-        """Replicas: seconds before a write committed on the primary is applied here."""
         self.calls = 0
         """Calls served (statements, commits, probes): for assertions."""
         self._binlog = binlog

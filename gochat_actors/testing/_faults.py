@@ -210,6 +210,9 @@ class ServiceFaultPlan:
         )
         self._next = 0
         self._depth: dict[str, int] = {}
+        # The servers this plan paused itself: one the test had paused already is left
+        # to the test (neither recorded nor resumed by the plan).
+        self._paused: set[str] = set()
         # (time, description, how many kills were applied before it): the true order
         self._applied: list[tuple[float, str, int]] = []
 
@@ -255,8 +258,14 @@ class ServiceFaultPlan:
         if self.kills is None:
             paths = self._monkey.candidates(current_child().path)
             if paths and self._kill_count:
+                # The gate, not only end_when_closed's cancel: a kill due at the
+                # instant of close() may run before that cancel in trio's batch order.
                 self.kills = FaultPlan.random(
-                    self._kill_seed, paths, duration=self.duration, faults=self._kill_count
+                    self._kill_seed,
+                    paths,
+                    duration=self.duration,
+                    faults=self._kill_count,
+                    gate=self._faults_open,
                 )
             else:
                 self.kills = FaultPlan([])
@@ -277,8 +286,10 @@ class ServiceFaultPlan:
                 await nursery.start(self.kills.run)
                 t0 = self.kills.started_at
                 assert t0 is not None
-                for name, depth in self._depth.items():
-                    if depth > 0:  # paused when this child stopped last
+                for name in sorted(self._paused):  # paused when this child stopped last
+                    if servers[name].paused:  # the test paused it meanwhile: its own
+                        self._paused.discard(name)
+                    else:
                         servers[name].pause()
                 task_status.started(self)
                 started = True
@@ -291,9 +302,8 @@ class ServiceFaultPlan:
             if not started:  # closed while starting: a plan that ends at once
                 task_status.started(self)
         finally:
-            for name, depth in self._depth.items():
-                if depth > 0:  # never leave a server hung behind the plan
-                    servers[name].resume()
+            for name in self._paused:  # never leave a server hung behind the plan
+                servers[name].resume()
 
     def _step(self, server: PauseSwitch, name: str, sign: int, t0: float) -> None:
         if self._faults.closed:  # the service stops: its servers stay resumed
@@ -301,11 +311,18 @@ class ServiceFaultPlan:
         depth = self._depth.get(name, 0)
         self._depth[name] = depth + sign
         if sign > 0 and depth == 0:
-            server.pause()
-            self._record(f"pause {name}", t0)
-        elif sign < 0 and depth == 1:
+            if not server.paused:  # else the test's own pause: not the plan's to end
+                server.pause()
+                self._paused.add(name)
+                self._record(f"pause {name}", t0)
+        elif sign < 0 and depth == 1 and name in self._paused:
             server.resume()
+            self._paused.discard(name)
             self._record(f"resume {name}", t0)
+
+    def _faults_open(self) -> bool:
+        """The kill plan's gate: no kill once the servers' switches are closed."""
+        return not self._faults.closed
 
     def _record(self, text: str, t0: float) -> None:
         kills = len(self.kills.applied) if self.kills is not None else 0
@@ -319,4 +336,3 @@ def _seconds(name: str, value: object) -> float:
     if not 0 < value < math.inf:
         raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
     return float(value)
-

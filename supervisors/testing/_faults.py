@@ -89,15 +89,24 @@ class FaultPlan:
     :attr:`applied` records ``(time, description)`` for each effect, ``time`` on the same
     base as the faults' times; :attr:`pending` lists the faults not (fully) applied yet.
 
+    ``gate`` (keyword, optional) is called just before each fault would take effect;
+    while it returns False nothing is applied: a due kill waits as if its target were
+    not running, a message passes untouched (neither counts as applied). It lets the
+    owner of the plan stop it at an exact instant, which cancelling the plan's child
+    cannot: a kill due at that same instant may run first.
+
     Example::
 
         plan = FaultPlan([KillAt(1.0, "counter"), DropMessages("counter", kind="call")])
         await sup.start_child(plan.spec())
+        stopped = trio.Event()
+        gated = FaultPlan([KillAt(1.0, "counter")], gate=lambda: not stopped.is_set())
     """
 
     faults: Sequence[Fault]
     applied: list[tuple[float, str]] = field(default_factory=list)
     started_at: float | None = field(default=None, init=False)
+    gate: Callable[[], bool] | None = field(default=None, kw_only=True, compare=False)
     _left: list[int] = field(default_factory=list, init=False, repr=False)
     _mailboxes: dict[int, Mailbox] = field(default_factory=dict, init=False, repr=False)
     _aim: tuple[str, ...] | None = field(default=None, init=False, repr=False)
@@ -126,9 +135,16 @@ class FaultPlan:
 
     @classmethod
     def random(
-        cls, seed: int, paths: Iterable[str], *, duration: float = 10.0, faults: int = 5
+        cls,
+        seed: int,
+        paths: Iterable[str],
+        *,
+        duration: float = 10.0,
+        faults: int = 5,
+        gate: Callable[[], bool] | None = None,
     ) -> FaultPlan:
-        """A plan of ``faults`` faults over ``duration`` seconds, drawn from ``seed``.
+        """A plan of ``faults`` faults over ``duration`` seconds, drawn from ``seed``
+        (``gate``: as for the constructor).
 
         Kills may hit any of ``paths``; delays and drops only actors. Which paths are
         actors is known once the plan starts in its tree: a message fault drawn for a
@@ -156,7 +172,7 @@ class FaultPlan:
                 plan.append(
                     DropMessages(path, rng.randint(1, 2), at, rng.choice((ANY, CALL, CAST)))
                 )
-        made = cls(plan)
+        made = cls(plan, gate=gate)
         made._aim = tuple(targets)
         return made
 
@@ -264,10 +280,16 @@ class FaultPlan:
         finally:
             unsubscribe()
 
+    def _open(self) -> bool:
+        """Whether the gate lets a fault take effect now."""
+        return self.gate is None or self.gate()
+
     def _try_kill(self, index: int, registry: Registry) -> bool:
-        """Kill the target of fault ``index`` if it runs now."""
+        """Kill the target of fault ``index`` if it runs now (and the gate is open)."""
         fault = self.faults[index]
         assert isinstance(fault, KillAt)
+        if not self._open():
+            return False
         try:
             child = registry.get(fault.path)
         except ChildNotFound:  # ambiguous since the plan started: not a target now
@@ -302,6 +324,8 @@ class FaultPlan:
                 assert isinstance(fault, DelayMessages | DropMessages)
                 if left[index] <= 0 or now < t0 + fault.start or fault.kind not in (ANY, name):
                     continue
+                if not self._open():  # checked per message: the gate may shut meanwhile
+                    return payload
                 left[index] -= 1
                 if isinstance(fault, DropMessages):
                     self._record(f"drop {name} to {fault.path}")

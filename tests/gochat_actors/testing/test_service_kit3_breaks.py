@@ -102,11 +102,6 @@ async def test_a_fault_plan_after_exit_is_refused_typed(
         await svc.fault_plan(1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a fault plan pauses a server the test had paused (a no-op it records) and then "
-    "resumes it: the test's own outage ends inside the plan",
-)
 async def test_a_fault_plan_leaves_a_server_the_test_paused_paused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -158,11 +153,6 @@ async def _close_at_a_kill() -> list[tuple[float, str]]:
         return plan.applied[before:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ServiceFaults.close() at the instant a kill is due: in about half of trio's "
-    "batch orders the kill still lands after close (the kill plan never checks closed)",
-)
 def test_no_kill_lands_after_close_at_the_same_instant() -> None:
     scheduler = trio._core._run._r  # trio's draws for the order of a batch of tasks
     saved = scheduler.getstate()
@@ -189,11 +179,6 @@ async def test_a_produce_delay_that_is_no_duration_is_refused(
             svc.faults.broker.set_produce_delay(delay)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MemoryServer.latency = nan is accepted; the next "
-    "commit raises a raw ValueError('deadline must not be NaN')",
-)
 async def test_a_nan_db_latency_is_refused(autojump_clock: trio.testing.MockClock) -> None:
     async with open_test_service() as svc:
         with pytest.raises(ValueError, match="latency"):
