@@ -117,18 +117,13 @@ async def test_a_hanging_poison_message_per_message_consumer_control(
 # -- max_buffered against batches in flight ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a batch taken leaves the max_buffered count at once: up to concurrency x "
-    "max_batch messages in flight on top of max_buffered (docs promise + concurrency)",
-)
 async def test_max_buffered_bounds_the_messages_fetched_and_not_finished(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """docs/mq.md: ``max_buffered`` "bounds the messages fetched and not yet finished";
-    in the partition queues at most ``max_buffered``, plus ``concurrency`` in flight.
-    A batch consumer removes a whole batch from the count when it takes it, so the
-    queues fill up again behind it: 100 fetched-and-unfinished with max_buffered=50."""
+    for a batch consumer the batches in flight count in it (regression: a batch taken
+    left the count at once, so the queues filled up again behind it: 100
+    fetched-and-unfinished with max_buffered=50)."""
     broker = MemoryBroker()
     fill(broker, "chat", 200, partitions=1)
     gate = trio.Event()
@@ -151,11 +146,6 @@ async def test_max_buffered_bounds_the_messages_fetched_and_not_finished(
 # -- trace context ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a batch of one (a lone message, a split's last half, a culprit's retries) "
-    "has no trace_ids in its log context; docs/mq.md: every call lists its messages'",
-)
 async def test_every_batch_call_lists_its_trace_ids_even_a_batch_of_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -249,6 +239,20 @@ def test_max_batch_must_be_a_positive_int(bad: object) -> None:
 
     with pytest.raises(ValueError, match="max_batch"):
         batch_consumer(MemoryBroker(), many, max_batch=bad)
+
+
+def test_max_batch_given_with_a_per_message_processor_is_a_type_error() -> None:
+    """``max_batch`` does nothing for ``processor=``: given, it is refused, naming both;
+    left out, the per-message consumer is built as before."""
+
+    async def one(msg: Message) -> None:
+        pass
+
+    for explicit in (500, 10):
+        with pytest.raises(TypeError, match=r"max_batch=.*processor="):
+            Consumer(topics=["chat"], group_id="g", processor=one, max_batch=explicit)
+    Consumer(topics=["chat"], group_id="g", processor=one)
+    Consumer(topics=["chat"], group_id="g", batch_processor=one, max_batch=500)  # type: ignore[arg-type]
 
 
 async def test_max_batch_of_one_is_the_per_message_consumer(
@@ -477,10 +481,12 @@ def test_flaky_poison_and_kills_at_least_once_in_order(
 async def test_the_queues_refill_while_a_batch_is_in_flight(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """The queues full (``max_buffered``), the worker takes a batch: the room it made is
-    filled at once, so the next batch is waiting when this one returns (regression: the
-    dispatcher waiting for room was woken only when the batch was done, so fetching and
-    processing alternated instead of overlapping)."""
+    """The queues full, the worker takes a batch: with room in ``max_buffered`` beyond
+    the batch in flight (40 for batches of 20), the queues fill up meanwhile, so the
+    next batch is waiting when this one returns (regression: the dispatcher waiting for
+    room was woken only when the batch was done, so fetching and processing alternated
+    instead of overlapping). The batch in flight counts in ``max_buffered``: the room
+    is the 20 beyond it (see the test above)."""
     broker = MemoryBroker()
     fill(broker, "chat", 200, partitions=1)
     calls = 0
@@ -495,9 +501,9 @@ async def test_the_queues_refill_while_a_batch_is_in_flight(
             buffered_during_third = consumer.statistics().buffered
             await gate.wait()
 
-    consumer = batch_consumer(broker, persist, max_batch=20, max_buffered=20, concurrency=1)
+    consumer = batch_consumer(broker, persist, max_batch=20, max_buffered=40, concurrency=1)
     async with open_supervisor([consumer.spec("c")]):
         await wait_for(lambda: buffered_during_third is not None)
         gate.set()
         await wait_for(lambda: consumer.statistics().processed == 200)
-    assert buffered_during_third == 20, "the room the third batch made is filled meanwhile"
+    assert buffered_during_third == 20, "the room beside the third batch is filled meanwhile"
