@@ -507,3 +507,41 @@ async def test_the_queues_refill_while_a_batch_is_in_flight(
         gate.set()
         await wait_for(lambda: consumer.statistics().processed == 200)
     assert buffered_during_third == 20, "the room beside the third batch is filled meanwhile"
+
+
+async def test_each_finished_run_of_a_split_batch_gives_its_room_back_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A batch filling ``max_buffered`` (40) is split around a poison message at 70:
+    the runs before it finish, and their room is refilled (polled batches of 10) while
+    the culprit is still searched and retried: the dispatcher is woken per finished
+    run, not when the whole batch is done."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 200, partitions=1)
+    calls: list[list[int]] = []
+    buffered_at_retry: list[int] = []
+
+    async def persist(msgs: list[Message]) -> None:
+        calls.append([m.offset for m in msgs])
+        await trio.sleep(1)  # each call takes a while: the dispatcher runs meanwhile
+        if any(m.offset == 70 for m in msgs):
+            if len(msgs) == 1:
+                buffered_at_retry.append(consumer.statistics().buffered)
+            raise ValueError("poison")
+
+    consumer = batch_consumer(
+        broker,
+        persist,
+        max_batch=40,
+        max_buffered=40,
+        concurrency=1,
+        retries=1,
+        options=ConsumerOptions(max_records=10, poll_timeout=0.5),
+    )
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: consumer.statistics().processed == 200)
+    batch = next(offsets for offsets in calls if 70 in offsets)
+    in_flight = batch[-1] - 70 + 1  # the culprit and the rest of its batch
+    room = (40 - in_flight) // 10 * 10  # what whole polled batches of 10 fill
+    assert room > 0, calls[:8]
+    assert buffered_at_retry == [room, room], calls[:12]
