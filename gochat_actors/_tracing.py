@@ -49,7 +49,9 @@ __all__ = [
     "message_trace",
     "process_ended",
     "process_started",
+    "reset_trace_ids",
     "send_span",
+    "set_trace_ids",
     "spans",
 ]
 
@@ -315,6 +317,26 @@ TRACE_IDS_KEY = "trace_ids"
 _TRACE_IDS_VAR = _structlog_var(TRACE_IDS_KEY)
 
 
+def set_trace_ids(msgs: Sequence[_Message]) -> contextvars.Token[Any]:
+    """Bind ``trace_ids``, the list of ``msgs``' trace IDs, in the log context (for a
+    batch processor's call); undo with :func:`reset_trace_ids`.
+
+    Example::
+
+        token = set_trace_ids([msg])
+        try:
+            await batch_processor([msg])
+        finally:
+            reset_trace_ids(token)
+    """
+    return _TRACE_IDS_VAR.set([m.trace_id for m in msgs])
+
+
+def reset_trace_ids(token: contextvars.Token[Any]) -> None:
+    """Undo :func:`set_trace_ids`."""
+    _TRACE_IDS_VAR.reset(token)
+
+
 class BatchToken:
     """What :func:`batch_started` began: the batch's trace and span, and its list of
     trace IDs in the log context."""
@@ -332,9 +354,9 @@ def batch_started(msgs: Sequence[_Message], group: str) -> BatchToken:
     ID (the messages keep theirs: ``msg.trace_id``); with spans on, a ``process <topic>``
     span (kind consumer) of a trace of its own, counting them and linked to each
     message's parent span. Paired with :func:`batch_ended` in a ``finally``."""
+    ids = set_trace_ids(msgs)  # a batch of one too: a log query on trace_ids finds it
     if len(msgs) == 1:
-        return BatchToken(process_started(msgs[0], group))
-    ids = _TRACE_IDS_VAR.set([m.trace_id for m in msgs])
+        return BatchToken(process_started(msgs[0], group), ids)
     on = _on()
     if on is None:
         span_id = _span_ids.pop() if _span_ids else _more_span_ids()

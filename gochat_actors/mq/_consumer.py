@@ -28,6 +28,7 @@ from supervisors import (
 
 from .._bridge import Bridge
 from .._exceptions import BridgeError, MQError, MQUnavailable
+from .._tracing import reset_trace_ids, set_trace_ids
 from ..log import get_logger
 from ..metrics import Metrics
 from ._ambient import service_connection
@@ -59,25 +60,48 @@ def _is_async_callable(obj: object) -> bool:
 _WORKERS = "workers"
 
 
+class _Default(int):
+    """The default of ``max_batch``: an int that tells "not given" from 500 given (a
+    per-message consumer refuses ``max_batch`` given). Its repr is the int's."""
+
+    __slots__ = ()
+
+
+_MAX_BATCH = _Default(500)
+
+
 def _one_at_a_time(batch_processor: BatchProcessor) -> Processor:
     """The per-message processor of a batch consumer: its batch processor, given a batch
-    of one (what retries a batch's culprit before its dead letter)."""
+    of one (what retries a batch's culprit before its dead letter), with ``trace_ids``
+    bound as for any batch call (the retry runs in :func:`process_started`'s context)."""
 
     async def process(msg: Message) -> None:
-        await batch_processor([msg])
+        msgs = [msg]
+        token = set_trace_ids(msgs)
+        try:
+            await batch_processor(msgs)
+        finally:
+            reset_trace_ids(token)
 
     return process
 
 
 def _processor(
-    processor: Processor | None, batch_processor: BatchProcessor | None
+    processor: Processor | None, batch_processor: BatchProcessor | None, max_batch: int
 ) -> tuple[Processor, BatchProcessor | None]:
-    """Check that exactly one of the two is given, an async function."""
+    """Check that exactly one of the two is given, an async function (and ``max_batch``
+    only with ``batch_processor``)."""
     if (processor is None) == (batch_processor is None):
         raise TypeError(
             "give exactly one of processor= (async def f(msg)) and batch_processor= "
             f"(async def f(msgs)), got processor={processor!r}, "
             f"batch_processor={batch_processor!r}"
+        )
+    if batch_processor is None and type(max_batch) is not _Default:
+        # given with a per-message processor it would do nothing: say so, not ignore it
+        raise TypeError(
+            f"max_batch={max_batch!r} is for batch_processor= (async def f(msgs)); "
+            "processor= gets one message per call"
         )
     if batch_processor is not None:
         if not _is_async_callable(batch_processor):
@@ -172,7 +196,7 @@ class Consumer:
         group_id: str,
         processor: Processor | None = None,
         batch_processor: BatchProcessor | None = None,
-        max_batch: int = 500,
+        max_batch: int = _MAX_BATCH,
         settings: MQSettings | None = None,
         bridge: Bridge | None = None,
         metrics: Metrics | None = None,
@@ -207,7 +231,7 @@ class Consumer:
             raise ValueError(f"topics must be non-empty str, got {topics!r}")
         if not isinstance(group_id, str) or not group_id:
             raise ValueError(f"group_id must be a non-empty str, got {group_id!r}")
-        processor, batch_processor = _processor(processor, batch_processor)
+        processor, batch_processor = _processor(processor, batch_processor, max_batch)
         for name, count, low in (
             ("concurrency", concurrency, 1),
             ("max_batch", max_batch, 1),
@@ -260,7 +284,7 @@ class Consumer:
             revoke_timeout=float(revoke_timeout),
             max_buffered=max_buffered,
             batch_processor=batch_processor,
-            max_batch=max_batch,
+            max_batch=int(max_batch),
         )
         self._options = options
         self._connect_timeout = float(connect_timeout)
@@ -401,7 +425,7 @@ def consumer_spec(
     group_id: str,
     processor: Processor | None = None,
     batch_processor: BatchProcessor | None = None,
-    max_batch: int = 500,
+    max_batch: int = _MAX_BATCH,
     settings: MQSettings | None = None,
     bridge: Bridge | None = None,
     metrics: Metrics | None = None,

@@ -104,7 +104,10 @@ class Session:
         self.watch = watch
         self.parts: dict[TopicPartition, Partition] = {}
         self.min_epoch = 0
-        self.buffered = 0
+        self.buffered = 0  # fetched and waiting in the partition queues
+        # Taken by a batch worker and not finished: still counted against max_buffered
+        # (a batch of max_batch messages is not "concurrency" messages in flight).
+        self.taken = 0
         self._send, self._receive = trio.open_memory_channel[Batch](_CHANNEL_BATCHES)
         self._ready: deque[Partition] = deque()
         self._ready_lot = trio.lowlevel.ParkingLot()
@@ -189,9 +192,10 @@ class Session:
         async for batch in self._receive:
             if batch.epoch < self.min_epoch:
                 continue  # polled before a rebalance: those partitions were handed back
-            # Room for the whole batch (or an empty queue): max_buffered is a real bound.
+            # Room for the whole batch (or nothing unfinished): max_buffered is a real
+            # bound on the queues plus the batches in flight.
             count = sum(len(records) for records in batch.records.values())
-            while self.buffered and self.buffered + count > limit:
+            while (held := self.buffered + self.taken) and held + count > limit:
                 self._space_waiting = True
                 try:
                     await self._space_lot.park()
@@ -350,10 +354,10 @@ class Session:
         taken: list[RawRecord] = []
         for _ in range(min(len(queue), self.config.max_batch)):
             taken.append(queue.popleft())
+        # Taken, not finished: the messages stay counted against max_buffered until
+        # their run finishes (:meth:`_finished` gives the room back, run by run).
         self.buffered -= len(taken)
-        if taken and self._space_waiting:
-            # the room is made now: the next batch is moved in while this one runs
-            self._space_lot.unpark_all()
+        self.taken += len(taken)
         counts = [0, 0]  # finished, succeeded
         histogram = tally.metric("mq_processing_duration", part.tp.topic)
         try:
@@ -375,15 +379,15 @@ class Session:
                 if run:
                     await self._settle(part, run, counts, histogram)
         finally:
-            if not part.revoked:
-                # cancelled mid-batch: the unfinished rest goes back, in order
-                position = part.position if part.position is not None else 0
-                rest = [r for r in taken if r.offset >= position]
-                queue.extendleft(reversed(rest))
-                self.buffered += len(rest)
             done, succeeded = counts
-            if done and self._space_waiting:
-                self._space_lot.unpark_all()
+            unfinished = len(taken) - done
+            self.taken -= unfinished
+            if unfinished and not part.revoked:
+                # cancelled mid-batch: the unfinished rest goes back, in order
+                queue.extendleft(reversed(taken[done:]))
+                self.buffered += unfinished
+            elif unfinished and self._space_waiting:
+                self._space_lot.unpark_all()  # revoked: the rest is dropped, room made
             if succeeded and histogram is not None:
                 tally.metric("mq_messages_consumed", part.tp.topic).inc(succeeded)
 
@@ -438,8 +442,13 @@ class Session:
         the stall watchdog hears of it (a batch may take long: each run counts)."""
         part.position = last.offset + 1
         counts[0] += count
+        self.taken -= count
         self.tally.processed += count
         self.progress()
+        if self._space_waiting:
+            # the room is made now: the dispatcher moves the next batch in while the
+            # rest of this one (a bisection) or the other partitions' batches run
+            self._space_lot.unpark_all()
 
     async def _retry(
         self, record: RawRecord, msg: Message, error: Exception, histogram: Any
@@ -501,7 +510,7 @@ class Session:
                     self.progress()
 
     def _idle(self) -> bool:
-        if self.buffered or self._receive.statistics().current_buffer_used:
+        if self.buffered or self.taken or self._receive.statistics().current_buffer_used:
             return False
         return all(p.lag == 0 for p in self.parts.values())
 

@@ -74,6 +74,8 @@ class Rig:
         kw.setdefault("options", self.options)
         kw.setdefault("commit_interval", 0.2)
         kw.setdefault("retry_backoff", QUICK_RETRY)
+        if mode == "message":
+            kw.pop("max_batch", None)  # a per-message consumer refuses it (TypeError)
         return Consumer(topics=[topic], **sink.processing(mode), **self.reach, **kw)
 
     async def eventually(self, predicate: Callable[[], bool], what: str) -> None:

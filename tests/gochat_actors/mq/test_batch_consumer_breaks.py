@@ -117,18 +117,13 @@ async def test_a_hanging_poison_message_per_message_consumer_control(
 # -- max_buffered against batches in flight ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a batch taken leaves the max_buffered count at once: up to concurrency x "
-    "max_batch messages in flight on top of max_buffered (docs promise + concurrency)",
-)
 async def test_max_buffered_bounds_the_messages_fetched_and_not_finished(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """docs/mq.md: ``max_buffered`` "bounds the messages fetched and not yet finished";
-    in the partition queues at most ``max_buffered``, plus ``concurrency`` in flight.
-    A batch consumer removes a whole batch from the count when it takes it, so the
-    queues fill up again behind it: 100 fetched-and-unfinished with max_buffered=50."""
+    for a batch consumer the batches in flight count in it (regression: a batch taken
+    left the count at once, so the queues filled up again behind it: 100
+    fetched-and-unfinished with max_buffered=50)."""
     broker = MemoryBroker()
     fill(broker, "chat", 200, partitions=1)
     gate = trio.Event()
@@ -151,11 +146,6 @@ async def test_max_buffered_bounds_the_messages_fetched_and_not_finished(
 # -- trace context ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a batch of one (a lone message, a split's last half, a culprit's retries) "
-    "has no trace_ids in its log context; docs/mq.md: every call lists its messages'",
-)
 async def test_every_batch_call_lists_its_trace_ids_even_a_batch_of_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -249,6 +239,20 @@ def test_max_batch_must_be_a_positive_int(bad: object) -> None:
 
     with pytest.raises(ValueError, match="max_batch"):
         batch_consumer(MemoryBroker(), many, max_batch=bad)
+
+
+def test_max_batch_given_with_a_per_message_processor_is_a_type_error() -> None:
+    """``max_batch`` does nothing for ``processor=``: given, it is refused, naming both;
+    left out, the per-message consumer is built as before."""
+
+    async def one(msg: Message) -> None:
+        pass
+
+    for explicit in (500, 10):
+        with pytest.raises(TypeError, match=r"max_batch=.*processor="):
+            Consumer(topics=["chat"], group_id="g", processor=one, max_batch=explicit)
+    Consumer(topics=["chat"], group_id="g", processor=one)
+    Consumer(topics=["chat"], group_id="g", batch_processor=one, max_batch=500)  # type: ignore[arg-type]
 
 
 async def test_max_batch_of_one_is_the_per_message_consumer(
@@ -477,10 +481,12 @@ def test_flaky_poison_and_kills_at_least_once_in_order(
 async def test_the_queues_refill_while_a_batch_is_in_flight(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """The queues full (``max_buffered``), the worker takes a batch: the room it made is
-    filled at once, so the next batch is waiting when this one returns (regression: the
-    dispatcher waiting for room was woken only when the batch was done, so fetching and
-    processing alternated instead of overlapping)."""
+    """The queues full, the worker takes a batch: with room in ``max_buffered`` beyond
+    the batch in flight (40 for batches of 20), the queues fill up meanwhile, so the
+    next batch is waiting when this one returns (regression: the dispatcher waiting for
+    room was woken only when the batch was done, so fetching and processing alternated
+    instead of overlapping). The batch in flight counts in ``max_buffered``: the room
+    is the 20 beyond it (see the test above)."""
     broker = MemoryBroker()
     fill(broker, "chat", 200, partitions=1)
     calls = 0
@@ -495,9 +501,47 @@ async def test_the_queues_refill_while_a_batch_is_in_flight(
             buffered_during_third = consumer.statistics().buffered
             await gate.wait()
 
-    consumer = batch_consumer(broker, persist, max_batch=20, max_buffered=20, concurrency=1)
+    consumer = batch_consumer(broker, persist, max_batch=20, max_buffered=40, concurrency=1)
     async with open_supervisor([consumer.spec("c")]):
         await wait_for(lambda: buffered_during_third is not None)
         gate.set()
         await wait_for(lambda: consumer.statistics().processed == 200)
-    assert buffered_during_third == 20, "the room the third batch made is filled meanwhile"
+    assert buffered_during_third == 20, "the room beside the third batch is filled meanwhile"
+
+
+async def test_each_finished_run_of_a_split_batch_gives_its_room_back_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A batch filling ``max_buffered`` (40) is split around a poison message at 70:
+    the runs before it finish, and their room is refilled (polled batches of 10) while
+    the culprit is still searched and retried: the dispatcher is woken per finished
+    run, not when the whole batch is done."""
+    broker = MemoryBroker()
+    fill(broker, "chat", 200, partitions=1)
+    calls: list[list[int]] = []
+    buffered_at_retry: list[int] = []
+
+    async def persist(msgs: list[Message]) -> None:
+        calls.append([m.offset for m in msgs])
+        await trio.sleep(1)  # each call takes a while: the dispatcher runs meanwhile
+        if any(m.offset == 70 for m in msgs):
+            if len(msgs) == 1:
+                buffered_at_retry.append(consumer.statistics().buffered)
+            raise ValueError("poison")
+
+    consumer = batch_consumer(
+        broker,
+        persist,
+        max_batch=40,
+        max_buffered=40,
+        concurrency=1,
+        retries=1,
+        options=ConsumerOptions(max_records=10, poll_timeout=0.5),
+    )
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: consumer.statistics().processed == 200)
+    batch = next(offsets for offsets in calls if 70 in offsets)
+    in_flight = batch[-1] - 70 + 1  # the culprit and the rest of its batch
+    room = (40 - in_flight) // 10 * 10  # what whole polled batches of 10 fill
+    assert room > 0, calls[:8]
+    assert buffered_at_retry == [room, room], calls[:12]
