@@ -12,11 +12,6 @@ from gochat_actors.cache import CacheSettings
 from .test_redis_sentinel import UP, _watch
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SentinelWatch asks the sentinels one after another within one shared timeout: "
-    "a hung first sentinel uses it all and /readyz says 'no master' while the others name one",
-)
 async def test_one_hung_sentinel_does_not_make_the_service_unready(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -41,11 +36,6 @@ def test_a_non_ascii_digit_gets_the_parts_one_line_error(url: str, problem: str)
     assert problem in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bad URL's ValidationError text carries pydantic's input_value: the whole URL, "
-    "password included (redis:// too: the settings never set hide_input_in_errors)",
-)
 @pytest.mark.parametrize(
     "url",
     [
