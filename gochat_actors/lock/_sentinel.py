@@ -106,10 +106,23 @@ class SentinelLockBackend(RedisLockBackend):
         try:
             return await self._replicated(super().renew, name, owner, ttl)
         except ReplicationError as shortfall:
+            # coredis drops the script's reply on a shortfall; "not ours" must still win
+            # (the holder stops now, not at its deadline): ask the master again, no WAIT.
+            if not await self._still_ours(name, owner, ttl):
+                return False
             # Transient: the renewer retries until the lease's deadline.
             raise LockUnavailable(
                 f"lock renew {name!r}: no replica confirmed it within {self._wait_ms} ms"
             ) from shortfall
+
+    async def _still_ours(self, name: str, owner: str, ttl: float) -> bool:
+        """Whether the master still holds ``name`` for ``owner`` (a renewal without
+        ``WAIT``: it only re-extends, on the master, what the failed renewal extended);
+        True when it cannot tell within the ``WAIT``'s bound (the caller then raises)."""
+        with trio.move_on_after(self._wait_ms / 1000):
+            with suppress(LockError):
+                return await super().renew(name, owner, ttl)
+        return True
 
     async def _replicated(self, call: _Call[R], name: str, owner: str, ttl: float) -> R:
         """``call(name, owner, ttl)``, followed by ``WAIT 1`` on the same connection while
