@@ -235,4 +235,7 @@ def translate(
         return timeout(f"Redis {what} timed out: {detail}")
     if isinstance(exc, _UNAVAILABLE):
         return unavailable(f"Redis {what} failed, server unreachable: {detail}")
+    if isinstance(exc, coredis.exceptions.ResponseError) and detail.startswith("NOREPLICAS"):
+        # min-replicas-to-write: the master refuses writes until a replica is back
+        return unavailable(f"Redis {what} failed, no replica: {detail}")
     return error(f"Redis {what} failed: {detail}")

@@ -84,34 +84,31 @@ class SentinelWatch:
         self.master = master
         self._timeout = timeout
         self._pool = pool
+        self.down_after: float | None = None  # the sentinels' down-after-milliseconds (s)
 
     async def no_master(self) -> str | None:
         """Why there is no master now (None: there is one); see :meth:`check`."""
         return (await self.check()).problem
 
     async def check(self) -> MasterCheck:
-        """Ask the sentinels, in turn, about ``master``: it is up when one names it up
-        (its flags hold none of ``s_down``, ``o_down``, ``failover_in_progress``); the
-        problem otherwise (no sentinel answers, the master is down, a failover is under
-        way, unknown name). Bounded by the timeout given at construction.
+        """Ask the sentinels, all at once, about ``master``: it is up as soon as one names
+        it up (its flags hold none of ``s_down``, ``o_down``, ``failover_in_progress``);
+        the problem otherwise (no sentinel answers, the master is down, a failover is
+        under way, unknown name). Bounded by the timeout given at construction; a hung
+        sentinel costs nothing while another answers.
 
         When the up master is not where the pool's connections go (a failover that
         left the old master alive: it keeps taking writes until it is demoted), the
         pool's connections are closed: the next ones ask the sentinels again.
         """
+        answers = await self._ask(stop=lambda state: not _down(state))
         problems: list[str] = []
-        with trio.move_on_after(self._timeout) as scope:
-            for client in list(self._sentinel.sentinels):
-                try:
-                    state = await client.sentinel_master(self.master)
-                except coredis.exceptions.ResponseError as exc:
-                    problems.append(f"Sentinel does not know a master named {self.master!r}: {exc}")
-                    continue
-                except DRIVER_ERRORS:
-                    continue
-                flags = _text(state.get("flags"))
-                host, port = _text(state.get("ip")), _text(state.get("port"))
-                down = [f for f in flags.split(",") if f in _DOWN_FLAGS]
+        for answer in answers:
+            if isinstance(answer, coredis.exceptions.ResponseError):
+                problems.append(f"Sentinel does not know a master named {self.master!r}: {answer}")
+            elif isinstance(answer, dict):
+                host, port = _text(answer.get("ip")), _text(answer.get("port"))
+                down = _down(answer)
                 if not down:
                     return MasterCheck(None, moved=self._moved(host, port))
                 problems.append(
@@ -119,7 +116,7 @@ class SentinelWatch:
                 )
         if problems:
             return MasterCheck(problems[0])
-        if scope.cancelled_caught:
+        if any(answer is None for answer in answers):
             return MasterCheck(f"no sentinel of {self.master!r} answered within {self._timeout:g}s")
         return MasterCheck(f"no sentinel of {self.master!r} answers")
 
@@ -132,27 +129,57 @@ class SentinelWatch:
         ``failover_in_progress``; then it names the new master): the other sentinels
         still name the old master, up, for a second or two.
         """
+        answers = await self._ask()
+        states = [answer for answer in answers if isinstance(answer, dict)]
         names: set[str] = set()
-        answered = 0
-        sentinels = list(self._sentinel.sentinels)
-        with trio.move_on_after(self._timeout):
-            for client in sentinels:
-                try:
-                    state = await client.sentinel_master(self.master)
-                except DRIVER_ERRORS:
-                    continue
-                answered += 1
-                flags = _text(state.get("flags"))
-                where = f"{_text(state.get('ip'))}:{_text(state.get('port'))}"
-                down = [f for f in flags.split(",") if f in _DOWN_FLAGS]
-                names.add(f"{where} ({','.join(down)})" if down else where)
-        if answered <= len(sentinels) // 2:
-            return f"{answered} of {len(sentinels)} sentinels of {self.master!r} answered"
+        for state in states:
+            where = f"{_text(state.get('ip'))}:{_text(state.get('port'))}"
+            down = _down(state)
+            names.add(f"{where} ({','.join(down)})" if down else where)
+        if len(states) <= len(answers) // 2:
+            return f"{len(states)} of {len(answers)} sentinels of {self.master!r} answered"
         pool = self._pool
         here = pool.location if pool is not None else None
         if len(names) != 1 or (here is not None and names != {f"{here.host}:{here.port}"}):
             return f"the sentinels of {self.master!r} name {', '.join(sorted(names))}"
         return None
+
+    async def _ask(
+        self, stop: Callable[[dict[Any, Any]], bool] = lambda state: False
+    ) -> list[dict[Any, Any] | Exception | None]:
+        """Every sentinel's ``SENTINEL MASTER`` answer, asked concurrently within the
+        timeout, in the sentinels' order: the state, the driver's error, or None (no
+        answer in time). Stops early at the first state ``stop`` accepts. Records the
+        largest ``down-after-milliseconds`` seen in :attr:`down_after`."""
+        sentinels = list(self._sentinel.sentinels)
+        answers: list[dict[Any, Any] | Exception | None] = [None] * len(sentinels)
+
+        async def ask(index: int, client: Any, done: trio.CancelScope) -> None:
+            try:
+                state = await client.sentinel_master(self.master)
+            except DRIVER_ERRORS as exc:
+                answers[index] = exc
+                return
+            answers[index] = state
+            self._learn_down_after(state)
+            if stop(state):
+                done.cancel()
+
+        with trio.move_on_after(self._timeout) as scope:
+            async with trio.open_nursery() as nursery:
+                for index, client in enumerate(sentinels):
+                    nursery.start_soon(ask, index, client, scope)
+        return answers
+
+    def _learn_down_after(self, state: dict[Any, Any]) -> None:
+        raw = state.get("down-after-milliseconds", state.get(b"down-after-milliseconds"))
+        if raw is None:
+            return
+        try:
+            seconds = int(_text(raw)) / 1000
+        except ValueError:
+            return
+        self.down_after = max(self.down_after or 0.0, seconds)
 
     def _moved(self, host: str, port: str) -> bool:
         pool = self._pool
@@ -165,6 +192,10 @@ class SentinelWatch:
 
 
 _DOWN_FLAGS = ("s_down", "o_down", "failover_in_progress")
+
+
+def _down(state: dict[Any, Any]) -> list[str]:
+    return [f for f in _text(state.get("flags")).split(",") if f in _DOWN_FLAGS]
 
 
 def _text(value: Any) -> str:

@@ -26,7 +26,8 @@ NonNegativeSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Section(BaseModel):
-    """Base of a settings section: immutable, unknown keys are errors.
+    """Base of a settings section: immutable, unknown keys are errors; an error's text
+    never repeats the value it refused (a URL's password: the messages name the part).
 
     Example::
 
@@ -34,7 +35,9 @@ class Section(BaseModel):
             url: str = "memory://"
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, hide_input_in_errors=True
+    )
 
 
 def cross_field_error(fields: tuple[str, ...], message: str) -> PydanticCustomError:

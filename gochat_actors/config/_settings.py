@@ -48,6 +48,7 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         validate_default=True,
+        hide_input_in_errors=True,  # a refused URL's text would show its password
     )
 
     service: ServiceSettings = Field(default_factory=ServiceSettings)

@@ -7,8 +7,10 @@ take the lock and the counter's last increment with it; the promoted replica wou
 out the same token again. Once a replica acknowledged the write, the sentinels promote
 a server that has it (with one replica: that one). A shortfall (no replica confirmed in
 time) undoes the acquire and raises :class:`~gochat_actors.LockUnavailable`. With no
-replica there is nothing to wait for: a plain acquire. Imports coredis: imported only
-when such a URL is used.
+replica there is nothing to wait for: a plain acquire; but a master whose replicas left
+gets plain acquires only once the sentinels agree it is the master and have had their
+``down-after-milliseconds`` to notice it cut off (see :meth:`_may_go_on_alone`).
+Imports coredis: imported only when such a URL is used.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from ._redis import RedisLockBackend
 __all__ = ["SentinelLockBackend", "open_sentinel_locks"]
 
 R = TypeVar("R")
+_DEFAULT_DOWN_AFTER = 30.0  # Redis' default down-after-milliseconds, until the watch knows
+_PING_PERIOD = 1.0  # a sentinel pings each server once a second
 _Call = Callable[[str, str, float], Awaitable[R]]
 
 
@@ -60,6 +64,8 @@ class SentinelLockBackend(RedisLockBackend):
         self._wait_ms = max(1, round(replica_timeout * 1000))  # WAIT 0 would never return
         self._replicas: int | None = None  # unknown: counted before the next call
         self._had_replicas = False  # the last count found some
+        self._replicas_seen_on: object = None  # the pool's location then
+        self._lost_at: float | None = None  # when we first saw them gone (trio clock)
 
     @property
     def replicas(self) -> int | None:
@@ -77,16 +83,37 @@ class SentinelLockBackend(RedisLockBackend):
         except DRIVER_ERRORS as exc:
             raise lock_error(exc, "ROLE") from exc
         count = len(role.slaves or ()) if role.role == "master" else 0
+        here = getattr(self._client.connection_pool, "location", None)
         if not count and self._had_replicas:
-            # The replica left: it died, or it was just promoted and this master is
-            # about to be demoted (its writes then vanish). Go on without WAIT only
-            # once the sentinels agree this server is the master and no failover runs.
-            why = await self._watch.confirm()
-            if why is not None:
-                raise LockUnavailable(f"the master lost its replicas: {why}")
+            await self._may_go_on_alone(same_server=here == self._replicas_seen_on)
         self._had_replicas = count > 0
+        self._replicas_seen_on = here if count else None
+        self._lost_at = None
         self._replicas = count
         return count
+
+    async def _may_go_on_alone(self, *, same_server: bool) -> None:
+        """Raise :class:`LockUnavailable` unless a master whose replicas left may take
+        acquires without ``WAIT``. The replica left: it died, or this master is cut off
+        and the replica is (about to be) promoted, its writes then lost. The sentinels
+        must agree this server is the master, no failover running; and, on the server
+        the replicas left, not before they have had ``down-after-milliseconds`` (and
+        their ping's second) since we saw it: until then, they cannot tell the two
+        apart and still name this master up."""
+        now = trio.current_time()
+        if self._lost_at is None:
+            self._lost_at = now
+        why = await self._watch.confirm()
+        if why is None and same_server:
+            down_after = self._watch.down_after
+            grace = (_DEFAULT_DOWN_AFTER if down_after is None else down_after) + _PING_PERIOD
+            if now - self._lost_at < grace:
+                why = (
+                    f"the sentinels cannot tell a dead replica from a cut-off master "
+                    f"for {grace:g}s (down-after-milliseconds, and their ping)"
+                )
+        if why is not None:
+            raise LockUnavailable(f"the master lost its replicas: {why}")
 
     async def ping(self) -> None:
         await super().ping()
@@ -106,10 +133,23 @@ class SentinelLockBackend(RedisLockBackend):
         try:
             return await self._replicated(super().renew, name, owner, ttl)
         except ReplicationError as shortfall:
+            # coredis drops the script's reply on a shortfall; "not ours" must still win
+            # (the holder stops now, not at its deadline): ask the master again, no WAIT.
+            if not await self._still_ours(name, owner, ttl):
+                return False
             # Transient: the renewer retries until the lease's deadline.
             raise LockUnavailable(
                 f"lock renew {name!r}: no replica confirmed it within {self._wait_ms} ms"
             ) from shortfall
+
+    async def _still_ours(self, name: str, owner: str, ttl: float) -> bool:
+        """Whether the master still holds ``name`` for ``owner`` (a renewal without
+        ``WAIT``: it only re-extends, on the master, what the failed renewal extended);
+        True when it cannot tell within the ``WAIT``'s bound (the caller then raises)."""
+        with trio.move_on_after(self._wait_ms / 1000):
+            with suppress(LockError):
+                return await super().renew(name, owner, ttl)
+        return True
 
     async def _replicated(self, call: _Call[R], name: str, owner: str, ttl: float) -> R:
         """``call(name, owner, ttl)``, followed by ``WAIT 1`` on the same connection while
@@ -124,6 +164,8 @@ class SentinelLockBackend(RedisLockBackend):
                 return await call(name, owner, ttl)
         except LockError as exc:
             self._replicas = None  # a replica lost, or a failover: count again next time
+            if self._had_replicas and self._lost_at is None:
+                self._lost_at = trio.current_time()  # the grace starts at the first sign
             if isinstance(exc.__cause__, ReplicationError):
                 raise exc.__cause__ from None
             raise

@@ -37,3 +37,16 @@ def test_a_cluster_down_or_resharding_is_unavailable(error: Exception) -> None:
     from gochat_actors.cache._errors import translate
 
     assert isinstance(translate(error, "GET"), CacheUnavailable)
+
+
+def test_a_master_without_its_replicas_refusing_writes_is_unavailable() -> None:
+    """``min-replicas-to-write``: the server-side guard of the Sentinel locks (the text
+    is Redis 7.0's, from a script's write; transient: a replica comes back)."""
+    from gochat_actors.cache._errors import translate as cache_translate
+    from gochat_actors.lock._errors import lock_error
+
+    error = coredis.exceptions.ResponseError(
+        "NOREPLICAS Not enough good replicas to write. script: 6163, on @user_script:1."
+    )
+    assert isinstance(cache_translate(error, "SET"), CacheUnavailable)
+    assert isinstance(lock_error(error, "lock acquire"), LockUnavailable)

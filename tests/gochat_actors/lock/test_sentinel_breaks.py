@@ -12,12 +12,6 @@ from gochat_actors import LockUnavailable
 from .test_sentinel_wait import FakeRedis, backend_on
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a WAIT shortfall the replicas are counted again and a master that lost "
-    "them (a partitioned old master) acquires without WAIT: a token the promoted replica "
-    "also hands out",
-)
 async def test_a_master_that_lost_its_replica_does_not_hand_out_unreplicated_tokens(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -43,11 +37,6 @@ async def test_a_master_that_lost_its_replica_does_not_hand_out_unreplicated_tok
     assert result.token > promoted_counter, "the same fencing token on two masters"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a renewal the server answered 'not ours' (0) but whose WAIT fell short raises "
-    "LockUnavailable: the lease is kept (body runs on) until its deadline instead of lost now",
-)
 async def test_a_renewal_of_a_lock_no_longer_ours_says_so_despite_a_shortfall(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -26,6 +26,7 @@ from gochat_actors.lock._sentinel import SentinelLockBackend
 
 OP_TIMEOUT = 1.0
 WAIT = 0.5
+GRACE = 2.0  # FakeWatch's down-after (1 s) and the sentinels' ping period (1 s)
 KEY, FENCE = lock_keys("", "room:42")
 _SCRIPTS = {sha: script for script, sha in _SHA.items()}
 
@@ -36,6 +37,7 @@ class FakeWatch:
     def __init__(self) -> None:
         self.problem: str | None = None
         self.checks = 0
+        self.down_after: float | None = 1.0  # the sentinels' down-after-milliseconds (s)
 
     async def check(self) -> MasterCheck:
         await trio.lowlevel.checkpoint()
@@ -206,8 +208,12 @@ async def test_a_shortfall_undoes_the_acquire(autojump_clock: trio.testing.MockC
     assert trio.current_time() - start == pytest.approx(WAIT)  # the WAIT's bound, no more
     assert fake.holder() is None  # released
     assert backend.replicas is None  # counted again before the next call
-    fake.replicas, fake.acks = 0, True  # the replica is gone for good: plain acquires
-    assert (await backend.acquire("room:42", "b", 5.0)).token == 2
+    fake.replicas, fake.acks = 0, True  # the replica is gone for good
+    # not at once: the sentinels still name a cut-off master up for down-after
+    with pytest.raises(LockUnavailable, match="cannot tell a dead replica"):
+        await backend.acquire("room:42", "b", 5.0)
+    await trio.sleep(GRACE)  # the sentinels would have seen a cut-off master by now
+    assert (await backend.acquire("room:42", "b", 5.0)).token == 2  # plain acquires
     assert fake.waits == 1
 
 
@@ -228,7 +234,10 @@ async def test_losing_the_replicas_needs_the_sentinels_word(
     with pytest.raises(LockUnavailable, match="lost its replicas"):
         await backend.acquire("room:42", "a", 5.0)
     assert fake.holder() is None  # nothing was sent
-    watch.problem = None  # the sentinels still name it: the replica just died
+    watch.problem = None  # the sentinels still name it: the replica died, or they are late
+    with pytest.raises(LockUnavailable, match="cannot tell a dead replica"):
+        await backend.acquire("room:42", "a", 5.0)
+    await trio.sleep(GRACE)  # they had down-after to see a cut-off master: the replica died
     assert (await backend.acquire("room:42", "a", 5.0)).token == 1
     assert backend.replicas == 0
     assert fake.waits == 0
@@ -294,3 +303,33 @@ async def test_a_hold_stopped_at_each_await_leaves_no_lock(
         fake.acks = True
         async with locks.hold("room:42", ttl=5.0) as lease:  # free for the next holder
             assert lease.token >= 1
+
+
+async def test_the_grace_is_for_the_server_the_replicas_left(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """After a failover the promoted master has no replica yet: nothing of it can be
+    promoted over it, so the sentinels' word is enough there."""
+    fake, watch = FakeRedis(replicas=1), FakeWatch()
+    fake.location = "old:6379"  # type: ignore[attr-defined]
+    backend = backend_on(fake, watch)
+    await backend.ping()
+    fake.replicas, fake.location = 0, "new:6379"  # type: ignore[attr-defined]
+    await backend.ping()  # the sentinels confirm the new master: no grace
+    assert (await backend.acquire("room:42", "a", 5.0)).token == 1
+    assert watch.checks == 1
+
+
+async def test_the_grace_defaults_to_redis_down_after(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fake, watch = FakeRedis(replicas=1), FakeWatch()
+    watch.down_after = None  # the sentinels never said
+    backend = backend_on(fake, watch)
+    await backend.ping()
+    fake.replicas = 0
+    with pytest.raises(LockUnavailable, match="for 31s"):
+        await backend.ping()
+    await trio.sleep(31)
+    await backend.ping()
+    assert backend.replicas == 0
