@@ -10,9 +10,12 @@ never ends, which is why no test here shows that). The subprocess runs with ``-W
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+
+from gochat_actors._bridge import TUNING_ENV
 
 SIMULATE_314 = textwrap.dedent(
     """
@@ -136,13 +139,16 @@ BRIDGE_IN_A_SUPERVISOR = textwrap.dedent(
 )
 
 
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
+def run_python(code: str, *, tuning: str = "on") -> subprocess.CompletedProcess[str]:
+    # Python 3.14 needs the bridge's tuning: `make test`'s untuned pass must not reach here.
+    env = {**os.environ, TUNING_ENV: tuning}
     return subprocess.run(
         [sys.executable, "-W", "error", "-c", code],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
+        env=env,
     )
 
 
@@ -155,6 +161,18 @@ def test_the_bridge_starts_and_crosses_on_python_314s_asyncio() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["crossed"]
+
+
+def test_the_tuning_switched_off_on_314_is_a_clear_error() -> None:
+    result = run_python(
+        SIMULATE_314
+        + "import gochat_actors._aiocompat as compat\n"
+        + "compat.TASKS_NEED_RUNNING_LOOP = True\n"
+        + BRIDGE_IN_A_SUPERVISOR,
+        tuning="off",
+    )
+    assert result.returncode != 0
+    assert "Python 3.14's asyncio needs the bridge's tuning" in result.stderr
 
 
 def test_the_simulation_breaks_a_plain_trio_asyncio_import() -> None:
