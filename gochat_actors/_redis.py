@@ -21,7 +21,7 @@ from coredis.retry import NoRetryPolicy
 
 from ._dsn import Dsn, mask_urls
 from ._exceptions import GochatError
-from ._redis_cluster import CLUSTER_SCHEMES, cluster_client
+from ._redis_cluster import CLUSTER_SCHEMES, cluster_client, run_connection
 
 __all__ = ["DRIVER_ERRORS", "open_redis_backend", "open_redis_client", "translate"]
 
@@ -115,16 +115,6 @@ async def open_redis_backend(
             await backend.aclose()
 
 
-_STREAMS = (
-    "_write_buffer_in",
-    "_write_buffer_out",
-    "_push_message_buffer_in",
-    "_push_message_buffer_out",
-    "_streamed_message_buffer_in",
-    "_streamed_message_buffer_out",
-)
-
-
 class _TCPConnection(TCPConnection):
     """coredis' TCP connection, closing its memory streams when it never connected, and
     letting a cancellation during the handshake through.
@@ -140,16 +130,7 @@ class _TCPConnection(TCPConnection):
     """
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        try:
-            await super().run(task_status=task_status)
-        except coredis.exceptions.RedisError:
-            await trio.lowlevel.checkpoint_if_cancelled()  # the caller's cancellation wins
-            raise
-        finally:
-            for name in _STREAMS:
-                stream = getattr(self, name, None)
-                if stream is not None:
-                    stream.close()
+        await run_connection(self, super().run, task_status)
 
 
 def _refuse_connections_once_closed(pool: Any) -> None:

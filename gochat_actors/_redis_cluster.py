@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import ssl
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -90,7 +91,7 @@ def _search(key: str, suffix: str) -> str:
 
 # -- the client ---------------------------------------------------------------------
 
-_STREAMS = (  # as _redis._TCPConnection closes them
+_STREAMS = (
     "_write_buffer_in",
     "_write_buffer_out",
     "_push_message_buffer_in",
@@ -100,22 +101,33 @@ _STREAMS = (  # as _redis._TCPConnection closes them
 )
 
 
+async def run_connection(
+    connection: Any, run: Callable[..., Awaitable[None]], task_status: Any
+) -> None:
+    """A coredis connection's ``run`` (``super().run`` of both our connection classes)
+    with two fixes: its memory streams closed when it ends (coredis leaves them open when
+    it never connected), and a caller cancelled during the handshake sees its
+    cancellation (coredis raises ``ConnectionError`` from a ``finally:`` then, which
+    replaced the ``Cancelled``)."""
+    try:
+        await run(task_status=task_status)
+    except coredis.exceptions.RedisError:
+        await trio.lowlevel.checkpoint_if_cancelled()  # the caller's cancellation wins
+        raise
+    finally:
+        for name in _STREAMS:
+            stream = getattr(connection, name, None)
+            if stream is not None:
+                stream.close()
+
+
 class _ClusterConnection(ClusterConnection):
     """coredis' cluster connection with the fixes of ``_redis._TCPConnection``: its
     memory streams closed when it never connected, and a cancellation during the
     handshake let through."""
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        try:
-            await super().run(task_status=task_status)
-        except coredis.exceptions.RedisError:
-            await trio.lowlevel.checkpoint_if_cancelled()  # the caller's cancellation wins
-            raise
-        finally:
-            for name in _STREAMS:
-                stream = getattr(self, name, None)
-                if stream is not None:
-                    stream.close()
+        await run_connection(self, super().run, task_status)
 
 
 class _StartupNode(ClusterNodeLocation):
