@@ -24,7 +24,9 @@ from gochat_actors.lock import Locks, LockSettings
 
 
 def _locks(url: str, prefix: str) -> Locks:
-    cache = CacheSettings(url=Dsn(url), key_prefix=prefix)
+    # Connecting may take longer than the default budget: eight interpreters start at
+    # once on a loaded 2-core machine (it failed there at op_timeout's default).
+    cache = CacheSettings(url=Dsn(url), key_prefix=prefix, op_timeout=15.0)
     return Locks(LockSettings(), cache_settings=cache)
 
 
