@@ -28,6 +28,8 @@ class TcpProxy:
         self._cut = False
         self._scopes: set[trio.CancelScope] = set()
         self._replies: trio.Event | None = None  # set while replies are held
+        self.connections = 0  # clients connected now
+        self._changed = trio.Event()  # set when a client comes or goes
 
     def hold_replies(self) -> None:
         """Keep what the server sends from now on (its replies) until
@@ -54,6 +56,12 @@ class TcpProxy:
             await nursery.start(trio.serve_listeners, self._handle, listeners)
             task_status.started(self)
 
+    async def wait_no_connections(self) -> None:
+        """Return once no client is connected (each one closed its side)."""
+        while self.connections:
+            self._changed = trio.Event()
+            await self._changed.wait()
+
     def cut(self) -> None:
         """Drop every connection; close new ones as soon as they are accepted."""
         self._cut = True
@@ -65,6 +73,14 @@ class TcpProxy:
         self._cut = False
 
     async def _handle(self, client: trio.SocketStream) -> None:
+        self.connections += 1
+        try:
+            await self._forward(client)
+        finally:
+            self.connections -= 1
+            self._changed.set()
+
+    async def _forward(self, client: trio.SocketStream) -> None:
         async with client:
             if self._cut:
                 return
@@ -92,6 +108,8 @@ async def _pump(
             if gate is not None:
                 await gate()
             await sink.send_all(chunk)
+        if gate is not None:  # the end of what the source sends is held like the rest
+            await gate()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     done.cancel()

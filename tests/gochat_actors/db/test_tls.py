@@ -8,15 +8,17 @@ import re
 from pathlib import Path
 
 import pytest
+import trio
 from pydantic import ValidationError
 from sqlalchemy import text
 
-from gochat_actors import DBError
+from gochat_actors import Bridge, DBError
 from gochat_actors._dsn import Dsn
 from gochat_actors.db import DBManager, DBSettings
 from gochat_actors.db._sqlalchemy import _mysql_tls
 from supervisors import open_supervisor
 from tests._clusters import MariaDBTLS
+from tests.gochat_actors.db._proxy import TcpProxy
 
 
 async def cipher_and_rows(db: DBManager) -> tuple[str, list[int]]:
@@ -94,3 +96,29 @@ async def test_a_file_gone_since_the_settings_loaded_is_a_db_error(tmp_path: Pat
     files.ca.unlink()
     with pytest.raises(DBError, match="ssl_ca: no such file"):
         _mysql_tls(dsn)
+
+
+async def test_no_tls_socket_is_left_open_when_the_server_never_ends_its_shutdown(
+    mariadb_tls: MariaDBTLS,
+) -> None:
+    """aiomysql closes a connection with COM_QUIT and a TLS shutdown that waits for the
+    server's close_notify, so its socket closed only when that came: a bridge stopping
+    first left it to the garbage collector (a ResourceWarning, seen once in CI under
+    load). Here the replies are held, so the shutdown never ends by itself, and the
+    bridge outlives the database: the database must close its sockets itself."""
+    url = mariadb_tls.url(mariadb_tls.create_database())
+    async with trio.open_nursery() as nursery:
+        proxy = await nursery.start(TcpProxy(mariadb_tls.port).run)
+        bridge = await nursery.start(Bridge().run)
+        url = url.replace(f":{mariadb_tls.port}/", f":{proxy.port}/")
+        db = DBManager(DBSettings(primary=Dsn(url)), bridge=bridge)
+        async with open_supervisor([db.spec()]):
+            async with db.transaction() as session:
+                await session.execute(text("CREATE TABLE notes (id INT PRIMARY KEY)"))
+            cipher, _ = await cipher_and_rows(db)
+            assert cipher
+            assert proxy.connections >= 1  # pooled (and the probes' own connection)
+            proxy.hold_replies()
+        with trio.fail_after(5):  # the client side of every connection is closed
+            await proxy.wait_no_connections()
+        nursery.cancel_scope.cancel()
