@@ -48,6 +48,7 @@ from .._tls import MYSQL_TLS_PARAMS, mysql_tls_files
 from ..log import get_logger
 from ._errors import driver_code, is_db_failure, translate, watch_driver_errors
 from ._protocol import COMMIT_GRACE, CommitState, ReplicaStatus, ServerRole, end_session
+from ._sockets import OpenSockets
 from ._tracked import TrackedSession
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ class SQLAlchemyServer:
         self._drained: trio.Event | None = None
         self._active = 0  # crossings running on the asyncio side
         self._quiet: asyncio.Event | None = None
+        self._sockets = OpenSockets()  # MySQL: its connections' sockets, closed last
 
     def __repr__(self) -> str:
         return f"<SQLAlchemyServer {self.name} {self.url}>"
@@ -195,6 +197,8 @@ class SQLAlchemyServer:
         watch_driver_errors(engine.sync_engine)
         if self._probe_engine is not None:
             watch_driver_errors(self._probe_engine.sync_engine)
+            self._sockets.watch(engine)  # (MySQL) its close ends with their sockets closed
+            self._sockets.watch(self._probe_engine)
         event.listen(engine.sync_engine.pool, "reset", _reset)
         if self.sqlite and _sqlite_file(self.url):
             event.listen(engine.sync_engine.pool, "connect", _wal)
@@ -285,9 +289,14 @@ class SQLAlchemyServer:
         if busy:
             _log.warning("db.sessions_abandoned", server=self.name, count=busy)
         probes, self._probe_engine = self._probe_engine, None
-        if probes is not None:
-            await probes.dispose()
-        await engine.dispose()
+        try:
+            if probes is not None:
+                await probes.dispose()
+            await engine.dispose()
+        finally:
+            # aiomysql's close returns before its socket is closed (over TLS that waits
+            # for the server's reply): none is left open to a loop about to close.
+            await self._sockets.close()
         if self._guard is not None and self._guard is not asyncio.current_task():
             self._guard.cancel()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+import ssl
 
 import pytest
 import trio
@@ -220,6 +221,52 @@ async def test_call_in_flight_when_the_bridge_stops_gets_bridge_not_running() ->
 
     assert len(outcome) == 1
     assert isinstance(outcome[0].__cause__, asyncio.CancelledError)
+
+
+async def test_sockets_closing_when_the_bridge_stops_are_closed_before_its_loop() -> None:
+    """A transport's close only queues its socket's close (``call_soon``): the bridge
+    stopping right after must still run it, tuned or not (else the GC finds the socket:
+    a ResourceWarning). So must a TLS handshake the stop cuts, over a dup'd socket as
+    aiomysql's upgrade does: both sockets are closed when the bridge has stopped."""
+    sockets: list[socket.socket] = []
+    hello = trio.Event()
+
+    async def server(stream: trio.SocketStream) -> None:
+        if await stream.receive_some():  # the ClientHello: the client waits mid-handshake
+            hello.set()
+        await trio.sleep_forever()
+
+    async def close_one(port: int) -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        sockets.append(writer.transport.get_extra_info("socket"))
+        writer.transport.close()
+
+    async def upgrade(port: int) -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        raw = writer.transport.get_extra_info("socket")
+        dup = raw.dup()
+        sockets.extend((raw, dup))
+        writer.transport.close()
+        context = ssl.create_default_context()
+        await asyncio.open_connection(sock=dup, ssl=context, server_hostname="127.0.0.1")
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, server, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as bridge_nursery:
+            bridge = await bridge_nursery.start(Bridge().run)
+            await bridge.run_asyncio(close_one, port)
+            bridge_nursery.cancel_scope.cancel()  # its socket's close is still queued
+        assert [sock.fileno() for sock in sockets] == [-1]
+        async with trio.open_nursery() as bridge_nursery:
+            bridge = await bridge_nursery.start(Bridge().run)
+            bridge_nursery.start_soon(bridge.run_asyncio, upgrade, port)
+            await hello.wait()
+            bridge_nursery.cancel_scope.cancel()  # the handshake is cut
+        assert [sock.fileno() for sock in sockets] == [-1, -1, -1]
+        nursery.cancel_scope.cancel()
 
 
 async def test_wait_ready_waits_for_the_loop() -> None:

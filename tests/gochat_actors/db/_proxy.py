@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -28,6 +29,16 @@ class TcpProxy:
         self._cut = False
         self._scopes: set[trio.CancelScope] = set()
         self._replies: trio.Event | None = None  # set while replies are held
+        self.connections = 0  # clients connected now
+        self._changed = trio.Event()  # set when a client comes or goes
+        self._keep_clients = False  # only a client closes its connection
+
+    def keep_clients(self) -> None:
+        """From now on a client's connection is closed only by the client (or :meth:`cut`):
+        a server that closed or broke its side is not passed on, and what the client
+        still sends is read and dropped. :attr:`connections` then counts the clients
+        that have not closed their socket."""
+        self._keep_clients = True
 
     def hold_replies(self) -> None:
         """Keep what the server sends from now on (its replies) until
@@ -54,6 +65,12 @@ class TcpProxy:
             await nursery.start(trio.serve_listeners, self._handle, listeners)
             task_status.started(self)
 
+    async def wait_no_connections(self) -> None:
+        """Return once no client is connected (each one closed its side)."""
+        while self.connections:
+            self._changed = trio.Event()
+            await self._changed.wait()
+
     def cut(self) -> None:
         """Drop every connection; close new ones as soon as they are accepted."""
         self._cut = True
@@ -65,6 +82,14 @@ class TcpProxy:
         self._cut = False
 
     async def _handle(self, client: trio.SocketStream) -> None:
+        self.connections += 1
+        try:
+            await self._forward(client)
+        finally:
+            self.connections -= 1
+            self._changed.set()
+
+    async def _forward(self, client: trio.SocketStream) -> None:
         async with client:
             if self._cut:
                 return
@@ -73,12 +98,30 @@ class TcpProxy:
                 try:
                     upstream = await trio.open_tcp_stream(HOST, self.target)
                     async with upstream, trio.open_nursery() as nursery:
-                        nursery.start_soon(_pump, client, upstream, nursery.cancel_scope)
+                        nursery.start_soon(self._pump_to_server, client, upstream, nursery)
                         nursery.start_soon(
-                            _pump, upstream, client, nursery.cancel_scope, self._wait_replies
+                            _pump,
+                            upstream,
+                            client,
+                            nursery.cancel_scope,
+                            self._wait_replies,
+                            self._kept,
                         )
                 finally:
                     self._scopes.discard(scope)
+
+    async def _pump_to_server(
+        self, client: trio.SocketStream, upstream: trio.SocketStream, nursery: trio.Nursery
+    ) -> None:
+        await _pump(client, upstream, nursery.cancel_scope, keep=self._kept)
+        # The server's side broke first (keep_clients()): the client's own end ends it.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            async for _ in client:
+                pass
+        nursery.cancel_scope.cancel()
+
+    def _kept(self) -> bool:
+        return self._keep_clients
 
 
 async def _pump(
@@ -86,12 +129,18 @@ async def _pump(
     sink: trio.SocketStream,
     done: trio.CancelScope,
     gate: Callable[[], Awaitable[None]] | None = None,
+    keep: Callable[[], bool] | None = None,
 ) -> None:
+    """Forward ``source`` to ``sink``, then end the pair (``done``); when ``keep``
+    returns True at the end, return instead (the client ends the pair)."""
     try:
         async for chunk in source:
             if gate is not None:
                 await gate()
             await sink.send_all(chunk)
+        if gate is not None:  # the end of what the source sends is held like the rest
+            await gate()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
-    done.cancel()
+    if keep is None or not keep():
+        done.cancel()

@@ -4,19 +4,23 @@ URL become aiomysql's ``ssl.SSLContext``; a private mariadbd whose user must use
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from pathlib import Path
 
 import pytest
+import trio
 from pydantic import ValidationError
 from sqlalchemy import text
 
-from gochat_actors import DBError
+from gochat_actors import Bridge, DBError
 from gochat_actors._dsn import Dsn
 from gochat_actors.db import DBManager, DBSettings
 from gochat_actors.db._sqlalchemy import _mysql_tls
 from supervisors import open_supervisor
 from tests._clusters import MariaDBTLS
+from tests.gochat_actors.db._proxy import TcpProxy
 
 
 async def cipher_and_rows(db: DBManager) -> tuple[str, list[int]]:
@@ -94,3 +98,48 @@ async def test_a_file_gone_since_the_settings_loaded_is_a_db_error(tmp_path: Pat
     files.ca.unlink()
     with pytest.raises(DBError, match="ssl_ca: no such file"):
         _mysql_tls(dsn)
+
+
+def client_sockets_to(port: int) -> int:
+    """How many TCP sockets this process holds open (an fd) to ``127.0.0.1:port``."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+        count += remote_port == port and fields[9] in inodes
+    return count
+
+
+async def test_no_tls_socket_is_left_open_when_the_server_never_ends_its_shutdown(
+    mariadb_tls: MariaDBTLS,
+) -> None:
+    """aiomysql's close over TLS returns before its socket is closed: that waits for the
+    server's close_notify (up to 30 s). The bridge stopping right after the database (the
+    supervisor's order), under load, left such a socket to the garbage collector (a
+    ResourceWarning in CI). Here the server's replies are held and the proxy never closes
+    a client's connection: when the database has stopped, with the bridge still running,
+    none of its sockets may be open."""
+    url = mariadb_tls.url(mariadb_tls.create_database())
+    async with trio.open_nursery() as nursery:
+        proxy = await nursery.start(TcpProxy(mariadb_tls.port).run)
+        bridge = await nursery.start(Bridge().run)
+        url = url.replace(f":{mariadb_tls.port}/", f":{proxy.port}/")
+        db = DBManager(DBSettings(primary=Dsn(url)), bridge=bridge)
+        async with open_supervisor([db.spec()]):
+            async with db.transaction() as session:
+                await session.execute(text("CREATE TABLE notes (id INT PRIMARY KEY)"))
+            cipher, _ = await cipher_and_rows(db)
+            assert cipher
+            assert client_sockets_to(proxy.port) >= 1  # pooled (and the probes' own)
+            proxy.keep_clients()
+            proxy.hold_replies()
+        assert client_sockets_to(proxy.port) == 0  # the database closed every one
+        with trio.fail_after(5):  # and the proxy saw each close (a hang guard)
+            await proxy.wait_no_connections()
+        nursery.cancel_scope.cancel()
