@@ -6,11 +6,16 @@ families; wherever a family is declared, a fresh ``Metrics()`` renders exactly t
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gochat_actors.metrics import Metrics
+from gochat_actors.metrics import FAST_BUCKETS, SLOW_BUCKETS, Family, Metrics, declare
+from gochat_actors.metrics import _family as family_module
+from gochat_actors.metrics import _metrics as metrics_module
+from gochat_actors.metrics import _runtime as runtime
 
 FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SLOW = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -116,3 +121,102 @@ def test_the_machine_id_gauge_starts_at_minus_one_and_no_other_family_has_a_seri
     ]
     unlabelled = {name for _, name, _, _, labels, _ in PINNED if not labels}
     assert set(got) <= unlabelled  # an unlabelled family has its one series at 0
+
+
+# -- where the families are declared -----------------------------------------------------
+COMPONENTS = ["db", "cache", "lock", "mq", "idgen"]
+
+
+def test_each_component_declares_its_own_families_next_to_its_code() -> None:
+    owned: dict[str, str] = {}
+    for component in COMPONENTS:
+        module = importlib.import_module(f"gochat_actors.{component}._metrics")
+        for family in module.FAMILIES:
+            assert family.attr.startswith(f"{component}_"), (component, family.attr)
+            owned[family.attr] = component
+    for family in runtime.FAMILIES:  # fed by RuntimeMetrics, beside it
+        owned[family.attr] = "metrics"
+    assert set(family_module.declared()) == set(owned) == {attr for attr, *_ in PINNED}
+
+
+def test_every_typed_attribute_of_metrics_is_a_declared_family_of_its_type() -> None:
+    declared = family_module.declared()
+    assert set(metrics_module._TYPED) == set(declared)
+    assert list(metrics_module._TYPED) == [attr for attr, *_ in PINNED]  # the rendering order
+    for attr, hint in metrics_module._TYPED.items():
+        assert hint is metrics_module._CLASSES[declared[attr].kind], attr
+
+
+@pytest.fixture
+def scratch_declarations(monkeypatch: pytest.MonkeyPatch) -> dict[str, Family]:
+    """What is declared, in a copy this test may change."""
+    copy = dict(family_module._DECLARED)
+    monkeypatch.setattr(family_module, "_DECLARED", copy)
+    return copy
+
+
+@pytest.mark.usefixtures("scratch_declarations")
+def test_a_family_declared_elsewhere_is_registered_after_the_typed_ones() -> None:
+    declare(Family.counter("chat_rooms_opened", "Chat rooms opened.", "kind"))
+    metrics = Metrics()
+    metrics.chat_rooms_opened.labels(kind="public").inc()  # type: ignore[attr-defined]
+    names = [f.name for f in _families(metrics)]
+    assert names == [name for _, name, *_ in PINNED] + ["gochat_chat_rooms_opened"]
+
+
+@pytest.mark.usefixtures("scratch_declarations")
+def test_declaring_the_same_family_again_changes_nothing_another_under_its_name_raises() -> None:
+    hits = family_module.declared()["cache_hits"]
+    assert declare(hits) == (hits,)
+    with pytest.raises(ValueError, match="clashes"):
+        declare(Family.counter("cache_hits", "Something else.", "prefix"))
+    with pytest.raises(ValueError, match="clashes"):
+        declare(Family("hits_by_another_attr", "counter", "Cache hits.", name="cache_hits"))
+    assert family_module.declared()["cache_hits"] is hits
+
+
+def test_a_metrics_made_before_a_family_is_declared_says_so(
+    scratch_declarations: dict[str, Family],
+) -> None:
+    del scratch_declarations["lock_lost"]
+    with pytest.raises(RuntimeError, match="no family declared for 'lock_lost'"):
+        Metrics()
+
+
+def test_a_family_declared_of_another_type_than_its_attribute_is_refused(
+    scratch_declarations: dict[str, Family],
+) -> None:
+    scratch_declarations["lock_lost"] = Family.gauge("lock_lost", "Locks lost.", "prefix")
+    with pytest.raises(TypeError, match=r"Metrics\.lock_lost is a Counter, declared a gauge"):
+        Metrics()
+
+
+@pytest.mark.usefixtures("scratch_declarations")
+def test_a_family_cannot_take_the_name_of_a_metrics_attribute() -> None:
+    declare(Family.counter("render", "Renders."))
+    with pytest.raises(ValueError, match="cannot be named 'render'"):
+        Metrics()
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: Family("x", "histogram", "X."), "buckets"),
+        (lambda: Family("x", "counter", "X.", buckets=SLOW), "buckets"),
+        (lambda: Family("x", "counter", "X.", initial=1), "starting value"),
+        (lambda: Family.gauge("x", "X.", "label", initial=1), "starting value"),
+    ],
+)
+def test_a_family_is_checked_when_declared(make: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_the_shared_buckets_are_the_pinned_ones() -> None:
+    assert (FAST_BUCKETS, SLOW_BUCKETS) == (FAST, SLOW)
+
+
+def test_a_family_is_named_after_its_attribute_unless_told() -> None:
+    assert Family.counter("a_b", "A b.").name == "a_b"
+    histogram = Family.histogram("a_duration", "a_seconds", "A.", buckets=FAST_BUCKETS)
+    assert (histogram.attr, histogram.name, histogram.buckets) == ("a_duration", "a_seconds", FAST)
