@@ -8,8 +8,11 @@ registers what has been declared. The arrow runs down: components import this mo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["FAST_BUCKETS", "SLOW_BUCKETS", "Family", "declare", "declared"]
 
@@ -59,6 +62,10 @@ class Family:
     initial: float | None = None
 
     def __post_init__(self) -> None:
+        if not self.attr.isidentifier():
+            raise ValueError(f"{self.attr!r}: a family's attribute is a Python name")
+        if self.kind not in _KINDS:
+            raise ValueError(f"{self.attr}: a family is a counter, a gauge or a histogram")
         if not self.name:
             object.__setattr__(self, "name", self.attr)
         if (self.kind == "histogram") != bool(self.buckets):
@@ -91,6 +98,8 @@ class Family:
         return cls(attr, "histogram", help, labels, name, buckets)
 
 
+_KINDS: dict[str, type[Any]] = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+
 _DECLARED: dict[str, Family] = {}
 
 
@@ -98,20 +107,47 @@ def declare(*families: Family) -> tuple[Family, ...]:
     """Add ``families`` to what every ``Metrics`` registers; returns them.
 
     Declaring the same family again changes nothing; another family under a name or
-    attribute already taken is a ``ValueError``.
+    attribute already taken, or one the client would refuse to register beside the
+    declared ones, is a ``ValueError`` (and none of ``families`` is declared).
 
     Example::
 
         FAMILIES = declare(Family.counter("lock_acquired", "Locks acquired.", "prefix"))
     """
+    accepted = dict(_DECLARED)
     for family in families:
-        taken = _DECLARED.get(family.attr) or next(
-            (f for f in _DECLARED.values() if f.name == family.name), None
+        taken = accepted.get(family.attr) or next(
+            (f for f in accepted.values() if f.name == family.name), None
         )
         if taken is not None and taken != family:
             raise ValueError(f"metric family {family.attr!r} clashes with {taken}")
-        _DECLARED[family.attr] = family
+        accepted[family.attr] = family
+    _registrable(accepted.values())
+    _DECLARED.update(accepted)
     return families
+
+
+def _registrable(families: Iterable[Family]) -> None:
+    """Register ``families`` in a scratch registry, as ``Metrics`` will: what the client
+    refuses (a reserved label, unsorted buckets, a name that is another family's sample,
+    ``x_total`` beside the counter ``x``) is refused when declared, not by every
+    ``Metrics`` made afterwards."""
+    scratch = CollectorRegistry(auto_describe=True)
+    for family in families:
+        extra = {"buckets": family.buckets} if family.kind == "histogram" else {}
+        try:
+            _KINDS[family.kind](
+                family.name,
+                family.help,
+                family.labels,
+                namespace="gochat",
+                registry=scratch,
+                **extra,
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"metric family {family.attr!r} cannot be registered: {error}"
+            ) from None
 
 
 def declared() -> dict[str, Family]:

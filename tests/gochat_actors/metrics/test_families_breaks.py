@@ -152,10 +152,6 @@ REFUSED_BY_THE_CLIENT: dict[str, tuple[str, Callable[[], Family]]] = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="declare() accepts a family the client refuses; every later Metrics() raises",
-)
 @pytest.mark.parametrize(
     ("attr", "make"), REFUSED_BY_THE_CLIENT.values(), ids=list(REFUSED_BY_THE_CLIENT)
 )
@@ -177,7 +173,6 @@ def test_a_family_named_after_a_metrics_attribute_is_refused_when_declared() -> 
     Metrics()
 
 
-@pytest.mark.xfail(strict=True, reason="declare(a, b) that raises on b has declared a")
 def test_a_declare_that_raises_declares_none_of_its_families() -> None:
     with pytest.raises(ValueError, match="clashes"):
         declare(
@@ -198,9 +193,6 @@ _FAMILIES = st.builds(
 )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="declare() returning does not mean Metrics() can register the family"
-)
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
