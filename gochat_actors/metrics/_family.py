@@ -8,6 +8,7 @@ registers what has been declared. The arrow runs down: components import this mo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -68,6 +69,12 @@ class Family:
             raise ValueError(f"{self.attr}: a family is a counter, a gauge or a histogram")
         if not self.name:
             object.__setattr__(self, "name", self.attr)
+        if not _NAME.fullmatch(self.name) or not all(map(_LABEL.fullmatch, self.labels)):
+            raise ValueError(
+                f"{self.attr}: a family's name is [a-zA-Z_:][a-zA-Z0-9_:]*, its labels"
+                f" [a-zA-Z_][a-zA-Z0-9_]* (name {self.name!r}, labels {self.labels!r}):"
+                " the text format would escape the others"
+            )
         if (self.kind == "histogram") != bool(self.buckets):
             raise ValueError(f"{self.attr}: buckets are for histograms, and they need them")
         if self.initial is not None and (self.kind != "gauge" or self.labels):
@@ -97,6 +104,9 @@ class Family:
         """
         return cls(attr, "histogram", help, labels, name, buckets)
 
+
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 _KINDS: dict[str, type[Any]] = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
 

@@ -213,10 +213,6 @@ def test_what_declare_accepts_metrics_registers(families: list[tuple[Any, ...]])
             assert parsed.samples is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a name or label the text format must escape is accepted (a histogram's help as name)",
-)
 @pytest.mark.parametrize(
     "make",
     [
