@@ -10,6 +10,7 @@ Example::
 """
 
 from .._labels import PrefixLabels
+from . import _metrics  # noqa: F401  (the cache's metric families, for Metrics)
 from ._backends import open_redis_cache
 from ._cache import Cache
 from ._codec import BYTES, JSON, STR, BytesCodec, Codec, JsonCodec, StrCodec

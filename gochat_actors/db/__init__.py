@@ -13,6 +13,7 @@ Example::
         rooms = (await session.execute(text("SELECT name FROM rooms"))).all()
 """
 
+from . import _metrics  # noqa: F401  (the database's metric families, for Metrics)
 from ._manager import DBManager, DBStatistics, ReplicaInfo
 from ._memory import MemoryDB, MemoryServer
 from ._protocol import DBBackend, DBServer, DBSessionHandle, ReplicaStatus, ServerRole

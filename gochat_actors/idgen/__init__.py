@@ -9,6 +9,7 @@ Example::
     ids.parse(message_id)                      # SnowflakeParts(timestamp_ms, machine_id, sequence)
 """
 
+from . import _metrics  # noqa: F401  (the ID generator's metric families, for Metrics)
 from ._clock import IdClock, SystemClock, TrioIdClock
 from ._generator import IdGenerator, IdGenStatistics
 from ._layout import SnowflakeLayout, SnowflakeParts

@@ -10,6 +10,7 @@ Example::
         await store.write(room=42, fence=lease.token)
 """
 
+from . import _metrics  # noqa: F401  (the locks' metric families, for Metrics)
 from ._backends import open_redis_locks
 from ._locks import Lease, Locks
 from ._memory import MemoryLockBackend

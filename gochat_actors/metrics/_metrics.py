@@ -8,7 +8,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, get_type_hints
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -19,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.values import MutexValue
+
+from ._family import Family, declared
 
 __all__ = ["CONTENT_TYPE", "OTHER_PREFIX", "Metrics", "key_prefix", "observe_many"]
 
@@ -35,25 +37,6 @@ into their histograms; any collection of a histogram (a scrape, :meth:`Metrics.r
 folds what is held first."""
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,48}$")
-
-# Cache and lock operations are sub-millisecond to a few ms; DB and MQ are slower.
-_FAST_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-)
-_SLOW_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 def key_prefix(key: str | bytes) -> str:
@@ -93,7 +76,43 @@ class Metrics:
         with metrics.time_db_query("select", "messages"):
             ...
         body = metrics.render()   # Prometheus text format, CONTENT_TYPE
+
+    The families are declared next to the code that feeds them (``db/_metrics.py``,
+    ``cache/_metrics.py``, ``lock/_metrics.py``, ``mq/_metrics.py``,
+    ``idgen/_metrics.py``, and the runtime's in ``metrics/_runtime.py``): ``Metrics``
+    registers every declared family. Below, only their attributes and types.
     """
+
+    # db
+    db_connections_active: Gauge
+    db_query_duration: Histogram
+    db_query_errors: Counter
+    db_replica_healthy: Gauge
+    # cache
+    cache_hits: Counter
+    cache_misses: Counter
+    cache_operation_duration: Histogram
+    # lock
+    lock_acquired: Counter
+    lock_lost: Counter
+    lock_acquire_duration: Histogram
+    # mq
+    mq_messages_produced: Counter
+    mq_messages_consumed: Counter
+    mq_processing_duration: Histogram
+    mq_retries: Counter
+    mq_dead_lettered: Counter
+    mq_lag: Gauge
+    # idgen
+    idgen_issued: Counter
+    idgen_next_millisecond_waits: Counter
+    idgen_renewals: Counter
+    idgen_renewal_failures: Counter
+    idgen_machine_id: Gauge
+    # runtime (RuntimeMetrics)
+    actor_restarts: Counter
+    actor_mailbox_depth: Gauge
+    supervisor_children: Gauge
 
     def __init__(
         self, registry: CollectorRegistry | None = None, *, namespace: str = "gochat"
@@ -102,182 +121,22 @@ class Metrics:
         self.namespace = namespace
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._timings = _Timings()
-        ns, reg = namespace, self.registry
-        histogram = self._timings.histogram  # folds the pending timings before a scrape
+        families = declared()
+        for attr in (*_TYPED, *(attr for attr in families if attr not in _TYPED)):
+            if attr not in _TYPED and hasattr(self, attr):
+                raise ValueError(f"Metrics: a family cannot be named {attr!r}: it is taken")
+            setattr(self, attr, self._register(_checked(families, attr)))
 
-        # -- db ------------------------------------------------------------------
-        self.db_connections_active = Gauge(
-            "db_connections_active",
-            "Active database connections (checked out of the pools).",
-            namespace=ns,
-            registry=reg,
-        )
-        self.db_query_duration = histogram(
-            "db_query_duration_seconds",
-            "Database query duration in seconds.",
-            ["operation", "table"],
-            namespace=ns,
-            registry=reg,
-            buckets=_SLOW_BUCKETS,
-        )
-        self.db_query_errors = Counter(
-            "db_query_errors",
-            "Database queries that raised.",
-            ["operation", "table"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.db_replica_healthy = Gauge(
-            "db_replica_healthy",
-            "1 when the read replica is admitted, 0 when ejected.",
-            ["replica"],
-            namespace=ns,
-            registry=reg,
-        )
-        # -- cache ---------------------------------------------------------------
-        self.cache_hits = Counter(
-            "cache_hits",
-            "Cache lookups that found the key.",
-            ["prefix"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.cache_misses = Counter(
-            "cache_misses",
-            "Cache lookups that did not find the key.",
-            ["prefix"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.cache_operation_duration = histogram(
-            "cache_operation_duration_seconds",
-            "Cache operation duration in seconds.",
-            ["op", "prefix"],
-            namespace=ns,
-            registry=reg,
-            buckets=_FAST_BUCKETS,
-        )
-        # -- lock ----------------------------------------------------------------
-        self.lock_acquired = Counter(
-            "lock_acquired",
-            "Locks acquired.",
-            ["prefix"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.lock_lost = Counter(
-            "lock_lost",
-            "Locks lost while held (renewal failed or ownership gone).",
-            ["prefix"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.lock_acquire_duration = histogram(
-            "lock_acquire_duration_seconds",
-            "Time to acquire a lock, waiting included.",
-            ["prefix"],
-            namespace=ns,
-            registry=reg,
-            buckets=_SLOW_BUCKETS,
-        )
-        # -- mq ------------------------------------------------------------------
-        self.mq_messages_produced = Counter(
-            "mq_messages_produced",
-            "Messages produced (acknowledged by the broker).",
-            ["topic"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.mq_messages_consumed = Counter(
-            "mq_messages_consumed",
-            "Messages consumed and processed.",
-            ["topic"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.mq_processing_duration = histogram(
-            "mq_processing_seconds",
-            "Time to process one consumed message.",
-            ["topic"],
-            namespace=ns,
-            registry=reg,
-            buckets=_SLOW_BUCKETS,
-        )
-        self.mq_retries = Counter(
-            "mq_retries",
-            "Message processing retries.",
-            ["topic"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.mq_dead_lettered = Counter(
-            "mq_dead_lettered",
-            "Messages sent to the dead-letter topic.",
-            ["topic"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.mq_lag = Gauge(
-            "mq_lag",
-            "Consumer lag in messages (high watermark - committed offset).",
-            ["topic", "partition"],
-            namespace=ns,
-            registry=reg,
-        )
-        # -- idgen ---------------------------------------------------------------
-        self.idgen_issued = Counter(
-            "idgen_issued",
-            "IDs issued.",
-            namespace=ns,
-            registry=reg,
-        )
-        self.idgen_next_millisecond_waits = Counter(
-            "idgen_next_millisecond_waits",
-            "Times the sequence overflowed and waited for the next millisecond.",
-            namespace=ns,
-            registry=reg,
-        )
-        self.idgen_renewals = Counter(
-            "idgen_renewals",
-            "Machine-ID lease keepalives acknowledged.",
-            namespace=ns,
-            registry=reg,
-        )
-        self.idgen_renewal_failures = Counter(
-            "idgen_renewal_failures",
-            "Machine-ID lease keepalives that failed.",
-            namespace=ns,
-            registry=reg,
-        )
-        self.idgen_machine_id = Gauge(
-            "idgen_machine_id",
-            "The machine ID in use (-1 while none is held).",
-            namespace=ns,
-            registry=reg,
-        )
-        self.idgen_machine_id.set(-1)
-        # -- runtime -------------------------------------------------------------
-        self.actor_restarts = Counter(
-            "actor_restarts",
-            "Restarts of a supervised child.",
-            ["child"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.actor_mailbox_depth = Gauge(
-            "actor_mailbox_depth",
-            "Messages waiting in an actor's mailbox.",
-            ["child"],
-            namespace=ns,
-            registry=reg,
-        )
-        self.supervisor_children = Gauge(
-            "supervisor_children",
-            "Supervised children by state.",
-            ["state"],
-            namespace=ns,
-            registry=reg,
-        )
+    def _register(self, family: Family) -> Any:
+        where: dict[str, Any] = {"namespace": self.namespace, "registry": self.registry}
+        if family.kind == "histogram":  # folds the pending timings before a scrape
+            return self._timings.histogram(
+                family.name, family.help, family.labels, buckets=family.buckets, **where
+            )
+        metric = _CLASSES[family.kind](family.name, family.help, family.labels, **where)
+        if family.initial is not None:
+            metric.set(family.initial)
+        return metric
 
     # -- helpers that bound the labels --------------------------------------------
     def record_cache_lookup(self, key: str | bytes, *, hit: bool) -> None:
@@ -350,6 +209,28 @@ class Metrics:
 
     def __repr__(self) -> str:
         return f"<Metrics namespace={self.namespace!r}>"
+
+
+_CLASSES: dict[str, type[Any]] = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+
+_TYPED: dict[str, type[Any]] = {
+    attr: hint for attr, hint in get_type_hints(Metrics).items() if hint in _CLASSES.values()
+}
+"""The family attributes of :class:`Metrics`, in the order they render, with their types."""
+
+
+def _checked(families: dict[str, Family], attr: str) -> Family:
+    """The family declared for ``attr``, of the type its attribute promises."""
+    family = families.get(attr)
+    if family is None:
+        raise RuntimeError(
+            f"Metrics: no family declared for {attr!r} yet (a component's _metrics.py"
+            " declares it when the component is imported: is gochat_actors still importing?)"
+        )
+    typed = _TYPED.get(attr)
+    if typed is not None and typed is not _CLASSES[family.kind]:
+        raise TypeError(f"Metrics.{attr} is a {typed.__name__}, declared a {family.kind}")
+    return family
 
 
 def observe_many(histogram: Any, values: Sequence[float]) -> None:

@@ -12,9 +12,16 @@ import trio
 from supervisors import ChildRestarting, ChildSpec, ChildState, Event, Supervisor, progress
 
 from .._tree import tree_root
+from ._family import Family, declare
 from ._metrics import OTHER_PREFIX, Metrics
 
-__all__ = ["RuntimeMetrics"]
+__all__ = ["FAMILIES", "RuntimeMetrics"]
+
+FAMILIES = declare(
+    Family.counter("actor_restarts", "Restarts of a supervised child.", "child"),
+    Family.gauge("actor_mailbox_depth", "Messages waiting in an actor's mailbox.", "child"),
+    Family.gauge("supervisor_children", "Supervised children by state.", "state"),
+)
 
 
 class _Shared:

@@ -22,6 +22,7 @@ Example::
     ]
 """
 
+from . import _metrics  # noqa: F401  (the message queue's metric families, for Metrics)
 from ._connect import Connection
 from ._consumer import BatchProcessor, Consumer, ConsumerStatistics, Processor, consumer_spec
 from ._memory import MemoryBackend, MemoryBroker
