@@ -126,6 +126,10 @@ def declare(*families: Family) -> tuple[Family, ...]:
     """
     accepted = dict(_DECLARED)
     for family in families:
+        if family.attr in _RESERVED:
+            raise ValueError(
+                f"metric family {family.attr!r}: the name of an attribute of Metrics itself"
+            )
         taken = accepted.get(family.attr) or next(
             (f for f in accepted.values() if f.name == family.name), None
         )
@@ -135,6 +139,19 @@ def declare(*families: Family) -> tuple[Family, ...]:
     _registrable(accepted.values())
     _DECLARED.update(accepted)
     return families
+
+
+_RESERVED: set[str] = set()
+
+
+def reserve(names: Iterable[str]) -> None:
+    """Attribute names no family may take (``Metrics``' own: ``render``, ``registry``...).
+
+    Example::
+
+        reserve({"registry", "render"})
+    """
+    _RESERVED.update(names)
 
 
 def _registrable(families: Iterable[Family]) -> None:

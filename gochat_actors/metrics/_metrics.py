@@ -20,7 +20,7 @@ from prometheus_client import (
 )
 from prometheus_client.values import MutexValue
 
-from ._family import Family, declared
+from ._family import Family, declared, reserve
 
 __all__ = ["CONTENT_TYPE", "OTHER_PREFIX", "Metrics", "key_prefix", "observe_many"]
 
@@ -217,6 +217,13 @@ _TYPED: dict[str, type[Any]] = {
     attr: hint for attr, hint in get_type_hints(Metrics).items() if hint in _CLASSES.values()
 }
 """The family attributes of :class:`Metrics`, in the order they render, with their types."""
+
+
+# A family named like Metrics' own attributes would make every Metrics() fail: refused
+# when declared instead.
+reserve(
+    {name for name in vars(Metrics) if not name.startswith("_")} | {"registry", "namespace"}
+)
 
 
 def _checked(families: dict[str, Family], attr: str) -> Family:
