@@ -27,7 +27,7 @@ async def _run(db: DBManager, check: Check) -> None:
         await check(db)
 
 
-def test_every_registered_backend_is_checked() -> None:
+def test_every_registered_backend_runs_the_suite() -> None:
     assert set(BACKENDS.kinds()) == CHECKED
 
 
