@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from gochat_actors import Bridge, Dsn
 from gochat_actors.db import DBSettings
 from gochat_actors.db._backends import BACKENDS, GENERIC, dialect, dialect_of_error
+from gochat_actors.db._dialect import Dialect
 from gochat_actors.db._mysql import MYSQL
 from gochat_actors.db._sqlalchemy import SQLAlchemyServer
 from gochat_actors.db._sqlite import SQLITE
@@ -29,14 +30,14 @@ def test_an_unknown_scheme_is_one_line_naming_it_and_every_registered_one() -> N
     ("url", "expected"),
     [("mysql+aiomysql://u@db/chat", MYSQL), ("sqlite+aiosqlite:///chat.db", SQLITE)],
 )
-def test_a_server_runs_with_the_dialect_of_its_scheme(url: str, expected: object) -> None:
+def test_a_server_runs_with_the_dialect_of_its_scheme(url: str, expected: Dialect) -> None:
     dsn = Dsn(url)
     assert dialect(dsn) is expected
     server = SQLAlchemyServer(
         dsn, name="primary", role="primary", bridge=Bridge(), pool_size=1, metrics=None
     )
     assert server.dialect is expected
-    assert (server.exclusive is not None) is expected.exclusive  # type: ignore[attr-defined]
+    assert (server.exclusive is not None) is expected.exclusive
 
 
 class PyMySQLError(Exception):
