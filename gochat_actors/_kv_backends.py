@@ -16,14 +16,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from ._tls import TLSFiles
+from ._tls import NO_TLS, TLSFiles
 
 if TYPE_CHECKING:
     from ._dsn import Dsn
     from ._kvstore import MemoryConnection, MemoryStore
 
 __all__ = [
-    "NO_TLS",
     "KVFactory",
     "RedisOpener",
     "SentinelOpener",
@@ -35,9 +34,6 @@ __all__ = [
 B = TypeVar("B")
 B_co = TypeVar("B_co", covariant=True)
 M = TypeVar("M", bound="MemoryConnection")
-
-NO_TLS = TLSFiles()
-"""No TLS files (the default of a factory's ``tls``)."""
 
 
 class RedisOpener(Protocol[B_co]):

@@ -23,7 +23,7 @@ from coredis.retry import NoRetryPolicy
 from ._dsn import Dsn, mask_urls
 from ._exceptions import GochatError
 from ._redis_cluster import CLUSTER_SCHEMES, cluster_client, run_connection
-from ._tls import TLSFiles, redis_ssl_context
+from ._tls import NO_TLS, TLSFiles, redis_ssl_context
 
 __all__ = ["DRIVER_ERRORS", "open_redis_backend", "open_redis_client", "translate"]
 
@@ -97,7 +97,7 @@ async def open_redis_backend(
     make: Callable[[coredis.Redis[bytes]], B],
     *,
     op_timeout: float = 1.0,
-    tls: TLSFiles | None = None,
+    tls: TLSFiles = NO_TLS,
     error: type[GochatError] = GochatError,
     translate: Callable[[Exception, str], GochatError] | None = None,
 ) -> AsyncIterator[B]:
@@ -112,7 +112,7 @@ async def open_redis_backend(
             await b.ping()
     """
     dsn = url if isinstance(url, Dsn) else Dsn(url)
-    context = redis_ssl_context(dsn.scheme, tls or TLSFiles(), error=error)
+    context = redis_ssl_context(dsn.scheme, tls, error=error)
     async with contextlib.AsyncExitStack() as stack:
         try:
             client = await stack.enter_async_context(

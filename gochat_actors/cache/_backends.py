@@ -9,24 +9,17 @@ import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from .. import _kv_backends as kv
 from .._backends import Backends
 from .._dsn import Dsn
 from .._exceptions import CacheError
-from .._kv_backends import (
-    NO_TLS,
-    KVFactory,
-    SentinelOpener,
-    memory_factory,
-    redis_factory,
-    sentinel_factory,
-)
-from .._tls import TLSFiles
+from .._tls import NO_TLS, TLSFiles
 from ._memory import MemoryCache
 from ._protocol import CacheBackend
 
 __all__ = ["BACKENDS", "CacheFactory", "open_redis_cache"]
 
-CacheFactory = KVFactory[CacheBackend]  # (url, key_prefix, op_timeout, store, *, tls)
+CacheFactory = kv.KVFactory[CacheBackend]  # (url, key_prefix, op_timeout, store, *, tls)
 
 
 @asynccontextmanager
@@ -54,15 +47,15 @@ async def open_redis_cache(
         yield backend
 
 
-def _load_sentinel() -> SentinelOpener[CacheBackend]:
+def _load_sentinel() -> kv.SentinelOpener[CacheBackend]:
     from ._sentinel import open_sentinel_cache  # coredis is imported only now
 
     return open_sentinel_cache
 
 
-_redis = redis_factory(open_redis_cache)
+_redis = kv.redis_factory(open_redis_cache)
 BACKENDS: Backends[CacheFactory] = Backends("cache")
 BACKENDS.add(_redis, "redis", "rediss")
-BACKENDS.add(memory_factory(MemoryCache), "memory")
+BACKENDS.add(kv.memory_factory(MemoryCache), "memory")
 BACKENDS.add(_redis, "redis+cluster", "rediss+cluster")  # the same code: a cluster client
-BACKENDS.add(sentinel_factory(_load_sentinel), "redis+sentinel")
+BACKENDS.add(kv.sentinel_factory(_load_sentinel), "redis+sentinel")

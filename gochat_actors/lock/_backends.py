@@ -9,24 +9,17 @@ import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from .. import _kv_backends as kv
 from .._backends import Backends
 from .._dsn import Dsn
 from .._exceptions import LockError
-from .._kv_backends import (
-    NO_TLS,
-    KVFactory,
-    SentinelOpener,
-    memory_factory,
-    redis_factory,
-    sentinel_factory,
-)
-from .._tls import TLSFiles
+from .._tls import NO_TLS, TLSFiles
 from ._memory import MemoryLockBackend
 from ._protocol import LockBackend
 
 __all__ = ["BACKENDS", "LockFactory", "open_redis_locks"]
 
-LockFactory = KVFactory[LockBackend]  # (url, key_prefix, op_timeout, store, *, tls)
+LockFactory = kv.KVFactory[LockBackend]  # (url, key_prefix, op_timeout, store, *, tls)
 
 
 @asynccontextmanager
@@ -58,15 +51,15 @@ async def open_redis_locks(
         yield backend
 
 
-def _load_sentinel() -> SentinelOpener[LockBackend]:
+def _load_sentinel() -> kv.SentinelOpener[LockBackend]:
     from ._sentinel import open_sentinel_locks  # coredis is imported only now
 
     return open_sentinel_locks
 
 
-_redis = redis_factory(open_redis_locks)
+_redis = kv.redis_factory(open_redis_locks)
 BACKENDS: Backends[LockFactory] = Backends("lock")
 BACKENDS.add(_redis, "redis", "rediss")
-BACKENDS.add(memory_factory(MemoryLockBackend), "memory")
+BACKENDS.add(kv.memory_factory(MemoryLockBackend), "memory")
 BACKENDS.add(_redis, "redis+cluster", "rediss+cluster")  # the same code: a cluster client
-BACKENDS.add(sentinel_factory(_load_sentinel), "redis+sentinel")
+BACKENDS.add(kv.sentinel_factory(_load_sentinel), "redis+sentinel")
