@@ -7,6 +7,7 @@ Imported only by the Redis backends, so importing :mod:`gochat_actors` loads no 
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from coredis.retry import NoRetryPolicy
 from ._dsn import Dsn, mask_urls
 from ._exceptions import GochatError
 from ._redis_cluster import CLUSTER_SCHEMES, cluster_client, run_connection
+from ._tls import NO_TLS, TLSFiles, redis_ssl_context
 
 __all__ = ["DRIVER_ERRORS", "open_redis_backend", "open_redis_client", "translate"]
 
@@ -95,19 +97,31 @@ async def open_redis_backend(
     make: Callable[[coredis.Redis[bytes]], B],
     *,
     op_timeout: float = 1.0,
-    ssl_context: ssl.SSLContext | None = None,
+    tls: TLSFiles = NO_TLS,
+    error: type[GochatError] = GochatError,
+    translate: Callable[[Exception, str], GochatError] | None = None,
 ) -> AsyncIterator[B]:
     """The backend ``make(client)`` builds over a new coredis client, for the ``async
-    with`` block; closed (then the client) when it ends. ``ssl_context``: for TLS URLs.
+    with`` block; closed (then the client) when it ends. ``tls``: the TLS files of
+    ``rediss`` URLs (a bad file raises ``error``). A failed connect (a cluster client
+    connects on entry, to learn the slot map) raises ``translate(exc, "connect")``.
 
     Example::
 
-        async with open_redis_backend(url, RedisCache, op_timeout=1.0) as backend:
-            await backend.ping()
+        async with open_redis_backend(url, RedisCache, error=CacheError, translate=translate) as b:
+            await b.ping()
     """
-    async with open_redis_client(
-        url, connect_timeout=op_timeout, ssl_context=ssl_context
-    ) as client:
+    dsn = url if isinstance(url, Dsn) else Dsn(url)
+    context = redis_ssl_context(dsn.scheme, tls, error=error)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            client = await stack.enter_async_context(
+                open_redis_client(dsn, connect_timeout=op_timeout, ssl_context=context)
+            )
+        except DRIVER_ERRORS as exc:
+            if translate is None:
+                raise
+            raise translate(exc, "connect") from exc
         backend = make(client)
         try:
             yield backend

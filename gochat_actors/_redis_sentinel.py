@@ -34,7 +34,13 @@ from ._redis import (
 )
 from ._sentinel_url import SentinelTarget, parse_sentinel_url
 
-__all__ = ["MasterCheck", "SentinelWatch", "open_sentinel_backend", "open_sentinel_client"]
+__all__ = [
+    "MasterCheck",
+    "SentinelReadiness",
+    "SentinelWatch",
+    "open_sentinel_backend",
+    "open_sentinel_client",
+]
 
 
 class _SentinelConnection(SentinelManagedConnection, _TCPConnection):
@@ -269,6 +275,18 @@ async def open_sentinel_client(
 
 
 B = TypeVar("B", bound=_Closable)
+
+
+class SentinelReadiness:
+    """Mixed into a backend on the sentinels' master (its :class:`SentinelWatch` in
+    ``_watch``): ``/readyz`` says not ready while the sentinels name no master."""
+
+    _watch: SentinelWatch
+
+    async def not_ready(self) -> str | None:
+        """Why the sentinels name no master now (None: they do); moves the connections
+        to the master they name if it changed (see :meth:`SentinelWatch.check`)."""
+        return await self._watch.no_master()
 
 
 @asynccontextmanager

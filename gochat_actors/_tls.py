@@ -20,6 +20,7 @@ from ._exceptions import GochatError
 
 __all__ = [
     "MYSQL_TLS_PARAMS",
+    "NO_TLS",
     "TLS_REDIS_SCHEMES",
     "TLSFiles",
     "mysql_tls_files",
@@ -124,6 +125,10 @@ class TLSFiles:
             what = f"{what} or {pair}" if what else pair
         reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
         return f"{what or 'TLS files'}: not loadable as PEM ({reason})"
+
+
+NO_TLS = TLSFiles()
+"""No TLS files (the default of a Redis backend's ``tls``)."""
 
 
 def _file_problem(path: str) -> str:

@@ -5,39 +5,21 @@ imported only when such a URL is used). The registry also checks ``[cache] url``
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
 
+from .. import _kv_backends as kv
 from .._backends import Backends
 from .._dsn import Dsn
 from .._exceptions import CacheError
-from .._kvstore import MemoryStore
-from .._tls import TLSFiles
+from .._tls import NO_TLS, TLSFiles
 from ._memory import MemoryCache
-from ._protocol import CacheBackend, CacheConnector
+from ._protocol import CacheBackend
 
 __all__ = ["BACKENDS", "CacheFactory", "open_redis_cache"]
 
-NO_TLS = TLSFiles()
-
-
-class CacheFactory(Protocol):
-    """Makes the connector of ``(url, key_prefix, op_timeout, store)``; ``store`` is the
-    key space of ``memory://``, ``tls`` the ``[cache]`` TLS files (``rediss`` schemes)."""
-
-    def __call__(
-        self,
-        url: Dsn,
-        key_prefix: str,
-        op_timeout: float,
-        store: MemoryStore | None,
-        /,
-        *,
-        tls: TLSFiles = NO_TLS,
-    ) -> CacheConnector: ...
+CacheFactory = kv.KVFactory[CacheBackend]  # (url, key_prefix, op_timeout, store, *, tls)
 
 
 @asynccontextmanager
@@ -55,77 +37,25 @@ async def open_redis_cache(
             await backend.set("user:42", b"ann", 60.0)   # stored as chat:user:42
     """
     from .._redis import open_redis_backend
-    from .._tls import redis_ssl_context
-    from ._errors import DRIVER_ERRORS, translate
+    from ._errors import translate
     from ._redis import RedisCache
 
-    dsn = url if isinstance(url, Dsn) else Dsn(url)
-    context = redis_ssl_context(dsn.scheme, tls, error=CacheError)
     make = functools.partial(RedisCache, key_prefix=key_prefix)
-    async with contextlib.AsyncExitStack() as stack:
-        try:  # a cluster client connects on entry (to learn the slot map)
-            backend = await stack.enter_async_context(
-                open_redis_backend(dsn, make, op_timeout=op_timeout, ssl_context=context)
-            )
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, "connect") from exc
+    async with open_redis_backend(
+        url, make, op_timeout=op_timeout, tls=tls, error=CacheError, translate=translate
+    ) as backend:
         yield backend
 
 
-def _memory(
-    url: Dsn,
-    key_prefix: str,
-    op_timeout: float,
-    store: MemoryStore | None,
-    /,
-    *,
-    tls: TLSFiles = NO_TLS,
-) -> CacheConnector:
-    return MemoryCache(store, key_prefix=key_prefix).connect
-
-
-def _redis(
-    url: Dsn,
-    key_prefix: str,
-    op_timeout: float,
-    store: MemoryStore | None,
-    /,
-    *,
-    tls: TLSFiles = NO_TLS,
-) -> CacheConnector:
-    return functools.partial(
-        open_redis_cache, url, key_prefix=key_prefix, op_timeout=op_timeout, tls=tls
-    )
-
-
-BACKENDS: Backends[CacheFactory] = Backends("cache")
-BACKENDS.add(_redis, "redis", "rediss")
-BACKENDS.add(_memory, "memory")
-BACKENDS.add(_redis, "redis+cluster", "rediss+cluster")  # the same code: a cluster client
-
-
-@asynccontextmanager
-async def _open_sentinel_cache(
-    url: Dsn, *, key_prefix: str, op_timeout: float
-) -> AsyncIterator[CacheBackend]:
+def _load_sentinel() -> kv.SentinelOpener[CacheBackend]:
     from ._sentinel import open_sentinel_cache  # coredis is imported only now
 
-    async with open_sentinel_cache(url, key_prefix=key_prefix, op_timeout=op_timeout) as backend:
-        yield backend
+    return open_sentinel_cache
 
 
-def _sentinel(
-    url: Dsn,
-    key_prefix: str,
-    op_timeout: float,
-    store: MemoryStore | None,
-    /,
-    *,
-    tls: TLSFiles = NO_TLS,  # redis+sentinel:// has no TLS form: never set
-) -> CacheConnector:
-    return functools.partial(
-        _open_sentinel_cache, url, key_prefix=key_prefix, op_timeout=op_timeout
-    )
-
-
-BACKENDS.add(_sentinel, "redis+sentinel")
+_redis = kv.redis_factory(open_redis_cache)
+BACKENDS: Backends[CacheFactory] = Backends("cache")
+BACKENDS.add(_redis, "redis", "rediss")
+BACKENDS.add(kv.memory_factory(MemoryCache), "memory")
+BACKENDS.add(_redis, "redis+cluster", "rediss+cluster")  # the same code: a cluster client
+BACKENDS.add(kv.sentinel_factory(_load_sentinel), "redis+sentinel")

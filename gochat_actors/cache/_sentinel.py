@@ -5,20 +5,21 @@ the sentinels have no master. Imports coredis: imported only when such a URL is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import coredis
 
 from .._dsn import Dsn
-from .._redis_sentinel import SentinelWatch, open_sentinel_backend
+from .._redis_sentinel import SentinelReadiness, SentinelWatch, open_sentinel_backend
 from ._protocol import CacheBackend
 from ._redis import RedisCache
 
 __all__ = ["SentinelCache", "open_sentinel_cache"]
 
 
-class SentinelCache(RedisCache):
+class SentinelCache(SentinelReadiness, RedisCache):
     """:class:`RedisCache` on the sentinels' master, with :meth:`not_ready`.
 
     Example::
@@ -33,11 +34,6 @@ class SentinelCache(RedisCache):
         super().__init__(client, key_prefix=key_prefix)
         self._watch = watch
 
-    async def not_ready(self) -> str | None:
-        """Why the sentinels name no master now (None: they do); moves the connections
-        to the master they name if it changed (see :meth:`SentinelWatch.check`)."""
-        return (await self._watch.check()).problem
-
 
 @asynccontextmanager
 async def open_sentinel_cache(
@@ -50,9 +46,6 @@ async def open_sentinel_cache(
         async with open_sentinel_cache(url, key_prefix="chat:") as backend:
             await backend.get("user:42")
     """
-
-    def make(client: coredis.Redis[bytes], watch: SentinelWatch) -> SentinelCache:
-        return SentinelCache(client, watch, key_prefix=key_prefix)
-
+    make = functools.partial(SentinelCache, key_prefix=key_prefix)
     async with open_sentinel_backend(url, make, op_timeout=op_timeout) as backend:
         yield backend

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from .._dsn import Dsn
-from .._section import PositiveSeconds, Section, cross_field_error, raise_cross_field_errors
-from .._tls import TLSFiles, url_tls_problems
+from .._section import PositiveSeconds
+from .._tls_settings import CaFile, CertFile, KeyFile, RedisTLSSection
 from ._backends import BACKENDS
 
 __all__ = ["CacheSettings", "CacheUrl"]
@@ -18,7 +18,7 @@ CacheUrl = Annotated[Dsn, BACKENDS.url_check()]
 ``redis+cluster://h1:p1,h2:p2`` (``rediss+cluster://`` over TLS) or ``memory://``."""
 
 
-class CacheSettings(Section):
+class CacheSettings(RedisTLSSection):
     """The ``[cache]`` section.
 
     Example::
@@ -38,19 +38,6 @@ class CacheSettings(Section):
     op_timeout: PositiveSeconds = Field(
         default=1.0, description="Timeout of one cache operation, seconds."
     )
-    ca_file: str = Field(
-        default="", description="TLS (`rediss`): a CA file (PEM) to trust besides the system's."
-    )
-    cert_file: str = Field(default="", description="TLS: a client certificate (PEM).")
-    key_file: str = Field(default="", description="TLS: the client certificate's key (PEM).")
-
-    @property
-    def tls(self) -> TLSFiles:
-        """The TLS files (``ca_file``, ``cert_file``, ``key_file``)."""
-        return TLSFiles(self.ca_file, self.cert_file, self.key_file)
-
-    @model_validator(mode="after")
-    def _check_tls(self) -> CacheSettings:
-        problems = url_tls_problems(self.url.scheme, self.tls)
-        raise_cross_field_errors(self, [cross_field_error(f, p) for f, p in problems])
-        return self
+    ca_file: CaFile = ""
+    cert_file: CertFile = ""
+    key_file: KeyFile = ""

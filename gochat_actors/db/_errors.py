@@ -13,7 +13,9 @@
     1213 deadlock, SQLSTATE 40001, SQLite busy   ->  DBError, retryable (is_retryable)
     anything else                                ->  DBError
 
-The original is ``__cause__``. Parameter values never reach our messages: the engines
+The codes are each dialect's (``_mysql.py``, ``_sqlite.py``): the dialect whose driver
+raised the error (see ``_backends.dialect_of_error``) says what its code means. The
+original is ``__cause__``. Parameter values never reach our messages: the engines
 run with ``hide_parameters=True``, and quoted values the server echoes back
 (``Duplicate entry 'alice@example.com'``) are masked, in our message and in the
 cause's driver message alike; the cause's ``params`` is dropped.
@@ -38,6 +40,8 @@ from .._exceptions import (
     DBTimeout,
     DBUnavailable,
 )
+from ._backends import dialect_of_error
+from ._dialect import driver_code
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -54,20 +58,9 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (OSError, BridgeError)
 that :func:`translate` maps. A call running the user's code maps fewer: see
 :func:`is_db_failure`."""
 
-DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205
-RETRYABLE_CODES = frozenset({DEADLOCK, LOCK_WAIT_TIMEOUT})
 RETRYABLE_SQLSTATES = frozenset({"40001"})
-SQLITE_BUSY = 5  # "database is locked": SQLite's lock wait ran out
+"""SQLSTATEs that are retryable in every dialect (a serialization failure)."""
 
-_UNAVAILABLE_CODES = frozenset(
-    {1040, 1045, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2014, 2026, 2055, 4031}
-)
-_TIMEOUT_CODES = frozenset({LOCK_WAIT_TIMEOUT, 1969, 3024})
-_SQLITE_PROGRAMMING = re.compile(
-    r"syntax error|no such (table|column|function)|has no column named|incomplete input"
-    r"|already exists|wrong number of arguments",
-    re.IGNORECASE,
-)
 # Where MariaDB/MySQL echo a value (never an identifier), matched greedily: the value may
 # hold quotes of its own, and is cut short (64 chars in 1062, 80 after "near").
 _ECHOED = (
@@ -86,36 +79,6 @@ _CONTRACTION = re.compile(r"(?<=n)'(?=t\b)")  # "Can't", "doesn't": not a quote
 _MAX_VALUES = 10_000
 
 
-def driver_code(exc: BaseException | None) -> int | str | None:
-    """The driver's error code behind ``exc`` (a SQLAlchemy error or one of ours).
-
-    MySQL/MariaDB errno (``1213``), a SQLSTATE string, or SQLite's primary result code.
-
-    Example::
-
-        driver_code(err)   # 1062 for a duplicate key on MariaDB
-    """
-    seen = 0
-    while exc is not None and seen < 4:
-        orig = getattr(exc, "orig", None)
-        for candidate in (orig, exc):
-            if candidate is None:
-                continue
-            sqlite = getattr(candidate, "sqlite_errorcode", None)
-            if isinstance(sqlite, int):
-                return sqlite & 0xFF
-            args = getattr(candidate, "args", ())
-            if args and isinstance(args[0], int) and not isinstance(args[0], bool):
-                return args[0]
-            for attr in ("sqlstate", "pgcode"):
-                state = getattr(candidate, attr, None)
-                if isinstance(state, str):
-                    return state
-        exc = exc.__cause__
-        seen += 1
-    return None
-
-
 def is_retryable(exc: BaseException) -> bool:
     """True for a deadlock or a lock-wait/serialization failure: retry the transaction.
 
@@ -125,19 +88,10 @@ def is_retryable(exc: BaseException) -> bool:
             if is_retryable(exc):
                 ...  # run the whole transaction again
     """
-    code = driver_code(exc)
+    dialect, code = dialect_of_error(exc)
     if isinstance(code, str):
         return code in RETRYABLE_SQLSTATES
-    if code is None:
-        return False
-    is_sqlite = _is_sqlite(exc)
-    return code == SQLITE_BUSY if is_sqlite else code in RETRYABLE_CODES
-
-
-def _is_sqlite(exc: BaseException) -> bool:
-    cause = exc if getattr(exc, "orig", None) is not None else exc.__cause__
-    orig = getattr(cause, "orig", None)
-    return orig is not None and hasattr(orig, "sqlite_errorcode")
+    return code is not None and dialect.retryable(code)
 
 
 def watch_driver_errors(engine: Any) -> None:
@@ -226,21 +180,20 @@ def translate(exc: BaseException) -> DBError:
     values = list(_values(getattr(exc, "params", None)))
     orig = getattr(exc, "orig", None)
     detail = _scrub(exc, orig, values)
-    code = driver_code(exc)
+    dialect, code = dialect_of_error(exc)
     label = f" ({code})" if code is not None else ""
+    errno = code if isinstance(code, int) else None  # the dialect's own code
 
     if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or code in _UNAVAILABLE_CODES:
+        if exc.connection_invalidated or (errno is not None and dialect.unavailable(errno)):
             return DBUnavailable(f"database unreachable{label}: {detail}")
         if isinstance(exc, sa_exc.IntegrityError):
             return DBIntegrityError(f"integrity error{label}: {detail}")
-        if code in _TIMEOUT_CODES:
+        if errno is not None and dialect.timed_out(errno):
             return DBTimeout(f"timed out{label}: {detail}")
         if is_retryable(exc):
             return DBError(f"deadlock or serialization failure{label}: {detail}")
-        if isinstance(exc, sa_exc.ProgrammingError) or (
-            _is_sqlite(exc) and _SQLITE_PROGRAMMING.search(detail)
-        ):
+        if isinstance(exc, sa_exc.ProgrammingError) or dialect.bad_sql(detail):
             return DBProgrammingError(f"bad SQL{label}: {detail}", statement=statement)
         if isinstance(exc, sa_exc.InterfaceError):
             return DBUnavailable(f"database connection failed{label}: {detail}")

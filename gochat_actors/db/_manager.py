@@ -43,6 +43,7 @@ from .._dsn import Dsn
 from .._exceptions import DBCommitUnknown, DBError, DBRetryExhausted, DBUnavailable
 from .._slot import Slot
 from ..log import get_logger
+from ._backends import dialect
 from ._errors import is_retryable
 from ._protocol import DBBackend, DBServer, ReplicaStatus
 from ._router import Replica, ReplicaRouter
@@ -180,16 +181,21 @@ class DBManager:
                 metrics.db_replica_healthy.labels(replica=replica.name).set(0)
 
     def _usable_replicas(self) -> list[Dsn]:
+        """The replicas, but none when the primary's dialect has no replicas, nor those
+        of such a dialect (one warning each way)."""
         replicas = list(self._settings.replicas)
         if self._backend is not None or not replicas:
             return replicas
-        if self._settings.primary.scheme.startswith("sqlite"):
-            _log.warning("db.replicas_ignored", count=len(replicas), reason="the primary is SQLite")
+        primary = dialect(self._settings.primary)
+        if not primary.replicas:
+            reason = f"the primary is {primary.name}"
+            _log.warning("db.replicas_ignored", count=len(replicas), reason=reason)
             return []
-        sqlite = [url for url in replicas if url.scheme.startswith("sqlite")]
-        if sqlite:
-            _log.warning("db.replicas_ignored", count=len(sqlite), reason="SQLite replicas")
-        return [url for url in replicas if not url.scheme.startswith("sqlite")]
+        ignored = [dialect(url).name for url in replicas if not dialect(url).replicas]
+        if ignored:
+            reason = ", ".join(f"{name} replicas" for name in dict.fromkeys(ignored))
+            _log.warning("db.replicas_ignored", count=len(ignored), reason=reason)
+        return [url for url in replicas if dialect(url).replicas]
 
     def __repr__(self) -> str:
         return f"<DBManager primary={self._settings.primary} replicas={len(self._replicas)}>"

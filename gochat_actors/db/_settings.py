@@ -8,24 +8,24 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 from pydantic_settings import NoDecode
 
-from .._dsn import Dsn, DsnSchemes
+from .._dsn import Dsn
 from .._section import NonNegativeSeconds, PositiveSeconds, Section, split_list
-from .._tls import mysql_tls_files
+from ._backends import BACKENDS
 
 __all__ = ["DBSettings", "DBUrl"]
 
 
-def _check_tls(dsn: Dsn) -> Dsn:
-    """The TLS files a MySQL URL names (``?ssl_ca=...&ssl_cert=...&ssl_key=...``) exist,
-    load, and come as a certificate with its key."""
-    if dsn.scheme.startswith("mysql"):
-        problems = mysql_tls_files(dsn.query).problems()
-        if problems:
-            raise PydanticCustomError("dsn_tls", "; ".join(problems))
+def _check_dialect(dsn: Dsn) -> Dsn:
+    """What the URL's dialect finds wrong beyond its scheme (a MySQL URL's TLS files:
+    ``?ssl_ca=...&ssl_cert=...&ssl_key=...`` exist, load, and come as a certificate with
+    its key)."""
+    problems = BACKENDS.factory(dsn.scheme).url_problems(dsn)
+    if problems:
+        raise PydanticCustomError("dsn_tls", "; ".join(problems))
     return dsn
 
 
-DBUrl = Annotated[Dsn, DsnSchemes("mysql+aiomysql", "sqlite+aiosqlite"), AfterValidator(_check_tls)]
+DBUrl = Annotated[Dsn, BACKENDS.url_check(), AfterValidator(_check_dialect)]
 """A database URL: ``mysql+aiomysql://user:pass@host:3306/db`` or ``sqlite+aiosqlite:///path``;
 TLS to MySQL/MariaDB with ``?ssl_ca=/path/ca.pem`` (and ``ssl_cert``, ``ssl_key``)."""
 

@@ -7,13 +7,13 @@ Every I/O call is one crossing of the bridge: the sync function given to
 :meth:`_Handle.call` runs on the asyncio side under SQLAlchemy's ``run_sync`` (a
 greenlet), so it may do several statements for the price of one crossing.
 
-SQLite (``sqlite+aiosqlite``) keeps a single connection for ``:memory:``: sessions take
-turns (:attr:`SQLAlchemyServer.exclusive`), and calls are shielded from cancellation
-(a cancelled statement would invalidate that connection, and with it the database); the
-cancellation is delivered as soon as the statement returns. A SQLite file database is
-switched to WAL (``PRAGMA journal_mode=WAL``): readers never block a commit, so a read
-whose statement is left open (its crossing cut off when the bridge stopped; the
-statement lives until the garbage collector finds it) cannot stall the writers.
+What differs between SQL dialects is asked of the URL's
+:class:`~gochat_actors.db._dialect.Dialect` (``_backends.py``): the engine's URL, pool
+and connect arguments, a hook on new connections, the replication probe, how a
+statement left running is ended. An :attr:`~Dialect.exclusive` dialect (SQLite) keeps
+one connection that sessions take turns on (:attr:`SQLAlchemyServer.exclusive`), and
+its calls are shielded from cancellation (see ``_sqlite.py``); the cancellation is
+delivered as soon as the statement returns.
 
 **No connection is left to the garbage collector.** A server knows its sessions; closing
 it (its actor stopping) refuses new ones, gives those in flight part of the deadline to
@@ -23,9 +23,9 @@ a guard task on the loop then does the same while the loop still runs. A connect
 comes back to the pool without a ROLLBACK unless it is inside a transaction, so a
 cancellation never lands in a pool reset.
 
-A MySQL server's probes (``ping``, ``probe``) have a connection of their own, outside the
-pool: a pool that its sessions hold to the last connection is not a server that does not
-answer, and must not eject a replica or mark the primary down.
+A dialect with a :attr:`~Dialect.probe_pool` (MySQL) gives the probes (``ping``,
+``probe``, a ``KILL QUERY``) an engine of their own, outside the sessions' pool: a pool
+that its sessions hold to the last connection is not a server that does not answer.
 """
 
 from __future__ import annotations
@@ -37,15 +37,14 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
-import sqlalchemy as sa
 import trio
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from .._exceptions import BridgeNotRunning, DBError, DBUnavailable
-from .._tls import MYSQL_TLS_PARAMS, mysql_tls_files
 from ..log import get_logger
+from ._backends import dialect
 from ._errors import driver_code, is_db_failure, translate, watch_driver_errors
 from ._protocol import COMMIT_GRACE, CommitState, ReplicaStatus, ServerRole, end_session
 from ._sockets import OpenSockets
@@ -61,12 +60,6 @@ __all__ = ["SQLAlchemyBackend", "SQLAlchemyServer"]
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-CONNECT_TIMEOUT = 10.0
-"""Seconds aiomysql waits for a new connection's handshake."""
-
-POOL_RECYCLE = 3600.0
-"""Seconds after which a pooled MySQL connection is replaced (below ``wait_timeout``)."""
-
 DRAIN_SHARE = 0.5
 """Share of its closing deadline a server gives its sessions in flight to end on their own."""
 
@@ -79,8 +72,6 @@ GUARD_TIMEOUT = 2.0
 DISCARD_TIMEOUT = 1.0
 """Seconds a session's connection gets to be invalidated (shielded) when it is discarded."""
 
-_STATUS_QUERIES = ("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
-_SYNTAX_ERROR, _DENIED, _UNKNOWN_THREAD = 1064, frozenset({1227, 1142, 1045}), 1094
 _COUNTED = "gochat_counted"  # in a pool record's info: counted in db_connections_active
 _log = get_logger("gochat_actors.db")
 
@@ -107,17 +98,6 @@ class SQLAlchemyBackend:
         )
 
 
-def _mysql_tls(dsn: Dsn) -> tuple[str | sa.URL, dict[str, Any]]:
-    """``dsn`` for SQLAlchemy without its ``ssl_ca``/``ssl_cert``/``ssl_key`` parameters,
-    and the ``connect_args`` that give aiomysql their ``ssl.SSLContext`` instead (aiomysql
-    takes a context, not the file names SQLAlchemy would pass it). No TLS: unchanged."""
-    files = mysql_tls_files(dsn.query)
-    if not files:
-        return dsn.reveal(), {}
-    url = sa.make_url(dsn.reveal()).difference_update_query(MYSQL_TLS_PARAMS)
-    return url, {"ssl": files.context(error=DBError)}
-
-
 class SQLAlchemyServer:
     """One AsyncEngine (and its pool) for one URL."""
 
@@ -135,13 +115,13 @@ class SQLAlchemyServer:
         self.role: ServerRole = role
         self.url = url
         self.bridge = bridge
-        self.sqlite = url.scheme.startswith("sqlite")
-        self.exclusive: trio.Lock | None = trio.Lock() if self.sqlite else None
+        self.dialect = dialect(url)
+        self.exclusive: trio.Lock | None = trio.Lock() if self.dialect.exclusive else None
         self._pool_size = pool_size
         self._metrics = metrics
         self._engine: AsyncEngine | None = None
-        self._probe_engine: AsyncEngine | None = None  # MySQL: the probes' one connection
-        self._status_query = 0  # index into _STATUS_QUERIES that works here
+        self._probe_engine: AsyncEngine | None = None  # the probes' own (dialect.probe_pool)
+        self._replica_probe = self.dialect.replica_probe()
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the engine lives on
         self._guard: asyncio.Task[None] | None = None
         self._closing = False
@@ -173,24 +153,15 @@ class SQLAlchemyServer:
             self._engine = await self._cross(self._create_engine)
 
     async def _create_engine(self) -> AsyncEngine:
-        options: dict[str, Any] = {"hide_parameters": True, "pool_reset_on_return": None}
-        url: str | sa.URL = self.url.reveal()
-        if not self.sqlite:
-            url, connect_args = _mysql_tls(self.url)
-            options.update(
-                pool_size=self._pool_size,
-                max_overflow=0,
-                pool_recycle=POOL_RECYCLE,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT, **connect_args},
-            )
+        url, extra = self.dialect.engine_args(self.url, pool_size=self._pool_size)
+        options: dict[str, Any] = {"hide_parameters": True, "pool_reset_on_return": None, **extra}
         try:
             engine = create_async_engine(url, **options)
-            if not self.sqlite:  # one connection for probes, one more for a KILL QUERY
-                options.update(pool_size=1, max_overflow=1)
+            if self.dialect.probe_pool is not None:
+                options.update(self.dialect.probe_pool)
                 self._probe_engine = create_async_engine(url, **options)
         except ImportError as exc:  # the driver is an optional dependency
-            mysql = self.url.scheme.startswith("mysql")
-            hint = "pip install 'gochat-actors[mysql]'" if mysql else "pip install aiosqlite"
+            hint = self.dialect.driver_hint
             raise DBError(
                 f"{self.url.scheme}:// needs its driver {exc.name or exc}: {hint}"
             ) from exc
@@ -200,8 +171,9 @@ class SQLAlchemyServer:
             self._sockets.watch(engine)  # (MySQL) its close ends with their sockets closed
             self._sockets.watch(self._probe_engine)
         event.listen(engine.sync_engine.pool, "reset", _reset)
-        if self.sqlite and _sqlite_file(self.url):
-            event.listen(engine.sync_engine.pool, "connect", _wal)
+        hook = self.dialect.connect_hook(self.url)
+        if hook is not None:
+            event.listen(engine.sync_engine.pool, "connect", hook)
         self._guard = asyncio.get_running_loop().create_task(self._guard_loop())
         gauge = self._metrics.db_connections_active if self._metrics else None
         if gauge is not None:
@@ -317,48 +289,36 @@ class SQLAlchemyServer:
     # -- probes ----------------------------------------------------------------------
     @property
     def _probes(self) -> AsyncEngine:
-        """The probes' engine: their own connection on MySQL, the pool on SQLite."""
+        """The probes' engine: their own (a dialect's ``probe_pool``), else the pool."""
         engine = self.engine  # raises before open()
         return self._probe_engine or engine
 
     async def ping(self) -> None:
         """``SELECT 1`` on the probes' connection."""
-        await self._cross(_ping, self._probes)
+        await self._cross(_exec, self._probes, "SELECT 1")
 
     async def probe(self) -> ReplicaStatus:
-        """``SELECT 1`` then ``SHOW REPLICA STATUS`` (or ``SHOW SLAVE STATUS``)."""
-        if self.sqlite:
-            await self.ping()
-            return ReplicaStatus(is_replica=False, io_running=False, sql_running=False, lag=None)
+        """``SELECT 1``, then the dialect's replication status (``SHOW REPLICA STATUS``
+        or ``SHOW SLAVE STATUS`` on MySQL), on the same connection."""
         status: ReplicaStatus = await self._cross(self._probe, self._probes)
         return status
 
     async def _probe(self, engine: AsyncEngine) -> ReplicaStatus:
         async with engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
-            while True:
-                query = _STATUS_QUERIES[self._status_query]
-                try:
-                    row = (await conn.exec_driver_sql(query)).mappings().first()
-                except sa.exc.DBAPIError as exc:
-                    code = driver_code(exc)
-                    if code == _SYNTAX_ERROR and self._status_query + 1 < len(_STATUS_QUERIES):
-                        self._status_query += 1  # an older server: SHOW SLAVE STATUS
-                        continue
-                    if code in _DENIED:
-                        return ReplicaStatus(
-                            is_replica=True, io_running=True, sql_running=True, lag=0.0, known=False
-                        )
-                    raise
-                return _status(row)
+            return await self._replica_probe.status(conn)
 
     async def kill_query(self, connection_id: int) -> None:
-        """``KILL QUERY <connection_id>`` on the probes' connection (MySQL); failures are
-        logged, never raised (the statement may have ended meanwhile: 1094)."""
+        """End the statement running on server connection ``connection_id`` (``KILL
+        QUERY`` on MySQL) on the probes' connection; failures are logged, never raised
+        (the statement may have ended meanwhile). Nothing where the dialect cannot."""
+        sql = self.dialect.kill_statement(connection_id)
+        if sql is None:
+            return
         try:
-            await self._cross(_kill_query, self._probes, connection_id)
+            await self._cross(_exec, self._probes, sql)
         except DBError as exc:
-            if driver_code(exc) != _UNKNOWN_THREAD:
+            if not self.dialect.kill_raced(driver_code(exc)):
                 _log.warning("db.kill_failed", server=self.name, error=str(exc))
 
     # -- sessions --------------------------------------------------------------------
@@ -371,7 +331,7 @@ class SQLAlchemyServer:
         return handle
 
     async def _cross(self, fn: Callable[[*Ts], Awaitable[Any]], *args: *Ts) -> Any:
-        """One crossing, errors translated; shielded on SQLite (see the module docstring).
+        """One crossing, errors translated; shielded when the dialect is exclusive.
 
         Only on the loop the engine was made on: after a bridge restart it is gone.
         """
@@ -391,7 +351,7 @@ class SQLAlchemyServer:
         try:
             if self.bridge.loop is not self._loop:
                 raise BridgeNotRunning("the asyncio bridge restarted since this server opened")
-            if not self.sqlite:
+            if not self.dialect.exclusive:
                 return await self.bridge.run_asyncio(inside, fn, args)
             # A cancellation already pending: nothing is sent (the shield would hide it).
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -507,22 +467,23 @@ class _Handle:
             self._server._untrack()
 
     async def _kill_statement(self) -> None:
-        """A call ended without its reply (cancelled, the connection lost): on MySQL, end
-        what its connection may still run on the server, whose row locks would otherwise
-        outlive our "rolled back" (the server notices a closed connection only when the
-        statement is done). ``KILL QUERY`` on the probes' connection, shielded, bounded."""
+        """A call ended without its reply (cancelled, the connection lost): end what its
+        connection may still run on the server (where the dialect can: ``KILL QUERY`` on
+        MySQL), whose row locks would otherwise outlive our "rolled back" (the server
+        notices a closed connection only when the statement is done). On the probes'
+        connection, shielded, bounded."""
         session = self.session
         connection_id = session.connection_id
-        if connection_id is None or self._server.sqlite or not session.in_transaction():
+        if connection_id is None or not session.in_transaction():
             return  # no connection of ours is in a transaction: nothing runs for us
         with trio.move_on_after(DISCARD_TIMEOUT, shield=True):
             await self._server.kill_query(connection_id)
 
     def _kill(self, reason: str) -> None:
         """Its server is closing: no more calls; the one in flight (if any) is cancelled
-        on the asyncio side (on SQLite it ends first: see the module docstring)."""
+        on the asyncio side (an exclusive dialect's ends first: see the module docstring)."""
         self._lost = self._lost or reason
-        if self._task is not None and not self._server.sqlite:
+        if self._task is not None and not self._server.dialect.exclusive:
             self._task.cancel()
 
     async def _wait_idle(self) -> None:
@@ -559,20 +520,6 @@ async def _finish(session: AsyncSession, commit: bool, state: CommitState | None
     await session.run_sync(end_session, commit, state)  # one greenlet for both steps
 
 
-def _sqlite_file(url: Dsn) -> bool:
-    """Whether a SQLite URL names a file (not ``:memory:`` nor a shared-cache memory db)."""
-    return url.database not in ("", ":memory:") and url.query.get("mode") != "memory"
-
-
-def _wal(dbapi_connection: Any, record: Any) -> None:
-    """A new SQLite file connection: WAL journal (a no-op once the file is in WAL)."""
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-    finally:
-        cursor.close()
-
-
 def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
     """A connection back in the pool: roll it back only if it is inside a transaction.
 
@@ -597,30 +544,6 @@ def _in_transaction(driver: Any) -> bool | None:
     return found if isinstance(found, bool) else None
 
 
-async def _kill_query(engine: AsyncEngine, connection_id: int) -> None:
+async def _exec(engine: AsyncEngine, sql: str) -> None:
     async with engine.connect() as conn:
-        await conn.exec_driver_sql(f"KILL QUERY {int(connection_id)}")
-
-
-async def _ping(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.exec_driver_sql("SELECT 1")
-
-
-def _status(row: Any) -> ReplicaStatus:
-    if row is None:
-        return ReplicaStatus(is_replica=False, io_running=False, sql_running=False, lag=None)
-
-    def field(*names: str) -> Any:
-        for name in names:
-            if name in row:
-                return row[name]
-        return None
-
-    lag = field("Seconds_Behind_Master", "Seconds_Behind_Source")
-    return ReplicaStatus(
-        is_replica=True,
-        io_running=field("Slave_IO_Running", "Replica_IO_Running") == "Yes",
-        sql_running=field("Slave_SQL_Running", "Replica_SQL_Running") == "Yes",
-        lag=None if lag is None else float(lag),
-    )
+        await conn.exec_driver_sql(sql)

@@ -5,39 +5,21 @@ the cache's), ``redis://``/``rediss://`` and ``redis+cluster://``/``rediss+clust
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
 
+from .. import _kv_backends as kv
 from .._backends import Backends
 from .._dsn import Dsn
 from .._exceptions import LockError
-from .._kvstore import MemoryStore
-from .._tls import TLSFiles
+from .._tls import NO_TLS, TLSFiles
 from ._memory import MemoryLockBackend
-from ._protocol import LockBackend, LockConnector
+from ._protocol import LockBackend
 
 __all__ = ["BACKENDS", "LockFactory", "open_redis_locks"]
 
-NO_TLS = TLSFiles()
-
-
-class LockFactory(Protocol):
-    """Makes the connector of ``(url, key_prefix, op_timeout, store)``; ``store`` is the
-    key space of ``memory://``, ``tls`` the TLS files (``rediss`` schemes)."""
-
-    def __call__(
-        self,
-        url: Dsn,
-        key_prefix: str,
-        op_timeout: float,
-        store: MemoryStore | None,
-        /,
-        *,
-        tls: TLSFiles = NO_TLS,
-    ) -> LockConnector: ...
+LockFactory = kv.KVFactory[LockBackend]  # (url, key_prefix, op_timeout, store, *, tls)
 
 
 @asynccontextmanager
@@ -56,79 +38,28 @@ async def open_redis_locks(
     """
     from .._redis import open_redis_backend
     from .._redis_cluster import CLUSTER_SCHEMES
-    from .._tls import redis_ssl_context
-    from ._errors import DRIVER_ERRORS, lock_error
+    from ._errors import lock_error
     from ._redis import RedisLockBackend, cluster_lock_keys
 
     dsn = url if isinstance(url, Dsn) else Dsn(url)
-    context = redis_ssl_context(dsn.scheme, tls, error=LockError)
     make = functools.partial(RedisLockBackend, key_prefix=key_prefix)
     if dsn.scheme in CLUSTER_SCHEMES:
         make = functools.partial(make, keys=cluster_lock_keys)
-    async with contextlib.AsyncExitStack() as stack:
-        try:  # a cluster client connects on entry (to learn the slot map)
-            backend = await stack.enter_async_context(
-                open_redis_backend(dsn, make, op_timeout=op_timeout, ssl_context=context)
-            )
-        except DRIVER_ERRORS as exc:
-            raise lock_error(exc, "connect") from exc
+    async with open_redis_backend(
+        dsn, make, op_timeout=op_timeout, tls=tls, error=LockError, translate=lock_error
+    ) as backend:
         yield backend
 
 
-def _memory(
-    url: Dsn,
-    key_prefix: str,
-    op_timeout: float,
-    store: MemoryStore | None,
-    /,
-    *,
-    tls: TLSFiles = NO_TLS,
-) -> LockConnector:
-    return MemoryLockBackend(store, key_prefix=key_prefix).connect
-
-
-def _redis(
-    url: Dsn,
-    key_prefix: str,
-    op_timeout: float,
-    store: MemoryStore | None,
-    /,
-    *,
-    tls: TLSFiles = NO_TLS,
-) -> LockConnector:
-    return functools.partial(
-        open_redis_locks, url, key_prefix=key_prefix, op_timeout=op_timeout, tls=tls
-    )
-
-
-BACKENDS: Backends[LockFactory] = Backends("lock")
-BACKENDS.add(_redis, "redis", "rediss")
-BACKENDS.add(_memory, "memory")
-BACKENDS.add(_redis, "redis+cluster", "rediss+cluster")  # the same code: a cluster client
-
-
-@asynccontextmanager
-async def _open_sentinel_locks(
-    url: Dsn, *, key_prefix: str, op_timeout: float
-) -> AsyncIterator[LockBackend]:
+def _load_sentinel() -> kv.SentinelOpener[LockBackend]:
     from ._sentinel import open_sentinel_locks  # coredis is imported only now
 
-    async with open_sentinel_locks(url, key_prefix=key_prefix, op_timeout=op_timeout) as backend:
-        yield backend
+    return open_sentinel_locks
 
 
-def _sentinel(
-    url: Dsn,
-    key_prefix: str,
-    op_timeout: float,
-    store: MemoryStore | None,
-    /,
-    *,
-    tls: TLSFiles = NO_TLS,  # redis+sentinel:// has no TLS form: never set
-) -> LockConnector:
-    return functools.partial(
-        _open_sentinel_locks, url, key_prefix=key_prefix, op_timeout=op_timeout
-    )
-
-
-BACKENDS.add(_sentinel, "redis+sentinel")
+_redis = kv.redis_factory(open_redis_locks)
+BACKENDS: Backends[LockFactory] = Backends("lock")
+BACKENDS.add(_redis, "redis", "rediss")
+BACKENDS.add(kv.memory_factory(MemoryLockBackend), "memory")
+BACKENDS.add(_redis, "redis+cluster", "rediss+cluster")  # the same code: a cluster client
+BACKENDS.add(kv.sentinel_factory(_load_sentinel), "redis+sentinel")

@@ -15,6 +15,7 @@ Imports coredis: imported only when such a URL is used.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import TypeVar
@@ -25,7 +26,7 @@ from coredis.exceptions import ReplicationError
 
 from .._dsn import Dsn
 from .._exceptions import LockError, LockUnavailable
-from .._redis_sentinel import SentinelWatch, open_sentinel_backend
+from .._redis_sentinel import SentinelReadiness, SentinelWatch, open_sentinel_backend
 from ._errors import DRIVER_ERRORS, lock_error
 from ._protocol import AcquireResult, LockBackend
 from ._redis import RedisLockBackend
@@ -38,7 +39,7 @@ _PING_PERIOD = 1.0  # a sentinel pings each server once a second
 _Call = Callable[[str, str, float], Awaitable[R]]
 
 
-class SentinelLockBackend(RedisLockBackend):
+class SentinelLockBackend(SentinelReadiness, RedisLockBackend):
     """:class:`RedisLockBackend` on the sentinels' master; acquires and renewals wait
     up to ``replica_timeout`` seconds for one replica while the master has any.
 
@@ -71,11 +72,6 @@ class SentinelLockBackend(RedisLockBackend):
     def replicas(self) -> int | None:
         """The master's replicas as last counted (None: to be counted)."""
         return self._replicas
-
-    async def not_ready(self) -> str | None:
-        """Why the sentinels name no master now (None: they do); moves the connections
-        to the master they name if it changed (see :meth:`SentinelWatch.check`)."""
-        return (await self._watch.check()).problem
 
     async def _count_replicas(self) -> int:
         try:
@@ -196,9 +192,6 @@ async def open_sentinel_locks(
             result = await backend.acquire("room:42", owner, 10.0)
     """
     wait = op_timeout / 2 if replica_timeout is None else replica_timeout
-
-    def make(client: coredis.Redis[bytes], watch: SentinelWatch) -> SentinelLockBackend:
-        return SentinelLockBackend(client, watch, key_prefix=key_prefix, replica_timeout=wait)
-
+    make = functools.partial(SentinelLockBackend, key_prefix=key_prefix, replica_timeout=wait)
     async with open_sentinel_backend(url, make, op_timeout=op_timeout) as backend:
         yield backend

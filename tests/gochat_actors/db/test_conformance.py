@@ -1,4 +1,5 @@
-"""One conformance suite, unchanged, on MariaDB (primary + replica), SQLite and MemoryDB."""
+"""One conformance suite, unchanged, on every registered backend (MariaDB with primary +
+replica, SQLite) and on MemoryDB."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from gochat_actors.db import DBManager, DBSettings, MemoryDB
+from gochat_actors.db._backends import BACKENDS
 from gochat_actors.metrics import Metrics
 from gochat_actors.testing import DB_CHECKS, check_db_backend
 from supervisors import open_supervisor
 from tests.gochat_actors.db.conftest import PairDB
+
+CHECKED = {"mysql+aiomysql", "sqlite+aiosqlite"}
+"""The backends this file runs the suite on: a newly registered one fails the test below."""
 
 Check = Callable[[DBManager], Awaitable[None]]
 CHECKS = pytest.mark.parametrize("check", DB_CHECKS, ids=[c.__name__ for c in DB_CHECKS])
@@ -22,6 +27,10 @@ async def _run(db: DBManager, check: Check) -> None:
         await check(db)
 
 
+def test_every_registered_backend_runs_the_suite() -> None:
+    assert set(BACKENDS.kinds()) == CHECKED
+
+
 @CHECKS
 async def test_memory(memdb: MemoryDB, check: Check) -> None:
     await _run(DBManager(memdb.settings(replicas=1), backend=memdb, metrics=Metrics()), check)
@@ -29,12 +38,16 @@ async def test_memory(memdb: MemoryDB, check: Check) -> None:
 
 @CHECKS
 async def test_sqlite(check: Check) -> None:
-    await _run(DBManager(DBSettings(), metrics=Metrics()), check)
+    settings = DBSettings()
+    assert settings.primary.scheme == "sqlite+aiosqlite"
+    await _run(DBManager(settings, metrics=Metrics()), check)
 
 
 @CHECKS
 async def test_mariadb_primary_and_replica(check: Check, pair_db: PairDB) -> None:
-    await _run(DBManager(pair_db.settings(), metrics=Metrics()), check)
+    settings = pair_db.settings()
+    assert settings.primary.scheme == "mysql+aiomysql"
+    await _run(DBManager(settings, metrics=Metrics()), check)
 
 
 async def test_check_db_backend_runs_every_check() -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from gochat_actors import Bridge, DBError
 from gochat_actors._dsn import Dsn
 from gochat_actors.db import DBManager, DBSettings
-from gochat_actors.db._sqlalchemy import _mysql_tls
+from gochat_actors.db._mysql import mysql_tls as _mysql_tls
 from supervisors import open_supervisor
 from tests._clusters import MariaDBTLS
 from tests.gochat_actors.db._proxy import TcpProxy
