@@ -292,21 +292,27 @@ class DBSession:
     async def _io(
         self, operation: str, table: str, fn: Callable[..., Any], *args: Any, write: bool = True
     ) -> Any:
-        if write and operation != "select":
-            self._note_write()
-        metrics = self._router.metrics
-        with db_statement_span(self._router.settings.primary, operation, table):
-            if self._mode is Mode.WRITER:  # each call commits: see _committed
+        mode, router = self._mode, self._router
+        if write and operation != "select" and mode is not Mode.READER:
+            self._wrote = True
+        metrics = router.metrics
+        with db_statement_span(router.settings.primary, operation, table):
+            if mode is Mode.WRITER:  # each call commits: see _committed
                 state = self._live().commit_state()
                 run = functools.partial(self._call, _then_commit, fn, args, state)
                 if metrics is None:
                     return await self._committed(state, run)
                 with metrics.time_db_query(operation, table):
                     return await self._committed(state, run)
+            handle = self._handle
+            if handle is not None and self._replica is None:  # the hot path: one frame less
+                call = handle.call(fn, *args)  # an async def: it runs nothing until awaited
+            else:
+                call = self._call(fn, *args)
             if metrics is None:
-                return await self._call(fn, *args)
+                return await call
             with metrics.time_db_query(operation, table):
-                return await self._call(fn, *args)
+                return await call
 
     async def _committed(
         self, state: CommitState, run: Callable[[], Any], *, sticky: bool = False
@@ -520,7 +526,9 @@ async def open_session(
     deadline = deadline_of(timeout)
     session = DBSession(router, mode)
     span = db_transaction_span(router.settings.primary, mode.name.lower())
-    with span, trio.CancelScope(deadline=deadline) as scope:
+    # No timeout: no scope (nothing would cancel it; entering and leaving one costs).
+    scope = trio.CancelScope(deadline=deadline) if deadline < math.inf else None
+    with span, scope or nullcontext():
         if mode is Mode.READER:
             await session._open_on(functools.partial(router.route_read, consistent=consistent))
         else:
@@ -534,7 +542,8 @@ async def open_session(
             await session._end()  # releases or drops the session itself if it raises
         finally:
             session._detach()
-    if scope.cancelled_caught:  # before any COMMIT was sent (see DBSession._committed)
+    # Its deadline passed before any COMMIT was sent (see DBSession._committed).
+    if scope is not None and scope.cancelled_caught:
         raise timed_out(mode, timeout)
 
 
