@@ -31,7 +31,7 @@ import trio
 from supervisors import cleanup_scope
 
 from .._exceptions import DBCommitUnknown, DBError, DBTimeout, DBUnavailable
-from .._tracing import db_statement_span, db_transaction_span
+from .._tracing import NO_SPAN, db_statement_span, db_transaction_span
 from ..log import get_logger
 from ._classify import NO_TABLE, classify, table_label
 from ._protocol import CommitState, DBServer, DBSessionHandle, commit_session
@@ -296,22 +296,28 @@ class DBSession:
         if write and operation != "select" and mode is not Mode.READER:
             self._wrote = True
         metrics = router.metrics
-        with db_statement_span(router.settings.primary, operation, table):
-            if mode is Mode.WRITER:  # each call commits: see _committed
-                state = self._live().commit_state()
-                run = functools.partial(self._call, _then_commit, fn, args, state)
-                if metrics is None:
-                    return await self._committed(state, run)
-                with metrics.time_db_query(operation, table):
-                    return await self._committed(state, run)
-            handle = self._handle
-            if handle is not None and self._replica is None:  # the hot path: one frame less
-                call = handle.call(fn, *args)  # an async def: it runs nothing until awaited
-            else:
-                call = self._call(fn, *args)
-            if metrics is None:
+        # Each call of a writer commits: see _committed (raises here if the session is closed).
+        state = self._live().commit_state() if mode is Mode.WRITER else None
+        span = db_statement_span(router.settings.primary, operation, table)  # started
+        timer = metrics.time_db_query(operation, table) if metrics is not None else None
+        # Then the call's coroutine (async defs all: none runs until awaited), and nothing
+        # that may raise before the span is entered and the coroutine awaited.
+        if state is not None:
+            run = functools.partial(self._call, _then_commit, fn, args, state)
+            call = self._committed(state, run)
+        elif self._handle is not None and self._replica is None:  # the hot path
+            call = self._handle.call(fn, *args)
+        else:
+            call = self._call(fn, *args)
+        if span is NO_SPAN:  # spans off: no with-block for nothing
+            if timer is None:
                 return await call
-            with metrics.time_db_query(operation, table):
+            with timer:
+                return await call
+        with span:
+            if timer is None:
+                return await call
+            with timer:
                 return await call
 
     async def _committed(

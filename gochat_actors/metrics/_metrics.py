@@ -101,6 +101,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.namespace = namespace
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._db_series: dict[tuple[str, str], tuple[Any, Any]] = {}  # time_db_query's
         self._timings = _Timings()
         ns, reg = namespace, self.registry
         histogram = self._timings.histogram  # folds the pending timings before a scrape
@@ -310,11 +311,13 @@ class Metrics:
             with metrics.time_db_query("insert", "messages"):
                 await conn.execute(stmt)
         """
-        return _Timer(
-            self._timings,
-            self._series(self.db_query_duration, operation, table),
-            self._series(self.db_query_errors, operation, table),
-        )
+        series = self._db_series.get((operation, table))
+        if series is None:  # one lookup per query, not one per family
+            series = self._db_series[operation, table] = (
+                self._series(self.db_query_duration, operation, table),
+                self._series(self.db_query_errors, operation, table),
+            )
+        return _Timer(self._timings, *series)
 
     def time_mq_processing(self, topic: str) -> _Timer:
         """Observe the processing time of one consumed message.
