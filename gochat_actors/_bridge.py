@@ -683,10 +683,34 @@ class Bridge:
         loop = self._loop
         if loop is None:
             raise BridgeNotRunning("the asyncio bridge is not running")
-        ready = self._ready
-        if ready is not None:
+        if self._ready is not None:
             await trio.lowlevel.checkpoint_if_cancelled()  # before the task's first step
-        coro = _call(async_fn, args)
+        return await self._cross(loop, _call(async_fn, args))
+
+    async def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
+        """:meth:`run_asyncio` for a coroutine already made (``await coro`` as an asyncio
+        task on the loop): one coroutine frame less on every step of the task, for hot
+        paths whose coroutine function does nothing before its first ``await`` (an
+        ``async def``: calling it runs none of its code). Same contract; ``coro`` is
+        closed unawaited when the call fails before it starts.
+
+        Example::
+
+            rows = await bridge.run_coroutine(fetch_rows(engine, query))
+        """
+        loop = self._loop
+        try:
+            if loop is None:
+                raise BridgeNotRunning("the asyncio bridge is not running")
+            if self._ready is not None:
+                await trio.lowlevel.checkpoint_if_cancelled()  # before the task's first step
+        except BaseException:
+            coro.close()  # no "never awaited" warning
+            raise
+        return await self._cross(loop, coro)
+
+    async def _cross(self, loop: TrioEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+        ready = self._ready
         try:
             if ready is not None:
                 result: T = await ready.cross(coro)

@@ -31,7 +31,7 @@ import trio
 from supervisors import cleanup_scope
 
 from .._exceptions import DBCommitUnknown, DBError, DBTimeout, DBUnavailable
-from .._tracing import db_statement_span, db_transaction_span
+from .._tracing import NO_SPAN, db_statement_span, db_transaction_span
 from ..log import get_logger
 from ._classify import NO_TABLE, classify, table_label
 from ._protocol import CommitState, DBServer, DBSessionHandle, commit_session
@@ -292,21 +292,33 @@ class DBSession:
     async def _io(
         self, operation: str, table: str, fn: Callable[..., Any], *args: Any, write: bool = True
     ) -> Any:
-        if write and operation != "select":
-            self._note_write()
-        metrics = self._router.metrics
-        with db_statement_span(self._router.settings.primary, operation, table):
-            if self._mode is Mode.WRITER:  # each call commits: see _committed
-                state = self._live().commit_state()
-                run = functools.partial(self._call, _then_commit, fn, args, state)
-                if metrics is None:
-                    return await self._committed(state, run)
-                with metrics.time_db_query(operation, table):
-                    return await self._committed(state, run)
-            if metrics is None:
-                return await self._call(fn, *args)
-            with metrics.time_db_query(operation, table):
-                return await self._call(fn, *args)
+        mode, router = self._mode, self._router
+        if write and operation != "select" and mode is not Mode.READER:
+            self._wrote = True
+        metrics = router.metrics
+        # Each call of a writer commits: see _committed (raises here if the session is closed).
+        state = self._live().commit_state() if mode is Mode.WRITER else None
+        span = db_statement_span(router.settings.primary, operation, table)  # started
+        timer = metrics.time_db_query(operation, table) if metrics is not None else None
+        # Then the call's coroutine (async defs all: none runs until awaited), and nothing
+        # that may raise before the span is entered and the coroutine awaited.
+        if state is not None:
+            run = functools.partial(self._call, _then_commit, fn, args, state)
+            call = self._committed(state, run)
+        elif self._handle is not None and self._replica is None:  # the hot path
+            call = self._handle.call(fn, *args)
+        else:
+            call = self._call(fn, *args)
+        if span is NO_SPAN:  # spans off: no with-block for nothing
+            if timer is None:
+                return await call
+            with timer:
+                return await call
+        with span:
+            if timer is None:
+                return await call
+            with timer:
+                return await call
 
     async def _committed(
         self, state: CommitState, run: Callable[[], Any], *, sticky: bool = False
@@ -520,7 +532,9 @@ async def open_session(
     deadline = deadline_of(timeout)
     session = DBSession(router, mode)
     span = db_transaction_span(router.settings.primary, mode.name.lower())
-    with span, trio.CancelScope(deadline=deadline) as scope:
+    # No timeout: no scope (nothing would cancel it; entering and leaving one costs).
+    scope = trio.CancelScope(deadline=deadline) if deadline < math.inf else None
+    with span, scope or nullcontext():
         if mode is Mode.READER:
             await session._open_on(functools.partial(router.route_read, consistent=consistent))
         else:
@@ -534,7 +548,8 @@ async def open_session(
             await session._end()  # releases or drops the session itself if it raises
         finally:
             session._detach()
-    if scope.cancelled_caught:  # before any COMMIT was sent (see DBSession._committed)
+    # Its deadline passed before any COMMIT was sent (see DBSession._committed).
+    if scope is not None and scope.cancelled_caught:
         raise timed_out(mode, timeout)
 
 

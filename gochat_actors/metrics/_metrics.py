@@ -120,6 +120,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.namespace = namespace
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._db_series: dict[tuple[str, str], tuple[Any, Any]] = {}  # time_db_query's
         self._timings = _Timings()
         families = declared()
         for attr in (*_TYPED, *(attr for attr in families if attr not in _TYPED)):
@@ -169,11 +170,13 @@ class Metrics:
             with metrics.time_db_query("insert", "messages"):
                 await conn.execute(stmt)
         """
-        return _Timer(
-            self._timings,
-            self._series(self.db_query_duration, operation, table),
-            self._series(self.db_query_errors, operation, table),
-        )
+        series = self._db_series.get((operation, table))
+        if series is None:  # one lookup per query, not one per family
+            series = self._db_series[operation, table] = (
+                self._series(self.db_query_duration, operation, table),
+                self._series(self.db_query_errors, operation, table),
+            )
+        return _Timer(self._timings, *series)
 
     def time_mq_processing(self, topic: str) -> _Timer:
         """Observe the processing time of one consumed message.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import socket
 import ssl
 
@@ -604,6 +605,61 @@ async def test_a_crossing_without_io_is_a_checkpoint_and_a_cancelled_caller_star
         nursery.cancel_scope.cancel()
     assert scope.cancelled_caught
     assert ran == ["done at once"]
+
+
+@pytest.mark.parametrize("tuning", ["on", "off"])
+async def test_run_coroutine_keeps_run_asyncios_contract_and_closes_what_it_never_starts(
+    monkeypatch: pytest.MonkeyPatch, tuning: str
+) -> None:
+    """The DB's hot path hands the bridge a coroutine already made: same result,
+    exception and cancellation as run_asyncio; a coroutine it never starts (the bridge
+    not running, the caller already cancelled) is closed, never left unawaited."""
+    monkeypatch.setenv(TUNING_ENV, tuning)
+    ran: list[str] = []
+
+    async def note(what: str) -> str:
+        ran.append(what)
+        await asyncio.sleep(0)  # a step on the loop, as a statement's read
+        return what
+
+    async def fail() -> None:
+        raise ChatBackendError(7)
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ran.append("asyncio finally")
+
+    bridge = Bridge()
+    waiting = trio.CancelScope()
+
+    async def wait_forever() -> None:
+        with waiting:
+            await bridge.run_coroutine(forever())
+
+    unstarted = note("too early")
+    with pytest.raises(BridgeNotRunning):
+        await bridge.run_coroutine(unstarted)
+    assert inspect.getcoroutinestate(unstarted) == inspect.CORO_CLOSED
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        assert await bridge.run_coroutine(note("done")) == "done"
+        with pytest.raises(ChatBackendError):
+            await bridge.run_coroutine(fail())
+        never = note("never")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await bridge.run_coroutine(never)
+        assert scope.cancelled_caught
+        assert inspect.getcoroutinestate(never) == inspect.CORO_CLOSED
+        nursery.start_soon(wait_forever)
+        await trio.testing.wait_all_tasks_blocked()  # the asyncio task waits
+        waiting.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        assert waiting.cancelled_caught
+        nursery.cancel_scope.cancel()
+    assert ran == ["done", "asyncio finally"]
 
 
 async def test_callbacks_run_in_order_whichever_trio_task_runs_the_queue() -> None:
