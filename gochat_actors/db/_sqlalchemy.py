@@ -354,7 +354,7 @@ class SQLAlchemyServer:
         try:
             if self.bridge.loop is not self._loop:
                 raise BridgeNotRunning("the asyncio bridge restarted since this server opened")
-            if not self.dialect.exclusive:  # inside() is an async def: the coroutine runs nothing yet
+            if not self.dialect.exclusive:  # inside() is async: the coroutine runs nothing yet
                 return await self.bridge.run_coroutine(inside(fn, args))
             # A cancellation already pending: nothing is sent (the shield would hide it).
             await trio.lowlevel.checkpoint_if_cancelled()
