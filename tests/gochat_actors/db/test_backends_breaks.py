@@ -67,8 +67,10 @@ def _sqlite_error(sql: str, *, busy: bool = False, tmp: Path | None = None) -> s
     raise AssertionError(f"no error from {sql!r}")
 
 
-def _op(orig: BaseException, cls: type[sa_exc.DBAPIError] = sa_exc.OperationalError) -> BaseException:
-    return cls("SELECT 1", None, orig)  # type: ignore[arg-type]
+def _op(
+    orig: BaseException, cls: type[sa_exc.DBAPIError] = sa_exc.OperationalError
+) -> BaseException:
+    return cls("SELECT 1", None, orig)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +83,12 @@ def _op(orig: BaseException, cls: type[sa_exc.DBAPIError] = sa_exc.OperationalEr
         (PyMySQLError(1045, "Access denied"), sa_exc.OperationalError, DBUnavailable, False),
         (PyMySQLError(1290, "--read-only"), sa_exc.OperationalError, DBError, False),
         (PyMySQLError(1062, "Duplicate entry"), sa_exc.IntegrityError, DBIntegrityError, False),
-        (PyMySQLError(1064, "You have an error"), sa_exc.ProgrammingError, DBProgrammingError, False),
+        (
+            PyMySQLError(1064, "You have an error"),
+            sa_exc.ProgrammingError,
+            DBProgrammingError,
+            False,
+        ),
         (PyMySQLError(3024, "max_statement_time"), sa_exc.OperationalError, DBTimeout, False),
         # a MySQL code is no SQLite code and the other way round
         (PyMySQLError(5, "five"), sa_exc.OperationalError, DBError, False),
@@ -113,7 +120,7 @@ def test_each_dialect_maps_its_codes_as_before(
 )
 def test_sqlite_bad_sql_is_a_programming_error(sql: str, expected: type[DBError]) -> None:
     error = _sqlite_error(sql)
-    assert isinstance(error.sqlite_errorcode, int)  # type: ignore[attr-defined]
+    assert isinstance(error.sqlite_errorcode, int)
     assert type(translate(_op(error))) is expected
 
 
@@ -182,18 +189,25 @@ def test_a_mysql_primary_ignores_its_sqlite_replicas_with_one_warning() -> None:
     assert [r.name for r in db.statistics().replicas] == ["replica-0"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings accept an upper-case scheme (dialect found by Dsn.scheme, lower case) "
-    "but the engine gets url.reveal(): SQLAlchemy cannot load dialect 'SQLITE.AIOSQLITE'",
-)
-async def test_an_upper_case_scheme_the_settings_accept_opens() -> None:
-    settings = DBSettings(primary=Dsn("SQLITE+AIOSQLITE:///:memory:"))
+@pytest.mark.parametrize("url", ["SQLITE+AIOSQLITE:///:memory:", "  Sqlite+Aiosqlite:///:memory:"])
+async def test_a_scheme_the_settings_accept_opens(url: str) -> None:
+    settings = DBSettings(primary=Dsn(url))
     assert settings.primary.scheme == "sqlite+aiosqlite"  # accepted, as its dialect
     db = DBManager(settings, metrics=Metrics())
-    async with open_supervisor([db.spec()]):
-        async with db.transaction() as session:
-            assert await session.scalar(text("SELECT 1")) == 1
+    async with open_supervisor([db.spec()]), db.transaction() as session:
+        assert await session.scalar(text("SELECT 1")) == 1
+
+
+def test_the_mysql_engine_gets_the_scheme_as_the_settings_read_it() -> None:
+    import sqlalchemy as sa
+
+    from gochat_actors.db._mysql import MYSQL
+
+    dsn = Dsn(f"MySQL+AioMySQL://app:{SECRET}@db:3306/chat")
+    target, _ = MYSQL.engine_args(dsn, pool_size=1)
+    url = sa.make_url(target)
+    assert url.drivername == "mysql+aiomysql"
+    assert url.password == SECRET
 
 
 @pytest.mark.xfail(
