@@ -23,7 +23,11 @@ from gochat_actors import (
     DBUnavailable,
     Dsn,
 )
+from gochat_actors._backends import Backends
 from gochat_actors.db import DBManager, DBSettings
+from gochat_actors.db import _backends as db_backends
+from gochat_actors.db._backends import BACKENDS
+from gochat_actors.db._dialect import Dialect
 from gochat_actors.db._errors import driver_code, is_retryable, translate
 from gochat_actors.metrics import Metrics
 from supervisors import open_supervisor
@@ -218,3 +222,40 @@ def test_the_mysql_engine_gets_the_scheme_as_the_settings_read_it() -> None:
 def test_tls_parameters_on_a_sqlite_url_are_refused() -> None:
     with pytest.raises(ValidationError):
         DBSettings(primary=Dsn("sqlite+aiosqlite:///chat.db?ssl_ca=/etc/ssl/ca.pem"))
+
+
+class _PgDialect(Dialect):
+    """A dialect whose driver reports SQLSTATE strings (asyncpg, psycopg), as
+    docs/design.md's "a database dialect (say postgresql+asyncpg://) is one module"."""
+
+    name = "PostgreSQL"
+
+    def claims(self, error: BaseException) -> bool:
+        return isinstance(error, PgError)
+
+    def unavailable(self, code: int | str) -> bool:
+        return code in {"08006", "57P01"}
+
+    def timed_out(self, code: int | str) -> bool:
+        return code == "57014"
+
+    def retryable(self, code: int | str) -> bool:
+        return code == "40P01"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="translate/is_retryable ask the dialect only about int codes: a SQLSTATE "
+    "dialect (the Postgres of docs/design.md) cannot map its codes",
+)
+def test_a_sqlstate_dialect_maps_its_own_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry: Backends[Dialect] = Backends("db")
+    for kind in BACKENDS.kinds():
+        registry.add(BACKENDS.factory(kind), *BACKENDS.kinds()[kind])
+    registry.add(_PgDialect(), "postgresql+asyncpg")
+    monkeypatch.setattr(db_backends, "BACKENDS", registry)
+
+    assert type(translate(_op(PgError("terminating", "57P01")))) is DBUnavailable
+    assert type(translate(_op(PgError("canceling statement", "57014")))) is DBTimeout
+    assert is_retryable(_op(PgError("deadlock detected", "40P01")))
+    assert is_retryable(_op(PgError("could not serialize", "40001")))  # every dialect's
