@@ -120,15 +120,15 @@ class Dialect:
         """Whether ``error`` (the driver's, holding its code) is one of this dialect's."""
         return False
 
-    def unavailable(self, code: int) -> bool:
+    def unavailable(self, code: int | str) -> bool:
         """Whether error ``code`` means the server cannot be reached (or refused us)."""
         return False
 
-    def timed_out(self, code: int) -> bool:
+    def timed_out(self, code: int | str) -> bool:
         """Whether error ``code`` is a timeout (a lock wait, a statement's time)."""
         return False
 
-    def retryable(self, code: int) -> bool:
+    def retryable(self, code: int | str) -> bool:
         """Whether error ``code`` is a deadlock or lock-wait failure: run the transaction
         again (SQLSTATE ``40001`` is retryable in every dialect)."""
         return False

@@ -137,13 +137,13 @@ class MySQLDialect(Dialect):
         args = error.args
         return bool(args) and isinstance(args[0], int) and not isinstance(args[0], bool)
 
-    def unavailable(self, code: int) -> bool:
+    def unavailable(self, code: int | str) -> bool:
         return code in _UNAVAILABLE_CODES
 
-    def timed_out(self, code: int) -> bool:
+    def timed_out(self, code: int | str) -> bool:
         return code in _TIMEOUT_CODES
 
-    def retryable(self, code: int) -> bool:
+    def retryable(self, code: int | str) -> bool:
         return code in RETRYABLE_CODES
 
 

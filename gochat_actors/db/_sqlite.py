@@ -59,7 +59,7 @@ class SQLiteDialect(Dialect):
         """sqlite3's errors (aiosqlite raises them): they carry ``sqlite_errorcode``."""
         return hasattr(error, "sqlite_errorcode")
 
-    def retryable(self, code: int) -> bool:
+    def retryable(self, code: int | str) -> bool:
         return code == SQLITE_BUSY
 
     def bad_sql(self, message: str) -> bool:

@@ -243,11 +243,6 @@ class _PgDialect(Dialect):
         return code == "40P01"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="translate/is_retryable ask the dialect only about int codes: a SQLSTATE "
-    "dialect (the Postgres of docs/design.md) cannot map its codes",
-)
 def test_a_sqlstate_dialect_maps_its_own_codes(monkeypatch: pytest.MonkeyPatch) -> None:
     registry: Backends[Dialect] = Backends("db")
     for kind in BACKENDS.kinds():
