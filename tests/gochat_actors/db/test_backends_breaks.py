@@ -214,14 +214,13 @@ def test_the_mysql_engine_gets_the_scheme_as_the_settings_read_it() -> None:
     assert url.password == SECRET
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sqlite URL's ssl_ca/ssl_cert/ssl_key pass the settings and check-config; "
-    "SQLAlchemy then ignores them (SAWarning): SQLite's url_problems says nothing",
-)
 def test_tls_parameters_on_a_sqlite_url_are_refused() -> None:
-    with pytest.raises(ValidationError):
-        DBSettings(primary=Dsn("sqlite+aiosqlite:///chat.db?ssl_ca=/etc/ssl/ca.pem"))
+    with pytest.raises(ValidationError) as caught:
+        DBSettings(primary=Dsn(f"sqlite+aiosqlite:///chat.db?ssl_ca=/ca.pem&password={SECRET}"))
+    (error,) = caught.value.errors()
+    assert error["msg"] == "ssl_ca: TLS is for mysql+aiomysql:// URLs, not sqlite+aiosqlite://"
+    assert SECRET not in str(caught.value)
+    DBSettings(primary=Dsn("sqlite+aiosqlite:///chat.db?mode=ro"))  # other parameters: as before
 
 
 class _PgDialect(Dialect):
