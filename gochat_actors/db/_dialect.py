@@ -24,13 +24,29 @@ if TYPE_CHECKING:
 
     from .._dsn import Dsn
 
-__all__ = ["NOT_A_REPLICA", "Dialect", "ReplicaProbe", "driver_code", "driver_error"]
+__all__ = [
+    "NOT_A_REPLICA",
+    "Dialect",
+    "ReplicaProbe",
+    "driver_code",
+    "driver_error",
+    "engine_url",
+]
 
 NOT_A_REPLICA = ReplicaStatus(is_replica=False, io_running=False, sql_running=False, lag=None)
 """What a probe reports for a server that replicates from no one."""
 
 ConnectHook = Callable[[Any, Any], None]
 """A pool ``connect`` listener: ``hook(dbapi_connection, record)``."""
+
+
+def engine_url(url: Dsn) -> str:
+    """``url`` in clear for the engine, its scheme as the settings read it (lower case,
+    nothing before it): SQLAlchemy loads the dialect by the scheme's exact spelling,
+    while the settings and the registry accepted ``SQLITE+AIOSQLITE://`` as
+    ``sqlite+aiosqlite://``."""
+    raw = url.reveal()
+    return url.scheme + raw[raw.index("://") :]
 
 
 class ReplicaProbe:
@@ -78,7 +94,7 @@ class Dialect:
     def engine_args(self, url: Dsn, *, pool_size: int) -> tuple[str | sa.URL, dict[str, Any]]:
         """The URL ``create_async_engine`` gets for ``url``, and the engine options of
         this dialect (pool, ``connect_args``); runs on the asyncio side."""
-        return url.reveal(), {}
+        return engine_url(url), {}
 
     def connect_hook(self, url: Dsn) -> ConnectHook | None:
         """A hook each new connection to ``url`` runs first, or None."""
@@ -104,15 +120,15 @@ class Dialect:
         """Whether ``error`` (the driver's, holding its code) is one of this dialect's."""
         return False
 
-    def unavailable(self, code: int) -> bool:
+    def unavailable(self, code: int | str) -> bool:
         """Whether error ``code`` means the server cannot be reached (or refused us)."""
         return False
 
-    def timed_out(self, code: int) -> bool:
+    def timed_out(self, code: int | str) -> bool:
         """Whether error ``code`` is a timeout (a lock wait, a statement's time)."""
         return False
 
-    def retryable(self, code: int) -> bool:
+    def retryable(self, code: int | str) -> bool:
         """Whether error ``code`` is a deadlock or lock-wait failure: run the transaction
         again (SQLSTATE ``40001`` is retryable in every dialect)."""
         return False

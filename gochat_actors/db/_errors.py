@@ -89,9 +89,9 @@ def is_retryable(exc: BaseException) -> bool:
                 ...  # run the whole transaction again
     """
     dialect, code = dialect_of_error(exc)
-    if isinstance(code, str):
-        return code in RETRYABLE_SQLSTATES
-    return code is not None and dialect.retryable(code)
+    if code is None:
+        return False
+    return code in RETRYABLE_SQLSTATES or dialect.retryable(code)
 
 
 def watch_driver_errors(engine: Any) -> None:
@@ -182,14 +182,13 @@ def translate(exc: BaseException) -> DBError:
     detail = _scrub(exc, orig, values)
     dialect, code = dialect_of_error(exc)
     label = f" ({code})" if code is not None else ""
-    errno = code if isinstance(code, int) else None  # the dialect's own code
 
     if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or (errno is not None and dialect.unavailable(errno)):
+        if exc.connection_invalidated or (code is not None and dialect.unavailable(code)):
             return DBUnavailable(f"database unreachable{label}: {detail}")
         if isinstance(exc, sa_exc.IntegrityError):
             return DBIntegrityError(f"integrity error{label}: {detail}")
-        if errno is not None and dialect.timed_out(errno):
+        if code is not None and dialect.timed_out(code):
             return DBTimeout(f"timed out{label}: {detail}")
         if is_retryable(exc):
             return DBError(f"deadlock or serialization failure{label}: {detail}")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import DBError
 from .._tls import MYSQL_TLS_PARAMS, mysql_tls_files
-from ._dialect import NOT_A_REPLICA, Dialect, ReplicaProbe, driver_code
+from ._dialect import NOT_A_REPLICA, Dialect, ReplicaProbe, driver_code, engine_url
 from ._protocol import ReplicaStatus
 
 if TYPE_CHECKING:
@@ -48,10 +48,10 @@ def mysql_tls(dsn: Dsn) -> tuple[str | sa.URL, dict[str, Any]]:
     takes a context, not the file names SQLAlchemy would pass it). No TLS: unchanged."""
     files = mysql_tls_files(dsn.query)
     if not files:
-        return dsn.reveal(), {}
+        return engine_url(dsn), {}
     import sqlalchemy as sa
 
-    url = sa.make_url(dsn.reveal()).difference_update_query(MYSQL_TLS_PARAMS)
+    url = sa.make_url(engine_url(dsn)).difference_update_query(MYSQL_TLS_PARAMS)
     return url, {"ssl": files.context(error=DBError)}
 
 
@@ -137,13 +137,13 @@ class MySQLDialect(Dialect):
         args = error.args
         return bool(args) and isinstance(args[0], int) and not isinstance(args[0], bool)
 
-    def unavailable(self, code: int) -> bool:
+    def unavailable(self, code: int | str) -> bool:
         return code in _UNAVAILABLE_CODES
 
-    def timed_out(self, code: int) -> bool:
+    def timed_out(self, code: int | str) -> bool:
         return code in _TIMEOUT_CODES
 
-    def retryable(self, code: int) -> bool:
+    def retryable(self, code: int | str) -> bool:
         return code in RETRYABLE_CODES
 
 

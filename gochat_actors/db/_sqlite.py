@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from .._tls import MYSQL_TLS_PARAMS
 from ._dialect import ConnectHook, Dialect
 
 if TYPE_CHECKING:
@@ -52,6 +53,14 @@ class SQLiteDialect(Dialect):
     driver_hint = "pip install aiosqlite"
     exclusive = True
 
+    def url_problems(self, url: Dsn) -> list[str]:
+        """TLS parameters (``ssl_ca``...) are MySQL's: on a SQLite URL SQLAlchemy would
+        ignore them with a warning, and the settings would seem to ask for TLS."""
+        given = [name for name in MYSQL_TLS_PARAMS if name in url.query]
+        if not given:
+            return []
+        return [f"{'/'.join(given)}: TLS is for mysql+aiomysql:// URLs, not {url.scheme}://"]
+
     def connect_hook(self, url: Dsn) -> ConnectHook | None:
         return _wal if sqlite_file(url) else None
 
@@ -59,7 +68,7 @@ class SQLiteDialect(Dialect):
         """sqlite3's errors (aiosqlite raises them): they carry ``sqlite_errorcode``."""
         return hasattr(error, "sqlite_errorcode")
 
-    def retryable(self, code: int) -> bool:
+    def retryable(self, code: int | str) -> bool:
         return code == SQLITE_BUSY
 
     def bad_sql(self, message: str) -> bool:
