@@ -381,7 +381,7 @@ def main() -> None:
             med["consume_raw"],
             "raw aiokafka getmany + commit (asyncio)",
             True,
-            ">= 0.8x",
+            ">= 1.0x",
             "msg/s",
             "Consumer (metrics on, 8 workers, commits every 1 s; clock from the first message "
             "processed to the return of the commit of the end offsets, made when the child is "
