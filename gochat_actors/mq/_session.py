@@ -38,7 +38,7 @@ __all__ = ["Partition", "Session"]
 
 _log = get_logger("gochat_actors.mq")
 
-_CHANNEL_BATCHES = 4  # polled batches waiting for the dispatcher (bounded)
+_CHANNEL_BATCHES = 1  # a polled batch waiting for the dispatcher (see Session.caught_up)
 _SLICE = 0.002  # seconds a worker processes one partition before others (and I/O) run
 
 

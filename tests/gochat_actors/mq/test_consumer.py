@@ -632,7 +632,7 @@ async def test_fetched_messages_stay_within_the_stated_bound(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """docs/mq.md's bound: at most max_buffered wait in the partition queues (never
-    max_buffered plus most of a batch), max_buffered + 6 x max_records + concurrency
+    max_buffered plus most of a batch), max_buffered + 2 x max_records + concurrency
     held in all."""
     broker = MemoryBroker()
     fill(broker, "chat", 3000, partitions=2)
@@ -650,7 +650,7 @@ async def test_fetched_messages_stay_within_the_stated_bound(
         held = session.buffered + consumer.statistics().in_flight
         held += sum(len(r) for b in session._receive._state.data for r in b.records.values())
         assert session.buffered <= 50
-        assert held <= 50 + 6 * OPTIONS.max_records + 2
+        assert held <= 50 + 2 * OPTIONS.max_records + 2
         gate.set()
         await wait_for(lambda: consumer.statistics().processed == 3000)
 
