@@ -411,11 +411,15 @@ def main() -> None:
             "0-20% in runs here, within the noise). Median of "
             f"{rounds} rounds, each contender in a fresh interpreter, order rotated each "
             "round. Consume was 0.84x on a host where an empty bridge crossing took ~19 us, "
-            "0.69-0.75x on one about four times slower, 0.695x on 2026-12-06's host "
-            "(crossing 12-15 us). There the gap is the garbage collector: with gc disabled "
-            "in both, ours consumed at 82-92k msg/s against 77-78k; with it on, ours runs "
-            "~175 young and one full collection in the consume phase against the peer's "
-            "~17 and none (docs/mq.md)."
+            "0.69-0.75x on one about four times slower, 0.695x on 2026-12-06's host. Since "
+            "issue 24 the poll loop hands a batch over only once the workers took the last "
+            "one up (Session.caught_up), so aiokafka parses the next records into the "
+            "memory the processed ones gave back instead of five batches ahead: per 50,000 "
+            "messages ours ran 175-199 young, 15-18 middle and 0-1 full collections before, "
+            "40-50, 3-4 and none after (the peer 9-17, 1, none); an interleaved A/B (30,000 "
+            "messages, 3 rounds) gave +13-25% per round. What is left is CPU per message "
+            "(the decode into a Message and the trace binding a no-op processor makes "
+            "visible, ~2 us): docs/mq.md."
         ),
     )
 
