@@ -396,3 +396,153 @@ async def test_killing_the_workers_while_the_poll_waits_loses_nothing(
         # a message cancelled mid-call comes again: drop immediate repeats
         dedup = [o for i, o in enumerate(offsets) if i == 0 or offsets[i - 1] != o]
         assert dedup == list(range(100))
+
+
+# -- no lost wake-up: a property over interleavings --------------------------------------
+
+_ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("deliver"),
+            st.dictionaries(st.integers(0, 3), st.integers(0, 6), max_size=4),
+        ),
+        st.tuples(st.just("release"), st.integers(1, 5)),
+        st.tuples(st.just("revoke"), st.frozensets(st.integers(0, 3), min_size=1)),
+        st.tuples(st.just("kill"), st.just(0)),
+        st.tuples(st.just("restart"), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    concurrency=st.integers(1, 4),
+    max_buffered=st.integers(1, 12),
+    batch=st.booleans(),
+    actions=_ACTIONS,
+)
+def test_the_poll_never_waits_while_caught_up(
+    concurrency: int, max_buffered: int, batch: bool, actions: list[tuple[str, object]]
+) -> None:
+    """Held: the poll loop (one task, as the backends'), batches of up to four partitions,
+    processors that block until released, revokes (the new epoch's batches give the
+    partitions back), the workers killed and restarted, in any order. Whenever every
+    task is blocked, a poll waiting in deliver() means caught_up() is false (no lost
+    wake-up); at the end, with workers running and everything released, the poll is
+    not waiting and the queues are empty."""
+    trio.run(_interleave, concurrency, max_buffered, batch, actions)
+
+
+async def _interleave(
+    concurrency: int, max_buffered: int, batch: bool, actions: list[tuple[str, object]]
+) -> None:
+    from aiokafka.structs import ConsumerRecord
+
+    from gochat_actors.mq._consumer_config import ConsumerConfig, ConsumerTally
+    from gochat_actors.mq._protocol import TopicPartition
+    from tests.gochat_actors.mq.test_consumer import NO_JITTER
+
+    gates: list[trio.Event] = []
+
+    async def wait_gate() -> None:
+        gate = trio.Event()
+        gates.append(gate)
+        await gate.wait()
+
+    async def process(msg: Message) -> None:
+        await wait_gate()
+
+    async def process_batch(msgs: list[Message]) -> None:
+        await wait_gate()
+
+    config = ConsumerConfig(
+        group_id="g",
+        processor=process,
+        concurrency=concurrency,
+        retries=0,
+        retry_backoff=NO_JITTER,
+        dead_letter_topic=None,
+        processing_timeout=None,
+        commit_interval=1.0,
+        revoke_timeout=10_000.0,
+        max_buffered=max_buffered,
+        batch_processor=process_batch if batch else None,
+        max_batch=3,
+    )
+    session = Session(config, ConsumerTally(None), None, None, None)  # type: ignore[arg-type]
+    send, receive = trio.open_memory_channel[Batch](100)
+    waiting = False
+    epoch = 0
+    next_offset = [0, 0, 0, 0]
+    workers: trio.CancelScope | None = None
+
+    async def poll() -> None:
+        nonlocal waiting
+        async for b in receive:
+            if not session.deliver_nowait(b):
+                waiting = True
+                await session.deliver(b)
+                waiting = False
+
+    async def start_workers(nursery: trio.Nursery) -> trio.CancelScope:
+        scope = trio.CancelScope()
+
+        async def body(task_status: trio.TaskStatus[None]) -> None:
+            with scope:
+                await session.run_workers(task_status=task_status)
+
+        await nursery.start(body)
+        return scope
+
+    async def check() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        if waiting:
+            assert not session.caught_up(), "the poll waits while caught up: lost wake-up"
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.dispatch)
+            nursery.start_soon(poll)
+            workers = await start_workers(nursery)
+            for action, arg in actions:
+                if action == "deliver":
+                    records = {}
+                    for p, n in arg.items():  # type: ignore[attr-defined]
+                        tp = TopicPartition("chat", p)
+                        start = next_offset[p]
+                        next_offset[p] += n
+                        records[tp] = [
+                            ConsumerRecord("chat", p, o, 0, 0, None, b"v", None, -1, 1, ())
+                            for o in range(start, start + n)
+                        ]
+                    highwater = {tp: next_offset[tp.partition] for tp in records}
+                    await send.send(Batch(epoch, records, highwater))
+                elif action == "release":
+                    for gate in gates[: int(arg)]:  # type: ignore[call-overload]
+                        gate.set()
+                    del gates[: int(arg)]  # type: ignore[call-overload]
+                elif action == "revoke":
+                    epoch += 1
+                    tps = frozenset(TopicPartition("chat", p) for p in arg)  # type: ignore[attr-defined]
+                    nursery.start_soon(session.revoke, tps, epoch)
+                elif action == "kill" and workers is not None:
+                    workers.cancel()
+                    workers = None
+                elif action == "restart" and workers is None:
+                    workers = await start_workers(nursery)
+                await check()
+            if workers is None:
+                workers = await start_workers(nursery)
+            for _ in range(10_000):
+                await check()
+                if not gates:
+                    break
+                for gate in gates:
+                    gate.set()
+                gates.clear()
+            await check()
+            assert not waiting, "everything released, the poll still waits"
+            assert session.buffered == 0
+            assert receive.statistics().current_buffer_used == 0
+            nursery.cancel_scope.cancel()
