@@ -117,6 +117,10 @@ class Session:
         # :meth:`caught_up`); woken when a batch is dispatched or a partition taken.
         self._uptake_lot = trio.lowlevel.ParkingLot()
         self._queued = 0  # batches in the channel, not yet taken by the dispatcher
+        # Workers between their last slice and their next partition: parked on the
+        # ready lot, or woken and not yet run (``unpark`` takes them off the lot at once,
+        # so the lot's length alone misses a woken worker that did not take its partition).
+        self._idle_workers = 0
         self._closed = False
         self._commit_lock = trio.Lock()
         self._lag_labels: set[TopicPartition] = set()
@@ -154,7 +158,7 @@ class Session:
             return True
         if self._queued or self._space_waiting:
             return False
-        return not self._ready or not len(self._ready_lot)
+        return not self._ready or not self._idle_workers
 
     def deliver_nowait(self, batch: Batch) -> bool:
         if not self.caught_up():
@@ -285,12 +289,16 @@ class Session:
 
     async def work(self) -> NoReturn:
         while True:
-            while not self._ready:
-                await self._ready_lot.park()
-            part = self._ready.popleft()
+            self._idle_workers += 1
+            try:
+                while not self._ready:
+                    await self._ready_lot.park()
+                part = self._ready.popleft()
+            finally:
+                self._idle_workers -= 1  # took a partition, or killed while idle
+                if self._uptake_lot:
+                    self._taken_up()  # the poll waits for this; it runs after this slice
             part.scheduled = False
-            if not self._ready and self._uptake_lot:
-                self._taken_up()  # the poll waits for this; it runs after this slice
             if part.revoked or not part.queue:
                 continue
             part.busy = True

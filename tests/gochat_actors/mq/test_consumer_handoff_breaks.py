@@ -168,12 +168,6 @@ async def test_the_bound_with_a_fetch_bigger_than_max_buffered(
 # -- wake-ups ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="caught_up() counts a worker unparked but not yet run as not idle "
-    "(ParkingLot.unpark removes it at once): with concurrency=1 the next batch is "
-    "handed over before any worker took the last one",
-)
 async def test_with_one_worker_the_next_poll_waits_until_it_took_the_last_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -543,3 +537,34 @@ async def _interleave(
             assert session.buffered == 0
             assert receive.statistics().current_buffer_used == 0
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_the_next_poll_waits_for_a_woken_worker_to_take_the_last_batch(
+    concurrency: int,
+) -> None:
+    """The branch's test_the_next_poll_waits_until_the_workers_took_the_last_batch with
+    one worker, and with more workers than partitions: the second batch is handed over
+    after the worker took the first (it processes the first batch before), whatever
+    order trio runs the woken tasks in."""
+    events: list[object] = []
+
+    async def process(msg: Message) -> None:
+        events.append(msg.offset)
+
+    session = _session(process, concurrency=concurrency)
+
+    async def deliver(batch: Batch) -> None:
+        await session.deliver(batch)
+        events.append("second delivered")
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.dispatch)
+            await nursery.start(session.run_workers)
+            await trio.testing.wait_all_tasks_blocked()
+            assert session.deliver_nowait(_batch(range(3)))
+            nursery.start_soon(deliver, _batch(range(3, 6)))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert events == [0, 1, 2, "second delivered", 3, 4, 5]
