@@ -441,12 +441,9 @@ async def test_send_waiting_for_room_waits_for_the_next_incarnation(
         except MQError as exc:
             outcome.append(exc)
 
-    async with (
-        open_supervisor(
-            [producer.spec(shutdown=0.5)], backoff=Backoff(initial=1.0, maximum=1.0, jitter=0)
-        ) as sup,
-        trio.open_nursery() as nursery,
-    ):
+    async with open_supervisor(
+        [producer.spec(shutdown=0.5)], backoff=Backoff(initial=1.0, maximum=1.0, jitter=0)
+    ) as sup, trio.open_nursery() as nursery:
         broker.pause()
         for value in (b"in-flight", b"queued", b"waiting"):
             nursery.start_soon(send, value)
