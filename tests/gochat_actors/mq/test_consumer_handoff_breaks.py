@@ -5,6 +5,7 @@ xfail names a defect found; a plain test is an attack the code held."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -568,3 +569,71 @@ async def test_the_next_poll_waits_for_a_woken_worker_to_take_the_last_batch(
             await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
     assert events == [0, 1, 2, "second delivered", 3, 4, 5]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    concurrency=st.integers(1, 3),
+    max_buffered=st.integers(1, 30),
+    max_records=st.integers(1, 25),
+    events=st.lists(
+        st.tuples(st.floats(0.0, 1.0), st.sampled_from(["c", "c/workers", "down"])),
+        max_size=4,
+    ),
+)
+def test_kills_and_a_down_broker_while_the_poll_waits_at_least_once_in_order(
+    concurrency: int,
+    max_buffered: int,
+    max_records: int,
+    events: list[tuple[float, str]],
+) -> None:
+    """Held: the consumer or its workers killed, or the broker down for a second, at
+    random times while the poll waits for uptake: every message processed, each
+    partition's first sightings in offset order, duplicates only after a kill, the
+    commits at the end."""
+    trio.run(
+        _kills_and_down,
+        concurrency,
+        max_buffered,
+        max_records,
+        events,
+        clock=trio.testing.MockClock(autojump_threshold=0),
+    )
+
+
+async def _kills_and_down(
+    concurrency: int, max_buffered: int, max_records: int, events: list[tuple[float, str]]
+) -> None:
+    broker = MemoryBroker()
+    fill(broker, "chat", 120, partitions=3)
+    seen: dict[int, list[int]] = {}
+
+    async def process(msg: Message) -> None:
+        await trio.sleep(0.01)
+        seen.setdefault(msg.partition, []).append(msg.offset)
+
+    options = ConsumerOptions(max_records=max_records, poll_timeout=0.5)
+    consumer = make(
+        broker, process, concurrency=concurrency, max_buffered=max_buffered, options=options
+    )
+    async with open_supervisor([consumer.spec("c")]) as sup:
+        for delay, what in events:
+            await trio.sleep(delay)
+            if what == "down":
+                broker.set_down(True)
+                await trio.sleep(1.0)
+                broker.set_down(False)
+            else:
+                with contextlib.suppress(Exception):
+                    kill(sup, what)
+        await wait_for(lambda: all(len(set(seen.get(p, []))) == 40 for p in range(3)), timeout=3600)
+        await wait_for(lambda: committed(broker, partitions=3) == [40, 40, 40], timeout=60)
+    kills = sum(1 for _, what in events if what != "down")
+    for offsets in seen.values():
+        first: list[int] = []
+        for o in offsets:
+            if o not in first:
+                first.append(o)
+        assert first == list(range(40))
+        if not kills:
+            assert offsets == first, "no kill, no duplicate"
