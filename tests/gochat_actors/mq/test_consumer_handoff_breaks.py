@@ -287,7 +287,7 @@ async def test_a_revoke_between_deliver_and_uptake_loses_nothing(
 # -- throughput with slow processors -----------------------------------------------------
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     concurrency=st.integers(1, 6),
     partitions=st.integers(1, 6),
@@ -314,10 +314,12 @@ def test_slow_processors_keep_every_worker_busy(
         clock=trio.testing.MockClock(autojump_threshold=0),
     )
     workers = min(concurrency, partitions)
-    ideal = count / workers if not batch else 1
-    # slack: the first polls, partitions unevenly spread over the workers, the waits
-    slack = per_partition * 2 + 5
-    assert elapsed <= ideal + slack, (elapsed, ideal)
+    ideal = count / workers  # a batch call takes 1 s too, for one message at least
+    # slack: the first polls; with max_buffered below concurrency the only queued
+    # message may belong to a busy partition, so idle workers wait (as before this
+    # branch: 4 workers, 5 partitions, max_buffered 1, max_records 2 took 16-20 s here,
+    # 17-21 s on the merge base, against an ideal 15 s)
+    assert elapsed <= ideal * 1.5 + 5, (elapsed, ideal)
 
 
 async def _slow_run(
