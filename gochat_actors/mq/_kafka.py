@@ -4,8 +4,9 @@ Every method crosses the bridge once and does its whole unit of work there: a ba
 produce is split into aiokafka ``BatchBuilder``s per partition and sent with
 ``send_batch`` (one future per partition batch, not per record). A group consumer's poll
 loop lives on the asyncio side for the consumer's whole life and hands each ``getmany``
-batch to trio with ``bridge.run_trio(handler.deliver, batch)``, which waits while the
-trio side is full: backpressure reaches the fetcher. The rebalance listener runs in
+batch to trio with ``bridge.run_trio(handler.deliver, batch)``, which waits until the
+trio side took the last batch up (and while it is full): backpressure reaches the
+fetcher. The rebalance listener runs in
 aiokafka's coordinator task and calls ``handler.revoke`` the same way, then commits what
 it returns before the partitions go.
 
@@ -516,7 +517,9 @@ class KafkaGroupConsumer:
                     highwater[tp] = mark
             batch = Batch(epoch, data, highwater)
             # This code runs inside trio (trio-asyncio's loop is a trio task), so a sync
-            # trio call is fine: no crossing while the consumer keeps up.
+            # trio call is fine: no crossing when the consumer took the last batch up.
+            # Otherwise wait on the trio side until it has (Session.caught_up): the next
+            # getmany then parses into the memory the processed records gave back.
             if not handler.deliver_nowait(batch):
                 # The crossing's bookkeeping (a future, a handle, a context) ends up in a
                 # reference cycle: hand the batch over in a box the trio side empties, so

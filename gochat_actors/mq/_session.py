@@ -38,7 +38,7 @@ __all__ = ["Partition", "Session"]
 
 _log = get_logger("gochat_actors.mq")
 
-_CHANNEL_BATCHES = 4  # polled batches waiting for the dispatcher (bounded)
+_CHANNEL_BATCHES = 1  # a polled batch waiting for the dispatcher (see Session.caught_up)
 _SLICE = 0.002  # seconds a worker processes one partition before others (and I/O) run
 
 
@@ -113,6 +113,15 @@ class Session:
         self._ready_lot = trio.lowlevel.ParkingLot()
         self._space_lot = trio.lowlevel.ParkingLot()
         self._space_waiting = False
+        # The poll loop waits here until the trio side took the last batch up (see
+        # :meth:`caught_up`); woken when a batch is dispatched or a partition taken.
+        self._uptake_lot = trio.lowlevel.ParkingLot()
+        self._queued = 0  # batches in the channel, not yet taken by the dispatcher
+        # Workers between their last slice and their next partition: parked on the
+        # ready lot, or woken and not yet run (``unpark`` takes them off the lot at once,
+        # so the lot's length alone misses a woken worker that did not take its partition).
+        self._idle_workers = 0
+        self._closed = False
         self._commit_lock = trio.Lock()
         self._lag_labels: set[TopicPartition] = set()
         # The consumer actor's handle: the workers child reports progress to it (the
@@ -131,15 +140,45 @@ class Session:
             progress()
 
     # -- GroupHandler (called from the backend's tasks) -------------------------------
+    def caught_up(self) -> bool:
+        """Whether the trio side took up what it was given: no polled batch waits for the
+        dispatcher (in the channel, or held for room), and no partition with messages
+        waits for an idle worker.
+
+        The next poll waits for this (:meth:`deliver`). A poll parses its records into
+        new objects; parsed while the previous records are still held, those objects
+        are all fresh allocations and the garbage collector's young generation fills
+        with them (a full queue of parsed records is what made the consumer run ten
+        times the collections of a plain aiokafka loop). Parsed after the workers took
+        and processed the previous batch, they reuse the memory the processed records
+        gave back. Workers busy elsewhere (a processor awaiting I/O) do not hold the
+        poll back: only work an idle worker could take does.
+        """
+        if self._closed:
+            return True
+        if self._queued or self._space_waiting:
+            return False
+        return not self._ready or not self._idle_workers
+
     def deliver_nowait(self, batch: Batch) -> bool:
+        if not self.caught_up():
+            return False
         try:
             self._send.send_nowait(batch)
         except trio.WouldBlock:
             return False
+        self._queued += 1
         return True
 
     async def deliver(self, batch: Batch) -> None:
+        while not self.caught_up():
+            await self._uptake_lot.park()
         await self._send.send(batch)
+        self._queued += 1
+
+    def _taken_up(self) -> None:
+        if self._uptake_lot and self.caught_up():
+            self._uptake_lot.unpark_all()
 
     async def revoke(
         self, partitions: frozenset[TopicPartition], epoch: int
@@ -190,38 +229,46 @@ class Session:
     async def dispatch(self) -> None:
         limit = self.config.max_buffered
         async for batch in self._receive:
-            if batch.epoch < self.min_epoch:
-                continue  # polled before a rebalance: those partitions were handed back
-            # Room for the whole batch (or nothing unfinished): max_buffered is a real
-            # bound on the queues plus the batches in flight.
-            count = sum(len(records) for records in batch.records.values())
-            while (held := self.buffered + self.taken) and held + count > limit:
-                self._space_waiting = True
-                try:
-                    await self._space_lot.park()
-                finally:
-                    self._space_waiting = False
-            if batch.epoch < self.min_epoch:
+            self._queued -= 1
+            try:
+                await self._dispatch_batch(batch, limit)
+            finally:
+                self._taken_up()
+            del batch  # the records are the queues' now: freed as they are processed
+
+    async def _dispatch_batch(self, batch: Batch, limit: int) -> None:
+        if batch.epoch < self.min_epoch:
+            return  # polled before a rebalance: those partitions were handed back
+        # Room for the whole batch (or nothing unfinished): max_buffered is a real
+        # bound on the queues plus the batches in flight.
+        count = sum(len(records) for records in batch.records.values())
+        while (held := self.buffered + self.taken) and held + count > limit:
+            self._space_waiting = True
+            try:
+                await self._space_lot.park()
+            finally:
+                self._space_waiting = False
+        if batch.epoch < self.min_epoch:
+            return
+        for tp, mark in batch.highwater.items():
+            self._part(tp).highwater = mark
+        for tp, records in batch.records.items():
+            if not records:
                 continue
-            for tp, mark in batch.highwater.items():
-                self._part(tp).highwater = mark
-            for tp, records in batch.records.items():
+            part = self._part(tp)
+            if part.fetched is not None and records[0].offset < part.fetched:
+                records = [r for r in records if r.offset >= part.fetched]
                 if not records:
                     continue
-                part = self._part(tp)
-                if part.fetched is not None and records[0].offset < part.fetched:
-                    records = [r for r in records if r.offset >= part.fetched]
-                    if not records:
-                        continue
-                if part.position is None:
-                    part.position = records[0].offset
-                part.fetched = records[-1].offset + 1
-                part.queue.extend(records)
-                self.buffered += len(records)
-                if not part.busy and not part.scheduled:
-                    part.scheduled = True
-                    self._ready.append(part)
-                    self._ready_lot.unpark()
+            if part.position is None:
+                part.position = records[0].offset
+            part.fetched = records[-1].offset + 1
+            part.queue.extend(records)
+            self.buffered += len(records)
+            if not part.busy and not part.scheduled:
+                part.scheduled = True
+                self._ready.append(part)
+                self._ready_lot.unpark()
 
     # -- workers ---------------------------------------------------------------------
     async def run_workers(
@@ -242,9 +289,15 @@ class Session:
 
     async def work(self) -> NoReturn:
         while True:
-            while not self._ready:
-                await self._ready_lot.park()
-            part = self._ready.popleft()
+            self._idle_workers += 1
+            try:
+                while not self._ready:
+                    await self._ready_lot.park()
+                part = self._ready.popleft()
+            finally:
+                self._idle_workers -= 1  # took a partition, or killed while idle
+                if self._uptake_lot:
+                    self._taken_up()  # the poll waits for this; it runs after this slice
             part.scheduled = False
             if part.revoked or not part.queue:
                 continue
@@ -567,7 +620,9 @@ class Session:
 
     def close(self) -> None:
         """No more batches: the backend's deliver fails from now on."""
+        self._closed = True
         self._receive.close()
+        self._uptake_lot.unpark_all()
 
     async def _dead_letter(
         self, record: RawRecord, msg: Message | None, exc: Exception, attempts: int
