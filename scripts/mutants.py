@@ -46,7 +46,16 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "supervisors/_child.py": (["supervisors/_child.py"], SUPERVISORS_TESTS),
     "gochat_actors/lock": (
         ["gochat_actors/lock/_locks.py", "gochat_actors/lock/_redis.py"],
-        ["tests/gochat_actors/lock"],
+        # The eight-process test runs the locks in child processes, where mutmut records
+        # nothing (no mutant is ever tested with it); its 25 s near the 30 s limit and its
+        # 2 s connect budget for eight interpreters under the stats run's tracing made
+        # the clean run fail.
+        [
+            "tests/gochat_actors/lock",
+            "--deselect",
+            "tests/gochat_actors/lock/test_locks_redis.py"
+            "::test_eight_processes_never_hold_the_lock_at_once",
+        ],
     ),
     "gochat_actors/idgen": (
         ["gochat_actors/idgen/_generator.py", "gochat_actors/idgen/_keeper.py"],
