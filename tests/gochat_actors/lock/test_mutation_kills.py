@@ -71,8 +71,7 @@ async def test_lease_repr_tells_the_lock_token_ttl_and_state(
     with pytest.raises(LockLost):
         by_hand.check()
     assert repr(by_hand) == (
-        "<Lease 'a' token=7 ttl=2.5 lost: no renewal for 2s, the safe deadline "
-        "(last error: none)>"
+        "<Lease 'a' token=7 ttl=2.5 lost: no renewal for 2s, the safe deadline (last error: none)>"
     )
 
 
@@ -85,14 +84,17 @@ async def test_a_shielded_body_is_lost_by_the_renewer_with_the_reason_and_last_e
     7, 8, 9, 10 (the renewer's ``_lose`` call broken: no reason, or a crash), 27, 28
     (the last error dropped or mistyped) and ``Locks._lose`` 8, 12 (the logged reason)."""
     seen: dict[str, Any] = {}
-    with structlog.testing.capture_logs() as logs:
-        with pytest.raises(LockLost):
-            async with locks.hold("room:42") as lease:
-                store.take_down()
-                with trio.CancelScope(shield=True):
-                    await lease.lost.wait()
-                    seen["lost_at"] = trio.current_time()
-                    seen["reason"] = lease.lost_reason
+
+    async def holder() -> None:
+        async with locks.hold("room:42") as lease:
+            store.take_down()
+            with trio.CancelScope(shield=True):
+                await lease.lost.wait()
+                seen["lost_at"] = trio.current_time()
+                seen["reason"] = lease.lost_reason
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(LockLost):
+        await holder()
     assert seen["lost_at"] == pytest.approx(TTL - MARGIN)  # the renewer's check, at once
     reason = seen["reason"]
     assert isinstance(reason, str)
