@@ -13,14 +13,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import random
+
 import pytest
 import structlog
 import trio
 import trio.testing
+from prometheus_client.parser import text_string_to_metric_families
 
 from gochat_actors import LockLost, LockUnavailable
 from gochat_actors.cache import CacheSettings, MemoryStore
-from gochat_actors.lock import Lease, Locks, LockSettings, lock_keys
+from gochat_actors.lock import Lease, Locks, LockSettings, MemoryLockBackend, _locks, lock_keys
 from gochat_actors.metrics import Metrics
 
 TTL = 3.0
@@ -63,7 +66,9 @@ async def locks(store: MemoryStore) -> AsyncIterator[Locks]:
 async def test_lease_repr_tells_the_lock_token_ttl_and_state(
     locks: Locks, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """Kills ``Lease.__repr__`` 1-5 (no test called it)."""
+    """Kills ``Lease.__repr__`` 1-5 (no test called it), ``Lease.__init__`` 17, 18, 19
+    (the last error before any), 22 (``_on_lost`` not None) and ``Lease.check`` 11 (the
+    reason of a Lease made by hand)."""
     async with locks.hold("room:42") as lease:
         assert repr(lease) == "<Lease 'room:42' token=1 ttl=3 held>"
     by_hand = Lease("a", 7, ttl=2.5, margin=0.5, acquired_at=trio.current_time(), owner="o")
@@ -111,8 +116,8 @@ async def test_a_lock_taken_by_another_owner_is_not_released_again(
 ) -> None:
     """The renewal that finds the lock taken marks it gone: the release makes no round
     trip (it could only fail, or worse with a backend that did not compare). Kills
-    ``Locks._renew`` 32, 35 (``gone=`` dropped) and ``Locks._lose`` 2, 3 (``gone``
-    forgotten)."""
+    ``Locks._renew`` 32, 35, 38 (``gone=`` dropped), 36 (its reason) and ``Locks._lose``
+    2, 3 (``gone`` forgotten)."""
 
     async def holder() -> None:
         async with locks.hold("room:42"):
@@ -122,7 +127,9 @@ async def test_a_lock_taken_by_another_owner_is_not_released_again(
             await trio.sleep_forever()
 
     seen: dict[str, int] = {}
-    with pytest.raises(LockLost, match="no longer ours"):
+    with pytest.raises(
+        LockLost, match=r"\) lost: the lock is no longer ours \(expired or taken\)$"
+    ):
         await holder()
     assert store.round_trips - seen["before"] == 1  # the renewal, and no release
     assert store.get(KEY) == b"99:someone-else"
@@ -176,3 +183,192 @@ async def test_an_unanswered_acquire_with_the_actor_gone_is_left_to_its_ttl(
             "log_level": "warning",
         }
     ]
+
+
+def sample(locks: Locks, name: str, **labels: str) -> float:
+    assert locks.metrics is not None
+    for family in text_string_to_metric_families(locks.metrics.render().decode()):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+async def test_a_fresh_lease_has_no_lost_reason(
+    locks: Locks, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Kills ``Lease.__init__`` 10 (``lost_reason`` "" instead of None)."""
+    async with locks.hold("room:42") as lease:
+        assert lease.lost_reason is None
+    assert lease.lost_reason is None
+
+
+async def test_the_acquire_duration_is_the_time_hold_waited(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Kills ``Locks._acquired`` 19 (now + start: invisible at time 0, so not at 0)."""
+    await trio.sleep(10.0)
+    store.latency = 0.4
+    async with locks.hold("room:42"):
+        pass
+    assert sample(locks, "gochat_lock_acquire_duration_seconds_sum", prefix="room") == (
+        pytest.approx(0.4)
+    )
+
+
+async def test_the_labelled_metrics_of_a_prefix_are_looked_up_once(
+    locks: Locks, autojump_clock: trio.testing.MockClock
+) -> None:
+    """``labels()`` is slow: the pair is cached per prefix. Kills ``Locks._children`` 3,
+    4, 10 (the cache never read, or filled with None)."""
+    first = locks._children("room:1")
+    assert locks._children("room:2") is first  # same prefix "room"
+    assert locks._children("user:1") is not first
+
+
+async def test_a_body_ending_amid_a_hung_renewal_stops_the_renewer(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The body ends while a renewal waits for a hung server: the renewer is cancelled,
+    the release gets its op timeout, and the lease ends normally. Not cancelled, the
+    renewer would retry until the deadline and then call the lease lost. Kills
+    ``Locks._keep`` 6, 7 (``_renewing`` not set during a renewal)."""
+    async with locks.hold("room:42") as lease:
+        await trio.sleep(TTL / 3 - 0.1)
+        store.pause()
+        await trio.sleep(0.2)  # the renewal at TTL / 3 hangs
+        assert lease._renewing
+        ended = trio.current_time()
+    assert trio.current_time() == pytest.approx(ended + OP_TIMEOUT)  # the release's bound
+    assert not lease.lost.is_set()
+    assert lease.renewals == 0
+    store.resume()
+
+
+async def test_a_crashed_renewer_loses_the_lease_and_logs_it(
+    store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A bug in the renewer (here, a backend raising what is not a LockError) must lose
+    the lease, not leave it unrenewed and held. Kills ``Locks._keep`` 11-21."""
+
+    class Broken(MemoryLockBackend):
+        async def renew(self, name: str, owner: str, ttl: float) -> bool:
+            raise RuntimeError("boom")
+
+    locks = Locks(
+        LockSettings(default_ttl=TTL),
+        cache_settings=CacheSettings(op_timeout=OP_TIMEOUT),
+        backend=Broken(store).connect,
+    )
+    seen: dict[str, Any] = {}
+
+    async def holder() -> None:
+        async with locks.hold("room:42") as lease:
+            await lease.lost.wait()
+            seen["lost_at"] = trio.current_time()
+            seen["reason"] = lease.lost_reason
+
+    async with running(locks):
+        with structlog.testing.capture_logs() as logs, pytest.raises(LockLost):
+            await holder()
+    assert seen == {
+        "lost_at": pytest.approx(TTL / 3),
+        "reason": "the renewer crashed: RuntimeError: boom",
+    }
+    (crash,) = [e for e in logs if e["log_level"] == "error"]
+    assert crash["event"] == "lock renewer crashed"
+    assert crash["lock"] == "room:42"
+    assert crash["token"] == 1
+    assert crash["exc_info"] is True
+
+
+@pytest.fixture
+def mid_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``random.uniform`` gives the middle of its range: the jittered pauses are fixed."""
+    monkeypatch.setattr(random, "uniform", lambda a, b: (a + b) / 2)
+
+
+async def test_failed_renewals_are_retried_every_fifteenth_of_the_ttl_jittered(
+    store: MemoryStore, mid_jitter: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Retries of a failing renewal come every ``min(ttl / 15, 0.5)`` s times a jitter in
+    [0.5, 1] (here its middle, 0.75): often enough to renew well before the deadline,
+    not so often as to hammer a struggling server. Kills ``Locks._renew`` 83, 89, 90,
+    95, 96."""
+    attempts: list[float] = []
+
+    class Recording(MemoryLockBackend):
+        async def renew(self, name: str, owner: str, ttl: float) -> bool:
+            attempts.append(trio.current_time())
+            return await super().renew(name, owner, ttl)
+
+    locks = Locks(
+        LockSettings(default_ttl=TTL),
+        cache_settings=CacheSettings(op_timeout=OP_TIMEOUT),
+        backend=Recording(store).connect,
+    )
+    async with running(locks):
+        for ttl, pause in [(TTL, TTL / 15 * 0.75), (30.0, 0.5 * 0.75)]:
+            attempts.clear()
+            async with locks.hold("room:42", ttl=ttl) as lease:
+                store.take_down()
+                await trio.sleep(ttl / 3 + 3.5 * pause)  # four attempts
+            store.bring_up()
+            start = lease.acquired_at + ttl / 3
+            assert attempts == pytest.approx([start + n * pause for n in range(4)])
+            await trio.sleep(ttl)  # the old key expires
+
+
+async def test_renewal_failures_warn_once_and_the_recovery_is_logged(
+    store: MemoryStore, mid_jitter: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The first failed renewal warns (with the error and the seconds left before the
+    body is cancelled), the next ones do not; the renewal that succeeds after failures
+    says how many. The margin makes the seconds left 1.7004, rounded to 3 digits.
+    Kills ``Locks._renew`` 45-51, 59, 62, 63, 65-73, 77-81."""
+    locks = make_locks(store, safety_margin=0.2996)
+    async with running(locks):
+        with structlog.testing.capture_logs() as logs:
+            async with locks.hold("room:42") as lease:
+                store.take_down()  # the renewal at 1.0 fails, and its retries
+                await trio.sleep(TTL / 3 + 0.5)  # retries at 1.15, 1.3, 1.45
+                store.bring_up()
+                await trio.sleep(0.2)  # the retry at 1.6 succeeds
+                assert lease.renewals == 1
+    warned = [e for e in logs if e["log_level"] == "warning"]
+    assert warned == [
+        {
+            "event": "lock renewal failed; retrying until the safe deadline",
+            "lock": "room:42",
+            "token": 1,
+            "error": "LockUnavailable: the in-memory store is down (simulated)",
+            "seconds_left": 1.7,
+            "log_level": "warning",
+        }
+    ]
+    again = [e for e in logs if e["event"] == "lock renewed again"]
+    assert again == [
+        {"event": "lock renewed again", "lock": "room:42", "failures": 4, "log_level": "info"}
+    ]
+
+
+async def test_the_last_error_of_a_hung_server_is_the_cut_short_wait(
+    locks: Locks, store: MemoryStore, mid_jitter: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Against a hung server each renewal waits for the op timeout, the last one only
+    until the deadline, which the lost reason tells. Kills ``Locks._renew`` 57, 58."""
+
+    seen: dict[str, Any] = {}
+
+    async def holder() -> None:
+        async with locks.hold("room:42") as lease:
+            store.pause()
+            with trio.CancelScope(shield=True):  # the renewer marks it lost, not hold()
+                await lease.lost.wait()
+                seen["reason"] = lease.lost_reason
+
+    with pytest.raises(LockLost):
+        await holder()
+    store.resume()
+    # attempts at 1.0 (to 1.5), 1.65 (to 2.15), 2.3, cut short at the deadline 2.7
+    assert seen["reason"].endswith("(last error: no answer within 0.4s)"), seen
