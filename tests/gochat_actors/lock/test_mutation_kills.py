@@ -9,11 +9,10 @@ In-memory backend under ``autojump_clock``: no sleeps in real time, no timing bo
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-
-import random
 
 import pytest
 import structlog
@@ -23,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gochat_actors import LockLost, LockUnavailable
 from gochat_actors.cache import CacheSettings, MemoryStore
-from gochat_actors.lock import Lease, Locks, LockSettings, MemoryLockBackend, _locks, lock_keys
+from gochat_actors.lock import Lease, Locks, LockSettings, MemoryLockBackend, lock_keys
 from gochat_actors.metrics import Metrics
 
 TTL = 3.0
