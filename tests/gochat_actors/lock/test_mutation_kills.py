@@ -20,9 +20,10 @@ import trio
 import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
-from gochat_actors import LockLost, LockUnavailable
+from gochat_actors import LockLost, LockNotAcquired, LockUnavailable
 from gochat_actors.cache import CacheSettings, MemoryStore
 from gochat_actors.lock import Lease, Locks, LockSettings, MemoryLockBackend, lock_keys
+from gochat_actors.lock._protocol import AcquireResult
 from gochat_actors.metrics import Metrics
 
 TTL = 3.0
@@ -371,3 +372,228 @@ async def test_the_last_error_of_a_hung_server_is_the_cut_short_wait(
     store.resume()
     # attempts at 1.0 (to 1.5), 1.65 (to 2.15), 2.3, cut short at the deadline 2.7
     assert seen["reason"].endswith("(last error: no answer within 0.4s)"), seen
+
+
+class Recording(MemoryLockBackend):
+    """The memory backend noting when each acquire is sent (a runaway retry loop fails
+    the test instead of spinning: with no pause, the mock clock never moves)."""
+
+    acquires: list[float]
+
+    async def acquire(self, name: str, owner: str, ttl: float) -> AcquireResult:
+        self.acquires.append(trio.current_time())
+        if len(self.acquires) > 100:
+            raise AssertionError("acquire retried without pause")
+        return await super().acquire(name, owner, ttl)
+
+
+def recording_locks(store: MemoryStore) -> tuple[Locks, list[float]]:
+    acquires: list[float] = []
+    backend = type("Rec", (Recording,), {"acquires": acquires})
+    locks = Locks(
+        LockSettings(default_ttl=TTL),
+        cache_settings=CacheSettings(op_timeout=OP_TIMEOUT),
+        backend=backend(store).connect,
+    )
+    return locks, acquires
+
+
+# Attempts of hold(wait=1.0) on a held lock, mid jitter: pauses 0.75 x (0.01, 0.02, 0.04,
+# 0.08, 0.16, then 0.2 ...), the last one cut to end at the 1.0 s bound.
+ATTEMPTS = [0, 0.0075, 0.0225, 0.0525, 0.1125, 0.2325, 0.3825, 0.5325, 0.6825, 0.8325, 0.9825]
+
+
+async def test_acquire_retries_back_off_to_the_longest_pause(
+    store: MemoryStore, mid_jitter: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Acquire attempts against a held lock: the pause starts at 0.01 s, doubles up to
+    0.2 s, is jittered in [0.5, 1] (here 0.75), and no attempt is made at the bound.
+    Kills ``Locks._acquire`` 87, 93, 108, 110."""
+    locks, acquires = recording_locks(store)
+    async with running(locks), locks.hold("room:42", ttl=30.0):
+        acquires.clear()
+        start = trio.current_time()
+        with pytest.raises(LockNotAcquired):
+            async with locks.hold("room:42", wait=1.0):
+                pass  # pragma: no cover
+    assert [t - start for t in acquires] == pytest.approx(ATTEMPTS)
+
+
+async def test_a_last_attempt_cut_short_by_wait_keeps_the_earlier_answers(
+    store: MemoryStore, mid_jitter: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The attempt in flight when ``wait`` runs out says nothing about the server: the
+    earlier answers decide. "Held" answers give LockNotAcquired; "down" answers give
+    LockUnavailable with that error, retried with pauses. Kills ``Locks._acquire`` 37
+    (no holder time after an error), 49, 50, 51 (an error answer forgotten), 55 (a
+    "held" answer forgotten), 95 (no pause after an error)."""
+    locks, acquires = recording_locks(store)
+
+    async def pause_at(when: float) -> None:
+        await trio.sleep_until(when)
+        store.pause()  # the attempt at 0.9825 hangs
+
+    async with running(locks), trio.open_nursery() as nursery:
+        async with locks.hold("room:42", ttl=30.0):
+            start = trio.current_time()
+            nursery.start_soon(pause_at, start + 0.9)
+            with pytest.raises(LockNotAcquired):
+                async with locks.hold("room:42", wait=1.0):
+                    pass  # pragma: no cover
+            assert trio.current_time() == pytest.approx(start + 1.0)
+            store.resume()
+        acquires.clear()
+        store.take_down()
+        start = trio.current_time()
+        nursery.start_soon(pause_at, start + 0.9)
+        nursery.start_soon(_bring_up_at, store, start + 0.9)
+        with pytest.raises(LockUnavailable, match="store is down"):
+            async with locks.hold("room:42", wait=1.0):
+                pass  # pragma: no cover
+        store.resume()
+    assert [t - start for t in acquires] == pytest.approx(ATTEMPTS)
+
+
+async def _bring_up_at(store: MemoryStore, when: float) -> None:
+    await trio.sleep_until(when)
+    store.bring_up()
+
+
+async def test_an_attempt_cut_short_with_no_answer_at_all_is_unavailable(
+    store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The actor comes up 0.3 s into ``hold()``: the one attempt gets the 0.2 s left of
+    the op timeout and no answer, which says the server is unreachable, not that the
+    lock is held. Kills ``Locks._acquire`` 17, 74."""
+
+    class Hanging(MemoryLockBackend):
+        async def acquire(self, name: str, owner: str, ttl: float) -> AcquireResult:
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+    locks = Locks(
+        LockSettings(default_ttl=TTL),
+        cache_settings=CacheSettings(op_timeout=OP_TIMEOUT),
+        backend=Hanging(store).connect,
+    )
+    async with trio.open_nursery() as nursery:
+
+        async def start_later() -> None:
+            await trio.sleep(0.3)
+            await nursery.start(locks.run)
+
+        nursery.start_soon(start_later)
+        with pytest.raises(LockUnavailable, match=r"no answer to lock acquire within 0\.2s"):
+            async with locks.hold("room:42"):
+                pass  # pragma: no cover
+        nursery.cancel_scope.cancel()
+
+
+async def test_full_op_timeouts_without_answer_are_unavailable_even_after_answers(
+    store: MemoryStore, mid_jitter: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    """ "Held" answers, then the server hangs: attempts that waited their whole op
+    timeout make it LockUnavailable, not LockNotAcquired. Kills ``Locks._acquire`` 75."""
+    locks = make_locks(store)
+    async with running(locks), trio.open_nursery() as nursery, locks.hold("room:42", ttl=30.0):
+
+        async def pause_later() -> None:
+            await trio.sleep(0.9)
+            store.pause()
+
+        nursery.start_soon(pause_later)
+        with pytest.raises(LockUnavailable, match=r"within 0\.5s"):
+            async with locks.hold("room:42", wait=2.0):
+                pass  # pragma: no cover
+        store.resume()
+
+
+async def test_no_undo_for_an_acquire_never_sent(
+    store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """No actor: hold() gives up without sending anything, so nothing is to undo (no
+    "got no answer" warning). Kills ``Locks._acquire`` 15."""
+    locks = make_locks(store)
+    with structlog.testing.capture_logs() as logs, pytest.raises(LockUnavailable):
+        async with locks.hold("room:42"):
+            pass  # pragma: no cover
+    assert [e["event"] for e in logs] == []
+
+
+async def test_defaults_without_cache_settings_and_type_errors_name_the_type(
+    store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Without cache settings the op timeout is 1 s; the health probe runs every 5 s.
+    Kills ``Locks.__init__`` 1, 4, 9, 26."""
+    locks = Locks(LockSettings(), store=store)
+    assert locks._probe_interval == 5.0
+    async with running(locks):
+        store.pause()
+        start = trio.current_time()
+        with pytest.raises(LockUnavailable, match="no answer"):
+            async with locks.hold("room:42"):
+                pass  # pragma: no cover
+        assert trio.current_time() - start == pytest.approx(1.0)
+        store.resume()
+    with pytest.raises(TypeError, match=r"got CacheSettings$"):
+        Locks(CacheSettings())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"got LockSettings$"):
+        Locks(LockSettings(), cache_settings=LockSettings())  # type: ignore[arg-type]
+
+
+async def test_release_failures_are_logged_with_the_lock_and_error(
+    locks: Locks, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Kills ``Locks._release_quietly`` 9-17 (the failed release's log) and
+    ``Locks._release`` 14 (the reason of a lock found gone at release)."""
+    with structlog.testing.capture_logs() as logs:
+        async with locks.hold("room:42"):
+            store.take_down()
+    store.bring_up()
+    assert [e for e in logs if e["event"].startswith("lock release")] == [
+        {
+            "event": "lock release failed; it expires by its TTL",
+            "lock": "room:42",
+            "error": "the in-memory store is down (simulated)",
+            "log_level": "warning",
+        }
+    ]
+    await trio.sleep(TTL)
+
+    async def holder() -> None:
+        async with locks.hold("room:42"):
+            store.delete(KEY)
+
+    with pytest.raises(LockLost, match=r"lost: the lock was no longer ours at release$"):
+        await holder()
+
+
+async def test_a_release_while_the_actor_is_down_waits_for_it_then_gives_up(
+    store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The actor stops during the body: the release waits up to the op timeout for it
+    to come back, then leaves the key to its TTL, saying so. Kills
+    ``Locks._release_quietly`` 3, 18-24 and ``Locks.run`` 3."""
+    locks = make_locks(store)
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            actor = trio.CancelScope()
+
+            async def run_actor(task_status: trio.TaskStatus[Locks]) -> None:
+                with actor:
+                    await locks.run(task_status=task_status)
+
+            await nursery.start(run_actor)
+            async with locks.hold("room:42"):
+                actor.cancel()
+                await trio.sleep(0.1)
+                ended = trio.current_time()
+    assert trio.current_time() == pytest.approx(ended + OP_TIMEOUT)
+    assert [e for e in logs if e["event"].startswith("lock release")] == [
+        {
+            "event": "lock release got no answer; it expires by its TTL",
+            "lock": "room:42",
+            "log_level": "warning",
+        }
+    ]
+    assert store.get(KEY) is not None
