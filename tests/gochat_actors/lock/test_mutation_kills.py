@@ -597,3 +597,17 @@ async def test_a_release_while_the_actor_is_down_waits_for_it_then_gives_up(
         }
     ]
     assert store.get(KEY) is not None
+
+
+# -- _redis.py ------------------------------------------------------------------------
+async def test_redis_errors_name_the_operation(redis_url: str) -> None:
+    """A closed backend says which call failed. Kills ``_redis.py``
+    ``RedisLockBackend.renew`` 8, 16, 17 and ``RedisLockBackend.ping`` 1-4."""
+    from gochat_actors.lock import open_redis_locks
+
+    async with open_redis_locks(redis_url) as backend:
+        pass
+    with pytest.raises(LockUnavailable, match=r"^Redis lock renew: the connection is closed$"):
+        await backend.renew("x", "a" * 32, 1.0)
+    with pytest.raises(LockUnavailable, match=r"^Redis PING: the connection is closed$"):
+        await backend.ping()
