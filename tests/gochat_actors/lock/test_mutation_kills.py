@@ -611,3 +611,48 @@ async def test_redis_errors_name_the_operation(redis_url: str) -> None:
         await backend.renew("x", "a" * 32, 1.0)
     with pytest.raises(LockUnavailable, match=r"^Redis PING: the connection is closed$"):
         await backend.ping()
+
+
+async def test_redis_acquire_answers_the_holders_ttl_and_closed_calls_name_themselves(
+    redis_url: str, redis_key_prefix: str
+) -> None:
+    """A held lock answers its holder's PTTL in seconds (0 for a key without expiry);
+    calls on a closed backend say which call. Kills ``_redis.py``
+    ``RedisLockBackend.acquire`` 9, 17, 18, 35, 36, ``RedisLockBackend.release`` 8, 16,
+    17 and ``RedisLockBackend._run`` 1."""
+    from gochat_actors.lock import open_redis_locks
+
+    async with open_redis_locks(redis_url, key_prefix=redis_key_prefix) as backend:
+        assert (await backend.acquire("held", "a" * 32, 30.0)).token == 1
+        held = await backend.acquire("held", "b" * 32, 30.0)
+        assert held.token is None
+        assert 29.0 < held.retry_after <= 30.0
+        assert held.retry_after * 1000 == pytest.approx(round(held.retry_after * 1000))  # ms
+        key, _ = lock_keys(redis_key_prefix, "forever")
+        await backend._client.set(key, "1:" + "c" * 32)  # type: ignore[attr-defined]
+        forever = await backend.acquire("forever", "b" * 32, 30.0)
+        assert forever.token is None
+        assert forever.retry_after == 0.0
+    with pytest.raises(LockUnavailable, match=r"^Redis lock acquire: the connection is closed$"):
+        await backend.acquire("x", "a" * 32, 1.0)
+    with pytest.raises(LockUnavailable, match=r"^Redis lock release: the connection is closed$"):
+        await backend.release("x", "a" * 32)
+
+
+async def test_constructor_errors_and_labels_follow_the_arguments(
+    store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Kills ``Locks.__init__`` 35, 85, 89, 90 (which argument is wrong), 96, 98, 99
+    (``metric_prefixes`` and ``max_metric_prefixes`` dropped) and 71, 83, 84 (the
+    component's name in its errors)."""
+    with pytest.raises(ValueError, match=r"^safety_margin must be"):
+        Locks(LockSettings(), safety_margin=-1.0)
+    with pytest.raises(ValueError, match=r"^probe_interval must be"):
+        Locks(LockSettings(), probe_interval=-1.0)
+    allowed = Locks(LockSettings(), store=store, metric_prefixes=["room"])
+    assert [allowed._label(n) for n in ("room:1", "user:1")] == ["room", "_other"]
+    one = Locks(LockSettings(), store=store, max_metric_prefixes=1)
+    assert [one._label(n) for n in ("room:1", "user:1", "room:2")] == ["room", "_other", "room"]
+    with pytest.raises(LockUnavailable, match=r"^locks is not running"):
+        async with one.hold("room:42"):
+            pass  # pragma: no cover
