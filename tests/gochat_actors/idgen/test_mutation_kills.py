@@ -80,8 +80,11 @@ def test_batches_take_the_clocks_millisecond_and_share_one_until_it_is_full() ->
 def test_a_frozen_clock_is_a_clock_behind_error_that_says_so() -> None:
     """A millisecond used up and a clock that never moves: ``ClockBehind``, saying how
     long the spin took and what freezes a clock. Kills ``IdGenerator._wait_next_ms`` 5
-    (its start time lost) and 20-24 (the hint's wording)."""
-    ids = IdGenerator(IdGenSettings(), clock=StepClock(0))
+    (its start time lost), 20 (the time passed added) and 22-24 (the hint's
+    wording)."""
+    clock = StepClock(0)
+    clock.now = 7_000_000  # frozen at 7 ms: a sum instead of a difference shows
+    ids = IdGenerator(IdGenSettings(), clock=clock)
     ids.next_ids(PER_MS)
     with pytest.raises(ClockBehind) as info:
         ids.next_id()
