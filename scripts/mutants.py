@@ -65,6 +65,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/gochat_actors/idgen/test_pause.py",
             "tests/gochat_actors/idgen/test_real_etcd.py",
             "tests/gochat_actors/idgen/test_docs.py",
+            "tests/gochat_actors/idgen/test_mutation_kills.py",
             # child processes again (mutmut records nothing there); over 30 s when traced
             "--deselect",
             "tests/gochat_actors/idgen/test_real_etcd.py"
