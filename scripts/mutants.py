@@ -46,7 +46,16 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "supervisors/_child.py": (["supervisors/_child.py"], SUPERVISORS_TESTS),
     "gochat_actors/lock": (
         ["gochat_actors/lock/_locks.py", "gochat_actors/lock/_redis.py"],
-        ["tests/gochat_actors/lock"],
+        # The eight-process test runs the locks in child processes, where mutmut records
+        # nothing (no mutant is ever tested with it); its 25 s near the 30 s limit and its
+        # 2 s connect budget for eight interpreters under the stats run's tracing made
+        # the clean run fail.
+        [
+            "tests/gochat_actors/lock",
+            "--deselect",
+            "tests/gochat_actors/lock/test_locks_redis.py"
+            "::test_eight_processes_never_hold_the_lock_at_once",
+        ],
     ),
     "gochat_actors/idgen": (
         ["gochat_actors/idgen/_generator.py", "gochat_actors/idgen/_keeper.py"],
@@ -56,6 +65,11 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
             "tests/gochat_actors/idgen/test_pause.py",
             "tests/gochat_actors/idgen/test_real_etcd.py",
             "tests/gochat_actors/idgen/test_docs.py",
+            "tests/gochat_actors/idgen/test_mutation_kills.py",
+            # child processes again (mutmut records nothing there); over 30 s when traced
+            "--deselect",
+            "tests/gochat_actors/idgen/test_real_etcd.py"
+            "::test_many_processes_distinct_machine_ids_and_no_duplicate",
         ],
     ),
     "gochat_actors/mq/_consumer.py": (
