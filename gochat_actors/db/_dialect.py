@@ -100,6 +100,11 @@ class Dialect:
         """A hook each new connection to ``url`` runs first, or None."""
         return None
 
+    def private_memory(self, url: Dsn) -> bool:
+        """Whether ``url`` names a private in-memory database that nothing else can reach
+        (so it may run in place, as a :class:`~gochat_actors.db.MemoryDB`)."""
+        return False
+
     def replica_probe(self) -> ReplicaProbe:
         """A new server's replication probe."""
         return ReplicaProbe()

@@ -61,3 +61,12 @@ class DBSettings(Section):
         description="After a write, reads stay on the primary this many seconds, then go "
         "only to replicas a probe has shown to have the write (0: no read-your-writes).",
     )
+
+    @property
+    def private_memory(self) -> bool:
+        """Whether the database is a private in-memory one (the default
+        ``sqlite+aiosqlite:///:memory:``, no replica): nothing else can reach it, so it
+        may run in place on the trio thread."""
+        return not self.replicas and BACKENDS.factory(self.primary.scheme).private_memory(
+            self.primary
+        )

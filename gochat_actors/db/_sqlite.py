@@ -64,6 +64,11 @@ class SQLiteDialect(Dialect):
     def connect_hook(self, url: Dsn) -> ConnectHook | None:
         return _wal if sqlite_file(url) else None
 
+    def private_memory(self, url: Dsn) -> bool:
+        """``:memory:`` (or no path) with no query: a shared-cache or named memory
+        database is reachable by other connections."""
+        return url.database in ("", ":memory:") and not url.query
+
     def claims(self, error: BaseException) -> bool:
         """sqlite3's errors (aiosqlite raises them): they carry ``sqlite_errorcode``."""
         return hasattr(error, "sqlite_errorcode")

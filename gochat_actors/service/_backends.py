@@ -40,10 +40,7 @@ def embedded_db(settings: DBSettings) -> MemoryDB | None:
     thread works. A SQLite *file* keeps aiosqlite (and its WAL). The caller owns the
     result: ``open_service`` closes it once its tree has stopped.
     """
-    url = settings.primary
-    if not url.scheme.startswith("sqlite") or settings.replicas:
-        return None
-    if url.database not in ("", ":memory:") or url.query:
+    if not settings.private_memory:  # the db's dialect says (only SQLite's :memory:)
         return None
     from ..db import MemoryDB
 

@@ -46,6 +46,10 @@ def test_only_the_in_memory_sqlite_default_runs_in_place(tmp_path: Path) -> None
         "mysql+aiomysql://u@127.0.0.1/app",
     ):
         assert embedded_db(DBSettings.model_validate({"primary": primary})) is None
+    with_replica = {"primary": "sqlite+aiosqlite:///:memory:", "replicas": ["sqlite+aiosqlite:///:memory:"]}
+    assert embedded_db(DBSettings.model_validate(with_replica)) is None
+    upper = DBSettings.model_validate({"primary": "SQLITE+AIOSQLITE:///:memory:"})
+    assert isinstance(embedded_db(upper), MemoryDB)  # the scheme as the settings read it
 
 
 def test_the_in_place_default_keeps_no_binlog() -> None:
