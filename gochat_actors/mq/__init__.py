@@ -49,6 +49,7 @@ from ._protocol import (
     RawRecord,
     RecordMetadata,
     TopicPartition,
+    murmur2_partition,
 )
 from ._replay import replay_processor
 from ._settings import MQSettings
@@ -83,5 +84,6 @@ __all__ = [
     "RecordMetadata",
     "TopicPartition",
     "consumer_spec",
+    "murmur2_partition",
     "replay_processor",
 ]

@@ -25,8 +25,8 @@ from ..mq import (
     RawRecord,
     RecordMetadata,
     TopicPartition,
+    murmur2_partition,
 )
-from ..mq._protocol import murmur2_partition
 
 __all__ = ["FAST_GROUPS", "MQ_CHECKS", "check_mq_backend"]
 
