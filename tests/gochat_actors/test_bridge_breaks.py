@@ -41,7 +41,6 @@ async def bridged(monkeypatch: pytest.MonkeyPatch, tuning: str) -> Bridge:
     return Bridge()
 
 
-@pytest.mark.xfail(strict=True, reason="non-coroutine: AttributeError (close), not TypeError")
 async def test_run_coroutine_of_a_function_not_called_is_a_type_error(
     monkeypatch: pytest.MonkeyPatch, tuning: str
 ) -> None:
@@ -57,9 +56,6 @@ async def test_run_coroutine_of_a_function_not_called_is_a_type_error(
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="stopped + non-coroutine: AttributeError hides BridgeNotRunning"
-)
 async def test_run_coroutine_stopped_bridge_with_a_non_coroutine_still_says_not_running(
     monkeypatch: pytest.MonkeyPatch, tuning: str
 ) -> None:
@@ -68,10 +64,6 @@ async def test_run_coroutine_stopped_bridge_with_a_non_coroutine_still_says_not_
         await bridge.run_coroutine(42)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="closes a coroutine started elsewhere (its finally runs)",
-)
 async def test_run_coroutine_leaves_alone_a_coroutine_it_does_not_own(
     monkeypatch: pytest.MonkeyPatch, tuning: str
 ) -> None:
@@ -85,10 +77,6 @@ async def test_run_coroutine_leaves_alone_a_coroutine_it_does_not_own(
     coro.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resumes a coroutine suspended elsewhere (runs its next step)",
-)
 async def test_run_coroutine_refuses_a_coroutine_already_started(
     monkeypatch: pytest.MonkeyPatch, tuning: str
 ) -> None:
