@@ -38,6 +38,7 @@ import heapq
 import math
 import os
 from collections.abc import Awaitable, Callable, Coroutine
+from types import CoroutineType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -692,12 +693,20 @@ class Bridge:
         task on the loop): one coroutine frame less on every step of the task, for hot
         paths whose coroutine function does nothing before its first ``await`` (an
         ``async def``: calling it runs none of its code). Same contract; ``coro`` is
-        closed unawaited when the call fails before it starts.
+        closed unawaited when the call fails before it starts. A coroutine already
+        started (suspended or running elsewhere) raises RuntimeError, untouched; anything
+        but a coroutine, TypeError.
 
         Example::
 
             rows = await bridge.run_coroutine(fetch_rows(engine, query))
         """
+        if type(coro) is not CoroutineType:
+            if not asyncio.iscoroutine(coro):  # typed so, but untyped callers pass anything
+                what = "a coroutine function (call it)" if callable(coro) else repr(coro)  # type: ignore[unreachable]
+                raise TypeError(f"run_coroutine() needs a coroutine, got {what}")
+        elif coro.cr_suspended or coro.cr_running:  # not ours to run, nor to close
+            raise RuntimeError("run_coroutine() needs a coroutine not started yet")
         loop = self._loop
         try:
             if loop is None:
