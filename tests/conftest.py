@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gochat_actors._bridge import tuning_enabled
+from gochat_actors._loop_tuning import tuning_enabled
 from tests import _servers
 from tests._clusters import (
     EtcdCluster,

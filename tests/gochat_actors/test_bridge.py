@@ -14,7 +14,7 @@ import trio.testing
 
 from gochat_actors import Bridge, BridgeError, BridgeNotRunning, GochatError
 from gochat_actors._aiocompat import load_trio_asyncio
-from gochat_actors._bridge import TUNING_ENV, tuning_enabled
+from gochat_actors._loop_tuning import TUNING_ENV, tuning_enabled
 from gochat_actors.log import current_trace_id, trace_context
 
 trio_asyncio = load_trio_asyncio()  # on any Python: gochat_actors/_aiocompat.py

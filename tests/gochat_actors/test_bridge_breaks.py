@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from gochat_actors import Bridge, BridgeNotRunning
-from gochat_actors._bridge import TUNING_ENV
+from gochat_actors._loop_tuning import TUNING_ENV
 
 pytestmark = pytest.mark.parametrize("tuning", ["on", "off"])
 

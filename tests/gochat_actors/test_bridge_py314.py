@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 
-from gochat_actors._bridge import TUNING_ENV
+from gochat_actors._loop_tuning import TUNING_ENV
 
 SIMULATE_314 = textwrap.dedent(
     """

@@ -12,7 +12,7 @@ import trio
 from sqlalchemy import text
 
 from gochat_actors import DBCommitUnknown, DBError
-from gochat_actors._bridge import TUNING_ENV
+from gochat_actors._loop_tuning import TUNING_ENV
 from gochat_actors.db import DBManager, DBSettings
 from supervisors import open_supervisor
 
