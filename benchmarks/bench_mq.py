@@ -446,7 +446,11 @@ def main() -> None:
             "at 18:08 (the table's; load average 3-4), CPU per message (process_time between "
             "the clock readings, printed per round since) ours 6.01-11.08 us (median 7.09), "
             "the peer 3.72-6.69 (median 4.36); the produce paths were not changed (that run's "
-            "send row, 0.708, spread 16.0k-36.4k msg/s for ours and 21.3k-47.9k for the peer)."
+            "send row, 0.708, spread 16.0k-36.4k msg/s for ours and 21.3k-47.9k for the peer). "
+            "A second run at 18:20 (load average 3.7-4.7) gave consume 0.463 (ours 56.7k, peer "
+            "122.4k msg/s; CPU per message ours 6.03-8.89 us, median 8.70, the peer 3.26-5.73, "
+            "median 4.65): ours still needs about 1.6-1.9x the peer's CPU per message, and the "
+            "ratio swings with the load."
         ),
     )
 
