@@ -33,6 +33,7 @@ __all__ = [
     "SPANS",
     "TRACE_IDS_KEY",
     "BatchToken",
+    "MessageBinding",
     "SpanLike",
     "batch_ended",
     "batch_started",
@@ -46,6 +47,7 @@ __all__ = [
     "is_enabled",
     "leave_trace",
     "lock_span",
+    "message_binding",
     "message_trace",
     "process_ended",
     "process_started",
@@ -309,6 +311,57 @@ def process_ended(token: SpanToken | Span, error: BaseException | None) -> None:
         _reset_trace(token[0])
     else:
         token.end(error)  # type: ignore[union-attr]  # a Span: the only other kind
+
+
+class MessageBinding:
+    """Spans off: what :func:`process_started` and :func:`process_ended` do for a run of
+    messages processed one after another in one task, with the undoing done once.
+
+    :meth:`bind` binds a message's trace ID and a new span ID (the log context then
+    holds what :func:`process_started` binds); :meth:`unbind` gives the log context back
+    what it held before the first :meth:`bind` since the last :meth:`unbind`. Between two
+    messages' binds nothing is reset: the next bind replaces both IDs. Call
+    :meth:`unbind` before any work of the run's own (a retry, a dead letter) and in a
+    ``finally``. Made by :func:`message_binding`.
+
+    Example::
+
+        binding = message_binding()
+        if binding is not None:
+            try:
+                for msg in msgs:
+                    binding.bind(msg.trace_id)
+                    await processor(msg)
+            finally:
+                binding.unbind()
+    """
+
+    __slots__ = ("_first",)
+
+    def __init__(self) -> None:
+        self._first: SpanToken | None = None
+
+    def bind(self, trace_id: str) -> None:
+        """Bind ``trace_id`` (checked: :meth:`Message.from_record
+        <gochat_actors.mq.Message.from_record>`) and a new span ID."""
+        trace = _set_trace(trace_id)
+        span = _set_span(_span_ids.pop() if _span_ids else _more_span_ids())
+        if self._first is None:
+            self._first = (trace, span)
+
+    def unbind(self) -> None:
+        """Restore the IDs bound before the first :meth:`bind` (no-op without one)."""
+        first = self._first
+        if first is not None:
+            self._first = None
+            _reset_span(first[1])
+            _reset_trace(first[0])
+
+
+def message_binding() -> MessageBinding | None:
+    """A :class:`MessageBinding` when spans are off, else None (then each message needs
+    :func:`process_started`: its own ``process`` span)."""
+    return MessageBinding() if _on() is None else None
 
 
 TRACE_IDS_KEY = "trace_ids"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
 from types import TracebackType
@@ -262,9 +262,21 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
             histogram.observe(value)
         return
     counts = [0] * len(bounds)
-    for value in values:
-        if value == value:  # NaN (never equal to itself) lands in no bucket, as in observe()
-            counts[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe()
+    whole = sum(values)  # NaN when a value is NaN (or both infinities are there)
+    if whole == whole:
+        # Sorted once (in C), then a bound's count is where it falls among the values:
+        # values <= bound, as observe() (a value in the first bucket whose bound is
+        # >= it); a few bisections per call instead of one per value.
+        ordered = sorted(values)
+        below = 0
+        for i, bound in enumerate(bounds):
+            upto = bisect_right(ordered, bound, below)
+            counts[i] = upto - below
+            below = upto
+    else:
+        for value in values:
+            if value == value:  # NaN (never equal to itself) lands in no bucket, as observe()
+                counts[bisect_left(bounds, value)] += 1  # the first bound >= value
     _add_one_by_one(total, values)
     for bucket, count in zip(buckets, counts, strict=True):
         if count:

@@ -106,15 +106,20 @@ class Message(NamedTuple):
             w3c = parse_traceparent(parent)
             if w3c is not None:
                 raw = w3c.trace_id.encode()
-        if raw:
+        if not raw:
+            trace_id = new_trace_id()
+        elif len(raw) <= _MAX_TRACE_ID and raw.isalnum():
+            # ASCII letters and digits only (bytes.isalnum knows no others): printable, one
+            # character a byte, what every trace ID this library makes is; half the cost
+            # of decoding first and asking str.isprintable
+            trace_id = raw.decode()
+        else:
             trace_id = raw.decode("utf-8")
             if len(trace_id) > _MAX_TRACE_ID or not trace_id.isprintable():
                 raise ValueError(
                     f"{TRACE_ID_HEADER} header is not printable text of at most "
                     f"{_MAX_TRACE_ID} characters"
                 )
-        else:
-            trace_id = new_trace_id()
         # tuple.__new__: the fields are already what they must be (no re-check, no
         # Python-level __new__ per message)
         return _tuple_new(

@@ -14,6 +14,7 @@ highest contiguous processed offset + 1, and it is all that is ever committed.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections import deque
@@ -25,11 +26,17 @@ import trio
 from supervisors import ChildHandle, current_child, progress
 
 from .._exceptions import BridgeError, MQError
-from .._tracing import batch_ended, batch_started, process_ended, process_started
+from .._tracing import (
+    batch_ended,
+    batch_started,
+    message_binding,
+    process_ended,
+    process_started,
+)
 from ..log import get_logger
 from ..metrics import observe_many
 from ._connect import BrokerWatch
-from ._consumer_config import ConsumerConfig, ConsumerTally
+from ._consumer_config import ConsumerConfig, ConsumerTally, Processor
 from ._dead_letter import dead_letter
 from ._message import Message
 from ._protocol import Batch, GroupConsumer, MQBackend, RawRecord, TopicPartition
@@ -40,6 +47,12 @@ _log = get_logger("gochat_actors.mq")
 
 _CHANNEL_BATCHES = 1  # a polled batch waiting for the dispatcher (see Session.caught_up)
 _SLICE = 0.002  # seconds a worker processes one partition before others (and I/O) run
+
+
+async def _within(timeout: float, processor: Processor, msg: Message) -> None:
+    """``await processor(msg)`` that fails (``trio.TooSlowError``) after ``timeout``."""
+    with trio.fail_after(timeout):
+        await processor(msg)
 
 
 class Partition:
@@ -325,20 +338,28 @@ class Session:
         """Process ``part``'s messages in order for about ``_SLICE`` seconds (the hot
         path: the first attempt is inline; retries and dead letters go to :meth:`_retry`).
 
-        Per message: decode, bind its trace ID, run the processor, time it.
-        Per slice: one cancel scope (for a revoke), the times observed in one pass
-        (:func:`~gochat_actors.metrics.observe_many`), the consumed counter, progress.
+        Per message: decode, bind its trace and span IDs, run the processor, read the
+        clock once (a message's time runs from the previous one's end: its decode and
+        binding count in it). Per slice: one cancel scope (for a revoke), the trace and
+        span IDs reset once (spans off: :class:`~gochat_actors._tracing.MessageBinding`),
+        the times observed in one pass (:func:`~gochat_actors.metrics.observe_many`),
+        the consumed counter and progress updated once. Before a retry or a dead letter
+        the IDs are reset, as at the end of a slice.
         """
         config, tally = self.config, self.tally
         processor = config.processor
         timeout = config.processing_timeout
+        if timeout is not None:
+            processor = functools.partial(_within, timeout, processor)
         group = config.group_id
         histogram = tally.metric("mq_processing_duration", part.tp.topic)
         timings: list[float] | None = [] if histogram is not None else None
         decode = Message.from_record
         perf_counter = time.perf_counter
+        binding = message_binding()  # None with spans on: process_started per message
+        bind = binding.bind if binding is not None else None
         queue = part.queue
-        done = succeeded = 0
+        done = missed = 0  # missed: dead-lettered (not counted as consumed)
         unfinished: RawRecord | None = None  # taken from the queue, not finished yet
         try:
             with trio.CancelScope() as scope:
@@ -348,40 +369,47 @@ class Session:
                 while queue and not part.revoked and now < until:
                     record = unfinished = queue.popleft()
                     self.buffered -= 1
-                    part.in_flight = True
+                    part.in_flight = True  # until the work() that called this ends
                     try:
                         msg = decode(record)
                     except Exception as exc:
+                        if binding is not None:
+                            binding.unbind()
                         await self._dead_letter(record, None, exc, 0)
+                        missed += 1
                         now = perf_counter()
                     else:
                         error: Exception | None = None
-                        token = process_started(msg, group)  # trace + span in logs (spans)
-                        start = perf_counter()
-                        try:
-                            if timeout is None:
+                        if bind is not None:
+                            bind(msg.trace_id)  # trace + span in logs
+                            try:
                                 await processor(msg)
-                            else:
-                                with trio.fail_after(timeout):
-                                    await processor(msg)
-                        except Exception as exc:
-                            error = exc
-                        finally:
-                            process_ended(token, error)
-                        now = perf_counter()
-                        if timings is not None:
-                            timings.append(now - start)
-                        if error is None:
-                            succeeded += 1
+                            except Exception as exc:
+                                error = exc
                         else:
-                            if await self._retry(record, msg, error, histogram):
-                                succeeded += 1
+                            token = process_started(msg, group)  # its process span
+                            try:
+                                await processor(msg)
+                            except Exception as exc:
+                                error = exc
+                            finally:
+                                process_ended(token, error)
+                        end = perf_counter()
+                        if timings is not None:
+                            timings.append(end - now)
+                        now = end
+                        if error is not None:
+                            if binding is not None:
+                                binding.unbind()
+                            if not await self._retry(record, msg, error, histogram):
+                                missed += 1
                             now = perf_counter()
-                    part.in_flight = False
                     part.position = record.offset + 1
                     unfinished = None
                     done += 1
         finally:
+            if binding is not None:
+                binding.unbind()
             if unfinished is not None and not part.revoked:
                 # cancelled mid-message (the workers child was killed): it goes back to
                 # the front of its queue, for the next incarnation
@@ -394,8 +422,8 @@ class Session:
                     self._space_lot.unpark_all()
             if timings:
                 observe_many(histogram, timings)
-            if succeeded and histogram is not None:
-                tally.metric("mq_messages_consumed", part.tp.topic).inc(succeeded)
+            if done > missed and histogram is not None:
+                tally.metric("mq_messages_consumed", part.tp.topic).inc(done - missed)
 
     async def _drain_batch(self, part: Partition) -> None:
         """Give up to ``max_batch`` of ``part``'s queued messages, in order, to the batch

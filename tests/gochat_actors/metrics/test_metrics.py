@@ -236,6 +236,18 @@ def test_observe_many_counts_as_observe_one_by_one() -> None:
     assert many[("h_bucket", "0.001")] == "3.0"  # a bound itself counts in its bucket
 
 
+def test_observe_many_counts_a_slice_of_many_values_as_observe() -> None:
+    """A consumer's slice: hundreds of values, unsorted, bounds and repeats among them."""
+    import random
+
+    rng = random.Random(7)
+    values = [rng.choice((1e-6, 0.001, 0.005, 0.2, 7.0)) * rng.random() for _ in range(700)]
+    values += [0.001, 0.005, 0.01, 0.1, 0.1, -1.0, 0.0, -0.0, float("inf")] * 3
+    rng.shuffle(values)
+    one, many = observed_both_ways(values, before=[0.002, 0.3])
+    assert many == one
+
+
 def test_observe_many_falls_back_to_observe_for_other_histograms() -> None:
     from gochat_actors.metrics import observe_many
 

@@ -151,3 +151,35 @@ def test_consumer_options_are_checked() -> None:
         ConsumerOptions(auto_offset_reset="middle")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="session_timeout"):
         ConsumerOptions(session_timeout=0)
+
+
+@pytest.mark.parametrize(
+    "trace_id",
+    [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "req-7",
+        "a" * 128,
+        "trace abc",
+        "Ünïcode-trace",
+        "x",
+        "\u00dc" * 128,  # 256 bytes, 128 characters
+    ],
+)
+def test_printable_trace_ids_up_to_128_characters_are_kept(trace_id: str) -> None:
+    msg = Message.from_record(Raw(headers=[("trace_id", trace_id.encode())]))
+    assert msg.trace_id == trace_id
+
+
+@pytest.mark.parametrize("trace_id", [b"a" * 129, b"\xc3\x9c" * 129, b"tab\there"])
+def test_trace_ids_over_128_characters_or_not_printable_raise(trace_id: bytes) -> None:
+    with pytest.raises(ValueError, match="printable"):
+        Message.from_record(Raw(headers=[("trace_id", trace_id)]))
+
+
+def test_a_traceparent_that_disagrees_with_trace_id_wins() -> None:
+    parent = f"00-{'1' * 32}-{'2' * 16}-01".encode()
+    for raw in (b"other", b"3" * 32):
+        headers = [("traceparent", parent), ("trace_id", raw)]
+        assert Message.from_record(Raw(headers=headers)).trace_id == "1" * 32
+    headers = [("traceparent", b"garbage"), ("trace_id", b"3" * 32)]
+    assert Message.from_record(Raw(headers=headers)).trace_id == "3" * 32

@@ -194,3 +194,85 @@ async def test_log_lines_carry_trace_id_and_span_id(
     [line] = [line for line in lines if line["event"] == "processed"]
     assert (line["trace_id"], line["span_id"]) == (trace_id, span_id) == (TRACE, span_id)
     assert list(line).index("span_id") == list(line).index("trace_id") + 1
+
+
+def test_a_message_binding_binds_each_message_and_restores_once() -> None:
+    from gochat_actors._tracing import disable, message_binding
+
+    disable()
+    binding = message_binding()
+    assert binding is not None
+    binding.unbind()  # nothing bound yet: a no-op
+    with trace_context(TRACE):
+        seen = []
+        for trace_id in (OTHER, "req-7", OTHER):
+            binding.bind(trace_id)
+            seen.append((current_trace_id(), current_span_id()))
+        assert [t for t, _ in seen] == [OTHER, "req-7", OTHER]
+        spans = [s for _, s in seen]
+        assert all(s is not None and len(s) == 16 for s in spans)
+        assert len(set(spans)) == 3, "a span ID per message"
+        binding.unbind()
+        assert (current_trace_id(), current_span_id()) == (TRACE, None), "the outer context"
+        binding.bind(OTHER)  # a new run after an unbind
+        assert current_trace_id() == OTHER
+        binding.unbind()
+        assert (current_trace_id(), current_span_id()) == (TRACE, None)
+    assert current_trace_id() is None
+
+
+async def test_messages_after_a_failure_keep_their_own_trace_and_the_retry_log_none(
+    autojump_clock: trio.testing.MockClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Spans off, a worker binds the IDs of the messages of a slice one after another
+    and resets them once: a retry's warning carries the failed message's trace ID (given)
+    and no span ID of the failed attempt; each message keeps its own trace and span."""
+    from supervisors import Backoff
+
+    log.configure(log.LogSettings())
+    broker = MemoryBroker()
+    broker.create_topic("chat", 1)
+    traces = [OTHER, TRACE, "req-7", OTHER]
+    seen: list[tuple[int, str | None, str | None]] = []
+    failed = False
+    all_seen = trio.Event()
+
+    async def keep(msg: Message) -> None:
+        nonlocal failed
+        seen.append((msg.offset, current_trace_id(), current_span_id()))
+        if msg.offset == 1 and not failed:
+            failed = True
+            raise RuntimeError("once")
+        if len(seen) == len(traces) + 1:
+            all_seen.set()
+
+    broker.append(
+        [OutgoingRecord("chat", b"v", None, (("trace_id", t.encode()),), 0, 0) for t in traces]
+    )
+    consumer = Consumer(
+        topics=["chat"],
+        group_id="g",
+        processor=keep,
+        broker=broker,
+        options=OPTIONS,
+        retry_backoff=Backoff(initial=0.01, maximum=0.01, jitter=0.0),
+    )
+    with trace_context("outer"):
+        async with open_supervisor([consumer.spec("consumer")]):
+            with trio.fail_after(60):
+                await all_seen.wait()
+        assert current_trace_id() == "outer"
+    assert [(o, t) for o, t, _ in seen] == [
+        (0, OTHER),
+        (1, TRACE),
+        (1, TRACE),
+        (2, "req-7"),
+        (3, OTHER),
+    ]
+    spans = [s for _, _, s in seen]
+    assert all(s is not None for s in spans)
+    assert len(set(spans)) == len(spans), "a new span per attempt"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    [warning] = [line for line in lines if line["event"] == "mq processing failed; retrying"]
+    assert warning["trace_id"] == TRACE
+    assert warning.get("span_id") not in spans, "not the failed attempt's span"
