@@ -240,3 +240,48 @@ def test_observe_many_equals_observe(values: list[float]) -> None:
     (ca, sa), (cb, sb) = _state(a), _state(b)
     assert ca == cb
     assert sa == sb or (math.isnan(sa) and math.isnan(sb))
+
+
+async def test_log_lines_of_processors_retries_and_dead_letters(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The log lines themselves: a processor's carry its message's trace and its own
+    span; the retry and dead-letter lines carry no finished attempt's span ID."""
+    _tracing.disable()
+    broker = MemoryBroker()
+    _fill(broker, 300, partitions=3)
+    log = structlog.get_logger("breaks")
+
+    async def process(msg: Message) -> None:
+        n = int(msg.value or b"-1")
+        log.info("proc", n=n)
+        structlog.contextvars.bind_contextvars(span_id="0123456789abcdef")
+        if n % 9 == 0:
+            raise ValueError("fails")
+
+    consumer = Consumer(
+        processor=process,
+        topics=["chat"],
+        group_id="g",
+        broker=broker,
+        options=OPTIONS,
+        retry_backoff=NO_JITTER,
+        retries=1,
+        dead_letter_topic="chat.dlq",
+        concurrency=2,
+    )
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as lines:
+        async with open_supervisor([consumer.spec("c")]):
+            await _wait(lambda: consumer.statistics().processed == 300)
+    procs = [ln for ln in lines if ln["event"] == "proc"]
+    assert len(procs) == 300 + 34, "34 failures, one retry each"
+    assert [ln for ln in procs if ln.get("trace_id") != f"t-{ln['n']}"] == []
+    proc_spans = [ln.get("span_id") for ln in procs]
+    assert None not in proc_spans
+    assert len(set(proc_spans)) == len(proc_spans)
+    others = [ln for ln in lines if ln["event"] != "proc" and ln.get("offset") is not None]
+    assert len(others) >= 34 * 2, "retry and dead-letter lines"
+    for ln in others:
+        assert ln.get("span_id") not in {*proc_spans, "0123456789abcdef"}, ln
