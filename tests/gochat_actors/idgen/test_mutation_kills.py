@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from gochat_actors import ClockBehind
-from gochat_actors.idgen import IdGenerator, IdGenSettings
+from gochat_actors import ClockBehind, MachineIdLost
+from gochat_actors.idgen import IdGenerator, IdGenSettings, _generator
 
 WALL_MS = 1_700_000_000_000
 PER_MS = 4096  # the default layout's 12 sequence bits
@@ -99,3 +99,89 @@ def test_a_bad_batch_size_names_its_type() -> None:
     ids = IdGenerator(IdGenSettings())
     with pytest.raises(TypeError, match=r"^n must be an int, got str$"):
         ids.next_ids("3")  # type: ignore[arg-type]
+
+
+# -- the lease's deadline and the clock-behind bound (_generator.py) ------------------------
+
+MS = 1_000_000
+
+
+def leased(clock: StepClock, valid_until_ns: int, floor_ms: int = 0) -> IdGenerator:
+    """A leased generator (not running) holding machine ID 5 until ``valid_until_ns``,
+    installed by hand as its keeper would. The StepClock starts at 0 and its first read
+    (1 ns) is the wall clock's ``WALL_MS``: Unix ms = ``WALL_MS + (ns - 1) // MS``."""
+    ids = IdGenerator(IdGenSettings.model_validate({"etcd": "memory://"}), clock=clock)
+    ids._install(5, floor_ms)
+    ids._extend(valid_until_ns)
+    return ids
+
+
+def test_no_batch_id_at_the_exact_nanosecond_the_lease_ends() -> None:
+    """The deadline is exclusive: a batch whose clock read is the deadline itself is
+    refused, even though it starts a new millisecond. Kills ``IdGenerator.next_ids`` 17
+    (``>`` instead of ``>=``)."""
+    deadline = 1 + 2 * MS  # the first nanosecond of WALL_MS + 2
+    clock = StepClock(1)
+    ids = leased(clock, deadline)
+    clock.now = deadline - 2
+    assert len(ids.next_ids(1)) == 1  # read deadline - 1: still valid
+    with pytest.raises(MachineIdLost):
+        ids.next_ids(1)  # read deadline
+    assert ids.statistics().issued == 1
+
+
+def test_no_id_at_the_exact_nanosecond_the_lease_ends_after_a_full_millisecond() -> None:
+    """A millisecond used up; waiting for the next one, the clock reaches it at the
+    deadline's very nanosecond: refused, not issued. Kills ``IdGenerator._wait_next_ms``
+    8 (``>`` instead of ``>=``)."""
+    deadline = 1 + 2 * MS
+    clock = StepClock(1)
+    ids = leased(clock, deadline)
+    clock.now = MS  # WALL_MS + 1
+    ids.next_ids(PER_MS)
+    clock.now = deadline - 3  # next_id reads deadline - 2, the wait deadline - 1, deadline
+    with pytest.raises(MachineIdLost):
+        ids.next_id()
+    assert ids.statistics().issued == PER_MS
+
+
+def test_a_clock_one_ms_behind_is_waited_for_two_ms_behind_is_an_error() -> None:
+    """After an install whose floor is ahead of the clock, the next ID waits for a clock
+    one millisecond behind the last one used, and refuses one two behind with
+    ``ClockBehind`` naming both. Kills ``IdGenerator._wait_next_ms`` 15 (one behind
+    refused), 16 (two behind waited for), 17 (the message lost)."""
+    clock = StepClock(1000)
+    ids = leased(clock, 1 << 62, floor_ms=WALL_MS + 2)  # last used: WALL_MS + 1
+    first = ids.next_id()  # the clock, at WALL_MS, is one behind: wait
+    assert ids.parse(first).timestamp_ms == WALL_MS + 2
+    assert ids.parse(first).machine_id == 5
+    clock = StepClock(1000)
+    ids = leased(clock, 1 << 62, floor_ms=WALL_MS + 3)  # last used: WALL_MS + 2
+    with pytest.raises(
+        ClockBehind,
+        match=rf"^the clock \({WALL_MS} ms\) is behind the last issued timestamp "
+        rf"\({WALL_MS + 2} ms\)$",
+    ):
+        ids.next_id()
+
+
+def test_the_frozen_clock_message_counts_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock moving 1 ns per read, ten reads allowed: 11 ns pass, 1.1e-05 ms. Kills
+    ``IdGenerator._wait_next_ms`` 19 (nanoseconds times a million)."""
+    monkeypatch.setattr(_generator, "_MAX_SPINS", 10)
+    clock = StepClock(1)
+    ids = IdGenerator(IdGenSettings(), clock=clock)
+    ids.next_ids(PER_MS)
+    with pytest.raises(ClockBehind, match=r"in 10 reads \(1\.1e-05 ms passed\)"):
+        ids.next_id()
+
+
+def test_compose_is_parse_reversed() -> None:
+    """Kills ``IdGenerator.compose`` 1-6 (an argument dropped or replaced)."""
+    ids = IdGenerator(IdGenSettings())
+    i = ids.compose(WALL_MS + 7, 3, 11)
+    assert (ids.parse(i).timestamp_ms, ids.parse(i).machine_id, ids.parse(i).sequence) == (
+        WALL_MS + 7,
+        3,
+        11,
+    )
