@@ -11,9 +11,16 @@ sleeps, no timing bounds.
 from __future__ import annotations
 
 import pytest
+import structlog
+import trio
+import trio.testing
 
-from gochat_actors import ClockBehind, MachineIdLost
-from gochat_actors.idgen import IdGenerator, IdGenSettings, _generator
+from gochat_actors import ClockBehind, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
+from gochat_actors.idgen import IdGenerator, IdGenSettings, MemoryEtcd, TrioIdClock, _generator
+from gochat_actors.idgen._generator import GeneratorLease
+from gochat_actors.idgen._keeper import _Claim, _decode, _encode, _Keeper, _Record
+from gochat_actors.idgen._protocol import KeyValue, TxnResult
+from supervisors import ChildSpec, Health, open_supervisor
 
 WALL_MS = 1_700_000_000_000
 PER_MS = 4096  # the default layout's 12 sequence bits
@@ -185,3 +192,194 @@ def test_compose_is_parse_reversed() -> None:
         3,
         11,
     )
+
+
+# -- the keeper (_keeper.py) ----------------------------------------------------------------
+
+OWNER_RECORD = b'{"owner":"me","last_ms":5,"ttl_ms":0,"final":false}'
+
+
+def keeper_of(ids: IdGenerator, etcd: MemoryEtcd | None = None) -> _Keeper:
+    """A keeper for ``ids`` (its owner named "me", its keys under ``/ids/``), not run."""
+    assert ids.settings.key_prefix == "/gochat/machine_ids/"
+    ids.owner = "me"
+    keeper = _Keeper(GeneratorLease(ids), etcd if etcd is not None else MemoryEtcd())
+    keeper.prefix = b"/ids/"
+    return keeper
+
+
+def test_a_record_is_compact_json_with_a_zero_ttl_by_default() -> None:
+    """The record's bytes, as other versions read them from etcd. Kills ``_encode`` 1
+    (the default ttl_ms 1), 14 and 16 (the separators lost: spaced JSON)."""
+    assert _encode("me") == b'{"owner":"me"}'
+    assert _encode("me", 5) == OWNER_RECORD
+    assert _encode("me", 5, 7, True) == b'{"owner":"me","last_ms":5,"ttl_ms":7,"final":true}'
+
+
+def test_decode_reads_a_record_without_final_and_a_zero_ttl() -> None:
+    """``final`` absent is false; ``ttl_ms`` 0 is valid. Kills ``_decode`` 16, 18
+    (absent ``final`` a bad record), 21 (absent ``final`` true), 31, 32 (``ttl_ms`` 0
+    a bad record)."""
+    assert _decode(b'{"owner":"o","last_ms":5,"ttl_ms":7}') == _Record("o", 5, 7, False)
+    assert _decode(OWNER_RECORD) == _Record("me", 5, 0, False)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"owner":5,"last_ms":5,"ttl_ms":7,"final":false}',
+        b'{"owner":"o","last_ms":"5","ttl_ms":7,"final":false}',
+        b'{"owner":"o","last_ms":5,"ttl_ms":"7","final":false}',
+        b'{"owner":"o","last_ms":5,"ttl_ms":-1,"final":false}',
+        b'{"owner":"o","last_ms":5,"ttl_ms":7,"final":"false"}',
+    ],
+)
+def test_decode_refuses_a_record_with_any_one_bad_field(raw: bytes) -> None:
+    """Each field checked on its own: one bad field is a bad record. Kills ``_decode`` 23,
+    24, 25, 26 (an ``and`` of the checks made an ``or``)."""
+    assert _decode(raw) is None
+
+
+def moved(claims: list[KeyValue] | None, records: list[KeyValue] | None) -> TxnResult:
+    return TxnResult(False, 9, (claims, records))
+
+
+CLAIM = KeyValue(b"/ids/5", b'{"owner":"me"}', 3, 4, 1, lease=1)
+
+
+def record_kv(value: bytes) -> KeyValue:
+    return KeyValue(b"/ids/last/5", value, 2, 8, 2)
+
+
+def test_a_guarded_write_that_failed_tells_a_lost_claim_from_a_moved_record() -> None:
+    """``_record_moved``: the claim gone; the record gone, unreadable or another
+    owner's (all lose the ID); or our own late write (its mod revision, logged). Kills
+    ``_Keeper._record_moved`` 7, 10, 12, 15, 18, 19, 23 and 24-31 (the log line)."""
+    keeper = keeper_of(IdGenerator(IdGenSettings()))
+    claim = _Claim(5, 3, 0)
+    with pytest.raises(MachineIdLost, match=r"^the claim on machine ID 5 is gone$"):
+        keeper._record_moved(claim, moved([], [record_kv(OWNER_RECORD)]))
+    other = b'{"owner":"other","last_ms":5,"ttl_ms":0,"final":false}'
+    for records in ([], None, [record_kv(b"garbage")], [record_kv(other)]):
+        with pytest.raises(
+            MachineIdLost, match=r"^the record of machine ID 5 was changed by another writer$"
+        ):
+            keeper._record_moved(claim, moved([CLAIM], records))
+    with structlog.testing.capture_logs() as logs:
+        assert keeper._record_moved(claim, moved([CLAIM], [record_kv(OWNER_RECORD)])) == 8
+    assert [(e["event"], e["machine_id"], e["last_ms"]) for e in logs] == [
+        ("idgen.record_moved", 5, 5)
+    ]
+
+
+async def test_a_failure_reports_degraded_while_issuing_failed_after() -> None:
+    """``_failed``: counted, logged (what, the error, whether IDs are still issued) and
+    the health DEGRADED while issuing, FAILED once not. Kills ``_Keeper._failed`` 1-4,
+    6-8, 10, 12-14."""
+    issuing_ids, stopped_ids = leased(StepClock(1), 1 << 62), leased(StepClock(1), 0)
+    issuing, stopped = keeper_of(issuing_ids), keeper_of(stopped_ids)
+
+    async def child(keeper: _Keeper) -> None:
+        keeper._failed("renewal", IdGenUnavailable("boom"))
+        await trio.sleep_forever()
+
+    with structlog.testing.capture_logs() as logs:
+        async with open_supervisor(
+            [
+                ChildSpec("issuing", child, args=(issuing,)),
+                ChildSpec("stopped", child, args=(stopped,)),
+            ]
+        ) as sup:
+            await trio.testing.wait_all_tasks_blocked()
+            health = {c.id: (c.health, c.health_reason) for c in sup.which_children()}
+    assert health == {
+        "issuing": (Health.DEGRADED, "renewal failed: boom"),
+        "stopped": (Health.FAILED, "renewal failed: boom"),
+    }
+    failed = [
+        (e["error"], e["still_issuing"]) for e in logs if e["event"] == "idgen.renewal_failed"
+    ]
+    assert sorted(failed) == [("boom", False), ("boom", True)]
+    assert issuing_ids.ready
+    assert not stopped_ids.ready
+    assert issuing_ids.statistics().renewal_failures == 1
+    assert stopped_ids.statistics().renewal_failures == 1
+
+
+def test_waiting_for_a_free_id_is_logged_once_with_the_id_count() -> None:
+    """Kills ``_Keeper._wait_for_a_free_id`` 8 (logged at the second try), 10, 11, 13,
+    14, 17-19 (the log line's fields)."""
+    ids = IdGenerator(
+        IdGenSettings.model_validate(
+            {"etcd": "memory://", "timestamp_bits": 48, "machine_bits": 3, "sequence_bits": 12}
+        )
+    )
+    keeper = keeper_of(ids)
+    exc = MachineIdsExhausted("all 8 machine IDs under '/ids/' are held")
+    with structlog.testing.capture_logs() as logs:
+        keeper._wait_for_a_free_id(exc, 0, 0.5)
+    assert [(e["event"], e["machine_ids"], e["waiting"]) for e in logs] == [
+        ("idgen.exhausted", 8, True)
+    ]
+    with structlog.testing.capture_logs() as logs:
+        keeper._wait_for_a_free_id(exc, 1, 1.0)
+    assert logs == []
+    with pytest.raises(MachineIdLost, match=r"held: waiting for one to free \(next try in 1\.0s\)"):
+        ids.next_id()
+
+
+async def test_a_claim_on_a_bad_record_is_dropped_and_only_ours() -> None:
+    """A claim whose record is unreadable is given back (its key deleted); ``_drop``
+    deletes only the claim it made (create revision), not a newer one on that key.
+    Kills ``_Keeper._drop`` 1-10, 13-21."""
+    etcd = MemoryEtcd()
+    keeper = keeper_of(IdGenerator(IdGenSettings.model_validate({"etcd": "memory://"})), etcd)
+    lease, _ = await etcd.lease_grant(100)
+    await etcd.put(b"/ids/last/7", b"garbage")
+    assert await keeper._try_claim(7, lease) is None
+    assert await etcd.range(b"/ids/7") == []
+    claim = await keeper._try_claim(8, lease)
+    assert claim is not None
+    await keeper._drop(claim)
+    assert await etcd.range(b"/ids/8") == []
+    theirs = await keeper._try_claim(8, lease)  # the key made again: a newer claim
+    assert theirs is not None
+    await keeper._drop(claim)  # the old one
+    assert [kv.create_revision for kv in await etcd.range(b"/ids/8")] == [theirs.revision]
+
+
+async def test_a_drop_that_times_out_names_the_txn(autojump_clock: trio.abc.Clock) -> None:
+    """Kills ``_Keeper._drop`` 11, 12 (the request's name in the timeout error)."""
+    etcd = MemoryEtcd()
+    ids = IdGenerator(
+        IdGenSettings.model_validate({"etcd": "memory://"}), backend=etcd, request_timeout=1.0
+    )
+    keeper = keeper_of(ids, etcd)
+    lease, _ = await etcd.lease_grant(100)
+    claim = await keeper._try_claim(8, lease)
+    assert claim is not None
+    etcd.latency = 5.0
+    with pytest.raises(IdGenUnavailable, match=r"^etcd txn: no reply within 1s$"):
+        await keeper._drop(claim)
+
+
+async def test_the_lease_is_kept_alive_while_trying_near_ids_for_longer_than_its_ttl(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The scan is stale: its first ten near IDs were taken meanwhile, and with 0.5 s
+    per request trying them takes 5 s, past the 3 s lease: it is kept alive every
+    second, so the eleventh is claimed under it. Kills ``_Keeper._claim`` 6 (no
+    keepalive while trying near IDs)."""
+    etcd = MemoryEtcd()
+    settings = IdGenSettings.model_validate({"etcd": "memory://", "lease_ttl": 3, "margin": 0.5})
+    keeper = keeper_of(IdGenerator(settings, backend=etcd, clock=TrioIdClock(WALL_MS)), etcd)
+    other, _ = await etcd.lease_grant(100)
+    for machine_id in range(10):
+        await etcd.put(f"/ids/{machine_id}".encode(), b'{"owner":"other"}', lease=other)
+    lease, _ = await etcd.lease_grant(3)
+    etcd.latency = 0.5
+    start = trio.current_time()
+    claim = await keeper._claim(lease, (list(range(11)), []))
+    assert claim.machine_id == 10
+    assert trio.current_time() - start > 5
+    assert await etcd.lease_keepalive(lease) is not None
