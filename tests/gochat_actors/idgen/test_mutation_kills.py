@@ -1,25 +1,36 @@
 """Tests written for the survivors of the mutation run of ``gochat_actors/idgen``
 (``make mutants MODULE=gochat_actors/idgen``; see docs/testing.md, "Mutation runs", and
-docs/mutants.md). Each test names the mutants it kills (``_generator.py``); each was
-seen failing with its mutants and passing without, with
+docs/mutants.md). Each test names the mutants it kills (``_generator.py``, then
+``_keeper.py``); each was seen failing with its mutants and passing without, with
 ``scripts/mutants.py gochat_actors/idgen --tests ... --check "" MUTANT...``.
 
-The clock is a :class:`StepClock` (monotonic time moving a fixed step per read): no
-sleeps, no timing bounds.
+The generator's clock is a :class:`StepClock` (monotonic time moving a fixed step per
+read); the keeper's tests call its methods on an in-memory etcd, with trio's
+``autojump_clock`` where latency matters: no sleeps, no timing bounds.
 """
 
 from __future__ import annotations
+
+import math
+import re
 
 import pytest
 import structlog
 import trio
 import trio.testing
 
-from gochat_actors import ClockBehind, IdGenUnavailable, MachineIdLost, MachineIdsExhausted
+from gochat_actors import (
+    ClockBehind,
+    IdGenError,
+    IdGenUnavailable,
+    MachineIdLost,
+    MachineIdsExhausted,
+)
 from gochat_actors.idgen import IdGenerator, IdGenSettings, MemoryEtcd, TrioIdClock, _generator
 from gochat_actors.idgen._generator import GeneratorLease
 from gochat_actors.idgen._keeper import _Claim, _decode, _encode, _Keeper, _Record
 from gochat_actors.idgen._protocol import KeyValue, TxnResult
+from gochat_actors.metrics import Metrics
 from supervisors import ChildSpec, Health, open_supervisor
 
 WALL_MS = 1_700_000_000_000
@@ -383,3 +394,82 @@ async def test_the_lease_is_kept_alive_while_trying_near_ids_for_longer_than_its
     assert claim.machine_id == 10
     assert trio.current_time() - start > 5
     assert await etcd.lease_keepalive(lease) is not None
+
+
+# -- the timestamp's end, the issued counter, statistics and repr (_generator.py) -----------
+
+
+def ending_at(max_ms: int, clock: StepClock, metrics: Metrics | None = None) -> IdGenerator:
+    """A static generator whose 40-bit timestamp's last millisecond is ``max_ms``."""
+    settings = IdGenSettings(
+        epoch_ms=max_ms - (1 << 40) + 1, timestamp_bits=40, machine_bits=11, sequence_bits=12
+    )
+    ids = IdGenerator(settings, clock=clock, metrics=metrics)
+    assert ids.layout.max_timestamp_ms == max_ms
+    return ids
+
+
+def test_the_timestamps_last_millisecond_is_used_then_an_error_says_so() -> None:
+    """Kills ``IdGenerator._checkpoint`` 1 (the last millisecond refused), 3-5 (the
+    message's wording)."""
+    clock = StepClock(0)
+    ids = ending_at(WALL_MS, clock)
+    assert ids.parse(ids.next_id()).timestamp_ms == WALL_MS
+    clock.now += MS
+    with pytest.raises(
+        IdGenError,
+        match=rf"^the 40-bit timestamp ran out at {WALL_MS} \(Unix ms\): choose a later epoch_ms$",
+    ):
+        ids.next_id()
+
+
+def issued(metrics: Metrics) -> float:
+    value: float = metrics.idgen_issued._value.get()
+    return value
+
+
+def test_the_issued_counter_reaches_prometheus_every_250_ms_and_not_each_ms() -> None:
+    """Kills ``IdGenerator._checkpoint`` 11 (a flush at every new millisecond)."""
+    clock, metrics = StepClock(0), Metrics()
+    ids = IdGenerator(IdGenSettings(), clock=clock, metrics=metrics)
+    ids.next_ids(3)
+    for _ in range(249):
+        clock.now += MS
+        ids.next_id()
+    assert issued(metrics) == 0
+    clock.now += MS  # 250 ms after the first
+    ids.next_id()
+    assert issued(metrics) == 252
+
+
+def test_near_the_timestamps_end_the_counter_is_not_flushed_each_ms() -> None:
+    """The next checkpoint is the first millisecond past the end (where it fails), not
+    one before it. Kills ``IdGenerator._checkpoint`` 12."""
+    clock, metrics = StepClock(0), Metrics()
+    ids = ending_at(WALL_MS + 2, clock, metrics)
+    ids.next_ids(3)
+    clock.now += MS
+    ids.next_id()
+    assert issued(metrics) == 0
+    ids.statistics()
+    assert issued(metrics) == 4
+
+
+def test_statistics_give_the_machine_id_and_the_deadline_in_seconds() -> None:
+    """Kills ``IdGenerator.statistics`` 5 (the machine ID lost), 31, 32 (``valid_for``
+    not in seconds), 33 (a static ID's ``valid_until`` finite), 36 (``valid_until``
+    not in seconds)."""
+    stats = leased(StepClock(0), 3_000_000_000).statistics()
+    assert (stats.machine_id, stats.valid_for, stats.valid_until) == (5, 3.0, 3.0)
+    stats = IdGenerator(IdGenSettings(machine_id=7)).statistics()
+    assert (stats.machine_id, stats.valid_for, stats.valid_until) == (7, math.inf, math.inf)
+
+
+def test_repr_says_static_or_leased() -> None:
+    """Kills ``IdGenerator.__repr__`` 2, 4-6."""
+    assert re.match(
+        r"^<IdGenerator static machine_id=7 owner='", repr(IdGenerator(IdGenSettings(machine_id=7)))
+    )
+    assert re.match(
+        r"^<IdGenerator leased machine_id=5 owner='", repr(leased(StepClock(0), 1 << 62))
+    )
