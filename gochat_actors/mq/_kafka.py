@@ -485,6 +485,7 @@ class KafkaGroupConsumer:
             heartbeat_interval_ms=_ms(o.heartbeat_interval),
             rebalance_timeout_ms=_ms(o.rebalance_timeout),
             max_poll_interval_ms=_ms(o.max_poll_interval),
+            fetch_max_wait_ms=_ms(o.fetch_max_wait),
         )
         self._consumer = await _started(consumer, "consumer")
 

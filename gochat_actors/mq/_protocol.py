@@ -140,6 +140,12 @@ class ConsumerOptions:
     is held back longer (backpressure: the consumer is full) drops out of the group
     and its partitions go to the others until it polls again.
 
+    ``fetch_max_wait`` is Kafka's ``fetch.max.wait.ms``: how long the broker may hold a
+    fetch that finds no new record. Kafka answers it as soon as one is produced; a
+    broker that does not (Tansu: ~250 ms at the 500 ms default) adds up to that much to the
+    latency of the records produced meanwhile: lower it there (the lower, the more
+    often an idle consumer asks; ``0`` is taken as 1 ms). The in-memory broker ignores it.
+
     ``auto_offset_reset`` is where a group starts on a partition it never committed:
     ``"earliest"`` (nothing produced before the group's first start is skipped) or
     ``"latest"``.
@@ -157,6 +163,7 @@ class ConsumerOptions:
     rebalance_timeout: float = 30.0
     request_timeout: float = 30.0
     max_poll_interval: float = 300.0
+    fetch_max_wait: float = 0.5
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_records, int) or self.max_records < 1:
@@ -176,6 +183,11 @@ class ConsumerOptions:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+        wait = self.fetch_max_wait
+        if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait < 3600:
+            raise ValueError(
+                f"fetch_max_wait must be a number of seconds in [0, 3600), got {wait!r}"
+            )
 
 
 class GroupHandler(Protocol):

@@ -297,3 +297,30 @@ async def test_a_rebalance_mid_batch_hands_the_whole_batch_over(
     assert sorted(o for p, o in first_seen if p == 1) == list(range(5)), (
         "the batch in flight at the revoke was not recorded by the first member"
     )
+
+
+async def test_a_record_reaches_the_batch_processor_with_no_timer_on_the_way(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The hand-off from the poll to the batch processor waits for no timer (poll
+    timeout, commit interval, a batch to fill): a record appended while the consumer
+    idles is in a batch processor call at the same (virtual) instant, whatever the
+    phase of those timers (docs/benchmarks.md, pipeline-latency: the breakdown)."""
+    broker = MemoryBroker()
+    broker.create_topic("chat", 2)
+    calls: list[tuple[float, list[int]]] = []
+
+    async def persist(msgs: list[Message]) -> None:
+        calls.append((trio.current_time(), [m.offset for m in msgs]))
+
+    consumer = batch_consumer(broker, persist)
+    async with open_supervisor([consumer.spec("c")]):
+        await wait_for(lambda: len(consumer.statistics().assigned) == 2)
+        for n, idle in enumerate((0.01, 0.25, 0.49, 0.5, 0.7, 1.0, 1.3)):
+            await trio.sleep(idle)  # the poll waits, its timeout at another phase each time
+            sent = trio.current_time()
+            broker.append([OutgoingRecord("chat", b"%d" % n, partition=n % 2)])
+            await wait_for(lambda: len(calls) == n + 1)  # noqa: B023 - n of this round
+            at, offsets = calls[-1]
+            assert at == sent, f"round {n}: processed {at - sent:.3f} s after the append"
+            assert offsets == [n // 2]

@@ -687,6 +687,15 @@ async def test_a_processor_base_exception_stops_the_tree_uncommitted(
     assert committed(broker, partitions=1) == [1], "committed up to it, not past it"
 
 
+def test_fetch_max_wait_is_checked() -> None:
+    assert ConsumerOptions().fetch_max_wait == 0.5, "aiokafka's default, 500 ms"
+    assert ConsumerOptions(fetch_max_wait=0.02).fetch_max_wait == 0.02
+    assert ConsumerOptions(fetch_max_wait=0).fetch_max_wait == 0, "0: answer at once"
+    for bad in (-0.1, True, "0.5", float("nan")):
+        with pytest.raises(ValueError, match="fetch_max_wait"):
+            ConsumerOptions(fetch_max_wait=bad)  # type: ignore[arg-type]
+
+
 def test_max_poll_interval_is_checked() -> None:
     assert ConsumerOptions(max_poll_interval=42.0).max_poll_interval == 42.0
     with pytest.raises(ValueError, match="max_poll_interval"):

@@ -218,6 +218,30 @@ async def test_max_poll_interval_reaches_aiokafka(
         assert aio._coordinator._max_poll_interval == 42.0
 
 
+async def test_fetch_max_wait_reaches_aiokafka(
+    bridge: Bridge, kafka_settings: MQSettings, kafka_topic_factory: TopicFactory,
+    kafka_group_id: str,
+) -> None:  # fmt: skip
+    """ConsumerOptions.fetch_max_wait is aiokafka's fetch_max_wait_ms: how long the
+    broker may hold a fetch that finds no new record (Tansu holds it that long even if
+    a record comes meanwhile; docs/benchmarks.md, pipeline-latency)."""
+    topic = kafka_topic_factory("fetch-wait")
+    options = dataclasses.replace(FAST, fetch_max_wait=0.02)
+
+    async def process(msg: Message) -> None:
+        pass
+
+    consumer = Consumer(
+        topics=[topic], group_id=kafka_group_id, processor=process, settings=kafka_settings,
+        bridge=bridge, options=options,
+    )  # fmt: skip
+    async with open_supervisor([consumer.spec("c")]):
+        session = consumer._session
+        assert session is not None
+        aio = session.group._consumer  # type: ignore[attr-defined]
+        assert aio._fetcher._fetch_max_wait_ms == 20
+
+
 async def test_a_consumer_stopped_mid_join_exits_promptly(
     bridge: Bridge, kafka_settings: MQSettings, kafka_topic_factory: TopicFactory,
     kafka_group_id: str,
