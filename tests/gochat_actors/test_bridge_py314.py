@@ -199,3 +199,47 @@ def test_the_simulation_breaks_a_plain_trio_asyncio_import() -> None:
         assert result.returncode != 0
         assert error in result.stderr
         fixes += fix
+
+
+def test_run_coroutine_on_python_314s_simulated_asyncio() -> None:
+    """Bridge.run_coroutine on a simulated 3.14 (tuned: 3.14 needs the tuning)."""
+    script = textwrap.dedent(
+        """
+        import trio
+        from gochat_actors import Bridge
+
+        async def double(x):
+            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
+            return x * 2
+
+        async def forever(ended):
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                ended.append(asyncio.current_task().cancelling())
+
+        async def main():
+            bridge = Bridge()
+            async with trio.open_nursery() as outer:
+                await outer.start(bridge.run)
+                assert await bridge.run_coroutine(double(21)) == 42
+                ended = []
+                with trio.move_on_after(0.01):
+                    await bridge.run_coroutine(forever(ended))
+                assert ended == [1], ended
+                outer.cancel_scope.cancel()
+            assert checked
+            print("crossed")
+
+        trio.run(main)
+        """
+    )
+    result = run_python(
+        SIMULATE_314
+        + "import gochat_actors._aiocompat as compat\n"
+        + "compat.TASKS_NEED_RUNNING_LOOP = True\n"
+        + script
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["crossed"]
