@@ -133,7 +133,7 @@ class SQLAlchemyServer:
         self._drained: trio.Event | None = None
         self._active = 0  # crossings running on the asyncio side
         self._quiet: asyncio.Event | None = None
-        self._sockets = OpenSockets()  # MySQL: its connections' sockets, closed last
+        self._sockets = OpenSockets()  # its connections' sockets, closed last
 
     def __repr__(self) -> str:
         return f"<SQLAlchemyServer {self.name} {self.url}>"
@@ -169,9 +169,9 @@ class SQLAlchemyServer:
                 f"{self.url.scheme}:// needs its driver {exc.name or exc}: {hint}"
             ) from exc
         watch_driver_errors(engine.sync_engine)
+        self._sockets.watch(engine)  # its close ends with their sockets closed (none: SQLite)
         if self._probe_engine is not None:
             watch_driver_errors(self._probe_engine.sync_engine)
-            self._sockets.watch(engine)  # (MySQL) its close ends with their sockets closed
             self._sockets.watch(self._probe_engine)
         event.listen(engine.sync_engine.pool, "reset", _reset)
         hook = self.dialect.connect_hook(self.url)
