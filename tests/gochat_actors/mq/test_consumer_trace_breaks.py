@@ -17,7 +17,14 @@ from prometheus_client import CollectorRegistry, Histogram
 from gochat_actors import _tracing
 from gochat_actors.log import bind_trace_id, current_span_id, current_trace_id, set_span
 from gochat_actors.metrics import observe_many
-from gochat_actors.mq import Consumer, ConsumerOptions, MemoryBroker, Message, OutgoingRecord
+from gochat_actors.mq import (
+    Consumer,
+    ConsumerOptions,
+    MemoryBroker,
+    Message,
+    OutgoingRecord,
+    _session,
+)
 from gochat_actors.mq._protocol import RawRecord
 from supervisors import Backoff, open_supervisor
 
@@ -136,9 +143,13 @@ async def test_batch_consumer_runs_leave_no_ids_behind(
 
 
 async def test_enable_mid_run_gives_spans_from_the_next_slice(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("opentelemetry.sdk")
+    # A slice is measured in real time (perf_counter): under autojump_clock the 20
+    # messages after enable() could all fit in one 2 ms slice on a fast host (it failed
+    # in CI). One message per slice makes "the next slice" the next message.
+    monkeypatch.setattr(_session, "_SLICE", 1e-9)
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -155,7 +166,7 @@ async def test_enable_mid_run_gives_spans_from_the_next_slice(
         n = int(msg.value or b"-1")
         if n == 20:
             _tracing.enable(provider)
-        await trio.sleep(0.01)  # a slice per message (virtual time; real 2 ms slices)
+        await trio.sleep(0.01)
         logged.append((n, current_trace_id(), current_span_id()))
 
     consumer = Consumer(
