@@ -35,6 +35,7 @@ from supervisors import Backoff
 
 TP0 = TopicPartition("chat", 0)
 TP1 = TopicPartition("chat", 1)
+TP2 = TopicPartition("chat", 2)
 
 
 BAD_HEADERS = ((b"not a str", b"x"),)  # Message.from_record: TypeError
@@ -62,7 +63,7 @@ def records(tp: TopicPartition, offsets: range, bad: Sequence[int] = ()) -> list
 
 def batch(epoch: int = 0, bad: Sequence[int] = (), **by_partition: range) -> Batch:
     """``batch(p0=range(3), p1=range(2))``: records of chat[0] and chat[1]."""
-    tps = {"p0": TP0, "p1": TP1}
+    tps = {"p0": TP0, "p1": TP1, "p2": TP2}
     recs = {tps[k]: records(tps[k], r, bad) for k, r in by_partition.items()}
     return Batch(epoch, recs, {tps[k]: r.stop for k, r in by_partition.items()})
 
@@ -564,3 +565,49 @@ async def test_records_fetched_again_are_dropped_and_the_new_ones_kept(
     assert [o for p, o in seen if p == 0] == list(range(6))
     assert [o for p, o in seen if p == 1] == list(range(4))
     assert group.commits == [{TP0: 6, TP1: 4}]
+
+
+async def test_a_new_incarnation_never_runs_one_partition_on_two_workers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The workers killed with more partitions waiting than workers: the new
+    incarnation schedules those left with messages, marked scheduled, so a batch for one
+    of them, dispatched while it waits for a worker, does not schedule it a second time
+    (two free workers would then drain it at once, out of order). Kills
+    ``Session.run_workers`` 5, 6."""
+    running_now: dict[int, int] = {}
+    peak: dict[int, int] = {}
+    seen: dict[int, list[int]] = {}
+
+    async def process(msg: Message) -> None:
+        p = msg.partition
+        running_now[p] = running_now.get(p, 0) + 1
+        peak[p] = max(peak.get(p, 0), running_now[p])
+        try:
+            await trio.sleep(1)
+            seen.setdefault(p, []).append(msg.offset)
+        finally:
+            running_now[p] -= 1
+
+    group = Group()
+    session = make_session(process, group=group, concurrency=2)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.dispatch)
+        async with trio.open_nursery() as workers:
+            await workers.start(session.run_workers)
+            await session.deliver(batch(p0=range(2), p1=range(2), p2=range(2)))
+            await trio.testing.wait_all_tasks_blocked()
+            assert sum(running_now.values()) == 2
+            workers.cancel_scope.cancel()
+        await nursery.start(session.run_workers)
+        await trio.testing.wait_all_tasks_blocked()  # two partitions taken, one waits
+        await session.deliver(batch(p0=range(2, 4), p1=range(2, 4), p2=range(2, 4)))
+        with trio.fail_after(60):
+            while session.tally.processed < 12:  # noqa: ASYNC110 (virtual time)
+                await trio.sleep(0.5)
+        await trio.testing.wait_all_tasks_blocked()
+        await session.commit()
+        nursery.cancel_scope.cancel()
+    assert peak == {0: 1, 1: 1, 2: 1}, "one worker per partition at a time"
+    assert seen == {p: [0, 1, 2, 3] for p in range(3)}
+    assert group.commits == [{TP0: 4, TP1: 4, TP2: 4}]
