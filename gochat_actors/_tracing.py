@@ -186,13 +186,17 @@ _ZERO_SPAN = "0" * 16
 
 
 def _more_span_ids() -> str:
-    """Refill the pool: 256 random span IDs from one read of the OS's randomness (a
-    slice each instead of a random call and a format per message); returns one more."""
-    text = urandom(8 * 257).hex()
-    _span_ids[:] = [text[i : i + 16] for i in range(16, len(text), 16)]
-    if _ZERO_SPAN in _span_ids:  # invalid in W3C; one chance in 2**64 per ID
-        _span_ids[:] = [i for i in _span_ids if i != _ZERO_SPAN]
-    return text[:16] if text[:16] != _ZERO_SPAN else _more_span_ids()
+    """Refill the pool: 257 random span IDs from one read of the OS's randomness, split
+    in C (``hex`` with a separator every 8 bytes: no Python-level slice per ID, half
+    the instructions of slicing); returns one of them."""
+    ids = urandom(8 * 257).hex(" ", 8).split()
+    if _ZERO_SPAN in ids:  # invalid in W3C; one chance in 2**64 per ID
+        ids = [i for i in ids if i != _ZERO_SPAN]
+        if not ids:
+            return _more_span_ids()
+    first = ids.pop()
+    _span_ids[:] = ids
+    return first
 
 
 def _structlog_var(key: str) -> contextvars.ContextVar[Any]:

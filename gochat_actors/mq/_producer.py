@@ -15,7 +15,7 @@ from supervisors import ChildSpec, cleanup_scope
 from .._bridge import Bridge
 from .._exceptions import MessageTooLarge, MQError, MQUnavailable
 from .._slot import Slot
-from .._tracing import message_trace, send_span
+from .._tracing import SPANS, message_trace, send_span
 from ..log import get_logger
 from ..metrics import Metrics
 from ._admin import Admin
@@ -212,7 +212,14 @@ class Producer:
 
             meta = await producer.send("chat.messages", b'{"text": "hi"}', key=b"room:42")
         """
-        with send_span(topic, partition):  # a no-op while spans are off
+        # The send span by hand, not `with`: spans off, no hook is called (send_span,
+        # __enter__ and __exit__ were 3 Python calls a send, ~2% of its instructions;
+        # a coroutine level of its own costs as much). Spans never suppress an error.
+        span = None if SPANS.on is None and SPANS.checked else send_span(topic, partition)
+        if span is not None:
+            span.__enter__()
+        error: BaseException | None = None
+        try:
             record = outgoing_record(topic, value, key, headers, partition=partition)
             if headers or len(value or b"") + len(key or b"") + _OWN_HEADERS > self._max_bytes:
                 self._check_size(record)  # exact; else only our headers: they fit
@@ -230,6 +237,15 @@ class Producer:
             if isinstance(result, Exception):
                 raise fresh_error(result)
             return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if span is not None:
+                if error is None:
+                    span.__exit__(None, None, None)
+                else:
+                    span.__exit__(type(error), error, error.__traceback__)
 
     async def send_many(
         self,

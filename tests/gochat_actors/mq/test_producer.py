@@ -482,3 +482,26 @@ async def test_send_timeout_is_enforced_during_shutdown(
         assert ended, "the send's 1 s timeout passed during the shutdown"
         assert ended[0] - start == pytest.approx(1.0)
         broker.resume()
+
+
+async def test_spans_off_a_send_makes_no_span_call(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 25, "zero cost" with spans off: send_span, NO_SPAN.__enter__ and __exit__
+    # were three Python calls a send (~2% of a send's instructions, scripts/instr_mq.py)
+    from gochat_actors import _tracing
+    from gochat_actors.mq import _producer
+
+    def no_span_call(*args: object, **kwargs: object) -> None:
+        raise AssertionError("send_span called while spans are off")
+
+    monkeypatch.setattr(_tracing.SPANS, "on", None)
+    monkeypatch.setattr(_tracing.SPANS, "checked", True)
+    monkeypatch.setattr(_producer, "send_span", no_span_call)
+    broker = MemoryBroker()
+    broker.create_topic("chat", 1)
+    producer = Producer(MQSettings(), broker=broker)
+    async with open_supervisor([producer.spec()]):
+        meta = await producer.send("chat", b"hi")
+    [stored] = broker.records("chat", meta.partition)
+    assert dict(stored.headers)["traceparent"].startswith(b"00-")

@@ -73,3 +73,37 @@ def test_span_ids_are_16_hex_digits_and_differ() -> None:
     ids = {new_span_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 16 and int(i, 16) for i in ids)
+
+
+def test_the_span_id_pool_refill_never_hands_out_an_all_zero_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gochat_actors import _tracing
+
+    zero = "0" * 16
+    for read in (bytes(8) + bytes(range(1, 9)) * 256, bytes(range(1, 9)) * 256 + bytes(8)):
+        reads = [read, bytes(range(10, 18)) * 257]
+        monkeypatch.setattr(_tracing, "urandom", lambda n, reads=reads: reads.pop(0)[:n])
+        monkeypatch.setattr(_tracing, "_span_ids", [])
+        ids = [_tracing._more_span_ids(), *_tracing._span_ids]
+        assert zero not in ids
+        assert len(ids) >= 256
+        assert set(ids) <= {"0102030405060708", "0a0b0c0d0e0f1011"}
+
+    reads = [bytes(8 * 257), bytes(range(20, 28)) * 257]  # all zero: read again
+    monkeypatch.setattr(_tracing, "urandom", lambda n: reads.pop(0)[:n])
+    monkeypatch.setattr(_tracing, "_span_ids", [])
+    assert _tracing._more_span_ids() == "1415161718191a1b"
+    assert set(_tracing._span_ids) == {"1415161718191a1b"}
+    assert len(_tracing._span_ids) >= 255
+
+
+def test_the_span_id_pool_holds_distinct_16_hex_digit_ids() -> None:
+    from gochat_actors import _tracing
+
+    _tracing._span_ids.clear()
+    first = _tracing._more_span_ids()
+    ids = [first, *_tracing._span_ids]
+    assert len(ids) >= 256
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 16 and i == f"{int(i, 16):016x}" for i in ids)
