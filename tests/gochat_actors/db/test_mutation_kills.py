@@ -401,3 +401,105 @@ async def test_a_timeout_of_zero_is_valid_and_times_out_at_once(
         with pytest.raises(DBTimeout, match="after 0s"):
             async with db.transaction(timeout=0) as session:
                 await session.scalar(text("SELECT 1"))
+
+
+async def test_a_rollback_abandoned_on_a_hung_server_is_logged_with_its_server(
+    memdb: MemoryDB, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Kills ``DBSession._release`` 25, 27 (the ``db.rollback_abandoned`` event's
+    server)."""
+    async with running(memdb, replicas=0) as (db, _, _):
+        with structlog.testing.capture_logs() as logs, pytest.raises(KeyError):  # noqa: PT012
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO notes VALUES (1, 'x')"))
+                memdb.primary.pause()  # its rollback hangs: abandoned
+                raise KeyError("boom")
+        memdb.primary.resume()
+        abandoned = [e for e in logs if e["event"] == "db.rollback_abandoned"]
+        assert [(e["server"], e["log_level"]) for e in abandoned] == [("primary", "warning")]
+
+
+async def test_a_session_refused_by_a_closing_server_gives_its_turn_back() -> None:
+    """Kills ``DBSession._open_on`` 8 (a server that refused the session because it is
+    closing tried again for ever) and ``DBSession._attach`` 22 (the server's turn, taken
+    for the session, not given back when the session could not be opened). SQLite in
+    memory, on SQLAlchemy: one session at a time."""
+    db = DBManager(DBSettings())
+    async with open_supervisor([db.spec()]):
+        server = db._slot.value
+        assert isinstance(server, SQLAlchemyServer)
+        assert server.exclusive is not None
+        with trio.CancelScope(shield=True) as spent:
+            spent.cancel()
+            await server.aclose()
+        with trio.fail_after(5), pytest.raises(DBUnavailable, match="is closing"):
+            async with db.transaction():
+                pass
+        assert not server.exclusive.locked()
+
+
+async def test_statements_are_timed_and_traced_with_their_operation_and_table(
+    memdb: MemoryDB, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Kills ``DBSession._io`` 17, 18, 19 (the statement span's attributes), 59 (spans
+    on: the span never entered, so never ended) and 61 (spans on: the statement not
+    timed)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gochat_actors import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable(provider)
+    try:
+        async with running(memdb, replicas=0) as (db, _, _):
+            await insert(db, 1)
+    finally:
+        tracing.disable()
+        provider.shutdown()
+    [span] = [s for s in exporter.get_finished_spans() if s.name == "insert notes"]
+    assert span.attributes is not None
+    assert dict(span.attributes) == {
+        "db.system": "mysql",
+        "db.operation.name": "insert",
+        "db.collection.name": "notes",
+    }
+    metrics = db._metrics
+    assert metrics is not None
+    labels = {"operation": "insert", "table": "notes"}
+    count = metrics.registry.get_sample_value("gochat_db_query_duration_seconds_count", labels)
+    assert count == 1
+
+
+async def test_a_failover_never_goes_back_to_a_replica_it_left(
+    memdb: MemoryDB, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Kills ``DBSession._failover`` 1, 6 (the replicas a read session left are not
+    excluded): it leaves replica-0, then replica-1; replica-0 is admitted again
+    meanwhile, yet the session goes on on the primary, not back to replica-0."""
+    async with running(memdb, replicas=2, sticky_seconds=0.0) as (db, _, _):
+        await insert(db, 1)
+        for i in range(2):
+            memdb.replica(i).catch_up()
+        with structlog.testing.capture_logs() as logs:
+            async with db.reader() as session, trio.open_nursery() as nursery:
+                first = session.server
+                other = "replica-1" if first == "replica-0" else "replica-0"
+                index = {"replica-0": 0, "replica-1": 1}
+                memdb.replica(index[first]).stop_replication()  # ejected before the call
+                await wait_until(lambda: admitted(db) == [other], within=2 * INTERVAL)
+                memdb.replica(index[other]).statement_latency = 30.0  # the read waits there
+
+                async def meanwhile() -> None:
+                    memdb.replica(index[first]).start_replication()
+                    await wait_until(lambda: first in admitted(db), within=10 * INTERVAL)
+                    memdb.replica(index[other]).stop_replication()  # ejected mid-read
+
+                nursery.start_soon(meanwhile)
+                assert (await session.scalars(text("SELECT id FROM notes"))).all() == [1]
+                assert session.server == "primary"
+        targets = [(e["origin"], e["target"]) for e in logs if e["event"] == "db.read_failover"]
+        assert targets == [(first, other), (other, "primary")]
