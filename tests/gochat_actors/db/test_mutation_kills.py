@@ -503,3 +503,28 @@ async def test_a_failover_never_goes_back_to_a_replica_it_left(
                 assert session.server == "primary"
         targets = [(e["origin"], e["target"]) for e in logs if e["event"] == "db.read_failover"]
         assert targets == [(first, other), (other, "primary")]
+
+
+async def test_a_writer_call_cut_off_after_its_commit_returns_its_result() -> None:
+    """Kills ``_then_commit`` 5 (the result not kept for an error after the COMMIT is
+    done: the call returned None). SQLite in memory, on SQLAlchemy: its server closes
+    while the call runs (as ``aclose()`` does with no budget left); the call commits
+    first (one session at a time: never cut mid-call), then raises DBUnavailable, which
+    after a done COMMIT means committed: the result is returned."""
+    db = DBManager(DBSettings())
+    async with open_supervisor([db.spec()]):
+        server = db._slot.value
+        assert isinstance(server, SQLAlchemyServer)
+
+        def add(s: Session, id: int) -> int:
+            s.execute(text("CREATE TABLE t (id INTEGER)"))
+            s.execute(text("INSERT INTO t VALUES (:id)"), {"id": id})
+            for handle in list(server._handles):
+                handle._kill("database server primary stopped while this session was in use")
+            return id
+
+        got: list[int] = []
+        with pytest.raises(DBUnavailable):  # at the block's end: lost
+            async with db.writer() as session:
+                got.append(await session.run_sync(add, 7))
+        assert got == [7]
