@@ -102,6 +102,9 @@ def test_sqlite_primary_ignores_replicas_with_one_warning() -> None:
     [({"settings": {"primary": "x"}}, TypeError), ({"wait": -1}, ValueError)],
 )
 def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    # A copy: popping from the parameter itself broke a second run in the same process
+    # (mutmut's stats run, then its clean run).
+    kwargs = dict(kwargs)
     settings = kwargs.pop("settings", DBSettings())
     with pytest.raises(error):
         DBManager(settings, **kwargs)
