@@ -220,18 +220,13 @@ async def test_switching_spans_between_sends_takes_effect(
     assert parents == [False, True, False, True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Producer.send keeps the raised exception in its `error` local: a reference "
-    "cycle (exception -> traceback -> send frame -> exception) only the cyclic GC frees",
-)
 @pytest.mark.parametrize("on", [False, True], ids=["spans-off", "spans-on"])
 async def test_a_failed_send_leaves_no_reference_cycle(
     on: bool, switch: None, provider: TracerProvider, autojump_clock: trio.testing.MockClock
 ) -> None:
-    # `with` keeps no reference to the exception; the hand-made version's `error` local
-    # does: exception -> traceback -> send's frame -> error -> exception, so the error,
-    # the frame and every local in it (record, producer...) wait for the cyclic GC
+    # `with` keeps no reference to the exception; an `error` local kept for the exit
+    # did: exception -> traceback -> send's frame -> error -> exception, so the error,
+    # the frame and every local in it (record, producer...) waited for the cyclic GC
     if on:
         tracing.enable(provider)
     else:
