@@ -248,10 +248,6 @@ async def test_a_failed_send_leaves_no_reference_cycle(
     assert not alive, "the raised exception outlives its handler until a GC pass"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the span-ID pool survives os.fork: parent and child hand out the same IDs",
-)
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_hands_out_other_span_ids_than_its_parent() -> None:
     # the pool is process memory: a child forked with IDs left in it would hand out the
