@@ -20,12 +20,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from gochat_actors import MessageTooLarge, MQUnavailable, _tracing, tracing
-from gochat_actors.log import current_span_id, current_trace_id
+from gochat_actors.log import current_span_id, current_trace_id, trace_context
 from gochat_actors.mq import MemoryBroker, MQSettings, Producer
 from gochat_actors.tracing import parse_traceparent
 from supervisors import open_supervisor
 
 HEX16 = re.compile(r"[0-9a-f]{16}")
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 @pytest.fixture
@@ -268,3 +269,97 @@ def test_a_forked_child_hands_out_other_span_ids_than_its_parent() -> None:
     parent = [_next_id() for _ in range(5)]
     assert len(child) == 5
     assert not set(child) & set(parent)
+
+
+async def test_a_global_provider_set_before_the_first_send_turns_spans_on(
+    switch: None,
+    provider: TracerProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)  # as set_tracer_provider
+    _tracing.SPANS.on, _tracing.SPANS.checked = None, False
+    broker = MemoryBroker()
+    producer = _producer(broker)
+    async with open_supervisor([producer.spec()]):
+        await producer.send("chat", b"1")
+    assert _tracing.SPANS.checked  # looked once, at the first send
+    assert tracing.is_enabled()
+    [send] = exporter.get_finished_spans()
+    [stored] = broker.records("chat", 0)
+    header = parse_traceparent(dict(stored.headers)["traceparent"])
+    assert header is not None
+    assert send.context is not None
+    assert header.span_id == f"{send.context.span_id:016x}"
+
+
+class Stop(BaseException):
+    """Not an Exception: a span must end without an error status (as trio.Cancelled)."""
+
+
+@pytest.mark.parametrize("kind", [ValueError, Stop])
+async def test_the_error_raised_is_the_very_object_with_its_traceback(
+    kind: type[BaseException],
+    spans: InMemorySpanExporter,
+    provider: TracerProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from gochat_actors.mq import _producer as producer_module
+
+    error = kind("boom")
+
+    def bad_record(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(producer_module, "outgoing_record", bad_record)
+    broker = MemoryBroker()
+    producer = _producer(broker)
+    outer = provider.get_tracer("test")
+    async with open_supervisor([producer.spec()]):
+        with trace_context(TRACE), outer.start_as_current_span("outer") as span:
+            before = (current_span_id(), trace.get_current_span())
+            with pytest.raises(kind) as raised:
+                await producer.send("chat", b"hi")
+            assert (current_span_id(), trace.get_current_span()) == before
+            assert current_trace_id() == TRACE
+        no_context_left()
+    assert raised.value is error
+    assert raised.value.__cause__ is None
+    assert raised.value.__context__ is None
+    assert raised.traceback[-1].name == "bad_record"
+    assert raised.traceback[-2].name == "send"
+    sends = [s for s in spans.get_finished_spans() if s.name == "send chat"]
+    [send] = sends
+    assert span.get_span_context().span_id == (send.parent.span_id if send.parent else None)
+    if kind is Stop:
+        assert send.status.status_code is StatusCode.UNSET
+        assert not send.events
+    else:
+        assert send.status.status_code is StatusCode.ERROR
+
+
+@pytest.mark.parametrize("turn", ["off", "on"])
+async def test_switching_during_a_send_leaves_no_span_open(
+    turn: str, switch: None, provider: TracerProvider, autojump_clock: trio.testing.MockClock
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    (tracing.enable(provider) if turn == "off" else tracing.disable())
+    broker = MemoryBroker()
+    producer = _producer(broker)
+    broker.set_produce_delay(5)
+    async with open_supervisor([producer.spec()]), trio.open_nursery() as nursery:
+
+        async def send() -> None:
+            await producer.send("chat", b"hi")
+            no_context_left()
+
+        nursery.start_soon(send)
+        await trio.testing.wait_all_tasks_blocked()
+        (tracing.disable() if turn == "off" else tracing.enable(provider))
+    made = exporter.get_finished_spans()
+    assert len(made) == (1 if turn == "off" else 0)
+    no_context_left()
