@@ -11,6 +11,7 @@ attributes are built only when spans are on.
 from __future__ import annotations
 
 import contextvars
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from os import urandom
@@ -183,6 +184,8 @@ def leave_trace() -> None:
 # -- the per-message path: span IDs from a pool, context variables set directly --------
 _span_ids: list[str] = []
 _ZERO_SPAN = "0" * 16
+if hasattr(os, "register_at_fork"):  # a forked child must not hand out its parent's IDs
+    os.register_at_fork(after_in_child=_span_ids.clear)
 
 
 def _more_span_ids() -> str:

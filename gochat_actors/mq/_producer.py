@@ -218,7 +218,6 @@ class Producer:
         span = None if SPANS.on is None and SPANS.checked else send_span(topic, partition)
         if span is not None:
             span.__enter__()
-        error: BaseException | None = None
         try:
             record = outgoing_record(topic, value, key, headers, partition=partition)
             if headers or len(value or b"") + len(key or b"") + _OWN_HEADERS > self._max_bytes:
@@ -236,16 +235,13 @@ class Producer:
             result = pending.results[pending.at]
             if isinstance(result, Exception):
                 raise fresh_error(result)
-            return result
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
+        except BaseException as exc:  # `exc` is unbound on leaving: no frame <-> error cycle
             if span is not None:
-                if error is None:
-                    span.__exit__(None, None, None)
-                else:
-                    span.__exit__(type(error), error, error.__traceback__)
+                span.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if span is not None:
+            span.__exit__(None, None, None)
+        return result
 
     async def send_many(
         self,
