@@ -451,3 +451,113 @@ async def test_a_child_terminating_itself_exits_cleanly(
     async with open_supervisor([ChildSpec("a", once)], on_event=rec) as sup:
         await until(sup, lambda: state(sup, "a") is ChildState.TERMINATED)
     assert [(e.reason, e.exception) for e in rec.of(ChildExited)] == [(ExitReason.SHUTDOWN, None)]
+
+
+class _Laggard:
+    """Children ``a`` and ``b`` that crash when told; ``a`` only ``lag`` scheduling
+    steps after ``b`` (checkpoints take no virtual time)."""
+
+    def __init__(self, lag: int) -> None:
+        self.lag = lag
+        self.crash: dict[str, trio.Event] = {}
+        self.starts = {"a": 0, "b": 0}
+
+    async def __call__(
+        self, name: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.starts[name] += 1
+        crash = self.crash[name] = trio.Event()
+        task_status.started()
+        await crash.wait()
+        if name == "a":
+            for _ in range(self.lag):
+                await trio.lowlevel.checkpoint()
+        raise Boom(name)
+
+
+@pytest.mark.parametrize(("lag", "b_starts_per_round"), [(3, 1), (5, 2)])
+async def test_exits_of_one_instant_are_handled_together_after_two_quiet_passes(
+    autojump_clock: trio.testing.MockClock, lag: int, b_starts_per_round: int
+) -> None:
+    # _settle: b crashes, a (started first) a few scheduling steps later, at the same
+    # virtual instant. Three steps later (lag 3) it is still in the same batch: a's
+    # failure is handled first and restarts b once with it (REST_FOR_ONE). Five steps
+    # later (lag 5) the loop has stopped waiting after two quiet passes (and taken its
+    # lock, one step more): b restarts alone, then again as a's victim. Whether trio runs
+    # the loop before or after a's last step varies (batch order), so a mutant one step
+    # off is caught in about half the rounds: twelve rounds. lag 3 kills _settle 1, 6
+    # (the time compared wrongly: no waiting), 4, 13 (one quiet pass is enough), 9 (a
+    # TypeError after a new exit); lag 5 kills 2, 7, 11, 12 (all eight passes), 14
+    # (three quiet passes).
+    kids = _Laggard(lag)
+    children = [ChildSpec("a", kids, args=("a",)), ChildSpec("b", kids, args=("b",))]
+    async with open_supervisor(
+        children, strategy=Strategy.REST_FOR_ONE, backoff=None, max_restarts=1000
+    ) as sup:
+        for round_ in range(1, 13):
+            await trio.testing.wait_all_tasks_blocked()
+            before = kids.starts["b"]
+            kids.crash["a"].set()
+            kids.crash["b"].set()
+
+            def settled(n: int = round_ + 1) -> bool:
+                running = all(i.state is ChildState.RUNNING for i in sup.which_children())
+                return kids.starts["a"] == n and running
+
+            await until(sup, settled)
+            await trio.testing.wait_all_tasks_blocked()
+            assert kids.starts["b"] - before == b_starts_per_round, f"round {round_}"
+
+
+async def test_a_restart_failing_during_shutdown_says_not_running_with_its_cause(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # restart_child 70: SupervisorNotRunning keeps the failure as its cause. a's new
+    # start fails at t=2, while the shutdown (from t=1) stops b for 5 s.
+    runs = 0
+
+    async def a(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 2:
+            await trio.sleep_until(2)
+            raise Boom("late")
+        task_status.started()
+        await trio.sleep_forever()
+
+    errors: list[BaseException] = []
+    children = [ChildSpec("a", a), ChildSpec("b", worker(stop_for=5), shutdown=10)]
+    async with open_supervisor(children) as sup:
+
+        async def restart() -> None:
+            try:
+                await sup.restart_child("a")
+            except SupervisorNotRunning as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(restart)
+            await trio.sleep(1)
+            sup.shutdown_nowait()
+    (error,) = errors
+    assert isinstance(error.__cause__, Boom)
+
+
+async def test_two_overstaying_restarts_restart_independently(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # restart_child 36: each overstayed restart_child starts its own wave: b, whose old
+    # incarnation ends first (t=5), restarts then, not after a (t=10).
+    rec = Recorder()
+    children = [
+        ChildSpec("a", worker(stop_for=10, slow_once=True), shutdown=1),
+        ChildSpec("b", worker(stop_for=4, slow_once=True), shutdown=1),
+    ]
+    async with open_supervisor(children, on_event=rec) as sup:
+        with pytest.raises(ChildStartError):
+            await sup.restart_child("a")
+        with pytest.raises(ChildStartError):
+            await sup.restart_child("b")
+        await until(sup, lambda: all(i.state is ChildState.RUNNING for i in sup.which_children()))
+    started = [(e.child, e.time) for e in rec.of(ChildStarted) if e.time > 0]
+    assert started == [("b", 5.0), ("a", 10.0)]
