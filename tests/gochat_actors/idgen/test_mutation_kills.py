@@ -473,3 +473,114 @@ def test_repr_says_static_or_leased() -> None:
     assert re.match(
         r"^<IdGenerator leased machine_id=5 owner='", repr(leased(StepClock(0), 1 << 62))
     )
+
+
+# -- renewals (_keeper.py, run of the untested rest) ---------------------------------------
+
+
+async def test_a_renewal_without_a_claim_or_a_lease_says_no_machine_id_is_claimed() -> None:
+    """``renew`` with no claim, or no lease, raises ``MachineIdLost`` saying so (not
+    an ``AttributeError`` on the missing claim). Kills ``_Keeper.renew`` 2, 5-8."""
+    keeper = keeper_of(IdGenerator(IdGenSettings.model_validate({"etcd": "memory://"})))
+    keeper.lease, keeper.claim = 1, None
+    with pytest.raises(MachineIdLost, match=r"^no machine ID claimed$"):
+        await keeper.renew()
+    keeper.lease, keeper.claim = None, _Claim(machine_id=3, revision=1, floor_ms=0)
+    with pytest.raises(MachineIdLost, match=r"^no machine ID claimed$"):
+        await keeper.renew()
+
+
+async def test_a_renewal_of_a_revoked_lease_names_the_lease_and_the_machine_id(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Kills ``_Keeper.renew`` 13 (the message of a lease etcd no longer has)."""
+    etcd = MemoryEtcd()
+    ids = IdGenerator(
+        IdGenSettings.model_validate({"etcd": "memory://"}),
+        backend=etcd,
+        clock=TrioIdClock(WALL_MS),
+    )
+    keeper = keeper_of(ids, etcd)
+    await keeper.acquire(first=True)
+    assert keeper.claim is not None
+    assert keeper.lease is not None
+    lease, machine_id = keeper.lease, keeper.claim.machine_id
+    await etcd.lease_revoke(lease)
+    with pytest.raises(MachineIdLost) as caught:
+        await keeper.renew()
+    assert str(caught.value) == (f"etcd no longer has lease {lease} (machine ID {machine_id})")
+
+
+async def test_a_renewal_does_not_install_the_machine_id_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Only the first renewal of a claim installs its machine ID: a later one lets
+    the current millisecond go on (the next ID is the next sequence number, not the
+    first of a new millisecond). Kills ``_Keeper.renew`` 23, 24."""
+    etcd = MemoryEtcd()
+    ids = IdGenerator(
+        IdGenSettings.model_validate({"etcd": "memory://"}),
+        backend=etcd,
+        clock=TrioIdClock(WALL_MS),
+    )
+    keeper = keeper_of(ids, etcd)
+    await keeper.acquire(first=True)
+    first = ids.next_id()
+    await keeper.renew()
+    assert ids.next_id() == first + 1
+
+
+def test_the_floor_is_the_millisecond_after_the_last_one_used() -> None:
+    """Under an ID never used, or last used by us, the floor is our own last millisecond
+    + 1; after another owner's final record, the millisecond after the later of its last
+    one and ours: not a millisecond later still. Kills ``_Keeper._floor`` 5, 12."""
+    ids = IdGenerator(IdGenSettings.model_validate({"etcd": "memory://"}))
+    keeper = keeper_of(ids)
+    ids._ms = 1000
+    assert keeper._floor(None) == 1001
+    assert keeper._floor(_Record("me", 5000, 1000, False)) == 1001
+    assert keeper._floor(_Record("other", 5000, 1000, True)) == 5001
+    assert keeper._floor(_Record("other", 500, 1000, True)) == 1001
+    assert keeper._floor(_Record("other", 5000, 1000, False)) == 6001
+
+
+async def test_a_renewal_extends_the_deadline_to_the_exact_nanosecond(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The deadline is the keepalive's send time + (TTL - margin) in nanoseconds,
+    exactly. Kills ``_Keeper.renew`` 34 (a nanosecond more per second)."""
+    etcd = MemoryEtcd()
+    settings = IdGenSettings.model_validate({"etcd": "memory://", "lease_ttl": 9, "margin": 1})
+    ids = IdGenerator(settings, backend=etcd, clock=TrioIdClock(WALL_MS))
+    keeper = keeper_of(ids, etcd)
+    await keeper.acquire(first=True)
+    await keeper.renew()
+    assert ids._valid_until_ns == keeper.sent_ns + 8_000_000_000
+
+
+async def test_a_floor_one_ms_ahead_is_waited_for_and_logged_one_at_now_is_not(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The keeper waits for a floor even 1 ms ahead of the clock (logging the machine
+    ID and the wait), and neither waits nor logs for a floor at the clock's millisecond.
+    Kills ``_Keeper._wait_for_floor`` 3, 4 (the bound) and 5-7, 9 (the log line)."""
+    etcd = MemoryEtcd()
+    ids = IdGenerator(
+        IdGenSettings.model_validate({"etcd": "memory://"}),
+        backend=etcd,
+        clock=TrioIdClock(WALL_MS),
+    )
+    keeper = keeper_of(ids, etcd)
+    lease, _ = await etcd.lease_grant(100)
+    now = ids._now_ms()
+    with structlog.testing.capture_logs() as logs:
+        await keeper._wait_for_floor(_Claim(machine_id=4, revision=1, floor_ms=now), lease)
+    assert [e for e in logs if e["event"] == "idgen.waiting_for_clock"] == []
+    assert ids._now_ms() == now
+    with structlog.testing.capture_logs() as logs:
+        await keeper._wait_for_floor(_Claim(machine_id=4, revision=1, floor_ms=now + 1), lease)
+    waits = [e for e in logs if e["event"] in ("idgen.waiting_for_clock", None)]
+    assert [(e["event"], e.get("machine_id"), e.get("wait_ms")) for e in waits] == [
+        ("idgen.waiting_for_clock", 4, 1)
+    ]
+    assert ids._now_ms() >= now + 1
