@@ -8,6 +8,7 @@ when it does not answer the test is skipped, or FAILS when ``CI`` is set.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -211,3 +212,32 @@ def mariadb_tls() -> Iterator[MariaDBTLS]:
     """A private mariadbd with TLS, shared by the session; ``create_database()``, ``url()``."""
     with mariadb_tls_running() as server:
         yield server
+
+
+# -- spans collected in memory (the OpenTelemetry SDK is imported only by the tests that
+# ask for them: importing gochat_actors must not pull it in) -----------------------------
+@pytest.fixture
+def provider() -> Any:
+    """A tracer provider of the test's own (not the global one)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return TracerProvider()
+
+
+@pytest.fixture
+def spans(provider: Any) -> Iterator[Any]:
+    """Spans on for the test (``provider``), collected by the SDK's in-memory exporter;
+    off afterwards."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gochat_actors import tracing
+
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.disable()
+        provider.shutdown()

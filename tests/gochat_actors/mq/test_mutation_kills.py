@@ -13,17 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
 import structlog
 import trio
 import trio.testing
 from aiokafka.structs import ConsumerRecord
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from gochat_actors import tracing
 from gochat_actors._exceptions import MQError
 from gochat_actors.metrics import Metrics
 from gochat_actors.mq import Message, TopicPartition
@@ -466,20 +462,6 @@ async def test_a_batch_culprit_that_succeeds_on_retry_counts_as_consumed(
     assert calls == [[0, 1, 2], [0], [1, 2], [1], [1], [2]]
     assert group.commits == [{TP0: 3}]
     assert consumed(metrics) == 3
-
-
-@pytest.fixture
-def spans() -> Any:
-    """Spans on for the test (a provider of its own), off afterwards."""
-    provider = TracerProvider()
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.enable(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.disable()
-        provider.shutdown()
 
 
 def process_spans(spans: InMemorySpanExporter) -> list[tuple[str, object, StatusCode]]:
