@@ -190,8 +190,8 @@ if hasattr(os, "register_at_fork"):  # a forked child must not hand out its pare
 
 def _more_span_ids() -> str:
     """Refill the pool: 257 random span IDs from one read of the OS's randomness, split
-    in C (``hex`` with a separator every 8 bytes: no Python-level slice per ID, half
-    the instructions of slicing); returns one of them."""
+    in C (``hex`` with a separator every 8 bytes: no Python-level slice per ID); returns
+    one of them."""
     ids = urandom(8 * 257).hex(" ", 8).split()
     if _ZERO_SPAN in ids:  # invalid in W3C; one chance in 2**64 per ID
         ids = [i for i in ids if i != _ZERO_SPAN]

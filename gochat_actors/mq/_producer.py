@@ -212,9 +212,9 @@ class Producer:
 
             meta = await producer.send("chat.messages", b'{"text": "hi"}', key=b"room:42")
         """
-        # The send span by hand, not `with`: spans off, no hook is called (send_span,
-        # __enter__ and __exit__ were 3 Python calls a send, ~2% of its instructions;
-        # a coroutine level of its own costs as much). Spans never suppress an error.
+        # The send span by hand, not `with`: spans off, no hook is called at all (send_span,
+        # __enter__ and __exit__ are 3 Python calls a send on the hot path; a coroutine
+        # level of its own costs as much; docs/benchmarks.md). Spans never suppress an error.
         span = None if SPANS.on is None and SPANS.checked else send_span(topic, partition)
         if span is not None:
             span.__enter__()
